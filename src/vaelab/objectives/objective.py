@@ -1,0 +1,139 @@
+"""The training objective, assembled from terms with scheduled weights.
+
+    loss_t = D + beta_t * Reg + sum_i w_i(t) * Term_i        (nats per example, batch mean)
+
+with D = -E_q log p(x|z) (one reparameterised sample), Reg the regulariser (the rate KL(q(z|x)||p(z)) unless a
+free-bits variant or another regulariser replaces it) and optional extra terms. Whatever the weights, the
+unweighted distortion, rate and ELBO = -(D + R) are always reported (methods.md section 1).
+"""
+
+from __future__ import annotations
+
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.objectives.schedules import Schedule, ScheduleConfig, build_schedule
+from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term
+from vaelab.registry import Registry
+
+EXTRA_TERMS: Registry[Callable[..., Term]] = Registry("loss term")
+
+
+@dataclass
+class ObjectiveConfig:
+    """``objective.*`` keys.
+
+    - ``regulariser``: ``kl`` (the ELBO's rate), ``free_bits_batch`` (Kingma et al. 2016) or ``free_bits_fine``
+      (Li et al. 2019), or any registered regulariser.
+    - ``free_bits``: lambda in nats (per dimension/group for batch FB, per example for fine FB).
+    - ``beta``: the regulariser's weight, a number or a schedule (see ScheduleConfig).
+    - ``terms``: extra loss terms, each ``{type: NAME, weight: NUMBER-or-SCHEDULE, ...term options}``.
+    """
+
+    regulariser: str = "kl"
+    free_bits: float = 0.0
+    free_bits_groups: int | None = None
+    beta: ScheduleConfig = field(default_factory=ScheduleConfig)
+    terms: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ObjectiveOutput:
+    """``loss``: the scalar to minimise. ``stats``: detached batch means (nats per example) and weights."""
+
+    loss: Tensor
+    stats: dict[str, Tensor]
+    forward: ForwardPass
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; ``term`` names it."""
+
+    def __init__(self, term: str, step: int, value: float) -> None:
+        super().__init__(f"loss term {term!r} is {value} at step {step}")
+        self.term = term
+        self.step = step
+
+
+class Objective(nn.Module):
+    """distortion + beta(step) * regulariser + sum_i weight_i(step) * term_i."""
+
+    def __init__(
+        self,
+        regulariser: Term,
+        beta: Schedule,
+        terms: list[tuple[Term, Schedule]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.regulariser = regulariser
+        self.beta = beta
+        self.extra = nn.ModuleList([t for t, _ in terms or []])
+        self.weights: list[Schedule] = [w for _, w in terms or []]
+
+    def forward(self, model: nn.Module, x: Any, step: int, eps: Tensor | None = None) -> ObjectiveOutput:
+        posterior = model.encode(x)
+        z = posterior.rsample(eps=eps)
+        log_px_z = model.log_likelihood(x, z)
+        fp = ForwardPass(model=model, x=x, posterior=posterior, z=z, log_px_z=log_px_z, step=step)
+        distortion = -log_px_z.mean()
+        rate = fp.rate_per_dim.sum(-1).mean()
+        reg = self.regulariser(fp)
+        beta = self.beta(step)
+        loss = distortion + beta * reg
+        stats: dict[str, Tensor] = {
+            "distortion": distortion.detach(),
+            "rate": rate.detach(),
+            "elbo": -(distortion + rate).detach(),
+            "reg": reg.detach(),
+            "beta": torch.tensor(float(beta)),
+        }
+        for term, weight in zip(self.extra, self.weights, strict=True):
+            value = term(fp)
+            w = weight(step)
+            loss = loss + w * value
+            stats[term.name] = value.detach()
+            stats[f"{term.name}_weight"] = torch.tensor(float(w))
+        stats["loss"] = loss.detach()
+        return ObjectiveOutput(loss=loss, stats=stats, forward=fp)
+
+    @staticmethod
+    def check_finite(out: ObjectiveOutput, step: int) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first non-finite term (distortion first)."""
+        for name in ["distortion", "rate", "reg", *[k for k in out.stats if k not in ("loss", "elbo")]]:
+            v = out.stats.get(name)
+            if v is not None and not torch.isfinite(v).all():
+                raise NonFiniteLossError(name, step, float(v))
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLossError("loss", step, float(out.loss))
+
+
+def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> Objective:
+    """Build the objective a config describes. Errors name the config key at fault."""
+    reg_cls = REGULARISERS.get(cfg.regulariser, key="objective.regulariser")
+    regulariser = reg_cls(free_bits=cfg.free_bits, groups=cfg.free_bits_groups)
+    beta = build_schedule(cfg.beta, steps_per_epoch, total_steps, key="objective.beta")
+    terms: list[tuple[Term, Schedule]] = []
+    for i, spec in enumerate(cfg.terms):
+        key = f"objective.terms[{i}]"
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ValueError(f"{key} must be a mapping with a 'type' key; got {spec!r}")
+        opts = dict(spec)
+        factory = EXTRA_TERMS.get(opts.pop("type"), key=f"{key}.type")
+        weight_cfg = opts.pop("weight", 1.0)
+        if isinstance(weight_cfg, dict):
+            from vaelab.config import from_dict
+
+            weight_cfg = from_dict(ScheduleConfig, weight_cfg, f"{key}.weight")
+        try:
+            term = factory(**opts)
+        except TypeError as e:
+            raise ValueError(f"{key}: {e}") from None
+        terms.append((term, build_schedule(weight_cfg, steps_per_epoch, total_steps, key=f"{key}.weight")))
+    return Objective(regulariser, beta, terms)
+
+

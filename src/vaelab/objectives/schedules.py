@@ -1,0 +1,121 @@
+"""Coefficient schedules as functions of the optimisation step (not the epoch).
+
+A schedule is a small object ``s(step) -> float`` attachable to any named coefficient (beta, the lambda of a
+consistency term, ...). Schedules are stateless: resuming a run at step t gives the same value as running to t.
+Durations may be given in steps or in epochs (converted with the run's steps per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from vaelab.registry import Registry
+
+
+class Schedule(Protocol):
+    def __call__(self, step: int) -> float: ...
+
+
+@dataclass
+class ScheduleConfig:
+    """``beta: {type: linear, start: 0.1, value: 1.0, warmup_epochs: 10}`` and the like.
+
+    - ``constant``: ``value`` at every step.
+    - ``linear``: ``min(value, start + (value - start) * t / T)`` (He et al., ICLR 2019: start 0.1, T 10 epochs).
+    - ``sigmoid`` / ``cosine``: smooth ramps from ``start`` to ``value`` over T steps.
+    - ``cyclical``: ``cycles`` cycles over ``total`` steps (default: the whole run); in each, a linear ramp
+      0 -> ``value`` over a fraction ``ratio`` of the cycle, then flat (Fu et al., NAACL 2019; M = 4, R = 0.5).
+    T is ``warmup_steps``, or ``warmup_epochs`` times the steps per epoch.
+    """
+
+    type: Literal["constant", "linear", "sigmoid", "cosine", "cyclical"] = "constant"
+    value: float = 1.0
+    start: float = 0.0
+    warmup_steps: int | None = None
+    warmup_epochs: float | None = None
+    cycles: int = 4
+    ratio: float = 0.5
+    total_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+    def __call__(self, step: int) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """From ``start`` to ``end`` over ``duration`` steps with shape ``linear``, ``sigmoid`` or ``cosine``."""
+
+    start: float
+    end: float
+    duration: int
+    shape: str = "linear"
+
+    def __call__(self, step: int) -> float:
+        if self.duration <= 0:
+            return self.end
+        u = min(max(step / self.duration, 0.0), 1.0)
+        if self.shape == "sigmoid":
+            # logistic through (0, ~0) and (1, ~1), rescaled to hit the endpoints exactly.
+            lo, hi = 1 / (1 + math.exp(6)), 1 / (1 + math.exp(-6))
+            u = (1 / (1 + math.exp(-12 * (u - 0.5))) - lo) / (hi - lo)
+        elif self.shape == "cosine":
+            u = 0.5 * (1 - math.cos(math.pi * u))
+        return self.start + (self.end - self.start) * u
+
+
+@dataclass(frozen=True)
+class Cyclical:
+    """Cyclical annealing (Fu et al., NAACL 2019): ``cycles`` cycles over ``total`` steps."""
+
+    value: float
+    total: int
+    cycles: int = 4
+    ratio: float = 0.5
+
+    def __call__(self, step: int) -> float:
+        period = self.total / self.cycles
+        tau = (step % period) / period
+        return self.value * min(1.0, tau / self.ratio) if self.ratio > 0 else self.value
+
+
+SCHEDULES: Registry[type] = Registry("schedule type")
+SCHEDULES.register("constant")(Constant)
+SCHEDULES.register("linear")(Ramp)
+SCHEDULES.register("sigmoid")(Ramp)
+SCHEDULES.register("cosine")(Ramp)
+SCHEDULES.register("cyclical")(Cyclical)
+
+
+def build_schedule(
+    cfg: ScheduleConfig | float | int, steps_per_epoch: int, total_steps: int, key: str = "beta"
+) -> Schedule:
+    """Turn a config (or a plain number, meaning constant) into a schedule of the step.
+
+    ``key`` is the config path, named in errors.
+    """
+    if isinstance(cfg, int | float):
+        return Constant(float(cfg))
+    SCHEDULES.get(cfg.type, key=f"{key}.type")
+    if cfg.type == "constant":
+        return Constant(cfg.value)
+    if cfg.type == "cyclical":
+        total = cfg.total_steps or total_steps
+        if cfg.cycles < 1 or not 0 <= cfg.ratio <= 1:
+            raise ValueError(f"{key}: cycles must be >= 1 and ratio in [0, 1], got {cfg.cycles}, {cfg.ratio}")
+        return Cyclical(cfg.value, max(total, 1), cfg.cycles, cfg.ratio)
+    if cfg.warmup_steps is not None and cfg.warmup_epochs is not None:
+        raise ValueError(f"{key}: give warmup_steps or warmup_epochs, not both")
+    if cfg.warmup_steps is not None:
+        duration = cfg.warmup_steps
+    elif cfg.warmup_epochs is not None:
+        duration = round(cfg.warmup_epochs * steps_per_epoch)
+    else:
+        raise ValueError(f"{key}: a {cfg.type} schedule needs warmup_steps or warmup_epochs")
+    return Ramp(cfg.start, cfg.value, duration, cfg.type)

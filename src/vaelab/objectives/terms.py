@@ -1,0 +1,114 @@
+"""The pieces a VAE loss is assembled from.
+
+The training loss is ``distortion + beta_t * regulariser + sum_i w_i(t) * extra_i``, each part a batch-mean
+in nats per example. The **regulariser** stands where the rate KL(q(z|x) || p(z)) stands in the ELBO (free bits,
+density gap, ... replace it); **extra terms** are added on top (consistency regularisation, ...). Terms see a
+:class:`ForwardPass` and may run the model again (e.g. on a transformed batch) through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.distributions import DiagonalGaussian
+from vaelab.registry import Registry
+
+
+@dataclass
+class ForwardPass:
+    """One encoder/decoder pass over a batch, shared by all terms.
+
+    ``log_px_z``: (B,) log p(x|z) at the sample ``z`` (B, D); ``step``: the optimisation step.
+    ``cache``: scratch space for terms that share work (e.g. a second pass on transformed data).
+    """
+
+    model: nn.Module
+    x: Any
+    posterior: DiagonalGaussian
+    z: Tensor
+    log_px_z: Tensor
+    step: int
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_per_dim(self) -> Tensor:
+        """KL(q(z|x) || N(0, I)) per example and dimension, (B, D), nats."""
+        if "rate_per_dim" not in self.cache:
+            self.cache["rate_per_dim"] = self.posterior.kl_to_standard_normal_per_dim()
+        return self.cache["rate_per_dim"]
+
+
+class Term(nn.Module):
+    """A loss term: ``forward(fp) -> scalar`` (nats per example, averaged over the batch)."""
+
+    name: str = "term"
+
+    def forward(self, fp: ForwardPass) -> Tensor:
+        raise NotImplementedError
+
+
+REGULARISERS: Registry[type[Term]] = Registry("regulariser")
+
+
+@REGULARISERS.register("kl")
+class Rate(Term):
+    """The rate R = E_x KL(q(z|x) || p(z)), analytic (Kingma & Welling, ICLR 2014)."""
+
+    name = "kl"
+
+    def __init__(self, **_: Any) -> None:
+        super().__init__()
+
+    def forward(self, fp: ForwardPass) -> Tensor:
+        return fp.rate_per_dim.sum(-1).mean()
+
+
+@REGULARISERS.register("free_bits_batch")
+class BatchFreeBits(Term):
+    """Free bits of Kingma et al. (NeurIPS 2016, IAF): sum_j max(lambda, E_batch[KL_j]).
+
+    The latent dimensions are split into ``groups`` contiguous groups (default: one per dimension); each
+    group's batch-mean KL is floored at ``free_bits`` nats, so no gradient pushes a group's rate below it.
+    """
+
+    name = "free_bits_batch"
+
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
+        super().__init__()
+        if free_bits < 0:
+            raise ValueError(f"objective.free_bits must be >= 0 nats, got {free_bits}")
+        self.free_bits = free_bits
+        self.groups = groups
+
+    def forward(self, fp: ForwardPass) -> Tensor:
+        kl = fp.rate_per_dim.mean(0)  # (D,)
+        if self.groups is not None:
+            d = kl.shape[0]
+            if d % self.groups:
+                raise ValueError(f"objective.free_bits_groups={self.groups} does not divide latent_dim={d}")
+            kl = kl.view(self.groups, d // self.groups).sum(-1)
+        return torch.clamp(kl, min=self.free_bits).sum()
+
+
+@REGULARISERS.register("free_bits_fine")
+class FineFreeBits(Term):
+    """Per-example, per-dimension free bits ("fine FB", Li et al., CoNLL 2019, as used by He et al. 2019):
+    KL_{n,d} counts only where it exceeds target / D, where ``free_bits`` is the target in nats per example.
+    """
+
+    name = "free_bits_fine"
+
+    def __init__(self, free_bits: float = 0.0, **_: Any) -> None:
+        super().__init__()
+        if free_bits < 0:
+            raise ValueError(f"objective.free_bits must be >= 0 nats, got {free_bits}")
+        self.free_bits = free_bits
+
+    def forward(self, fp: ForwardPass) -> Tensor:
+        kl = fp.rate_per_dim
+        mask = (kl > self.free_bits / kl.shape[-1]).to(kl.dtype)
+        return (kl * mask).sum(-1).mean()
