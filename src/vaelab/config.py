@@ -1,0 +1,266 @@
+"""Run configuration: typed dataclasses loaded from YAML with strict validation and ``key=value`` overrides.
+
+Every unknown key, wrong type or invalid choice raises :class:`ConfigError` naming the key (``model.hidden``),
+what was given, and what is valid. A resolved config is written back to every run folder (``config.yaml``) and
+round-trips: loading it gives the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from vaelab.data.config import DataConfig
+from vaelab.models.config import ModelConfig
+from vaelab.objectives.objective import ObjectiveConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad key or value in a config file or override; the message names the key and the valid choices."""
+
+
+@dataclass
+class LRDecayConfig:
+    """Learning-rate decay on a validation plateau (Bowman et al. 2016; He et al. 2019 for text):
+    after ``patience`` epochs without improvement of the validation loss, multiply the LR by ``factor``,
+    optionally reload the best model, at most ``max_decays`` times (then stop)."""
+
+    enabled: bool = False
+    factor: float = 0.5
+    patience: int = 2
+    max_decays: int = 5
+    reload_best: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """``train.*`` keys: optimisation, validation, early stopping and checkpointing."""
+
+    strategy: str = "joint"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    max_steps: int | None = None
+    grad_clip: float | None = None
+    early_stopping_patience: int | None = None
+    lr_decay: LRDecayConfig = field(default_factory=LRDecayConfig)
+    checkpoint_every_steps: int | None = None
+    log_every_steps: int = 50
+    progress: bool = True
+    device: str = "auto"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    """``eval.*`` keys: what is measured each epoch (validation) and at the end (test).
+
+    ``mi_pool``: ``all`` pools MI over the whole split (cap ln N; Bozkurt et al. 2021, Zhang et al. 2022) or an
+    integer B pools within minibatches of B (He et al. 2019; cap ln B). ``iw_samples``: K for the final IW-NLL.
+    """
+
+    batch_size: int = 500
+    iw_samples: int = 500
+    iw_chunk: int = 500
+    mi_pool: str | int = "all"
+    au_threshold: float = 0.01
+    final_split: Literal["test", "valid", "train"] = "test"
+    binarize_seed: int = 1234
+
+
+@dataclass
+class RunConfig:
+    """A whole run: ``name``, ``seed`` and one section per stage of the pipeline."""
+
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Typed loading
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check (and lightly coerce: int -> float, YAML strings of numbers) ``value`` against type hint ``tp``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        # Try the non-string options first so "3" in an override becomes 3 for `int | str`.
+        for opt in sorted(options, key=lambda o: o is str):
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(opt, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not a valid choice; valid choices: {', '.join(map(str, choices))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = get_args(tp) or (Any,)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, vt = get_args(tp) or (Any, Any)
+        return {str(k): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrongly typed values."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(names)}")
+        kwargs[k] = _coerce(hints[k], v, key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-serialisable dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def _parse_scalar(text: str) -> Any:
+    """An override value: parsed as YAML (``3``, ``1e-3``, ``true``, ``[512, 256]``, ``null``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested mapping (values parsed as YAML)."""
+    out = _deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. model.latent_dim=16)")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = _parse_scalar(raw)
+    return out
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file (and line, for syntax errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, ...)")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run config from YAML (or defaults if ``path`` is None) and apply overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    where = f"{path}: " if path is not None else ""
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
+
+
+def save_config(cfg: RunConfig, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the resolved config (plus ``extra`` provenance under ``_meta``) as YAML."""
+    data = to_dict(cfg)
+    if extra:
+        data["_meta"] = extra
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """Load a run folder's config.yaml (ignoring its ``_meta`` provenance block)."""
+    data = read_yaml(path)
+    data.pop("_meta", None)
+    return from_dict(RunConfig, data)
