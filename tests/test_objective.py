@@ -109,7 +109,13 @@ def test_extra_terms_with_scheduled_weights():
         EXTRA_TERMS.register("const_test")(_Const)
     model = build_model(ModelConfig(type="mlp", latent_dim=2, hidden=[8]), {"image_shape": (1, 2, 2)})
     cfg = ObjectiveConfig(
-        terms=[{"type": "const_test", "value": 3.0, "weight": {"type": "linear", "start": 0, "value": 1, "warmup_steps": 10}}]
+        terms=[
+            {
+                "type": "const_test",
+                "value": 3.0,
+                "weight": {"type": "linear", "start": 0, "value": 1, "warmup_steps": 10},
+            }
+        ]
     )
     obj = build_objective(cfg, 5, 50)
     x = torch.ones(3, 1, 2, 2)
@@ -131,7 +137,7 @@ def test_non_finite_loss_names_the_term():
     x = torch.ones(3, 1, 2, 2)
     x[0, 0, 0, 0] = float("nan")
     out = obj(model, x, step=7, eps=torch.zeros(3, 2))
-    with pytest.raises(NonFiniteLossError, match="'distortion'.*step 7") as e:
+    with pytest.raises(NonFiniteLossError, match=r"'distortion'.*step 7") as e:
         Objective.check_finite(out, 7)
     assert e.value.term == "distortion"
 

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def test_smooth_ramps_hit_endpoints_and_are_monotone(shape):
     vals = [s(t) for t in range(0, 120)]
     assert vals[0] == pytest.approx(0.0, abs=1e-12)
     assert vals[100] == pytest.approx(1.0)
-    assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:], strict=False))
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(vals))
     assert vals[50] == pytest.approx(0.5, abs=1e-9)
 
 
@@ -43,7 +44,7 @@ def test_cyclical_fu_et_al():
 
 
 def test_ramp_needs_a_duration_and_names_the_key():
-    with pytest.raises(ValueError, match="objective.beta"):
+    with pytest.raises(ValueError, match=r"objective\.beta"):
         build_schedule(ScheduleConfig(type="linear"), 10, 100, key="objective.beta")
     with pytest.raises(ValueError, match="not both"):
         build_schedule(ScheduleConfig(type="linear", warmup_steps=1, warmup_epochs=1), 10, 100)

@@ -1,0 +1,171 @@
+"""The ``vaelab`` command line.
+
+    vaelab train CONFIG.yaml [key=value ...] [--out DIR]     train a run into DIR
+    vaelab resume DIR                                         continue a killed or interrupted run
+    vaelab evaluate DIR [--split test] [--iw-samples K]       metrics table on stdout + DIR/eval.json
+    vaelab theory linear-vae ...                              linear-VAE learning dynamics (figures + numbers)
+
+Errors a user can act on (bad config keys, missing data files, a NaN loss) are printed as one line without a
+traceback and exit with status 2 (usage/config/data) or 1 (training failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vaelab import __version__
+
+
+def _out_dir(args: argparse.Namespace, cfg: Any) -> Path:
+    if args.out:
+        return Path(args.out)
+    return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.config import load_config
+    from vaelab.training.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    out = _out_dir(args, cfg)
+    trainer = Trainer(cfg, out)
+    summary = trainer.fit()
+    if trainer.dist.is_main:
+        _print_table(summary, title=f"{cfg.name}: {summary['split']} split (best epoch {summary['best_epoch']})")
+        print(f"\nrun folder: {out}\n{_how_to_read(out)}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from vaelab.config import load_saved_config
+    from vaelab.training.runfolder import RunFolder
+    from vaelab.training.trainer import Trainer
+
+    folder = RunFolder(args.dir)
+    if not folder.config.is_file():
+        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
+    if not folder.last.is_file():
+        raise FileNotFoundError(
+            f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
+        )
+    cfg = load_saved_config(folder.config)
+    trainer = Trainer(cfg, folder.root, resume=True)
+    if trainer.state["done"] and folder.summary.is_file():
+        print(f"{folder.root} already finished; see {folder.summary}")
+        return 0
+    print(
+        f"resuming {folder.root} at epoch {trainer.state['epoch']}, step {trainer.state['step']}",
+        file=sys.stderr,
+    )
+    summary = trainer.fit()
+    if trainer.dist.is_main:
+        _print_table(summary, title=f"{cfg.name}: {summary['split']} split")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaelab.evaluation import evaluate_run
+
+    result = evaluate_run(args.dir, split=args.split, iw_samples=args.iw_samples, checkpoint=args.checkpoint)
+    _print_table(result, title=f"{args.dir}: {args.split} split, checkpoint {args.checkpoint}")
+    print(f"\nwritten: {Path(args.dir) / 'eval.json'}")
+    return 0
+
+
+_ORDER = [
+    ("nll_iw", "IW-NLL (nats)"),
+    ("iw_samples", "IW samples K"),
+    ("elbo", "ELBO (nats)"),
+    ("distortion", "distortion (nats)"),
+    ("rate", "rate / KL (nats)"),
+    ("mi", "MI (nats)"),
+    ("mi_pool", "MI pool size"),
+    ("au", "active units"),
+    ("bpd", "bits/dim"),
+    ("n", "examples"),
+]
+
+
+def _print_table(d: dict[str, Any], title: str) -> None:
+    print(title)
+    width = max(len(label) for _, label in _ORDER)
+    for key, label in _ORDER:
+        if key in d and d[key] is not None:
+            v = d[key]
+            s = f"{v:.4f}" if isinstance(v, float) else str(v)
+            print(f"  {label:<{width}}  {s}")
+
+
+def _how_to_read(out: Path) -> str:
+    return (
+        "how to read it:\n"
+        f"  {out}/summary.json   final test metrics (IW-NLL with K samples, ELBO, KL, MI with its pool, AU)\n"
+        f"  {out}/metrics.jsonl  one JSON line per epoch and split (elbo, rate, distortion, mi, au, beta, wall_time)\n"
+        f"  {out}/config.yaml    the full resolved config, seed, versions and hardware\n"
+        f"  vaelab evaluate {out} --iw-samples 5000   re-evaluate the best checkpoint"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaelab", description="Variational autoencoders that do not collapse.")
+    p.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a VAE from a YAML config")
+    t.add_argument("config", help="YAML config file (see configs/)")
+    t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.latent_dim=16 train.epochs=5")
+    t.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    r.add_argument("dir", help="run folder")
+    r.set_defaults(func=cmd_resume)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run; writes DIR/eval.json")
+    e.add_argument("dir", help="run folder")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--iw-samples", type=int, default=None, help="K for IW-NLL (default: the run's eval.iw_samples)")
+    e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    e.set_defaults(func=cmd_evaluate)
+
+    try:
+        from vaelab.theory.cli import add_theory_parser
+    except ImportError:  # pragma: no cover - the theory module is optional at import time
+        pass
+    else:
+        add_theory_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vaelab.config import ConfigError
+    from vaelab.registry import UnknownChoiceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from vaelab.data import DataError
+        from vaelab.training.trainer import TrainingFailed
+
+        if isinstance(e, DataError | ValueError):
+            print(f"vaelab: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, TrainingFailed):
+            print(f"vaelab: {e}", file=sys.stderr)
+            return 1
+        raise
+    except KeyboardInterrupt:
+        print("vaelab: interrupted; `vaelab resume DIR` continues from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Training: the loop, strategies, checkpoints, run folders and data parallelism."""

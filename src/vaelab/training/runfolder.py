@@ -1,0 +1,128 @@
+"""The run folder: everything a run produces, in files a person or a script can read.
+
+DIR/config.yaml      the fully resolved config + provenance (_meta: seed, versions, hardware, command)
+DIR/metrics.jsonl    one JSON object per evaluation (epoch, step, split, elbo, rate, distortion, mi, ...)
+DIR/summary.json     final metrics on the test split (incl. nll_iw and its K), status, wall time
+DIR/checkpoints/     last.pt (resume) and best.pt (lowest validation loss)
+DIR/eval.json        written by ``vaelab evaluate``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.training.checkpoint import atomic_write_text
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe values: tensors to numbers, NaN/inf to strings (JSON has no NaN)."""
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def provenance() -> dict[str, Any]:
+    """Library versions and hardware, recorded in every run's config.yaml."""
+    import numpy
+
+    import vaelab
+
+    info: dict[str, Any] = {
+        "vaelab": vaelab.__version__,
+        "python": sys.version.split()[0],
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "command": " ".join(sys.argv),
+    }
+    return info
+
+
+class RunFolder:
+    """Paths and writers for one run folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def create(self) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(_clean(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_metrics(self, keep_until_step: int) -> None:
+        """On resume: drop records logged after the checkpoint's step (they will be logged again)."""
+        if not self.metrics.exists():
+            return
+        kept = [ln for ln in self.read_metrics() if ln.get("step", 0) <= keep_until_step]
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        out = []
+        for i, line in enumerate(self.metrics.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.metrics}:{i}: not a JSON object ({e.msg})") from None
+        return out
+
+    def write_json(self, name: str, data: dict[str, Any]) -> Path:
+        path = self.root / name
+        atomic_write_text(path, json.dumps(_clean(data), indent=2) + "\n")
+        return path
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        path = self.root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        return json.loads(path.read_text())

@@ -1,0 +1,104 @@
+"""Training strategies: how one outer optimisation step uses a batch.
+
+A strategy owns its optimisers' parameter groups and its own state (saved in checkpoints). ``joint`` is the
+ordinary VAE step; aggressive inference-network training (He et al., ICLR 2019) steps the encoder and decoder
+separately and registers itself here too. Strategies are selected by ``train.strategy`` and receive
+``train.strategy_options`` as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaelab.objectives import Objective, ObjectiveOutput
+from vaelab.registry import Registry
+from vaelab.training.distributed import DistInfo, average_gradients
+
+
+@dataclass
+class StepContext:
+    """What a strategy may use: the model, objective, optimisers, data-parallel info and helpers.
+
+    ``noise(step, x)`` returns this process's slice of the global batch's reparameterisation noise (so runs
+    on 1 or several processes see the same numbers); ``loss_scale(x)`` rescales a local mean loss so that the
+    all-reduced gradient is the gradient of the global batch mean; ``random_batch()`` draws a fresh random
+    training minibatch (aggressive training's inner loop).
+    """
+
+    model: nn.Module
+    objective: Objective
+    optimizers: dict[str, torch.optim.Optimizer]
+    dist: DistInfo
+    grad_clip: float | None
+    noise: Callable[[int, Any], Tensor | None]
+    loss_scale: Callable[[Any], float]
+    random_batch: Callable[[], Any]
+
+
+class Strategy:
+    """Base class. Subclasses define :meth:`param_groups` and :meth:`train_step`."""
+
+    name = "strategy"
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise ValueError(f"train.strategy_options: unknown option(s) {sorted(options)} for strategy {self.name!r}")
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(model.parameters())}
+
+    def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_validation(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Called after each validation with its metrics (aggressive training switches itself off here)."""
+
+    def log_fields(self) -> dict[str, Any]:
+        """Extra fields for the epoch's metrics record."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
+
+
+def gradient_step(
+    ctx: StepContext, x: Any, step: int, optimizer_names: list[str], params: list[nn.Parameter] | None = None
+) -> ObjectiveOutput:
+    """One loss evaluation, backward, cross-process gradient averaging, clipping, and a step of the named
+    optimisers. ``params`` (default: all of the named optimisers' parameters) are the ones averaged/clipped."""
+    opts = [ctx.optimizers[n] for n in optimizer_names]
+    if params is None:
+        params = [p for o in opts for g in o.param_groups for p in g["params"]]
+    for o in ctx.optimizers.values():
+        o.zero_grad(set_to_none=True)
+    out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x))
+    Objective.check_finite(out, step)
+    (out.loss * ctx.loss_scale(x)).backward()
+    average_gradients(params, ctx.dist)
+    if ctx.grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+    for o in opts:
+        o.step()
+    return out
+
+
+@STRATEGIES.register("joint")
+class JointStrategy(Strategy):
+    """The ordinary VAE step: encoder and decoder updated together on the same loss."""
+
+    name = "joint"
+
+    def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
+        out = gradient_step(ctx, x, step, ["model"])
+        return {k: float(v) for k, v in out.stats.items()}

@@ -1,0 +1,500 @@
+"""The training loop: one epoch = the strategy's steps over the training split, then a validation.
+
+Reading guide (top to bottom, ``Trainer.fit``):
+  for each epoch: for each batch: ``strategy.train_step`` -> running sums -> periodic checkpoint
+                  validation metrics -> metrics.jsonl -> best/plateau logic -> checkpoint
+  final: best model on the test split (IW-NLL with K samples) -> summary.json
+
+Determinism: the epoch's data order and binarisation depend only on (seed, epoch, batch); the
+reparameterisation noise only on (seed, step), drawn for the global batch and sliced per process; evaluation runs
+in a forked RNG. So a resumed run replays the uninterrupted one exactly on CPU, and 2 processes match 1.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vaelab.config import RunConfig, TrainConfig, save_config
+from vaelab.data import BatchLoader, load_dataset
+from vaelab.data.loader import shard_bounds
+from vaelab.metrics import collect, summarise
+from vaelab.metrics.collect import EvalCollection
+from vaelab.models import VAE, batch_size, build_model
+from vaelab.objectives import NonFiniteLossError, build_objective
+from vaelab.training.checkpoint import load_checkpoint, save_checkpoint
+from vaelab.training.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+)
+from vaelab.training.runfolder import RunFolder, provenance
+from vaelab.training.strategies import STRATEGIES, StepContext
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped early for a reason the user must act on (the message says which and what is kept)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (SplitMix64 finaliser), so that (seed, step) pairs give unrelated streams."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 29
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def data_info(dataset: Any) -> dict[str, Any]:
+    """What a model builder needs to know about the data (image shape, vocabulary, ...)."""
+    if hasattr(dataset, "model_info"):
+        return dict(dataset.model_info())
+    return {"image_shape": tuple(dataset.image_shape), "num_classes": dataset.num_classes}
+
+
+class Trainer:
+    """Trains one run described by a :class:`RunConfig` into a run folder (see :mod:`vaelab.training.runfolder`)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        dataset: Any = None,
+        _evaluation_only: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.dist: DistInfo = init_distributed(self.device)
+        self.folder = RunFolder(run_dir)
+        seed_everything(cfg.seed)
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
+        self.model: VAE = build_model(cfg.model, data_info(self.dataset)).to(self.device)
+        broadcast_parameters(self.model.parameters(), self.dist)
+
+        strategy_cls = STRATEGIES.get(cfg.train.strategy, key="train.strategy")
+        self.strategy = strategy_cls(**cfg.train.strategy_options)
+        self.optimizers = {
+            name: make_optimizer(cfg.train, params) for name, params in self.strategy.param_groups(self.model).items()
+        }
+        binarize = self.dataset.binarize
+        self.train_loader = BatchLoader(
+            self.dataset.train,
+            cfg.train.batch_size,
+            shuffle=True,
+            binarize=binarize,
+            seed=cfg.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            drop_last=0 < len(self.dataset.train) % cfg.train.batch_size < self.dist.world_size,
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training split is empty or smaller than one batch (train.batch_size={cfg.train.batch_size})"
+            )
+        total = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.objective = build_objective(cfg.objective, self.steps_per_epoch, self.total_steps).to(self.device)
+
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "epoch": 0,
+            "batch_in_epoch": 0,
+            "best_val": math.inf,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "decays": 0,
+            "elapsed": 0.0,
+            "epoch_sums": {},
+            "done": False,
+        }
+        self._random_batches = 0
+        if resume:
+            self._load(self.folder.last)
+        elif self.folder.last.exists() and not _evaluation_only:
+            raise FileExistsError(
+                f"{self.folder.root} already holds a run (checkpoints/last.pt); use `vaelab resume {self.folder.root}` "
+                "or choose another --out"
+            )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # randomness shared by all processes
+
+    def _global_noise(self, step: int, x: Any) -> Tensor:
+        """This process's rows of N(0, I) noise drawn for the whole global batch of ``step``.
+
+        The loader gives rank r the contiguous chunk r of each global batch (:func:`shard_bounds`), so slicing
+        the same rows of the global noise makes an n-process run see the numbers of a 1-process run.
+        """
+        g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 17, step))
+        b_global = self._global_batch
+        eps = torch.randn(b_global, self.model.latent_dim, generator=g)
+        lo, hi = shard_bounds(b_global, self.dist.rank, self.dist.world_size)
+        if hi - lo != batch_size(x):
+            raise RuntimeError(f"batch of {batch_size(x)} examples does not match its shard [{lo}, {hi})")
+        return eps[lo:hi].to(self.device)
+
+    def _loss_scale(self, x: Any) -> float:
+        """Local-mean loss -> share of the global-mean loss, so averaged gradients are the global gradient."""
+        if not self.dist.enabled:
+            return 1.0
+        return batch_size(x) * self.dist.world_size / self._global_batch
+
+    def _set_global_batch(self, epoch_batch: int) -> None:
+        n, b = len(self.dataset.train), self.cfg.train.batch_size
+        self._global_batch = min(b, n - epoch_batch * b)
+
+    def _random_batch(self) -> Any:
+        """A fresh random training minibatch (the first batch of a virtual epoch with its own seed)."""
+        self._random_batches += 1
+        virtual_epoch = 1_000_000 + mix_seed(self.state["step"], self._random_batches) % 1_000_000_000
+        batch = next(iter(self.train_loader.epoch(virtual_epoch)))
+        self._set_global_batch(0)
+        return batch.x.to(self.device)
+
+    def _context(self) -> StepContext:
+        return StepContext(
+            model=self.model,
+            objective=self.objective,
+            optimizers=self.optimizers,
+            dist=self.dist,
+            grad_clip=self.cfg.train.grad_clip,
+            noise=self._global_noise,
+            loss_scale=self._loss_scale,
+            random_batch=self._random_batch,
+        )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy": self.strategy.state_dict(),
+            "trainer": dict(self.state),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def _save(self, path: Path) -> None:
+        if self.dist.is_main:
+            save_checkpoint(path, self._checkpoint_state())
+
+    def _load(self, path: Path, weights_only: bool = False) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ckpt["model"])
+        if weights_only:
+            return
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][k])
+        self.strategy.load_state_dict(ckpt["strategy"])
+        self.state.update(ckpt["trainer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        random.setstate(ckpt["rng"]["python"])
+        if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+    # ----------------------------------------------------------------------------------------------------------
+    # evaluation
+
+    def evaluate(self, split: str, *, iw_samples: int = 0, seed_offset: int = 0) -> dict[str, Any]:
+        """Metrics on a split (global across processes): ELBO, rate, distortion, MI (+pool), AU, KL per dim,
+        and IW-NLL when ``iw_samples`` > 0.
+
+        Processes share the work by whole batches (batch b on rank b mod world_size), each batch scored under an
+        RNG seeded by (seed, offset, b); the results are gathered back into split order. So the numbers do not
+        depend on the number of processes, and evaluation never disturbs the training RNG.
+        """
+        ev = self.cfg.eval
+        loader = BatchLoader(
+            self.dataset.split(split),
+            ev.batch_size,
+            shuffle=False,
+            binarize=self.dataset.binarize,
+            seed=self.cfg.seed,
+            eval_binarize_seed=ev.binarize_seed,
+        )
+        mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
+        local: list[tuple[int, EvalCollection]] = []
+        with torch.random.fork_rng(devices=[]):
+            for b, batch in enumerate(loader.epoch(0)):
+                if b not in mine:
+                    continue
+                torch.manual_seed(mix_seed(self.cfg.seed, 29, seed_offset, b))
+                batch.x = batch.x.to(self.device)
+                local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
+        parts = sorted(
+            (p for rank_parts in all_gather_objects(local, self.dist) for p in rank_parts), key=lambda p: p[0]
+        )
+        col = EvalCollection.cat([c for _, c in parts])
+        gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 31, seed_offset))
+        return summarise(col, mi_pool=ev.mi_pool, au_threshold=ev.au_threshold, generator=gen)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # the loop
+
+    def _log(self, msg: str) -> None:
+        if self.dist.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or early stop), evaluate the best model on the final split, write summary.json."""
+        cfg, st = self.cfg, self.state
+        if self.dist.is_main:
+            self.folder.create()
+            if st["step"] == 0 and st["batch_in_epoch"] == 0:
+                save_config(cfg, self.folder.config, extra={**provenance(), "world_size": self.dist.world_size})
+                self.folder.metrics.unlink(missing_ok=True)
+            else:
+                self.folder.truncate_metrics(st["step"])
+        barrier(self.dist)
+        ctx = self._context()
+        self.model.train()
+        t_start = time.perf_counter() - st["elapsed"]
+        stop_reason = "completed"
+        try:
+            with _graceful_interrupt():
+                while st["epoch"] < cfg.train.epochs and not st["done"]:
+                    reason = self._run_epoch(ctx, t_start)
+                    if reason:
+                        stop_reason = reason
+                        break
+        except NonFiniteLossError as e:
+            st["elapsed"] = time.perf_counter() - t_start
+            msg = (
+                f"training stopped: {e}. The last good checkpoint is kept at {self.folder.last} "
+                f"(step {self._last_saved_step()}). Lower train.lr, set train.grad_clip, or check the data."
+            )
+            if self.dist.is_main:
+                self.folder.write_json(
+                    "summary.json",
+                    {
+                        "status": "failed",
+                        "reason": str(e),
+                        "term": e.term,
+                        "step": e.step,
+                        "wall_time": st["elapsed"],
+                    },
+                )
+            raise TrainingFailed(msg) from None
+        st["done"] = True
+        st["elapsed"] = time.perf_counter() - t_start
+        self._save(self.folder.last)
+        return self._finish(stop_reason)
+
+    def _last_saved_step(self) -> int | str:
+        if not self.folder.last.exists():
+            return "none written yet"
+        return int(load_checkpoint(self.folder.last)["trainer"]["step"])
+
+    def _run_epoch(self, ctx: StepContext, t_start: float) -> str | None:
+        cfg, st = self.cfg, self.state
+        epoch = st["epoch"]
+        sums: dict[str, float] = st["epoch_sums"]
+        bar = None
+        if cfg.train.progress and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=st["batch_in_epoch"],
+                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+        self.model.train()
+        for batch in self.train_loader.epoch(epoch, start_batch=st["batch_in_epoch"]):
+            self._set_global_batch(st["batch_in_epoch"])
+            x = batch.x.to(self.device)
+            stats = self.strategy.train_step(ctx, x, st["step"])
+            n = batch_size(x)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            sums["_n"] = sums.get("_n", 0.0) + n
+            st["step"] += 1
+            st["batch_in_epoch"] += 1
+            if bar is not None:
+                bar.update(1)
+                if st["step"] % max(1, cfg.train.log_every_steps) == 0:
+                    bar.set_postfix(elbo=f"{stats['elbo']:.2f}", kl=f"{stats['rate']:.2f}", beta=f"{stats['beta']:.3g}")
+            every = cfg.train.checkpoint_every_steps
+            if every and st["step"] % every == 0:
+                st["elapsed"] = time.perf_counter() - t_start
+                self._save(self.folder.last)
+            if _interrupted["flag"]:
+                st["elapsed"] = time.perf_counter() - t_start
+                self._save(self.folder.last)
+                raise KeyboardInterrupt
+            if cfg.train.max_steps and st["step"] >= cfg.train.max_steps:
+                break
+        if bar is not None:
+            bar.close()
+
+        # epoch end: global training averages, validation, bookkeeping
+        totals = all_reduce_sum(sums, self.dist)
+        n_seen = max(totals.pop("_n", 0.0), 1.0)
+        train_rec = {k: v / n_seen for k, v in totals.items()}
+        val = self.evaluate("valid", seed_offset=epoch + 1)
+        self.strategy.on_validation(epoch, val)
+        st["elapsed"] = time.perf_counter() - t_start
+        lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
+        common = {
+            "epoch": epoch + 1,
+            "step": st["step"],
+            "wall_time": st["elapsed"],
+            **lrs,
+            **self.strategy.log_fields(),
+        }
+        if self.dist.is_main:
+            self.folder.append_metrics({**common, "split": "train", "source": "running_mean", **train_rec})
+            self.folder.append_metrics(
+                {**common, "split": "valid", "source": "evaluation", "beta": train_rec.get("beta"), **val}
+            )
+        self._log(
+            f"epoch {epoch + 1}: train elbo {train_rec.get('elbo', float('nan')):.3f} | valid elbo {val['elbo']:.3f} "
+            f"rate {val['rate']:.3f} distortion {val['distortion']:.3f} mi {val['mi']:.3f} (pool {val['mi_pool']}) "
+            f"au {val['au']} | {st['elapsed']:.1f}s"
+        )
+        if not all(math.isfinite(val[k]) for k in ("elbo", "rate", "distortion")):
+            raise NonFiniteLossError("validation elbo", st["step"], val["elbo"])
+
+        # best model, plateau, early stopping (validation loss = -ELBO)
+        val_loss = -val["elbo"]
+        st["epoch"] = epoch + 1
+        st["batch_in_epoch"] = 0
+        st["epoch_sums"] = {}
+        reason = None
+        if val_loss < st["best_val"] - 1e-6:
+            st["best_val"], st["best_epoch"], st["bad_epochs"] = val_loss, epoch + 1, 0
+            self._save(self.folder.best)
+        else:
+            st["bad_epochs"] += 1
+            reason = self._plateau()
+        if cfg.train.max_steps and st["step"] >= cfg.train.max_steps:
+            reason = reason or "max_steps"
+        if reason:
+            st["done"] = True
+        self._save(self.folder.last)
+        return reason
+
+    def _plateau(self) -> str | None:
+        """LR decay with reload of the best model, then early stopping; returns a stop reason or None."""
+        cfg, st = self.cfg.train, self.state
+        decay = cfg.lr_decay
+        if decay.enabled and st["bad_epochs"] >= decay.patience:
+            if st["decays"] >= decay.max_decays:
+                return f"lr decayed {decay.max_decays} times"
+            st["decays"] += 1
+            st["bad_epochs"] = 0
+            if decay.reload_best and self.folder.best.exists():
+                barrier(self.dist)
+                self._load(self.folder.best, weights_only=True)
+            for o in self.optimizers.values():
+                for g in o.param_groups:
+                    g["lr"] *= decay.factor
+            self._log(f"validation plateau: learning rate x{decay.factor} (decay {st['decays']}/{decay.max_decays})")
+        if cfg.early_stopping_patience is not None and st["bad_epochs"] >= cfg.early_stopping_patience:
+            return f"early stopping (no improvement for {cfg.early_stopping_patience} epochs)"
+        return None
+
+    def _finish(self, stop_reason: str) -> dict[str, Any]:
+        cfg, st = self.cfg, self.state
+        barrier(self.dist)
+        if self.folder.best.exists():
+            self._load(self.folder.best, weights_only=True)
+        split = cfg.eval.final_split
+        t0 = time.perf_counter()
+        final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=10**6)
+        summary = {
+            "status": "completed",
+            "stop_reason": stop_reason,
+            "split": split,
+            **final,
+            "best_epoch": st["best_epoch"],
+            "epochs": st["epoch"],
+            "steps": st["step"],
+            "train_time": st["elapsed"],
+            "eval_time": time.perf_counter() - t0,
+            "world_size": self.dist.world_size,
+        }
+        if self.dist.is_main:
+            self.folder.write_json("summary.json", summary)
+        return summary
+
+
+_interrupted = {"flag": False}
+
+
+@contextmanager
+def _graceful_interrupt() -> Iterator[None]:
+    """First Ctrl-C / SIGTERM: finish the current step, checkpoint, stop. Second: stop at once."""
+    if not _is_main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if _interrupted["flag"]:
+            raise KeyboardInterrupt
+        _interrupted["flag"] = True
+        print("\ninterrupt: saving a checkpoint after this step (again to abort)", file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _interrupted["flag"] = False
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        _interrupted["flag"] = False
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
