@@ -19,7 +19,9 @@ def test_defaults_load():
 
 def test_yaml_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("name: x\nmodel:\n  latent_dim: 8\n  hidden: [32, 16]\nobjective:\n  beta: {type: linear, warmup_steps: 10}\n")
+    p.write_text(
+        "name: x\nmodel:\n  latent_dim: 8\n  hidden: [32, 16]\nobjective:\n  beta: {type: linear, warmup_steps: 10}\n"
+    )
     cfg = load_config(p, ["model.latent_dim=4", "train.lr=1e-4", "eval.mi_pool=32", "data.train_size=null"])
     assert cfg.model.latent_dim == 4
     assert cfg.model.hidden == [32, 16]

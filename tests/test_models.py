@@ -8,7 +8,10 @@ from vaelab.models import MODELS, ModelConfig, build_model
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 8, 8)])
 def test_contract_shapes(mtype, shape):
     lik = "gaussian" if mtype == "linear" else "bernoulli"
-    m = build_model(ModelConfig(type=mtype, latent_dim=3, hidden=[16], channels=[4, 8], likelihood=lik), {"image_shape": shape})
+    m = build_model(
+        ModelConfig(type=mtype, latent_dim=3, hidden=[16], channels=[4, 8], likelihood=lik),
+        {"image_shape": shape},
+    )
     x = torch.rand(5, *shape).bernoulli()
     q = m.encode(x)
     assert q.mu.shape == (5, 3) and q.logvar.shape == (5, 3)
@@ -40,7 +43,8 @@ def test_bernoulli_log_prob_known_answer():
 def test_pca_exact_marginal_matches_monte_carlo_integral():
     torch.manual_seed(0)
     m = build_model(
-        ModelConfig(type="linear", latent_dim=2, likelihood="gaussian", gaussian_std=0.7), {"image_shape": (1, 1, 3)}
+        ModelConfig(type="linear", latent_dim=2, likelihood="gaussian", gaussian_std=0.7),
+        {"image_shape": (1, 1, 3)},
     )
     x = torch.randn(3, 1, 1, 3)
     exact = m.decoder.exact_log_marginal(x)
