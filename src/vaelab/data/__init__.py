@@ -1,0 +1,58 @@
+"""Image data sets as in-memory tensors with train / valid / test splits, and deterministic batch loaders.
+
+    from vaelab.data import DataConfig, load_dataset
+    ds = load_dataset(DataConfig(name="mnist"))          # 50k / 10k / 10k, dynamic binarisation
+    train = ds.loader("train", 128, seed=0)               # BatchLoader; for b in train.epoch(e): b.x
+    (B,1,28,28) valid = ds.loader("valid", 1000, seed=0)              # binarised once with a fixed seed
+
+Registered data sets (``data.name``): mnist, fashion_mnist, binarized_mnist, omniglot, idx, npz,
+synthetic_blobs, synthetic_gaussian. Files are read from the data folder (:func:`resolve_data_root`); nothing
+is downloaded. Split conventions: :mod:`vaelab.data.base`; batching, resuming and DDP sharding:
+:mod:`vaelab.data.loader`. Text corpora live elsewhere.
+"""
+
+from __future__ import annotations
+
+from vaelab.data import generic, images, synthetic  # noqa: F401  (register the data sets)
+from vaelab.data.base import (
+    DATASETS,
+    DEFAULT_EVAL_BINARIZE_SEED,
+    SPLITS,
+    DataError,
+    ImageDataset,
+    Split,
+    resolve_data_root,
+)
+from vaelab.data.config import BINARIZE_MODES, BinarizeMode, DataConfig
+from vaelab.data.idx import read_idx, write_idx
+from vaelab.data.loader import Batch, BatchLoader
+from vaelab.data.synthetic import linear_gaussian_log_likelihood
+
+
+def load_dataset(cfg: DataConfig) -> ImageDataset:
+    """The data set named by ``cfg.name`` (config key ``data.name``), loaded and split.
+
+    An unknown name raises an error listing the registered ones; missing or corrupt files raise
+    :class:`DataError` naming the file, the setting that chose the data folder and what was expected.
+    """
+    return DATASETS.get(cfg.name, key="data.name")(cfg)
+
+
+__all__ = [
+    "BINARIZE_MODES",
+    "DATASETS",
+    "DEFAULT_EVAL_BINARIZE_SEED",
+    "SPLITS",
+    "Batch",
+    "BatchLoader",
+    "BinarizeMode",
+    "DataConfig",
+    "DataError",
+    "ImageDataset",
+    "Split",
+    "linear_gaussian_log_likelihood",
+    "load_dataset",
+    "read_idx",
+    "resolve_data_root",
+    "write_idx",
+]

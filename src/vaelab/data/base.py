@@ -1,0 +1,478 @@
+"""Core data types, the data folder, errors, seeds and the split conventions shared by every image data set.
+
+Split conventions
+-----------------
+- A held-out validation split (MNIST, Fashion-MNIST, idx/npz files without one) is the *last* ``valid_size``
+  positions of a fixed permutation of the training set; the training split is the rest.
+- ``train_size = n`` keeps the first n positions of a second fixed permutation of the training split, so the
+  subsets of a data-size sweep are nested (n < m => subset(n) is inside subset(m)).
+- ``eval_size = n`` keeps the first n positions of a fixed permutation of the validation (resp. test) split.
+- Every subset is returned in the source order (its indices sorted), the permutations come from
+  ``numpy.random.RandomState`` (whose streams numpy keeps stable across versions) seeded from
+  ``(split_seed, purpose)``: the run seed never changes which examples a run sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.data.config import BINARIZE_MODES, DataConfig
+from vaelab.registry import Registry
+
+if TYPE_CHECKING:
+    from vaelab.data.loader import BatchLoader
+
+SPLITS: tuple[str, str, str] = ("train", "valid", "test")
+
+DEFAULT_EVAL_BINARIZE_SEED = 20160201
+"""Seed with which :meth:`ImageDataset.loader` binarises validation/test splits once under dynamic
+binarisation (fixed, independent of the run seed, so evaluation numbers are comparable across epochs and
+runs)."""
+
+
+DATASETS: Registry[Callable[[DataConfig], ImageDataset]] = Registry("data set")
+"""Data set name (config key ``data.name``) -> loader ``f(cfg: DataConfig) -> ImageDataset``."""
+
+
+class DataError(Exception):
+    """A data file is missing, corrupt or not what was expected; the message names the file, the setting that
+    chose the data folder and what was expected."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# data folder
+
+
+def resolve_data_root(cfg: DataConfig | None = None) -> tuple[Path, str]:
+    """The data folder and the setting that chose it, in this order of precedence:
+
+    1. ``cfg.root`` (config key ``data.root``);
+    2. the environment variable ``VAELAB_DATA``;
+    3. ``../shared/data`` relative to the current working directory, if that folder exists;
+    4. ``~/.vaelab/data``.
+
+    The folder is not required to exist; loaders report missing files with the setting named here.
+    """
+    if cfg is not None and cfg.root:
+        return Path(cfg.root).expanduser(), "config key data.root"
+    env = os.environ.get("VAELAB_DATA")
+    if env:
+        return Path(env).expanduser(), "environment variable VAELAB_DATA"
+    shared = Path.cwd().parent / "shared" / "data"
+    if shared.is_dir():
+        return shared.resolve(), "default ../shared/data (relative to the working directory)"
+    return Path("~/.vaelab/data").expanduser(), "default ~/.vaelab/data (data.root and VAELAB_DATA unset)"
+
+
+def data_error(path: Path | str, problem: str, expected: str | None = None, where: str | None = None) -> DataError:
+    """A :class:`DataError` reading "file PATH: PROBLEM (expected EXPECTED) [data folder chosen by WHERE]"."""
+    msg = f"file {path}: {problem}"
+    if expected:
+        msg += f" (expected {expected})"
+    if where:
+        msg += f"; {where}"
+    return DataError(msg)
+
+
+def root_note(root: Path, setting: str) -> str:
+    """Human-readable note on where a data folder came from, for error messages."""
+    return f"data folder {root} chosen by {setting}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# seeds and checksums
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed mixed from integers and strings with numpy's SeedSequence (stable across versions).
+
+    Used for every generator in vaelab.data, e.g. ``derive_seed(seed, "perm", epoch)``, so that streams for
+    different purposes never coincide.
+    """
+    ints: list[int] = []
+    for p in parts:
+        if isinstance(p, str):
+            ints.append(zlib.crc32(p.encode()))
+        else:
+            v = int(p)
+            if v < 0:
+                raise ValueError(f"seeds must be non-negative integers, got {v}")
+            ints.append(v)
+    state = np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def torch_generator(*parts: int | str) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`derive_seed` of ``parts``."""
+    g = torch.Generator()
+    g.manual_seed(derive_seed(*parts))
+    return g
+
+
+def fixed_permutation(n: int, seed: int, purpose: str) -> np.ndarray:
+    """A permutation of range(n) that depends only on (seed, purpose): numpy's legacy RandomState stream."""
+    rs = np.random.RandomState(derive_seed(seed, purpose) % (2**32))
+    return rs.permutation(n)
+
+
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, computed once per process per (path, size, mtime)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA256_CACHE[key] = h.hexdigest()
+    return _SHA256_CACHE[key]
+
+
+# --------------------------------------------------------------------------------------------------------
+# splits and data sets
+
+
+@dataclass
+class Split:
+    """One split of an image data set, held in memory.
+
+    ``x``: (N, C, H, W), either uint8 intensities 0..255 (0/1 data are stored as 0/255) or float32 in [0, 1]
+    (real-valued for ``synthetic_gaussian``). ``y``: int64 labels (N,) or None. ``source_index``: int64 (N,)
+    positions of the examples in the source file/array they were taken from (e.g. the 60,000 MNIST training
+    images for both the train and valid splits), or None when the split is the source itself. Treat all as
+    read-only: the loaders share them with a per-process cache.
+    """
+
+    x: Tensor
+    y: Tensor | None = None
+    source_index: Tensor | None = None
+    _binarized: dict[int, Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Cache of fixed binarisations of x by seed (filled by the BatchLoader for evaluation)."""
+
+    def __post_init__(self) -> None:
+        if self.x.dim() != 4:
+            raise ValueError(f"Split.x must be (N, C, H, W), got shape {tuple(self.x.shape)}")
+        if self.x.dtype not in (torch.uint8, torch.float32):
+            raise ValueError(f"Split.x must be uint8 or float32, got {self.x.dtype}")
+        if self.y is not None:
+            if self.y.dtype != torch.int64 or self.y.dim() != 1:
+                raise ValueError(f"Split.y must be int64 of shape (N,), got {self.y.dtype} {tuple(self.y.shape)}")
+            if len(self.y) != len(self.x):
+                raise ValueError(f"Split.y has {len(self.y)} labels for {len(self.x)} images")
+        if self.source_index is not None and self.source_index.shape != (len(self.x),):
+            raise ValueError(f"Split.source_index must have shape ({len(self.x)},)")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> Split:
+        """The examples at ``index``, as a new Split holding copies (``source_index`` follows them)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        src = idx if self.source_index is None else self.source_index[idx]
+        return Split(self.x[idx], None if self.y is None else self.y[idx], src)
+
+    def as_float(self) -> Tensor:
+        """x as float32 in [0, 1] (uint8 divided by 255), shape (N, C, H, W)."""
+        return to_float(self.x)
+
+    def is_binary(self) -> bool:
+        """True when every value is 0 or 1 (0 or 255 for uint8)."""
+        return is_binary(self.x)
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 0..255 -> float32 in [0, 1]; float32 unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def is_binary(x: Tensor) -> bool:
+    """Whether a uint8 tensor holds only 0/255 or a float tensor only 0.0/1.0."""
+    if x.numel() == 0:
+        return True
+    top = 255 if x.dtype == torch.uint8 else 1
+    return bool(((x == 0) | (x == top)).all())
+
+
+@dataclass
+class ImageDataset:
+    """An image data set with train / valid / test splits in memory.
+
+    ``image_shape`` is (C, H, W); ``binarize`` is the resolved binarisation mode (one of
+    :data:`vaelab.data.config.BINARIZE_MODES`); ``num_classes`` is None without labels; ``info`` is a
+    JSON-serialisable record (source files, checksums, counts, split rule) for the run folder; ``truth`` holds
+    ground-truth parameters of synthetic sets (e.g. W, b, s of ``synthetic_gaussian``), else empty.
+    """
+
+    name: str
+    train: Split
+    valid: Split
+    test: Split
+    image_shape: tuple[int, int, int]
+    binarize: str
+    num_classes: int | None
+    info: dict[str, Any] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        """The split called ``name``: "train", "valid" or "test"."""
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    @property
+    def data_dim(self) -> int:
+        """Number of observed values per example, C * H * W."""
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        seed: int,
+        shuffle: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        eval_binarize_seed: int | None = DEFAULT_EVAL_BINARIZE_SEED,
+    ) -> BatchLoader:
+        """A :class:`~vaelab.data.loader.BatchLoader` over a split with this data set's binarisation.
+
+        ``shuffle`` defaults to True for train and False otherwise. For valid/test under dynamic binarisation
+        the split is binarised once with ``eval_binarize_seed`` (the standard practice, so that evaluation
+        numbers are comparable across epochs); the training split is always resampled per batch.
+        """
+        from vaelab.data.loader import BatchLoader
+
+        is_train = split == "train"
+        return BatchLoader(
+            self.split(split),
+            batch_size,
+            shuffle=is_train if shuffle is None else shuffle,
+            binarize=self.binarize,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+            eval_binarize_seed=None if is_train else eval_binarize_seed,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------
+# shared construction helpers
+
+
+def normalize_image_shape(shape: Sequence[int], what: str = "data.image_shape") -> tuple[int, int, int]:
+    """[C, H, W] -> (C, H, W); [H, W] -> (1, H, W); [D] -> (1, 1, D)."""
+    dims = tuple(int(s) for s in shape)
+    if not 1 <= len(dims) <= 3 or any(d <= 0 for d in dims):
+        raise ValueError(f"{what} must be [C, H, W], [H, W] or [D] with positive sizes, got {list(shape)}")
+    return (1,) * (3 - len(dims)) + dims  # type: ignore[return-value]
+
+
+def holdout_split(train: Split, valid_size: int, seed: int, source: str) -> tuple[Split, Split, str]:
+    """Split ``train`` into (train, valid): valid = the last ``valid_size`` positions of a fixed permutation.
+
+    Returns the two splits and a one-line description for ``info``.
+    """
+    n = len(train)
+    if valid_size < 0 or valid_size >= n:
+        raise ValueError(f"data.valid_size={valid_size} must be in [0, {n - 1}] for {source} ({n} training examples)")
+    perm = fixed_permutation(n, seed, "valid")
+    tr = np.sort(perm[: n - valid_size])
+    va = np.sort(perm[n - valid_size :])
+    rule = (
+        f"valid = last {valid_size} of a fixed permutation of the {n} training examples "
+        f"(numpy RandomState, split_seed={seed}); train = the other {n - valid_size}"
+    )
+    return train.subset(tr), train.subset(va), rule
+
+
+def finalize(
+    name: str,
+    cfg: DataConfig,
+    train: Split,
+    valid: Split,
+    test: Split,
+    *,
+    default_binarize: str,
+    num_classes: int | None,
+    info: dict[str, Any],
+    truth: dict[str, Any] | None = None,
+) -> ImageDataset:
+    """Apply ``train_size`` / ``eval_size``, resolve and check the binarisation mode, and record counts."""
+    info = dict(info)
+    n_train = len(train)
+    if cfg.train_size is not None:
+        if not 0 < cfg.train_size <= n_train:
+            raise ValueError(
+                f"data.train_size={cfg.train_size} must be in [1, {n_train}]: {name} has {n_train} training "
+                f"examples (after holding out the validation split)"
+            )
+        if cfg.train_size < n_train:
+            keep = np.sort(fixed_permutation(n_train, cfg.split_seed, "train_size")[: cfg.train_size])
+            train = train.subset(keep)
+        info["train_size_rule"] = (
+            f"first {cfg.train_size} of a fixed permutation of the {n_train} training examples "
+            f"(split_seed={cfg.split_seed}); nested across sizes"
+        )
+    if cfg.eval_size is not None:
+        if cfg.eval_size <= 0:
+            raise ValueError(f"data.eval_size={cfg.eval_size} must be positive (or null for no cap)")
+        capped = {}
+        for split_name, s in (("valid", valid), ("test", test)):
+            if len(s) > cfg.eval_size:
+                keep = np.sort(fixed_permutation(len(s), cfg.split_seed, f"eval_size/{split_name}")[: cfg.eval_size])
+                s = s.subset(keep)
+            capped[split_name] = s
+        valid, test = capped["valid"], capped["test"]
+
+    mode = cfg.binarize if cfg.binarize is not None else default_binarize
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"unknown data.binarize {mode!r}; valid choices: {', '.join(BINARIZE_MODES)}")
+    if mode == "static":
+        for split_name, s in (("train", train), ("valid", valid), ("test", test)):
+            if not s.is_binary():
+                raise ValueError(
+                    f"data.binarize='static' needs data that are already 0/1, but the {split_name} split "
+                    f"of {name} has grey levels; use 'dynamic' (Bernoulli resampling), 'threshold' or "
+                    f"'none', or a statically binarised set such as binarized_mnist"
+                )
+    if mode in ("dynamic", "threshold") and any(s.x.dtype == torch.float32 for s in (train, valid, test)):
+        for split_name, s in (("train", train), ("valid", valid), ("test", test)):
+            if s.x.numel() and (float(s.x.min()) < 0.0 or float(s.x.max()) > 1.0):
+                raise ValueError(
+                    f"data.binarize={mode!r} needs intensities in [0, 1], but the {split_name} split of "
+                    f"{name} has values outside; use binarize='none'"
+                )
+
+    c, h, w = (int(d) for d in train.x.shape[1:])
+    for split_name, s in (("valid", valid), ("test", test)):
+        if len(s) and tuple(s.x.shape[1:]) != (c, h, w):
+            raise ValueError(f"{name}: {split_name} images are {tuple(s.x.shape[1:])}, train images {(c, h, w)}")
+    info.update(
+        name=name,
+        counts={"train": len(train), "valid": len(valid), "test": len(test)},
+        image_shape=[c, h, w],
+        binarize=mode,
+        split_seed=cfg.split_seed,
+    )
+    if mode == "dynamic":
+        info["eval_binarization"] = (
+            "validation/test binarised once with a fixed seed (BatchLoader eval_binarize_seed), training "
+            "batches resampled from Bernoulli(intensity) with a seed of (run seed, epoch, batch index)"
+        )
+    return ImageDataset(
+        name=name,
+        train=train,
+        valid=valid,
+        test=test,
+        image_shape=(c, h, w),
+        binarize=mode,
+        num_classes=num_classes,
+        info=info,
+        truth=truth or {},
+    )
+
+
+def images_to_split(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    *,
+    source: str,
+    image_shape: Sequence[int] | None = None,
+    where: str | None = None,
+) -> Split:
+    """Turn an image array (N, H, W), (N, C, H, W) or (N, D) into a :class:`Split`.
+
+    Values: uint8 0..255 (kept), bool or integer/float 0/1 (stored as uint8 0/255), other integers within
+    0..255 (cast to uint8) or floats in [0, 1] (float32). ``source`` names the file/key in errors. Flat rows
+    need ``image_shape`` unless D is a square number (then single-channel sqrt(D) x sqrt(D)).
+    """
+    if x.ndim not in (2, 3, 4):
+        raise data_error(source, f"images have shape {x.shape}", "(N, H, W), (N, C, H, W) or (N, D)", where)
+    n = x.shape[0]
+    per = int(np.prod(x.shape[1:]))
+    if image_shape is not None:
+        shape = normalize_image_shape(image_shape)
+        if int(np.prod(shape)) != per:
+            raise data_error(
+                source, f"each example has {per} values but data.image_shape={list(image_shape)}", None, where
+            )
+    elif x.ndim == 4:
+        shape = tuple(int(d) for d in x.shape[1:])  # type: ignore[assignment]
+    elif x.ndim == 3:
+        shape = (1, int(x.shape[1]), int(x.shape[2]))
+    else:
+        side = math.isqrt(per)
+        if side * side != per:
+            raise data_error(
+                source,
+                f"flat rows of {per} values are not square images",
+                "data.image_shape to be set",
+                where,
+            )
+        shape = (1, side, side)
+    arr = np.ascontiguousarray(x).reshape(n, *shape)
+
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint8:
+        if arr.size and int(arr.max()) <= 1:
+            arr = arr * np.uint8(255)
+    elif np.issubdtype(arr.dtype, np.integer):
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise data_error(source, f"integer values span {lo}..{hi}", "0..255 or 0/1", where)
+        arr = arr.astype(np.uint8) * (255 if hi <= 1 else 1)
+    elif np.issubdtype(arr.dtype, np.floating):
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if not (lo >= 0.0 and hi <= 1.0):
+            raise data_error(source, f"float values span {lo:g}..{hi:g}", "floats in [0, 1]", where)
+        arr = arr.astype(np.float32)
+    else:
+        raise data_error(source, f"unsupported dtype {arr.dtype}", "uint8, bool, integers or floats", where)
+
+    xt = torch.from_numpy(np.ascontiguousarray(arr))
+    yt = None
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise data_error(
+                source, f"labels have shape {y.shape} and dtype {y.dtype}", "integers of shape (N,)", where
+            )
+        if len(y) != n:
+            raise data_error(source, f"{len(y)} labels for {n} images", "one label per image", where)
+        yt = torch.from_numpy(y.astype(np.int64))
+    return Split(xt, yt)
+
+
+def num_classes_of(*splits: Split) -> int | None:
+    """1 + the largest label over the splits, or None when any split lacks labels."""
+    if any(s.y is None for s in splits):
+        return None
+    tops = [int(s.y.max()) for s in splits if s.y is not None and len(s.y)]
+    return (max(tops) + 1) if tops else None
+
+
+def empty_like(split: Split) -> Split:
+    """A split with no examples and the same image shape / dtype / label presence."""
+    return Split(
+        split.x[:0].clone(), None if split.y is None else split.y[:0].clone(), torch.zeros(0, dtype=torch.long)
+    )
