@@ -49,6 +49,8 @@ def test_bad_values_name_key_and_choices():
         load_config(None, ["objective.beta.type=exponential"])
     with pytest.raises(ConfigError, match=r"model.hidden\[1\]"):
         load_config(None, ["model.hidden=[1, x]"])
+    with pytest.raises(ConfigError, match=r"data.binarize: 'bern' is not a valid choice; valid choices: dynamic"):
+        load_config(None, ["data.binarize=bern"])
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["model.latent_dim"])
 

@@ -120,7 +120,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(opt, value, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
+        if len(errors) == 1:  # e.g. an Optional[Literal]: its own message lists the choices
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{key}: {value!r} is not a valid {' | '.join(_type_name(o) for o in options)}")
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:

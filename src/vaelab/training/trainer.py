@@ -288,7 +288,8 @@ class Trainer:
         if self.dist.is_main:
             self.folder.create()
             if st["step"] == 0 and st["batch_in_epoch"] == 0:
-                save_config(cfg, self.folder.config, extra={**provenance(), "world_size": self.dist.world_size})
+                meta = {**provenance(), "world_size": self.dist.world_size, "data": getattr(self.dataset, "info", {})}
+                save_config(cfg, self.folder.config, extra=meta)
                 self.folder.metrics.unlink(missing_ok=True)
             else:
                 self.folder.truncate_metrics(st["step"])
@@ -346,6 +347,7 @@ class Trainer:
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                 leave=False,
                 dynamic_ncols=True,
+                disable=None,  # no bar when stderr is not a terminal (logs, CI)
                 file=sys.stderr,
             )
         self.model.train()
