@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.vaelab-installed
 
-.PHONY: install test test-fast lint format demo bench clean
+.PHONY: install test test-all lint format demo bench data clean
 
 # torch is installed first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -40,6 +40,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/iw_nll_throughput.py
+
+# Optional data: Fashion-MNIST from Debian (IDX files under /usr/share/datasets/fashion-mnist). Needs root/apt.
+data:
+	apt-get install -y -q dataset-fashion-mnist
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
