@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.config import RunConfig, TrainConfig, save_config
-from vaelab.data import BatchLoader, load_dataset
+from vaelab.data import load_dataset
 from vaelab.data.loader import shard_bounds
 from vaelab.metrics import collect, summarise
 from vaelab.metrics.collect import EvalCollection
@@ -83,7 +83,10 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | Non
 
 
 def data_info(dataset: Any) -> dict[str, Any]:
-    """What a model builder needs to know about the data (image shape, vocabulary, ...)."""
+    """What a model builder needs to know about the data (image shape, vocabulary, ...).
+
+    A data set type describes itself through ``model_info()``; image data sets without it give their shape.
+    """
     if hasattr(dataset, "model_info"):
         return dict(dataset.model_info())
     return {"image_shape": tuple(dataset.image_shape), "num_classes": dataset.num_classes}
@@ -115,16 +118,15 @@ class Trainer:
         self.optimizers = {
             name: make_optimizer(cfg.train, params) for name, params in self.strategy.param_groups(self.model).items()
         }
-        binarize = self.dataset.binarize
-        self.train_loader = BatchLoader(
-            self.dataset.train,
+        n_train = len(self.dataset.split("train"))
+        self.train_loader = self.dataset.loader(
+            "train",
             cfg.train.batch_size,
-            shuffle=True,
-            binarize=binarize,
             seed=cfg.seed,
+            shuffle=True,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            drop_last=0 < len(self.dataset.train) % cfg.train.batch_size < self.dist.world_size,
+            drop_last=0 < n_train % cfg.train.batch_size < self.dist.world_size,
         )
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
@@ -179,16 +181,22 @@ class Trainer:
             return 1.0
         return batch_size(x) * self.dist.world_size / self._global_batch
 
-    def _set_global_batch(self, epoch_batch: int) -> None:
-        n, b = len(self.dataset.train), self.cfg.train.batch_size
-        self._global_batch = min(b, n - epoch_batch * b)
+    def _set_global_batch(self, epoch_batch: int, batch: Any = None) -> None:
+        """Record the size of the global batch the current local batch is a shard of. Loaders whose batches
+        vary in size (text, bucketed by length) say so with ``batch.global_size``; otherwise batch b of an
+        epoch holds examples [b * B, (b + 1) * B) of the epoch's order."""
+        size = getattr(batch, "global_size", None)
+        if size is None:
+            n, b = len(self.dataset.split("train")), self.cfg.train.batch_size
+            size = min(b, n - epoch_batch * b)
+        self._global_batch = int(size)
 
     def _random_batch(self) -> Any:
         """A fresh random training minibatch (the first batch of a virtual epoch with its own seed)."""
         self._random_batches += 1
         virtual_epoch = 1_000_000 + mix_seed(self.state["step"], self._random_batches) % 1_000_000_000
         batch = next(iter(self.train_loader.epoch(virtual_epoch)))
-        self._set_global_batch(0)
+        self._set_global_batch(0, batch)
         return batch.x.to(self.device)
 
     def _context(self) -> StepContext:
@@ -251,13 +259,8 @@ class Trainer:
         depend on the number of processes, and evaluation never disturbs the training RNG.
         """
         ev = self.cfg.eval
-        loader = BatchLoader(
-            self.dataset.split(split),
-            ev.batch_size,
-            shuffle=False,
-            binarize=self.dataset.binarize,
-            seed=self.cfg.seed,
-            eval_binarize_seed=ev.binarize_seed,
+        loader = self.dataset.loader(
+            split, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
         )
         mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
         local: list[tuple[int, EvalCollection]] = []
@@ -352,7 +355,7 @@ class Trainer:
             )
         self.model.train()
         for batch in self.train_loader.epoch(epoch, start_batch=st["batch_in_epoch"]):
-            self._set_global_batch(st["batch_in_epoch"])
+            self._set_global_batch(st["batch_in_epoch"], batch)
             x = batch.x.to(self.device)
             stats = self.strategy.train_step(ctx, x, st["step"])
             n = batch_size(x)
