@@ -189,8 +189,13 @@ def test_training_reduces_the_loss(tiny_config, tmp_path):
     assert valid[-1] > valid[0] + 1.0
 
 
-def test_two_process_gloo_matches_one_process(tiny_config, tmp_path, cli_env):
-    cfg = tiny_config(train={**_tiny_train(), "epochs": 2})
+@pytest.mark.parametrize(
+    "strategy",
+    [{"strategy": "joint"}, {"strategy": "aggressive", "strategy_options": {"window": 2, "max_inner_steps": 4}}],
+    ids=["joint", "aggressive"],
+)
+def test_two_process_gloo_matches_one_process(tiny_config, tmp_path, cli_env, strategy):
+    cfg = tiny_config(train={**_tiny_train(), "epochs": 2, **strategy})
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = subprocess.run(
         [sys.executable, "-m", "vaelab", "train", str(cfg), "--out", str(one)],

@@ -24,10 +24,11 @@ from vaelab.training.distributed import DistInfo, average_gradients
 class StepContext:
     """What a strategy may use: the model, objective, optimisers, data-parallel info and helpers.
 
-    ``noise(step, x)`` returns this process's slice of the global batch's reparameterisation noise (so runs
-    on 1 or several processes see the same numbers); ``loss_scale(x)`` rescales a local mean loss so that the
-    all-reduced gradient is the gradient of the global batch mean; ``random_batch()`` draws a fresh random
-    training minibatch (aggressive training's inner loop).
+    ``noise(step, x, sub)`` returns this process's slice of the global batch's reparameterisation noise (so runs
+    on 1 or several processes see the same numbers); ``loss_scale(x, sub)`` rescales a local mean loss so that
+    the all-reduced gradient is the gradient of the global batch mean; ``random_batch()`` draws a fresh random
+    training minibatch (aggressive training's inner loop), whose noise and scale use ``sub`` >= 1 (0 is the
+    step's own batch).
     """
 
     model: nn.Module
@@ -35,8 +36,8 @@ class StepContext:
     optimizers: dict[str, torch.optim.Optimizer]
     dist: DistInfo
     grad_clip: float | None
-    noise: Callable[[int, Any], Tensor | None]
-    loss_scale: Callable[[Any], float]
+    noise: Callable[..., Tensor | None]
+    loss_scale: Callable[..., float]
     random_batch: Callable[[], Any]
 
 
@@ -72,19 +73,17 @@ class Strategy:
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
 
 
-def gradient_step(
-    ctx: StepContext, x: Any, step: int, optimizer_names: list[str], params: list[nn.Parameter] | None = None
-) -> ObjectiveOutput:
+def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str], *, sub: int = 0) -> ObjectiveOutput:
     """One loss evaluation, backward, cross-process gradient averaging, clipping, and a step of the named
-    optimisers. ``params`` (default: all of the named optimisers' parameters) are the ones averaged/clipped."""
+    optimisers (only their parameters are averaged, clipped and stepped; other gradients are discarded).
+    ``sub`` numbers extra batches within one outer step (see :class:`StepContext`)."""
     opts = [ctx.optimizers[n] for n in optimizer_names]
-    if params is None:
-        params = [p for o in opts for g in o.param_groups for p in g["params"]]
+    params = [p for o in opts for g in o.param_groups for p in g["params"]]
     for o in ctx.optimizers.values():
         o.zero_grad(set_to_none=True)
-    out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x))
+    out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
     Objective.check_finite(out, step)
-    (out.loss * ctx.loss_scale(x)).backward()
+    (out.loss * ctx.loss_scale(x, sub)).backward()
     average_gradients(params, ctx.dist)
     if ctx.grad_clip is not None:
         nn.utils.clip_grad_norm_(params, ctx.grad_clip)
@@ -102,3 +101,7 @@ class JointStrategy(Strategy):
     def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
         out = gradient_step(ctx, x, step, ["model"])
         return {k: float(v) for k, v in out.stats.items()}
+
+
+# Strategies defined in their own modules register themselves on import.
+from vaelab.training import aggressive as _aggressive  # noqa: E402, F401

@@ -128,6 +128,8 @@ class Trainer:
             world_size=self.dist.world_size,
             drop_last=0 < n_train % cfg.train.batch_size < self.dist.world_size,
         )
+        self._first_global_batch = min(cfg.train.batch_size, n_train)
+        self._random_global_batch = self._first_global_batch
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -161,25 +163,30 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # randomness shared by all processes
 
-    def _global_noise(self, step: int, x: Any) -> Tensor:
+    def _global_noise(self, step: int, x: Any, sub: int = 0) -> Tensor:
         """This process's rows of N(0, I) noise drawn for the whole global batch of ``step``.
 
         The loader gives rank r the contiguous chunk r of each global batch (:func:`shard_bounds`), so slicing
-        the same rows of the global noise makes an n-process run see the numbers of a 1-process run.
+        the same rows of the global noise makes an n-process run see the numbers of a 1-process run. ``sub`` > 0
+        numbers the extra batches a strategy draws within one step (fresh random batches: aggressive training).
         """
-        g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 17, step))
-        b_global = self._global_batch
+        g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 17, step, sub))
+        b_global = self._global_size(sub)
         eps = torch.randn(b_global, self.model.latent_dim, generator=g)
         lo, hi = shard_bounds(b_global, self.dist.rank, self.dist.world_size)
         if hi - lo != batch_size(x):
             raise RuntimeError(f"batch of {batch_size(x)} examples does not match its shard [{lo}, {hi})")
         return eps[lo:hi].to(self.device)
 
-    def _loss_scale(self, x: Any) -> float:
+    def _global_size(self, sub: int) -> int:
+        """Global size of the step's own batch (sub 0) or of a fresh random batch (sub > 0)."""
+        return self._global_batch if sub == 0 else self._random_global_batch
+
+    def _loss_scale(self, x: Any, sub: int = 0) -> float:
         """Local-mean loss -> share of the global-mean loss, so averaged gradients are the global gradient."""
         if not self.dist.enabled:
             return 1.0
-        return batch_size(x) * self.dist.world_size / self._global_batch
+        return batch_size(x) * self.dist.world_size / self._global_size(sub)
 
     def _set_global_batch(self, epoch_batch: int, batch: Any = None) -> None:
         """Record the size of the global batch the current local batch is a shard of. Loaders whose batches
@@ -192,11 +199,11 @@ class Trainer:
         self._global_batch = int(size)
 
     def _random_batch(self) -> Any:
-        """A fresh random training minibatch (the first batch of a virtual epoch with its own seed)."""
+        """A fresh random training minibatch: the first batch of a virtual epoch with its own seed."""
         self._random_batches += 1
         virtual_epoch = 1_000_000 + mix_seed(self.state["step"], self._random_batches) % 1_000_000_000
         batch = next(iter(self.train_loader.epoch(virtual_epoch)))
-        self._set_global_batch(0, batch)
+        self._random_global_batch = int(getattr(batch, "global_size", None) or self._first_global_batch)
         return batch.x.to(self.device)
 
     def _context(self) -> StepContext:
@@ -356,6 +363,7 @@ class Trainer:
         self.model.train()
         for batch in self.train_loader.epoch(epoch, start_batch=st["batch_in_epoch"]):
             self._set_global_batch(st["batch_in_epoch"], batch)
+            self._random_batches = 0  # random batches are keyed by (step, draw index): resumable
             x = batch.x.to(self.device)
             stats = self.strategy.train_step(ctx, x, st["step"])
             n = batch_size(x)
