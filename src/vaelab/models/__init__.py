@@ -1,7 +1,8 @@
 """VAE models: the encoder/decoder/prior contract (:mod:`vaelab.models.base`) and the built-in architectures.
 
 New architectures register a builder ``f(cfg: ModelConfig, data_info: dict) -> VAE`` in :data:`MODELS`;
-``data_info`` carries at least ``image_shape`` for image data.
+``data_info`` carries at least ``image_shape`` for image data, and ``vocab_size`` (plus the special ids and the
+vocabulary) for text data (``lstm_vae``, ``lstm_lm``: :mod:`vaelab.models.text`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vaelab.models.image import (
     MLPEncoder,
 )
 from vaelab.models.likelihoods import LIKELIHOODS
+from vaelab.models.text import LSTMDecoder, LSTMEncoder, PriorEncoder
 from vaelab.registry import Registry
 
 ModelBuilder = Callable[[ModelConfig, dict[str, Any]], VAE]
@@ -59,6 +61,62 @@ def _build_linear(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     shape = _image_shape(info)
     dec = LinearGaussianDecoder(shape, cfg.latent_dim, std=cfg.gaussian_std, learn_std=cfg.learn_std)
     return VAE(LinearEncoder(shape, cfg.latent_dim), dec)
+
+
+@MODELS.register("pixelcnn")
+def _build_pixelcnn(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
+    """ResNet encoder + PixelCNN decoder with z in every layer (He et al. 2019's image setting)."""
+    from vaelab.models.pixelcnn import PixelCNNDecoder, ResNetEncoder
+
+    shape = _image_shape(info)
+    enc = ResNetEncoder(shape, cfg.latent_dim, cfg.channels)
+    dec = PixelCNNDecoder(shape, cfg.latent_dim, channels=cfg.pixelcnn_channels, layers=cfg.pixelcnn_layers)
+    return VAE(enc, dec)
+
+
+def _text_info(info: dict[str, Any]) -> dict[str, Any]:
+    if "vocab_size" not in info:
+        raise ValueError("this model type needs text data (data_info['vocab_size'] is missing; use data.name=ptb/text)")
+    return info
+
+
+def _lstm_decoder(cfg: ModelConfig, info: dict[str, Any], use_z: bool) -> LSTMDecoder:
+    return LSTMDecoder(
+        int(info["vocab_size"]),
+        cfg.emb_dim,
+        cfg.hidden_dim,
+        cfg.latent_dim,
+        use_z=use_z,
+        init_from_z=cfg.decoder_init_from_z,
+        dropout_in=cfg.dropout_in,
+        dropout_out=cfg.dropout_out,
+        word_dropout=cfg.word_dropout,
+        init_range=cfg.init_range,
+        emb_init_range=cfg.emb_init_range,
+        vocab=info.get("vocab"),
+    )
+
+
+@MODELS.register("lstm_vae")
+def _build_lstm_vae(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
+    """LSTM VAE (Bowman et al. 2016; Kim et al. 2018; He et al. 2019), see :mod:`vaelab.models.text`."""
+    info = _text_info(info)
+    enc = LSTMEncoder(
+        int(info["vocab_size"]),
+        cfg.emb_dim,
+        cfg.hidden_dim,
+        cfg.latent_dim,
+        init_range=cfg.init_range,
+        emb_init_range=cfg.emb_init_range,
+    )
+    return VAE(enc, _lstm_decoder(cfg, info, use_z=True))
+
+
+@MODELS.register("lstm_lm")
+def _build_lstm_lm(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
+    """LSTM language model inside the VAE contract: the decoder ignores z, the encoder returns the prior."""
+    info = _text_info(info)
+    return VAE(PriorEncoder(cfg.latent_dim), _lstm_decoder(cfg, info, use_z=False))
 
 
 def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:

@@ -12,6 +12,8 @@ class ModelConfig:
     - ``mlp``: MLP encoder/decoder with ``hidden`` units per layer (decoder mirrors the encoder).
     - ``conv``: strided convolutions with ``channels`` per layer, mirrored by transposed convolutions.
     - ``linear``: linear encoder, linear-Gaussian decoder (probabilistic PCA): exact log p(x) is known.
+    - ``lstm_vae``: text VAE of He et al. (2019) / Kim et al. (2018): LSTM encoder, LSTM decoder fed z.
+    - ``lstm_lm``: LSTM language model (no latent; the encoder returns the prior, so rate = 0 exactly).
     """
 
     type: str = "mlp"
@@ -22,3 +24,28 @@ class ModelConfig:
     likelihood: str = "bernoulli"
     gaussian_std: float = 1.0
     learn_std: bool = False
+
+    # ---- text models (lstm_vae, lstm_lm; see vaelab.models.text) ----
+    emb_dim: int = 512
+    """Text: word-embedding size (He et al. 2019: 512)."""
+    hidden_dim: int = 1024
+    """Text: LSTM units of the encoder and decoder (He et al. 2019: 1024); not the MLP ``hidden`` list."""
+    dropout_in: float = 0.5
+    """Text: dropout on the decoder's input word embeddings."""
+    dropout_out: float = 0.5
+    """Text: dropout on the decoder's LSTM outputs before the softmax layer."""
+    word_dropout: float = 0.0
+    """Text: probability that a decoder input word is replaced by <unk> in training (Bowman et al. 2016)."""
+    init_range: float = 0.01
+    """Text: LSTM and linear weights ~ U(-init_range, init_range) (He et al. 2019: 0.01)."""
+    emb_init_range: float = 0.1
+    """Text: embeddings ~ U(-emb_init_range, emb_init_range) (He et al. 2019: 0.1)."""
+    decoder_init_from_z: bool = True
+    """Text: the decoder's initial cell state is a linear map of z (h_0 = tanh(c_0)), besides z being fed at
+    every step; false = zero initial state."""
+
+    # ---- PixelCNN decoder (pixelcnn; see vaelab.models.pixelcnn). The ResNet encoder uses ``channels``. ----
+    pixelcnn_channels: int = 64
+    """PixelCNN: feature maps per masked-convolution layer."""
+    pixelcnn_layers: int = 6
+    """PixelCNN: residual blocks of mask-B 3x3 convolutions, each conditioned on z."""
