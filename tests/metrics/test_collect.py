@@ -195,3 +195,9 @@ def test_structured_batches_and_perplexity(ppca: PPCA) -> None:
     assert s["ppl_iw"] == pytest.approx(math.exp(total_nll / 80), rel=1e-9)
     assert s["ppl_elbo"] == pytest.approx(math.exp(float(-col.elbo.sum()) / 80), rel=1e-9)
     assert "bpd" not in s and "bpd_source" not in s
+    # A data-parallel rank can get an empty batch: its collection has 0 examples and 0 tokens, and merges.
+    empty = collect(model, [TokenLikeBatch(x[:0], 0)], iw_samples=6)
+    assert len(empty) == 0 and empty.num_tokens == 0
+    merged = EvalCollection.cat([col, empty])
+    assert len(merged) == 20 and merged.num_tokens == 80
+    assert summarise(merged)["ppl_iw"] == pytest.approx(s["ppl_iw"], rel=1e-12)

@@ -197,7 +197,7 @@ def collect(
         logvar=cat("logvar"),
         y=torch.cat(ys) if all_y and ys else None,
         num_dims=num_dims,
-        num_tokens=tokens if tokens else None,
+        num_tokens=tokens,
         iw_samples=iw_samples,
         elbo_samples=elbo_samples,
     )
@@ -251,7 +251,7 @@ def summarise(
     if col.num_dims is not None:
         out["bpd"] = float(bits_per_dim(best_nll, col.num_dims))
         out["bpd_source"] = source
-    if col.num_tokens is not None:
+    if col.num_tokens:  # known and > 0 (an all-empty shard has no perplexity)
         out["ppl_elbo"] = perplexity(-col.elbo.double().sum(), col.num_tokens)
         if col.nll_iw is not None:
             out["ppl_iw"] = perplexity(col.nll_iw.double().sum(), col.num_tokens)
