@@ -135,7 +135,7 @@ def mutual_information_minibatches(
 
     This is He et al.'s convention (ICLR 2019): each minibatch is its own pool, so the estimate is capped at
     ln B (3.47 nats for B = 32). A final partial minibatch of b < B examples is kept, pooled over its b
-    examples, and weighted by b (the estimate is the mean of all per-example terms), as He et al. do. The
+    examples, and weighted by b (the estimate is the mean of all per-example terms). The
     returned ``pool`` is min(B, N). Row order matters: pass the examples in evaluation-loader order.
     """
     _check_posteriors(mu, logvar)
