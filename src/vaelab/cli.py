@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_theory_parser(sub)
+
+    try:
+        from vaelab.generation import add_generation_parsers
+    except ImportError:  # pragma: no cover - text generation is optional at import time
+        pass
+    else:
+        add_generation_parsers(sub)
     return p
 
 

@@ -33,7 +33,7 @@ class DataConfig:
 
     name: str = "mnist"
     """Registry name: mnist, fashion_mnist, binarized_mnist, omniglot, idx, npz, synthetic_blobs,
-    synthetic_gaussian (``vaelab.data.DATASETS.names()``)."""
+    synthetic_gaussian, text, ptb (``vaelab.data.DATASETS.names()``)."""
 
     root: str | None = None
     """Data folder. None: ``$VAELAB_DATA``, else ``../shared/data`` relative to the working directory when
@@ -64,13 +64,16 @@ class DataConfig:
 
     path: str | None = None
     """idx: folder holding the IDX files (default: the data folder). npz: the .npz file (relative paths are
-    relative to the data folder). mnist / fashion_mnist: optional folder of IDX files to use."""
+    relative to the data folder). mnist / fashion_mnist: optional folder of IDX files to use. text / ptb: the
+    folder holding the corpus files (relative paths are relative to the data folder; ptb default: <data>/ptb)."""
 
     files: dict[str, str] | None = None
     """idx: role -> file name, roles ``train_images, train_labels, valid_images, valid_labels, test_images,
     test_labels`` (default: the MNIST names train-images-idx3-ubyte[.gz], ...). npz: role -> array key, roles
     ``train, valid, test, train_labels, valid_labels, test_labels`` (default keys train/valid/test,
-    x_train/x_valid/x_test, y_train/...). Labels and the validation split are optional."""
+    x_train/x_valid/x_test, y_train/...). Labels and the validation split are optional. text / ptb: role -> file
+    name for roles ``train, valid, test`` (ptb default: ptb.train.txt, ptb.valid.txt, ptb.test.txt); without a
+    ``valid`` file, ``valid_size`` training sentences are held out."""
 
     image_shape: list[int] | None = None
     """Shape of one example as [C, H, W], [H, W] or [D]; needed when files hold flat (N, D) rows (default for
@@ -92,3 +95,41 @@ class DataConfig:
 
     verify_checksum: bool = True
     """Check files against their published sha256 where one is known (hashed once per process)."""
+
+    # ---- text corpora (data.name: text, ptb; see vaelab.data.text) ----
+
+    format: Literal["plain", "label_tab"] = "plain"
+    """Text: ``plain`` = one tokenised sentence per line (PTB); ``label_tab`` = ``LABEL<TAB>sentence`` per line
+    with an integer label >= 0 (Yelp/Yahoo style), kept as ``y`` for probes."""
+
+    vocab_size: int | None = None
+    """Text: size of the vocabulary INCLUDING the 4 special tokens <pad>, <s>, </s>, <unk> (= the softmax size);
+    the most frequent training words are kept (ties broken alphabetically), the rest become <unk>. None: every
+    word type of the training file."""
+
+    vocab_file: str | None = None
+    """Text: read the vocabulary from this file (one token per line, most useful first; relative paths are
+    relative to the corpus folder) instead of counting the training split. Specials are added in front."""
+
+    max_length: int | None = None
+    """Text: longest sentence kept, in words (without <s> and </s>); longer ones are truncated or dropped
+    (``length_policy``), counted per split in the data info. Applies to every split, so dropping changes the
+    test set: leave it null for numbers comparable with published ones. None: no limit."""
+
+    min_length: int = 1
+    """Text: sentences with fewer words are dropped (counted per split)."""
+
+    length_policy: Literal["truncate", "drop"] = "drop"
+    """Text: what happens to sentences longer than ``max_length``."""
+
+    lowercase: bool = False
+    """Text: lower-case every word before the vocabulary lookup (PTB is already lower-case)."""
+
+    skip_malformed: bool = False
+    """Text: skip (and count) empty lines and lines with a bad label instead of raising a DataError that names
+    the file and line."""
+
+    bucketing: Literal["pool", "exact"] = "pool"
+    """Text training batches: ``pool`` sorts by length within random pools of 50 batches, then shuffles the
+    batches (every batch full but the last); ``exact`` groups sentences of exactly equal length (He et al.
+    2019), so there is no padding at all but tail batches of each length are smaller."""

@@ -1,0 +1,317 @@
+"""Sentences from a trained text VAE: samples from the prior, reconstructions, interpolations.
+
+    vaelab sample DIR [-n 10] [--greedy] [--temperature 1.0]            z ~ p(z), decode
+    vaelab reconstruct DIR [--file F | "sentence" ...] [--sample]       z = posterior mean (or z ~ q(z|x)), decode
+    vaelab interpolate DIR "sentence a" "sentence b" [--steps 5]         decode (1 - t) mu_a + t mu_b
+
+Decoding is greedy (the most probable word at each step, an approximation of the mode of p(x|z)) or ancestral
+sampling from softmax(logits / temperature), until ``</s>`` or ``--max-length`` words (Bowman et al. 2016 show
+such samples and homotopies between sentences; He et al. 2019 reconstructions). A run folder is decoded without
+its corpus: the vocabulary is saved with the model weights (the decoder's extra state) and the model's sizes in
+the run's config.yaml (``_meta.data.model_info``).
+
+For an ``lstm_lm`` run, z is ignored: prior samples are ordinary LM samples (greedy ones are all the same
+sentence), and reconstructions and interpolations do not depend on the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from vaelab.data.text import TokenBatch, Vocabulary
+from vaelab.models import VAE, build_model
+from vaelab.models.text import LSTMDecoder
+
+
+@dataclass
+class TextRun:
+    """A text model loaded from a run folder, with its vocabulary and tokenisation settings."""
+
+    model: VAE
+    vocab: Vocabulary
+    lowercase: bool
+    max_length: int
+    """Longest training sentence in words (the default cap for decoding is a bit more than this)."""
+
+    @property
+    def decoder(self) -> LSTMDecoder:
+        return self.model.decoder  # type: ignore[return-value]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, sentence: str) -> list[str]:
+        """Whitespace tokens of a raw sentence, lower-cased if the corpus was."""
+        words = sentence.split()
+        return [w.lower() for w in words] if self.lowercase else words
+
+    def batch(self, sentences: Sequence[str]) -> TokenBatch:
+        """Encode raw sentences (unknown words -> <unk>) into a token batch on the model's device."""
+        ids = []
+        for s in sentences:
+            words = self.tokenize(s)
+            if not words:
+                raise ValueError(f"empty sentence {s!r}")
+            ids.append(self.vocab.encode(words))
+        return TokenBatch.from_sentences(ids, device=self.device)
+
+    def text(self, ids: Sequence[int]) -> str:
+        return " ".join(self.vocab.decode(ids))
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        greedy: bool,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """One sentence per row of z (N, D)."""
+        cap = max_length if max_length is not None else self.max_length + 20
+        ids = self.decoder.sample(
+            z.to(self.device), mean=greedy, max_length=cap, temperature=temperature, generator=generator
+        )
+        return [self.text(s) for s in ids]
+
+
+def _read_run_yaml(config_path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(config_path.read_text()) or {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> TextRun:
+    """Load a text run folder's model (``checkpoints/best.pt`` or ``last.pt``) and vocabulary, in eval mode.
+
+    The model sizes come from the run's config.yaml (``_meta.data.model_info``, written at training time); when
+    that is missing (a config from elsewhere) the corpus is loaded again to get them.
+    """
+    from vaelab.config import load_saved_config
+    from vaelab.training.checkpoint import load_checkpoint
+    from vaelab.training.runfolder import RunFolder
+
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
+    ckpt_path = folder.best if checkpoint == "best" else folder.last
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"{ckpt_path} does not exist (the run has not finished an epoch yet?)")
+    cfg = load_saved_config(folder.config)
+    info = (_read_run_yaml(folder.config).get("_meta") or {}).get("data", {}).get("model_info")
+    if info is None:
+        from vaelab.data import load_dataset
+
+        dataset = load_dataset(cfg.data)
+        if not hasattr(dataset, "vocab"):
+            raise ValueError(f"{folder.root} is not a text run (data.name={cfg.data.name!r})")
+        info = dataset.model_info()
+    if "vocab_size" not in info:
+        raise ValueError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
+    model = build_model(cfg.model, dict(info))
+    if not isinstance(model.decoder, LSTMDecoder):
+        raise ValueError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
+    state = load_checkpoint(ckpt_path, map_location="cpu")["model"]
+    model.load_state_dict(state)
+    words = model.decoder.vocab
+    if words is None:
+        raise ValueError(f"{ckpt_path} holds no vocabulary (decoder extra state)")
+    vocab = Vocabulary(words)
+    if vocab.itos != list(words):
+        raise ValueError(f"{ckpt_path}: the saved vocabulary does not start with the special tokens")
+    model.to(device).eval()
+    return TextRun(model, vocab, bool(info.get("lowercase", False)), int(info.get("max_length", 80)))
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    if seed is not None:
+        g.manual_seed(seed)
+    else:
+        g.seed()
+    return g
+
+
+@torch.no_grad()
+def sample_prior(
+    run: TextRun,
+    n: int,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    max_length: int | None = None,
+) -> list[str]:
+    """n sentences decoded from z ~ p(z) = N(0, I) (greedy or sampled)."""
+    if n < 1:
+        raise ValueError(f"-n must be >= 1, got {n}")
+    g = _generator(seed)
+    z = torch.randn(n, run.model.latent_dim, generator=g)
+    return run.decode(z, greedy=greedy, temperature=temperature, generator=g, max_length=max_length)
+
+
+@torch.no_grad()
+def reconstruct(
+    run: TextRun,
+    sentences: Sequence[str],
+    *,
+    greedy: bool = True,
+    posterior_sample: bool = False,
+    samples: int = 1,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    max_length: int | None = None,
+) -> list[tuple[str, list[str]]]:
+    """For each sentence: (the input as the model sees it, with <unk>; ``samples`` decodings of z), where z is the
+    posterior mean, or z ~ q(z|x) with ``posterior_sample``."""
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    x = run.batch(sentences)
+    q = run.model.encode(x)
+    g = _generator(seed)
+    out: list[tuple[str, list[str]]] = []
+    seen = [run.text(s) for s in x.sentences()]
+    for i in range(x.batch_size):
+        mu, std = q.mu[i].cpu(), torch.exp(0.5 * q.logvar[i]).cpu()
+        z = mu.expand(samples, -1).clone()
+        if posterior_sample:
+            z = z + std * torch.randn(z.shape, generator=g)
+        out.append((seen[i], run.decode(z, greedy=greedy, temperature=temperature, generator=g, max_length=max_length)))
+    return out
+
+
+@torch.no_grad()
+def interpolate(
+    run: TextRun,
+    a: str,
+    b: str,
+    *,
+    steps: int = 5,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    max_length: int | None = None,
+) -> list[tuple[float, str]]:
+    """Decode z_t = (1 - t) mu(a) + t mu(b) at ``steps`` evenly spaced t in [0, 1] (posterior means; Bowman et al.
+    2016's homotopy)."""
+    if steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {steps}")
+    mu = run.model.encode(run.batch([a, b])).mu.cpu()
+    ts = torch.linspace(0.0, 1.0, steps)
+    z = (1 - ts).unsqueeze(1) * mu[0] + ts.unsqueeze(1) * mu[1]
+    sents = run.decode(z, greedy=greedy, temperature=temperature, generator=_generator(seed), max_length=max_length)
+    return [(float(t), s) for t, s in zip(ts, sents, strict=True)]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _load(args: argparse.Namespace) -> TextRun:
+    return load_text_run(args.dir, checkpoint=args.checkpoint, device=args.device)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    run = _load(args)
+    for s in sample_prior(
+        run, args.n, greedy=args.greedy, temperature=args.temperature, seed=args.seed, max_length=args.max_length
+    ):
+        print(s)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    if args.file and args.sentences:
+        raise ValueError("give sentences or --file, not both")
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        sentences = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    else:
+        sentences = list(args.sentences)
+    if not sentences:
+        raise ValueError("no sentences to reconstruct (give them as arguments or with --file)")
+    run = _load(args)
+    for seen, outs in reconstruct(
+        run,
+        sentences,
+        greedy=not args.sample,
+        posterior_sample=args.posterior_sample,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_length=args.max_length,
+    ):
+        print(f"> {seen}")
+        for s in outs:
+            print(f"  {s}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    run = _load(args)
+    for t, s in interpolate(
+        run,
+        args.a,
+        args.b,
+        steps=args.steps,
+        greedy=not args.sample,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_length=args.max_length,
+    ):
+        print(f"{t:.2f}  {s}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="run folder of a text model (lstm_vae / lstm_lm)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature when sampling words")
+    p.add_argument("--max-length", type=int, default=None, help="most words per sentence (default: longest + 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of z and word sampling (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def add_generation_parsers(subparsers: Any) -> None:
+    """Add ``sample``, ``reconstruct`` and ``interpolate`` to the ``vaelab`` command line."""
+    s = subparsers.add_parser("sample", help="sentences decoded from z ~ p(z) (text runs)")
+    _common(s)
+    s.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
+    s.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling words")
+    s.set_defaults(func=cmd_sample)
+
+    r = subparsers.add_parser("reconstruct", help="decode the posterior of given sentences (text runs)")
+    _common(r)
+    r.add_argument("sentences", nargs="*", help="sentences (quoted), or use --file")
+    r.add_argument("--file", help="a file with one sentence per line")
+    r.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
+    r.add_argument("--posterior-sample", action="store_true", help="z ~ q(z|x) instead of the posterior mean")
+    r.add_argument("--samples", type=int, default=1, help="decodings per sentence (default 1)")
+    r.set_defaults(func=cmd_reconstruct)
+
+    i = subparsers.add_parser("interpolate", help="decode points between two sentences' posterior means (text runs)")
+    _common(i)
+    i.add_argument("a", help="first sentence")
+    i.add_argument("b", help="second sentence")
+    i.add_argument("--steps", type=int, default=5, help="number of points including both ends (default 5)")
+    i.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
+    i.set_defaults(func=cmd_interpolate)
+
+
+__all__ = [
+    "TextRun",
+    "add_generation_parsers",
+    "interpolate",
+    "load_text_run",
+    "reconstruct",
+    "sample_prior",
+]

@@ -1,0 +1,330 @@
+"""Text VAEs: the LSTM VAE of Bowman et al. (2016) as configured by Kim et al. (2018) and He et al. (2019), and
+the LSTM language model it is compared with.
+
+Architecture (methods.md section 2, "reference architecture (text)"):
+
+- encoder: word embeddings -> one-layer LSTM over ``<s> w_1 .. w_n </s>``; its hidden state after ``</s>`` ->
+  one linear layer -> (mu, logvar), each (B, D);
+- decoder: one-layer LSTM whose input at step t is [embedding(w_t); z] (z fed at *every* step) and whose initial
+  cell state is a linear map of z, c_0 = W z + b, with h_0 = tanh(c_0); dropout on the input embeddings and on the
+  LSTM outputs; a linear softmax layer over the vocabulary. Optional word dropout (Bowman et al. 2016): in
+  training, each decoder input word is replaced by ``<unk>`` with probability ``word_dropout``;
+- initialisation: every weight U(-0.01, 0.01), embeddings U(-0.1, 0.1) (He et al. 2019).
+
+log p(x|z) is the sum over the *predicted* tokens w_1 .. w_n, ``</s>`` of log softmax probabilities, in nats per
+sentence (the start token is given, not predicted). Padding never contributes: the LSTM is causal, so the states
+at a sentence's real positions do not depend on the pad tokens after it, and the softmax is evaluated only at
+real positions. For z of shape (S, B, D) (importance sampling with S samples per sentence) the S * B sequences are
+run through the LSTM together (each sentence's tokens repeated S times), in row chunks whose activations stay within
+``max_activation_elements`` floats and which are cut to their longest sentence, never one sample at a time.
+
+``lstm_lm`` is the same decoder without a latent: it ignores z, and its encoder returns the prior N(0, I)
+exactly (mu = 0, logvar = 0). So the rate is 0, MI and active units are 0, the ELBO is the exact log-likelihood
+and the IW estimate equals it for every K: the LM's perplexity comes out of the same metrics code as the VAE's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch
+from vaelab.models.base import Decoder, Encoder
+
+DEFAULT_MAX_ACTIVATION_ELEMENTS = 1 << 24
+"""Rows of (S * B) sequences are decoded in chunks of at most this many logits (predicted tokens x vocabulary; 64 MiB
+of float32), which bounds the memory of IW-NLL with K = 500 whatever the batch size."""
+
+
+DEFAULT_SOFTMAX_BLOCK_TOKENS = 256
+"""The softmax layer is applied to at most this many token positions at once (0: all of a row chunk at once)."""
+
+
+def _uniform_(module: nn.Module, init_range: float, emb_init_range: float) -> None:
+    """He et al. (2019): every parameter U(-init_range, init_range), embeddings U(-emb_init_range, ...)."""
+    for name, p in module.named_parameters():
+        r = emb_init_range if name.startswith("embed.") else init_range
+        nn.init.uniform_(p, -r, r)
+
+
+def _check_tokens(x: Any) -> TokenBatch:
+    if not isinstance(x, TokenBatch):
+        raise TypeError(f"text models take a TokenBatch (vaelab.data.text), got {type(x).__name__}")
+    return x
+
+
+class LSTMEncoder(Encoder):
+    """q(z|x): embeddings -> 1-layer LSTM -> last hidden state (after ``</s>``) -> linear -> (mu, logvar)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden_dim: int,
+        latent_dim: int,
+        *,
+        init_range: float = 0.01,
+        emb_init_range: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=None)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+        self.linear = nn.Linear(hidden_dim, 2 * latent_dim)
+        _uniform_(self, init_range, emb_init_range)
+
+    def forward(self, x: TokenBatch) -> tuple[Tensor, Tensor]:
+        x = _check_tokens(x)
+        out, _ = self.lstm(self.embed(x.tokens))  # (B, L, H); causal, so padding after a sentence is harmless
+        last = out[torch.arange(x.batch_size, device=out.device), x.lengths - 1]  # state after </s>
+        mu, logvar = self.linear(last).chunk(2, dim=-1)
+        return mu, logvar
+
+
+class PriorEncoder(Encoder):
+    """The 'encoder' of a model without a latent: q(z|x) = p(z) = N(0, I) for every x (mu = 0, logvar = 0).
+
+    It holds one empty parameter so that optimisers over "the encoder's parameters" (aggressive training) are
+    valid, and so that the device of the model is known.
+    """
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.dummy = nn.Parameter(torch.zeros(0))
+
+    def forward(self, x: Any) -> tuple[Tensor, Tensor]:
+        b = x.batch_size if not isinstance(x, Tensor) else x.shape[0]
+        zeros = torch.zeros(b, self.latent_dim, device=self.dummy.device, dtype=self.dummy.dtype)
+        return zeros, zeros.clone()
+
+
+class LSTMDecoder(Decoder):
+    """p(x|z): a 1-layer LSTM language model conditioned on z (He et al. 2019; Kim et al. 2018).
+
+    Args:
+        vocab_size, emb_dim, hidden_dim, latent_dim: sizes.
+        use_z: feed z (False: an unconditional LSTM LM that ignores z, for ``lstm_lm``).
+        init_from_z: initial cell state c_0 = linear(z), h_0 = tanh(c_0) (else zeros); only with ``use_z``.
+        dropout_in, dropout_out: dropout on input embeddings and on LSTM outputs (training only).
+        word_dropout: probability of replacing a decoder input word by ``<unk>`` in training (Bowman et al. 2016);
+            ``<s>`` is never replaced. The uniform draws come from the batch (``TokenBatch.noise``, deterministic
+            in (seed, epoch, batch)), else from the global RNG.
+        vocab: optional list of words (id order), kept with the weights (``state_dict``'s extra state) so that a
+            run folder can decode samples without the corpus.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        hidden_dim: int,
+        latent_dim: int,
+        *,
+        use_z: bool = True,
+        init_from_z: bool = True,
+        dropout_in: float = 0.5,
+        dropout_out: float = 0.5,
+        word_dropout: float = 0.0,
+        init_range: float = 0.01,
+        emb_init_range: float = 0.1,
+        vocab: Sequence[str] | None = None,
+        max_activation_elements: int = DEFAULT_MAX_ACTIVATION_ELEMENTS,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= word_dropout <= 1.0:
+            raise ValueError(f"model.word_dropout={word_dropout} must be in [0, 1]")
+        if vocab is not None and len(vocab) != vocab_size:
+            raise ValueError(f"vocabulary of {len(vocab)} words for vocab_size {vocab_size}")
+        self.latent_dim = latent_dim
+        self.vocab_size = vocab_size
+        self.hidden_dim = hidden_dim
+        self.use_z = use_z
+        self.init_from_z = use_z and init_from_z
+        self.word_dropout = float(word_dropout)
+        self.max_activation_elements = int(max_activation_elements)
+        self.softmax_block_tokens = DEFAULT_SOFTMAX_BLOCK_TOKENS
+        self.vocab: list[str] | None = list(vocab) if vocab is not None else None
+        self.embed = nn.Embedding(vocab_size, emb_dim)
+        self.dropout_in = nn.Dropout(dropout_in)
+        self.dropout_out = nn.Dropout(dropout_out)
+        self.lstm = nn.LSTM(emb_dim + (latent_dim if use_z else 0), hidden_dim, batch_first=True)
+        self.init_linear = nn.Linear(latent_dim, hidden_dim, bias=True) if self.init_from_z else None
+        self.out = nn.Linear(hidden_dim, vocab_size)
+        _uniform_(self, init_range, emb_init_range)
+
+    # -- the vocabulary travels with the weights ------------------------------------------------------------
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        vocab = state.get("vocab") if isinstance(state, dict) else None
+        if vocab is None:
+            return
+        if self.vocab is not None and list(vocab) != self.vocab:
+            raise ValueError(
+                "the checkpoint's vocabulary differs from this model's (the corpus or data.vocab_* settings changed)"
+            )
+        self.vocab = list(vocab)
+
+    # -- the recurrent core ---------------------------------------------------------------------------------
+
+    def _initial_state(self, z: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """(h_0, c_0) = (tanh(c_0), linear(z)), each (1, R, H); None (zeros) without ``init_from_z``."""
+        if self.init_linear is None or z is None:
+            return None
+        c0 = self.init_linear(z).unsqueeze(0)  # (1, R, H)
+        return torch.tanh(c0), c0
+
+    def drop_words(self, tokens: Tensor, noise: Tensor | None) -> Tensor:
+        """Word dropout (Bowman et al. 2016) on decoder input tokens (R, T): in training, a word whose uniform draw
+        in ``noise`` (R, T) is below ``word_dropout`` becomes ``<unk>`` (``<s>`` and ``<pad>`` never do); draws
+        come from the global RNG when ``noise`` is None. Identity in eval mode or with ``word_dropout`` 0."""
+        if not self.training or self.word_dropout <= 0.0:
+            return tokens
+        u = noise if noise is not None else torch.rand(tokens.shape, device=tokens.device)
+        drop = (u < self.word_dropout) & (tokens != BOS_ID) & (tokens != PAD_ID)
+        return tokens.masked_fill(drop, UNK_ID)
+
+    def _inputs(self, tokens: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+        """[dropout(embedding(w_t)); z] for the input tokens (R, T), after word dropout."""
+        emb = self.dropout_in(self.embed(self.drop_words(tokens, noise)))
+        if z is None:
+            return emb
+        return torch.cat([emb, z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], dim=-1)
+
+    def _log_prob_rows(self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+        """log p(x|z) (R,) for R padded sentences ``tokens`` (R, L) and one z (R, D) each (None: no latent)."""
+        inp, tgt = tokens[:, :-1], tokens[:, 1:]
+        state = self._initial_state(z)
+        h, _ = self.lstm(self._inputs(inp, z, noise), state)  # (R, T, H)
+        mask = torch.arange(1, tokens.shape[1], device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+        hidden, target = self.dropout_out(h[mask]), tgt[mask]  # only real positions: (N_tok, H), (N_tok,)
+        block = self.softmax_block_tokens
+        if block <= 0 or hidden.shape[0] <= block:
+            nll = F.cross_entropy(self.out(hidden), target, reduction="none")
+        else:  # blocks of (block, V) logits stay in cache through the softmax's passes
+            nll = torch.cat(
+                [
+                    F.cross_entropy(self.out(hidden[i : i + block]), target[i : i + block], reduction="none")
+                    for i in range(0, hidden.shape[0], block)
+                ]
+            )
+        lp = torch.zeros(tokens.shape[0], dtype=nll.dtype, device=tokens.device)
+        row = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(1).expand_as(mask)[mask]
+        return lp.index_add(0, row, -nll)
+
+    def _chunks(self, lengths: Tensor) -> list[tuple[int, int]]:
+        """Row ranges [lo, hi) holding at most ``max_activation_elements / max(V, 4H)`` predicted tokens each (a
+        longer sentence gets a chunk of its own), counted from the real lengths, not the padded width."""
+        budget = max(1, self.max_activation_elements // max(self.vocab_size, 4 * self.hidden_dim))
+        n = int(lengths.shape[0])
+        if int((lengths - 1).sum()) <= budget:
+            return [(0, n)]
+        chunk = torch.div(torch.cumsum(lengths - 1, 0) - 1, budget, rounding_mode="floor").cpu()
+        cuts = (torch.nonzero(chunk[1:] != chunk[:-1]).flatten() + 1).tolist()
+        bounds = [0, *cuts, n]
+        return list(itertools.pairwise(bounds))
+
+    def log_prob(self, x: TokenBatch, z: Tensor) -> Tensor:
+        """log p(x|z) in nats per sentence, summed over the predicted tokens (words and ``</s>``).
+
+        z (B, D) -> (B,); z (S, B, D) -> (S, B). The S * B sequences are decoded together (sentence-major), in row
+        chunks bounded by ``max_activation_elements``; a decoder that ignores z decodes the B sentences once.
+        """
+        x = _check_tokens(x)
+        if z.dim() not in (2, 3) or z.shape[-2] != x.batch_size or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"z must be (B, D) or (S, B, D) with B={x.batch_size}, D={self.latent_dim}; got {tuple(z.shape)}"
+            )
+        if not self.use_z:
+            lp = self._chunked(x.tokens, x.lengths, None, x.noise)
+            return lp if z.dim() == 2 else lp.unsqueeze(0).expand(z.shape[0], -1)
+        if z.dim() == 2:
+            return self._chunked(x.tokens, x.lengths, z, x.noise)
+        s, b, d = z.shape
+        # Sentence-major rows (row i * S + k is sentence i with sample k), so that a row chunk holds the samples of
+        # one or a few sentences and is trimmed to their length: no LSTM steps are spent on padding.
+        tokens = x.tokens.repeat_interleave(s, dim=0)
+        lengths = x.lengths.repeat_interleave(s)
+        noise = None if x.noise is None else x.noise.repeat_interleave(s, dim=0)
+        zz = z.transpose(0, 1).reshape(b * s, d)
+        return self._chunked(tokens, lengths, zz, noise).view(b, s).t()
+
+    def _chunked(self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+        """:meth:`_log_prob_rows` over row chunks of bounded size (:meth:`_chunks`), each cut to its longest
+        sentence."""
+        ranges = self._chunks(lengths)
+        if len(ranges) == 1:
+            return self._log_prob_rows(tokens, lengths, z, noise)
+        parts = []
+        for lo, hi in ranges:
+            width = int(lengths[lo:hi].max())
+            parts.append(
+                self._log_prob_rows(
+                    tokens[lo:hi, :width],
+                    lengths[lo:hi],
+                    None if z is None else z[lo:hi],
+                    None if noise is None else noise[lo:hi, : width - 1],
+                )
+            )
+        return torch.cat(parts)
+
+    # -- generation -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        z: Tensor,
+        mean: bool = False,
+        *,
+        max_length: int = 100,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[list[int]]:
+        """Decode one sentence per row of z (N, D): greedy (``mean=True``: the most probable word at each step,
+        an approximation of the mode) or ancestral sampling from softmax(logits / temperature). Stops at
+        ``</s>`` or after ``max_length`` words. Returns word ids without markers; ``<pad>`` and ``<s>`` are
+        never emitted. Uses eval-mode behaviour (no dropout) whatever the module's mode."""
+        if temperature <= 0.0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        was_training = self.training
+        self.eval()
+        try:
+            n = z.shape[0]
+            device = z.device
+            zz = z if self.use_z else None
+            state = self._initial_state(zz)
+            word = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
+            done = torch.zeros(n, dtype=torch.bool, device=device)
+            out = torch.full((n, max_length), PAD_ID, dtype=torch.long, device=device)
+            lengths = torch.full((n,), max_length, dtype=torch.long, device=device)
+            banned = torch.tensor([PAD_ID, BOS_ID], device=device)
+            for t in range(max_length):
+                h, state = self.lstm(self._inputs(word, zz, None), state)
+                logits = self.out(h[:, -1])
+                logits[:, banned] = -float("inf")
+                if mean:
+                    nxt = logits.argmax(-1)
+                else:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                ended = (nxt == EOS_ID) & ~done
+                lengths[ended] = t
+                done |= ended
+                out[:, t] = torch.where(done, PAD_ID, nxt)
+                if bool(done.all()):
+                    break
+                word = nxt.unsqueeze(1)
+            return [row[: int(n_)] for row, n_ in zip(out.tolist(), lengths.tolist(), strict=True)]
+        finally:
+            self.train(was_training)
+
+
+__all__ = ["DEFAULT_MAX_ACTIVATION_ELEMENTS", "LSTMDecoder", "LSTMEncoder", "PriorEncoder"]
