@@ -179,3 +179,42 @@ def test_builders_and_vocabulary_in_the_state_dict():
     emb, out = vae.decoder.embed.weight.detach(), vae.decoder.out.weight.detach()
     assert float(emb.abs().max()) <= 0.1 and float(out.abs().max()) <= 0.01
     assert float(emb.abs().max()) > 0.02
+
+
+def test_hashed_uniform_statistics_and_determinism():
+    from vaelab.data.text import hashed_uniform
+
+    seeds = torch.arange(1000, dtype=torch.long) + 123456789
+    u = hashed_uniform(seeds, 1, 200)
+    assert u.shape == (1000, 200) and u.dtype == torch.float32
+    assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    assert abs(float(u.mean()) - 0.5) < 0.005 and abs(float(u.var()) - 1 / 12) < 0.002
+    assert torch.equal(u, hashed_uniform(seeds, 1, 200))
+    assert torch.equal(u[:, :50], hashed_uniform(seeds, 1, 50))  # column t depends on t only, not on n
+    assert torch.equal(u[7:9], hashed_uniform(seeds[7:9], 1, 200))  # row r depends on its seed only
+    v = hashed_uniform(seeds, 2, 200)
+    assert abs(float(torch.corrcoef(torch.stack([u.flatten(), v.flatten()]))[0, 1])) < 0.01  # salts independent
+    assert abs(float((u[:-1] * u[1:]).mean()) - 0.25) < 0.005  # consecutive seeds uncorrelated
+
+
+def test_seeded_dropout_does_not_depend_on_shards_or_chunks():
+    """In training, with per-sentence seeds, a sentence's log p(x|z) (dropout on) is the same in any batch shard
+    and row chunk; without dropout noise the training and eval values differ (dropout is really applied)."""
+    model = _vae(word_dropout=0.3).train()
+    x = TokenBatch.from_sentences(SENTS)
+    x.seeds = torch.tensor([11, 12, 13, 14]) * 1_000_003
+    x.noise = torch.rand(x.batch_size, x.max_len - 1, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(len(SENTS), D)
+    full = model.decoder.log_prob(x, z)
+    assert torch.equal(full, model.decoder.log_prob(x, z))
+    parts = torch.cat(
+        [model.decoder.log_prob(x.select(slice(0, 2)), z[:2]), model.decoder.log_prob(x.select(slice(2, 4)), z[2:])]
+    )
+    assert torch.allclose(full, parts, atol=1e-5)
+    zs = torch.randn(3, len(SENTS), D)
+    many = model.decoder.log_prob(x, zs)
+    model.decoder.max_activation_elements = 1
+    assert torch.allclose(many, model.decoder.log_prob(x, zs), atol=1e-5)
+    assert not torch.allclose(many[0], many[1])
+    model.eval()
+    assert not torch.allclose(full, model.decoder.log_prob(x, z))

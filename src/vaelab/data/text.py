@@ -34,9 +34,11 @@ per-token perplexity divides by (the end token counts, the start token does not;
 Batches. ``batch_size`` is the GLOBAL batch size. Every batch's content is a function of (seed, epoch, batch
 index) alone (:class:`TextLoader`): the epoch's order, the length bucketing and the word-dropout noise, which is
 drawn for the whole global batch from a generator seeded from (seed, "word_dropout", epoch, batch) and then
-sliced, exactly as dynamic binarisation is for images (:mod:`vaelab.data.loader`). So a resumed epoch
-(``start_batch``) replays the uninterrupted one and the rank shards of a global batch, concatenated in rank order,
-are the 1-process batch element for element (every shard is padded to the global batch's longest sentence).
+sliced, exactly as dynamic binarisation is for images (:mod:`vaelab.data.loader`); the model's dropout masks come
+from per-sentence seeds (seed, "dropout", epoch, batch, position in the global batch) through a counter-based
+hash (:func:`hashed_uniform`). So a resumed epoch (``start_batch``) replays the uninterrupted one, and the rank
+shards of a global batch, concatenated in rank order, are the 1-process batch element for element (every shard is
+padded to the global batch's longest sentence) and get the same dropout masks.
 """
 
 from __future__ import annotations
@@ -180,6 +182,8 @@ class TokenBatch:
     - ``noise``: optional float32 (B, L - 1) uniform draws for word dropout on the decoder inputs
       ``tokens[:, :-1]`` (Bowman et al. 2016); the training loader supplies it so that the dropout is
       deterministic in (seed, epoch, batch) and independent of the number of processes.
+    - ``seeds``: optional int64 (B,) per-sentence seeds of the model's dropout masks (see
+      :func:`hashed_uniform`), from (seed, epoch, batch, position in the global batch), for the same reason.
 
     ``num_tokens`` is the number of *predicted* tokens, sum(n + 1): the end token counts, the start token does
     not (methods.md section 5), the denominator of per-token perplexity.
@@ -188,6 +192,7 @@ class TokenBatch:
     tokens: Tensor
     lengths: Tensor
     noise: Tensor | None = None
+    seeds: Tensor | None = None
     num_tokens: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -224,12 +229,18 @@ class TokenBatch:
             self.tokens.to(device, non_blocking=non_blocking),
             self.lengths.to(device, non_blocking=non_blocking),
             None if self.noise is None else self.noise.to(device, non_blocking=non_blocking),
+            None if self.seeds is None else self.seeds.to(device, non_blocking=non_blocking),
         )
         return out
 
     def select(self, rows: Tensor | slice) -> TokenBatch:
         """The sentences at ``rows`` (padding kept at this batch's length)."""
-        return TokenBatch(self.tokens[rows], self.lengths[rows], None if self.noise is None else self.noise[rows])
+        return TokenBatch(
+            self.tokens[rows],
+            self.lengths[rows],
+            None if self.noise is None else self.noise[rows],
+            None if self.seeds is None else self.seeds[rows],
+        )
 
     def sentences(self) -> list[list[int]]:
         """Word ids of each sentence (markers and padding removed)."""
@@ -274,6 +285,34 @@ class TextBatch:
             self.index.to(device, non_blocking=non_blocking),
             self.global_size,
         )
+
+
+def _as_signed(c: int) -> int:
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN, _MIX1, _MIX2 = (_as_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _mix64(x: Tensor) -> Tensor:
+    """SplitMix64's finaliser on int64 tensors (wrapping multiplication, logical shifts)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _MIX1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _MIX2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+def hashed_uniform(seeds: Tensor, salt: int, n: int) -> Tensor:
+    """Uniform [0, 1) float32 draws (R, n), row r a function of (seeds[r], salt, column) only: a counter-based
+    generator (SplitMix64 finaliser of the seed, salted, plus the golden-ratio increment per column).
+
+    Dropout masks drawn this way are the same whichever process or batch shard a sentence lands in, and for a
+    resumed run, unlike masks from a generator's running state.
+    """
+    base = _mix64(seeds.long() * _GOLDEN + salt)
+    x = _mix64(base.unsqueeze(1) + torch.arange(1, n + 1, device=seeds.device, dtype=torch.long) * _GOLDEN)
+    return ((x >> 40) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -389,7 +428,8 @@ class TextLoader:
         bucketing: ``pool`` (shuffle, sort by length within pools of ``pool_batches`` batches, cut, shuffle the
             batches) or ``exact`` (shuffle, group sentences of equal length, cut each group, shuffle the batches;
             He et al. 2019).
-        word_noise: attach uniform noise for word dropout to every batch (training).
+        word_noise: attach uniform noise for word dropout and per-sentence dropout seeds to every batch
+            (training).
 
     The number of batches per epoch does not depend on the epoch: full pools give exactly ``pool_batches``
     batches, and the length histogram fixes the batches of ``exact`` bucketing.
@@ -498,6 +538,8 @@ class TextLoader:
             if self.word_noise:
                 g = torch_generator(self.seed, "word_dropout", epoch, b)
                 x.noise = torch.rand((len(global_idx), width - 1), generator=g)[lo:hi]
+                base = derive_seed(self.seed, "dropout", epoch, b) >> 2  # room to add positions without overflow
+                x.seeds = base + torch.arange(lo, hi, dtype=torch.long)
             y = None if self.split.y is None else self.split.y[idx]
             yield TextBatch(x, y, idx, len(global_idx))
 
@@ -908,6 +950,7 @@ __all__ = [
     "TextSplit",
     "TokenBatch",
     "Vocabulary",
+    "hashed_uniform",
     "load_text_corpus",
     "parse_corpus",
 ]

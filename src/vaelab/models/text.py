@@ -33,13 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch
+from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch, hashed_uniform
 from vaelab.models.base import Decoder, Encoder
 
 DEFAULT_MAX_ACTIVATION_ELEMENTS = 1 << 24
 """Rows of (S * B) sequences are decoded in chunks of at most this many logits (predicted tokens x vocabulary; 64 MiB
 of float32), which bounds the memory of IW-NLL with K = 500 whatever the batch size."""
 
+
+_SAMPLE_STRIDE = 0x9E3779B97F4A7C15 - (1 << 64)
+"""Odd multiplier that keeps (sentence seed, sample index) pairs distinct when the samples' seeds are derived."""
 
 DEFAULT_SOFTMAX_BLOCK_TOKENS = 256
 """The softmax layer is applied to at most this many token positions at once (0: all of a row chunk at once)."""
@@ -192,20 +195,35 @@ class LSTMDecoder(Decoder):
         drop = (u < self.word_dropout) & (tokens != BOS_ID) & (tokens != PAD_ID)
         return tokens.masked_fill(drop, UNK_ID)
 
-    def _inputs(self, tokens: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+    def _dropout(self, x: Tensor, layer: nn.Dropout, seeds: Tensor | None, salt: int) -> Tensor:
+        """Inverted dropout on (R, T, F) activations; with per-sentence ``seeds`` the mask of row r, position t,
+        feature f is a function of (seeds[r], salt, t, f) only (:func:`~vaelab.data.text.hashed_uniform`), so it
+        does not depend on the process, batch shard or row chunk a sentence is in. Without seeds: ``layer``."""
+        if not self.training or layer.p <= 0.0:
+            return x
+        if seeds is None:
+            return layer(x)
+        r, t, f = x.shape
+        keep = hashed_uniform(seeds, salt, t * f).view(r, t, f) >= layer.p
+        return x * keep.to(x.dtype) / (1.0 - layer.p)
+
+    def _inputs(self, tokens: Tensor, z: Tensor | None, noise: Tensor | None, seeds: Tensor | None = None) -> Tensor:
         """[dropout(embedding(w_t)); z] for the input tokens (R, T), after word dropout."""
-        emb = self.dropout_in(self.embed(self.drop_words(tokens, noise)))
+        emb = self._dropout(self.embed(self.drop_words(tokens, noise)), self.dropout_in, seeds, 1)
         if z is None:
             return emb
         return torch.cat([emb, z.unsqueeze(1).expand(-1, tokens.shape[1], -1)], dim=-1)
 
-    def _log_prob_rows(self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+    def _log_prob_rows(
+        self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None, seeds: Tensor | None
+    ) -> Tensor:
         """log p(x|z) (R,) for R padded sentences ``tokens`` (R, L) and one z (R, D) each (None: no latent)."""
         inp, tgt = tokens[:, :-1], tokens[:, 1:]
         state = self._initial_state(z)
-        h, _ = self.lstm(self._inputs(inp, z, noise), state)  # (R, T, H)
+        h, _ = self.lstm(self._inputs(inp, z, noise, seeds), state)  # (R, T, H)
+        h = self._dropout(h, self.dropout_out, seeds, 2)
         mask = torch.arange(1, tokens.shape[1], device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
-        hidden, target = self.dropout_out(h[mask]), tgt[mask]  # only real positions: (N_tok, H), (N_tok,)
+        hidden, target = h[mask], tgt[mask]  # only real positions: (N_tok, H), (N_tok,)
         block = self.softmax_block_tokens
         if block <= 0 or hidden.shape[0] <= block:
             nll = F.cross_entropy(self.out(hidden), target, reduction="none")
@@ -244,25 +262,31 @@ class LSTMDecoder(Decoder):
                 f"z must be (B, D) or (S, B, D) with B={x.batch_size}, D={self.latent_dim}; got {tuple(z.shape)}"
             )
         if not self.use_z:
-            lp = self._chunked(x.tokens, x.lengths, None, x.noise)
+            lp = self._chunked(x.tokens, x.lengths, None, x.noise, x.seeds)
             return lp if z.dim() == 2 else lp.unsqueeze(0).expand(z.shape[0], -1)
         if z.dim() == 2:
-            return self._chunked(x.tokens, x.lengths, z, x.noise)
+            return self._chunked(x.tokens, x.lengths, z, x.noise, x.seeds)
         s, b, d = z.shape
         # Sentence-major rows (row i * S + k is sentence i with sample k), so that a row chunk holds the samples of
         # one or a few sentences and is trimmed to their length: no LSTM steps are spent on padding.
         tokens = x.tokens.repeat_interleave(s, dim=0)
         lengths = x.lengths.repeat_interleave(s)
         noise = None if x.noise is None else x.noise.repeat_interleave(s, dim=0)
+        seeds = None
+        if x.seeds is not None:  # a different dropout mask for every sample of a sentence
+            k = torch.arange(s, device=x.seeds.device).repeat(b)
+            seeds = x.seeds.repeat_interleave(s) * _SAMPLE_STRIDE + k
         zz = z.transpose(0, 1).reshape(b * s, d)
-        return self._chunked(tokens, lengths, zz, noise).view(b, s).t()
+        return self._chunked(tokens, lengths, zz, noise, seeds).view(b, s).t()
 
-    def _chunked(self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None) -> Tensor:
+    def _chunked(
+        self, tokens: Tensor, lengths: Tensor, z: Tensor | None, noise: Tensor | None, seeds: Tensor | None
+    ) -> Tensor:
         """:meth:`_log_prob_rows` over row chunks of bounded size (:meth:`_chunks`), each cut to its longest
         sentence."""
         ranges = self._chunks(lengths)
         if len(ranges) == 1:
-            return self._log_prob_rows(tokens, lengths, z, noise)
+            return self._log_prob_rows(tokens, lengths, z, noise, seeds)
         parts = []
         for lo, hi in ranges:
             width = int(lengths[lo:hi].max())
@@ -272,6 +296,7 @@ class LSTMDecoder(Decoder):
                     lengths[lo:hi],
                     None if z is None else z[lo:hi],
                     None if noise is None else noise[lo:hi, : width - 1],
+                    None if seeds is None else seeds[lo:hi],
                 )
             )
         return torch.cat(parts)
