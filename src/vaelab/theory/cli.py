@@ -1,0 +1,130 @@
+"""Command line for the theory module: ``vaelab theory linear-vae ...``.
+
+The main ``vaelab`` CLI calls :func:`add_theory_parser`; ``python -m vaelab.theory.cli theory linear-vae --quick``
+works standalone. The ``linear-vae`` command produces the six figures of the linear-VAE learning-dynamics study
+(Ichikawa & Hukushima, AISTATS 2024) as PNG plus the underlying numbers as CSV/JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["add_theory_parser", "main", "run_linear_vae"]
+
+FIGURE_CHOICES = ("1", "2", "3", "4", "5", "6", "all")
+FIGURE_HELP = (
+    "1: eps_g(t) for several beta (ODE vs SGD), threshold, authors' curve; 2: all order parameters, ODE vs SGD, "
+    "finite-size scaling; 3: eps_g* and plateau length vs beta; 4: superfluous latent; 5: KL annealing; "
+    "6: entangled -> disentangled. Repeat the option for several figures (default: all)."
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``theory`` with the sub-command ``linear-vae`` (which sets ``func``) to a CLI's sub-parsers."""
+    theory = subparsers.add_parser(
+        "theory",
+        help="exactly solvable models of VAE learning dynamics (linear VAE)",
+        description="Theory of VAE training dynamics and posterior collapse.",
+    )
+    models = theory.add_subparsers(dest="theory_model", metavar="MODEL", required=True)
+    lv = models.add_parser(
+        "linear-vae",
+        help="learning dynamics of the linear VAE (Ichikawa & Hukushima, AISTATS 2024): figures + numbers",
+        description=(
+            "Simulate online SGD of the linear VAE, integrate its ODE limit and produce the six figures "
+            "(PNG) with their numbers (CSV/JSON). Ichikawa & Hukushima, AISTATS 2024."
+        ),
+    )
+    lv.add_argument("--figure", action="append", choices=FIGURE_CHOICES, metavar="{1..6|all}", help=FIGURE_HELP)
+    lv.add_argument("--out", default="runs/theory/linear_vae", help="output folder (default: %(default)s)")
+    lv.add_argument("--quick", action="store_true", help="small N, few seeds, short runs: a smoke run (< 30 s)")
+    lv.add_argument("--N", type=_positive_int, default=None, help="input dimension of the SGD runs (default 1000)")
+    lv.add_argument("--seeds", type=_positive_int, default=None, help="SGD runs per setting (default 5)")
+    lv.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
+    lv.add_argument("--rho", type=_positive_float, default=1.0, help="signal strength (default: %(default)s)")
+    lv.add_argument("--eta", type=_positive_float, default=1.0, help="noise variance (default: %(default)s)")
+    lv.add_argument("--tau", type=_positive_float, default=0.01, help="SGD learning rate (default: %(default)s)")
+    lv.add_argument(
+        "--backend",
+        choices=("reduced", "weights"),
+        default="reduced",
+        help="SGD simulator: exact reduced coordinates (fast, default) or explicit N-dimensional weights",
+    )
+    lv.set_defaults(func=run_linear_vae)
+
+
+def run_linear_vae(args: argparse.Namespace) -> int:
+    """Run the ``theory linear-vae`` command; returns the exit status."""
+    from vaelab.theory.linear_vae.figures import FigureConfig, make_figures
+
+    figures = args.figure or ["all"]
+    which: list[str] | str = "all" if "all" in figures else sorted(set(figures), key=figures.index)
+    if args.N is not None and args.N < 20:
+        print(f"error: --N must be at least 20, got {args.N}", file=sys.stderr)
+        return 2
+    common = {"seed": args.seed, "rho": args.rho, "eta": args.eta, "tau": args.tau, "backend": args.backend}
+    if args.quick:
+        cfg = FigureConfig.quick_defaults(N=args.N, n_seeds=args.seeds, **common)
+    else:
+        cfg = FigureConfig(N=args.N or 1000, n_seeds=args.seeds or 5, **common)
+    t0 = time.perf_counter()
+    summary, files = make_figures(which, cfg, args.out)
+    for path in files:
+        print(path)
+    headline = _headline(summary)
+    if headline:
+        print(json.dumps(headline, indent=1))
+    print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _headline(summary: dict[str, object]) -> dict[str, object]:
+    """A few key numbers for the terminal (the full set is in summary.json)."""
+    out: dict[str, object] = {}
+    f1 = summary.get("figure_1")
+    if isinstance(f1, dict):
+        out["authors_run_max_abs_diff"] = round(f1["authors_run"]["max_abs_diff_ode_vs_published"], 4)
+        out["threshold_final_eps_g"] = {k: round(v, 4) for k, v in f1["threshold_final_eps_g"].items()}
+    f5 = summary.get("figure_5")
+    if isinstance(f5, dict):
+        out["annealing_speedup_at_gamma_2e-3"] = {
+            k: round(v["speedup_at_gamma_2e-3"], 2) for k, v in f5.items() if k.startswith("beta_f=")
+        }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: ``python -m vaelab.theory.cli theory linear-vae [options]``."""
+    parser = argparse.ArgumentParser(prog="vaelab", description="vaelab theory commands")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_theory_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
