@@ -9,7 +9,6 @@ unweighted distortion, rate and ELBO = -(D + R) are always reported (methods.md 
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,5 +134,3 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
             raise ValueError(f"{key}: {e}") from None
         terms.append((term, build_schedule(weight_cfg, steps_per_epoch, total_steps, key=f"{key}.weight")))
     return Objective(regulariser, beta, terms)
-
-
