@@ -243,3 +243,25 @@ def test_two_process_gloo_matches_one_process(tiny_config, tmp_path, cli_env, st
     p2 = load_checkpoint(two / "checkpoints" / "last.pt")["model"]
     for k in p1:
         assert torch.allclose(p1[k], p2[k], atol=1e-5), k
+
+
+def test_extra_metrics_hook(tiny_config, tmp_path):
+    from vaelab.metrics.extras import EXTRA_METRICS
+
+    seen = {}
+
+    def label_mean(ctx):
+        seen["split"] = ctx.split
+        n_train = sum(len(b.x) for b in ctx.batches("train"))
+        return {"mu_norm": float(ctx.collection.mu.norm(dim=1).mean()), "train_seen": n_train}
+
+    if "test_label_mean" not in EXTRA_METRICS:
+        EXTRA_METRICS.register("test_label_mean")(label_mean)
+    cfg = load_config(tiny_config(), ["eval.extra_metrics=[test_label_mean]", "train.epochs=1"])
+    s = Trainer(cfg, tmp_path / "x").fit()
+    assert seen["split"] == "test" and s["train_seen"] == 256 and s["mu_norm"] > 0
+    assert main(["evaluate", str(tmp_path / "x"), "--split", "valid"]) == 0
+    assert json.loads((tmp_path / "x" / "eval.json").read_text())["train_seen"] == 256 and seen["split"] == "valid"
+    bad = load_config(tiny_config(), ["eval.extra_metrics=[nope]", "train.epochs=1"])
+    with pytest.raises(KeyError, match=r"eval.extra_metrics\[0\]"):
+        Trainer(bad, tmp_path / "y").fit()

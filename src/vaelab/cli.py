@@ -12,6 +12,7 @@ traceback and exit with status 2 (usage/config/data) or 1 (training failed).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,14 @@ def _how_to_read(out: Path) -> str:
     )
 
 
+# Subcommands defined next to the code they drive: "module:function", each function adding its parsers to the
+# `vaelab` subparsers (and setting ``func``). Adding a command is one line here.
+SUBCOMMAND_PLUGINS: list[str] = [
+    "vaelab.theory.cli:add_theory_parser",
+    "vaelab.generation:add_generation_parsers",
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vaelab", description="Variational autoencoders that do not collapse.")
     p.add_argument("--version", action="version", version=f"vaelab {__version__}")
@@ -132,19 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.set_defaults(func=cmd_evaluate)
 
-    try:
-        from vaelab.theory.cli import add_theory_parser
-    except ImportError:  # pragma: no cover - the theory module is optional at import time
-        pass
-    else:
-        add_theory_parser(sub)
-
-    try:
-        from vaelab.generation import add_generation_parsers
-    except ImportError:  # pragma: no cover - text generation is optional at import time
-        pass
-    else:
-        add_generation_parsers(sub)
+    for spec in SUBCOMMAND_PLUGINS:
+        module, _, func = spec.partition(":")
+        getattr(importlib.import_module(module), func)(sub)
     return p
 
 

@@ -68,6 +68,8 @@ class EvalConfig:
 
     ``mi_pool``: ``all`` pools MI over the whole split (cap ln N; Bozkurt et al. 2021, Zhang et al. 2022) or an
     integer B pools within minibatches of B (He et al. 2019; cap ln B). ``iw_samples``: K for the final IW-NLL.
+    ``extra_metrics``: names from :data:`vaelab.metrics.extras.EXTRA_METRICS` computed at the final evaluation
+    (and each epoch with ``extras_every_epoch``).
     """
 
     batch_size: int = 500
@@ -77,6 +79,8 @@ class EvalConfig:
     au_threshold: float = 0.01
     final_split: Literal["test", "valid", "train"] = "test"
     binarize_seed: int = 1234
+    extra_metrics: list[str] = field(default_factory=list)
+    extras_every_epoch: bool = False
 
 
 @dataclass

@@ -30,7 +30,7 @@ def evaluate_run(
     result = {
         "split": split,
         "checkpoint": checkpoint,
-        **trainer.evaluate(split, iw_samples=k, seed_offset=2 * 10**6),
+        **trainer.evaluate(split, iw_samples=k, seed_offset=2 * 10**6, extras=True),
     }
     folder.write_json("eval.json", result)
     return result

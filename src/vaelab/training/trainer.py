@@ -30,7 +30,8 @@ from vaelab.config import RunConfig, TrainConfig, save_config
 from vaelab.data import load_dataset
 from vaelab.data.loader import shard_bounds
 from vaelab.metrics import collect, summarise
-from vaelab.metrics.collect import EvalCollection
+from vaelab.metrics.collect import EvalCollection, eval_mode
+from vaelab.metrics.extras import EXTRA_METRICS, MetricContext, run_extra_metrics
 from vaelab.models import VAE, batch_size, build_model
 from vaelab.objectives import NonFiniteLossError, build_objective
 from vaelab.training.checkpoint import load_checkpoint, save_checkpoint
@@ -138,6 +139,8 @@ class Trainer:
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.objective = build_objective(cfg.objective, self.steps_per_epoch, self.total_steps).to(self.device)
+        for i, name in enumerate(cfg.eval.extra_metrics):  # fail now, not after training
+            EXTRA_METRICS.get(name, key=f"eval.extra_metrics[{i}]")
 
         self.state: dict[str, Any] = {
             "step": 0,
@@ -257,7 +260,9 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
 
-    def evaluate(self, split: str, *, iw_samples: int = 0, seed_offset: int = 0) -> dict[str, Any]:
+    def evaluate(
+        self, split: str, *, iw_samples: int = 0, seed_offset: int = 0, extras: bool = False
+    ) -> dict[str, Any]:
         """Metrics on a split (global across processes): ELBO, rate, distortion, MI (+pool), AU, KL per dim,
         and IW-NLL when ``iw_samples`` > 0.
 
@@ -283,7 +288,36 @@ class Trainer:
         )
         col = EvalCollection.cat([c for _, c in parts])
         gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 31, seed_offset))
-        return summarise(col, mi_pool=ev.mi_pool, au_threshold=ev.au_threshold, generator=gen)
+        result = summarise(col, mi_pool=ev.mi_pool, au_threshold=ev.au_threshold, generator=gen)
+        if extras and ev.extra_metrics:
+            result.update(self._extra_metrics(split, col, result, seed_offset))
+        return result
+
+    def _extra_metrics(self, split: str, col: EvalCollection, base: dict[str, Any], seed_offset: int) -> dict[str, Any]:
+        ev = self.cfg.eval
+
+        def batches(name: str) -> Iterator[Any]:
+            loader = self.dataset.loader(
+                name, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
+            )
+            for batch in loader.epoch(0):
+                batch.x = batch.x.to(self.device)
+                yield batch
+
+        ctx = MetricContext(
+            model=self.model,
+            dataset=self.dataset,
+            split=split,
+            collection=col,
+            config=self.cfg,
+            device=self.device,
+            generator=torch.Generator().manual_seed(mix_seed(self.cfg.seed, 37, seed_offset)),
+            batches=batches,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(self.cfg.seed, 41, seed_offset))
+            with eval_mode(self.model):
+                return run_extra_metrics(ev.extra_metrics, ctx, base)
 
     # ----------------------------------------------------------------------------------------------------------
     # the loop
@@ -393,7 +427,7 @@ class Trainer:
         totals = all_reduce_sum(sums, self.dist)
         n_seen = max(totals.pop("_n", 0.0), 1.0)
         train_rec = {k: v / n_seen for k, v in totals.items()}
-        val = self.evaluate("valid", seed_offset=epoch + 1)
+        val = self.evaluate("valid", seed_offset=epoch + 1, extras=cfg.eval.extras_every_epoch)
         self.strategy.on_validation(epoch, val)
         st["elapsed"] = time.perf_counter() - t_start
         lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
@@ -463,7 +497,7 @@ class Trainer:
             self._load(self.folder.best, weights_only=True)
         split = cfg.eval.final_split
         t0 = time.perf_counter()
-        final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=10**6)
+        final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=10**6, extras=True)
         summary = {
             "status": "completed",
             "stop_reason": stop_reason,
