@@ -1,5 +1,6 @@
 """Objectives: rate/distortion terms, regularisers (free bits, ...), coefficient schedules."""
 
+from vaelab.objectives import consistency  # noqa: F401  (registers the consistency-regularisation terms)
 from vaelab.objectives.objective import (
     EXTRA_TERMS,
     NonFiniteLossError,
