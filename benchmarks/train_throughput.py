@@ -17,7 +17,6 @@ from vaelab.config import load_config
 from vaelab.data import BatchLoader, load_dataset
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
-from vaelab.training.distributed import DistInfo
 from vaelab.training.strategies import STRATEGIES, StepContext
 from vaelab.training.trainer import data_info, make_optimizer
 
@@ -31,9 +30,7 @@ def measure(config: str, steps: int, batch_size: int) -> tuple[float, float]:
     opts = {k: make_optimizer(cfg.train, p) for k, p in strategy.param_groups(model).items()}
     loader = BatchLoader(ds.train, batch_size, shuffle=True, binarize=ds.binarize, seed=0)
     obj = build_objective(cfg.objective, len(loader), steps)
-    ctx = StepContext(
-        model, obj, opts, DistInfo(), cfg.train.grad_clip, lambda s, x, sub=0: None, lambda x, sub=0: 1.0, None
-    )
+    ctx = StepContext.single_process(model, obj, opts, grad_clip=cfg.train.grad_clip)
     it = iter(loader.epoch(0))
     n_seen, t0 = 0, 0.0
     for i in range(steps + 20):

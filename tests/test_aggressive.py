@@ -11,7 +11,6 @@ from vaelab.config import load_config
 from vaelab.models import ModelConfig, build_model
 from vaelab.objectives import Objective, ObjectiveOutput
 from vaelab.training.aggressive import AggressiveStrategy
-from vaelab.training.distributed import DistInfo
 from vaelab.training.strategies import StepContext
 from vaelab.training.trainer import Trainer, make_optimizer
 
@@ -40,15 +39,8 @@ def _ctx(objective, strategy):
 
     opts = {k: make_optimizer(TrainConfig(lr=0.01), p) for k, p in strategy.param_groups(model).items()}
     x = torch.ones(4, 1, 2, 2)
-    ctx = StepContext(
-        model=model,
-        objective=objective,
-        optimizers=opts,
-        dist=DistInfo(),
-        grad_clip=5.0,
-        noise=lambda step, x, sub=0: None,
-        loss_scale=lambda x, sub=0: 1.0,
-        random_batch=lambda: torch.zeros(4, 1, 2, 2),
+    ctx = StepContext.single_process(
+        model, objective, opts, grad_clip=5.0, random_batch=lambda: torch.zeros(4, 1, 2, 2)
     )
     return ctx, model, x
 

@@ -39,7 +39,6 @@ from vaelab.models.base import VAE
 from vaelab.models.image import MLPEncoder
 from vaelab.models.pixelcnn import PixelCNNDecoder
 from vaelab.objectives import ObjectiveConfig, build_objective
-from vaelab.training.distributed import DistInfo
 from vaelab.training.strategies import STRATEGIES, StepContext
 from vaelab.training.trainer import make_optimizer, mix_seed
 
@@ -134,16 +133,7 @@ def run(cfg: LagConfig, strategy: str, data: tuple[Tensor, Tensor, Tensor, Tenso
     objective = build_objective(ObjectiveConfig(), 1, cfg.steps)
     batches = _random_batches(x_tr, cfg.batch_size, mix_seed(cfg.seed, 301))
     extra = _random_batches(x_tr, cfg.batch_size, mix_seed(cfg.seed, 302))
-    ctx = StepContext(
-        model=model,
-        objective=objective,
-        optimizers=opts,
-        dist=DistInfo(),
-        grad_clip=5.0,
-        noise=lambda step, x, sub=0: None,
-        loss_scale=lambda x, sub=0: 1.0,
-        random_batch=lambda: next(extra),
-    )
+    ctx = StepContext.single_process(model, objective, opts, grad_clip=5.0, random_batch=lambda: next(extra))
     grid = torch.arange(cfg.grid_low, cfg.grid_high + cfg.grid_step / 2, cfg.grid_step)
     points = x_tr[: cfg.num_points]
     snaps: dict[int, dict[str, list[float]]] = {}

@@ -40,6 +40,32 @@ class StepContext:
     loss_scale: Callable[..., float]
     random_batch: Callable[[], Any]
 
+    @classmethod
+    def single_process(
+        cls,
+        model: nn.Module,
+        objective: Objective,
+        optimizers: dict[str, torch.optim.Optimizer],
+        *,
+        grad_clip: float | None = None,
+        random_batch: Callable[[], Any] | None = None,
+    ) -> StepContext:
+        """A context for a loop outside the trainer (one process; noise from the global RNG; no rescaling)."""
+
+        def no_random_batch() -> Any:
+            raise RuntimeError("this StepContext was built without random_batch")
+
+        return cls(
+            model=model,
+            objective=objective,
+            optimizers=optimizers,
+            dist=DistInfo(),
+            grad_clip=grad_clip,
+            noise=lambda step, x, sub=0: None,
+            loss_scale=lambda x, sub=0: 1.0,
+            random_batch=random_batch or no_random_batch,
+        )
+
 
 class Strategy:
     """Base class. Subclasses define :meth:`param_groups` and :meth:`train_step`."""
