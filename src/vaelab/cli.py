@@ -116,6 +116,7 @@ def _how_to_read(out: Path) -> str:
 SUBCOMMAND_PLUGINS: list[str] = [
     "vaelab.theory.cli:add_theory_parser",
     "vaelab.generation:add_generation_parsers",
+    "vaelab.plots.latent:add_latent_parser",
     "vaelab.lag:add_lag_parser",
 ]
 

@@ -11,6 +11,7 @@ Where each metric lives:
   data-parallel processes) and the set-level summary.
 """
 
+import vaelab.metrics.holes  # noqa: F401  (registers the hole metrics, Zhang et al. 2022)
 from vaelab.metrics import consistency, probe  # noqa: F401  (register the probe and consistency metrics)
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, summarise
 from vaelab.metrics.information import (

@@ -21,6 +21,7 @@ from vaelab.models.image import (
     MLPEncoder,
 )
 from vaelab.models.likelihoods import LIKELIHOODS
+from vaelab.models.posterior_heads import apply_posterior_head
 from vaelab.models.text import LSTMDecoder, LSTMEncoder, PriorEncoder
 from vaelab.registry import Registry
 
@@ -94,6 +95,7 @@ def _lstm_decoder(cfg: ModelConfig, info: dict[str, Any], use_z: bool) -> LSTMDe
         init_range=cfg.init_range,
         emb_init_range=cfg.emb_init_range,
         vocab=info.get("vocab"),
+        skip=use_z and cfg.skip,
     )
 
 
@@ -123,7 +125,16 @@ def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
     """Build the VAE named by ``cfg.type`` for data described by ``data_info``."""
     if cfg.latent_dim < 1:
         raise ValueError(f"model.latent_dim must be >= 1, got {cfg.latent_dim}")
-    return MODELS.get(cfg.type, key="model.type")(cfg, data_info)
+    if cfg.skip and cfg.type != "lstm_vae":
+        raise ValueError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {cfg.type!r}")
+    model = MODELS.get(cfg.type, key="model.type")(cfg, data_info)
+    if cfg.posterior != "gaussian":
+        if isinstance(model.encoder, PriorEncoder):
+            raise ValueError(f"model.posterior={cfg.posterior} needs a model with an encoder ({cfg.type} has none)")
+        model.encoder = apply_posterior_head(
+            model.encoder, cfg.posterior, bn_gamma=cfg.bn_gamma, delta_rate=cfg.delta_rate
+        )
+    return model
 
 
 __all__ = [

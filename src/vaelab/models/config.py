@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -14,6 +15,9 @@ class ModelConfig:
     - ``linear``: linear encoder, linear-Gaussian decoder (probabilistic PCA): exact log p(x) is known.
     - ``lstm_vae``: text VAE of He et al. (2019) / Kim et al. (2018): LSTM encoder, LSTM decoder fed z.
     - ``lstm_lm``: LSTM language model (no latent; the encoder returns the prior, so rate = 0 exactly).
+
+    ``posterior`` re-parameterises q(z|x) of any encoder (:mod:`vaelab.models.posterior_heads`): ``bn`` (BN-VAE,
+    Zhu et al. 2020; ``bn_gamma``) or ``delta`` (delta-VAE, Razavi et al. 2019; ``delta_rate``).
     """
 
     type: str = "mlp"
@@ -24,6 +28,16 @@ class ModelConfig:
     likelihood: str = "bernoulli"
     gaussian_std: float = 1.0
     learn_std: bool = False
+
+    # ---- posterior head (any model; see vaelab.models.posterior_heads) ----
+    posterior: Literal["gaussian", "bn", "delta"] = "gaussian"
+    """q(z|x) parameterisation: ``gaussian`` (the encoder's mu, logvar as they are), ``bn`` (BN-VAE: BatchNorm on mu
+    with fixed scale ``bn_gamma``, learned shift; E[rate] >= D bn_gamma^2 / 2) or ``delta`` (delta-VAE: variance in
+    [s_l, s_u] and a mean floor, so every dimension's KL >= ``delta_rate``)."""
+    bn_gamma: float = 0.5
+    """BN-VAE: the fixed scale gamma of the batch-normalised posterior means."""
+    delta_rate: float = 0.1
+    """delta-VAE: the committed rate delta per latent dimension, nats."""
 
     # ---- text models (lstm_vae, lstm_lm; see vaelab.models.text) ----
     emb_dim: int = 512
@@ -43,6 +57,9 @@ class ModelConfig:
     decoder_init_from_z: bool = True
     """Text: the decoder's initial cell state is a linear map of z (h_0 = tanh(c_0)), besides z being fed at
     every step; false = zero initial state."""
+    skip: bool = False
+    """Text (lstm_vae): skip-VAE (Dieng, Kim, Rush & Blei, AISTATS 2019): z also feeds the softmax output layer
+    (logits = W h_t + U z + b), besides every LSTM step's input."""
 
     # ---- PixelCNN decoder (pixelcnn; see vaelab.models.pixelcnn). The ResNet encoder uses ``channels``. ----
     pixelcnn_channels: int = 64

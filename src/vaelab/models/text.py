@@ -120,6 +120,8 @@ class LSTMDecoder(Decoder):
             in (seed, epoch, batch)), else from the global RNG.
         vocab: optional list of words (id order), kept with the weights (``state_dict``'s extra state) so that a
             run folder can decode samples without the corpus.
+        skip: skip-VAE (Dieng, Kim, Rush & Blei, AISTATS 2019): z also feeds the output layer, logits =
+            W h_t + U z + b (a bias-free linear map U of z), besides the LSTM input at every step; only with ``use_z``.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class LSTMDecoder(Decoder):
         emb_init_range: float = 0.1,
         vocab: Sequence[str] | None = None,
         max_activation_elements: int = DEFAULT_MAX_ACTIVATION_ELEMENTS,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= word_dropout <= 1.0:
@@ -159,6 +162,7 @@ class LSTMDecoder(Decoder):
         self.lstm = nn.LSTM(emb_dim + (latent_dim if use_z else 0), hidden_dim, batch_first=True)
         self.init_linear = nn.Linear(latent_dim, hidden_dim, bias=True) if self.init_from_z else None
         self.out = nn.Linear(hidden_dim, vocab_size)
+        self.skip_out = nn.Linear(latent_dim, vocab_size, bias=False) if (use_z and skip) else None
         _uniform_(self, init_range, emb_init_range)
 
     # -- the vocabulary travels with the weights ------------------------------------------------------------
@@ -184,6 +188,13 @@ class LSTMDecoder(Decoder):
             return None
         c0 = self.init_linear(z).unsqueeze(0)  # (1, R, H)
         return torch.tanh(c0), c0
+
+    def _logits(self, hidden: Tensor, z: Tensor | None) -> Tensor:
+        """The softmax layer's logits for hidden states (N, H); with skip, plus U z for the rows' z (N, D)."""
+        logits = self.out(hidden)
+        if self.skip_out is not None and z is not None:
+            logits = logits + self.skip_out(z)
+        return logits
 
     def drop_words(self, tokens: Tensor, noise: Tensor | None) -> Tensor:
         """Word dropout (Bowman et al. 2016) on decoder input tokens (R, T): in training, a word whose uniform draw
@@ -224,18 +235,23 @@ class LSTMDecoder(Decoder):
         h = self._dropout(h, self.dropout_out, seeds, 2)
         mask = torch.arange(1, tokens.shape[1], device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
         hidden, target = h[mask], tgt[mask]  # only real positions: (N_tok, H), (N_tok,)
+        row = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(1).expand_as(mask)[mask]
+        z_tok = z[row] if (self.skip_out is not None and z is not None) else None  # skip-VAE: (N_tok, D)
         block = self.softmax_block_tokens
         if block <= 0 or hidden.shape[0] <= block:
-            nll = F.cross_entropy(self.out(hidden), target, reduction="none")
+            nll = F.cross_entropy(self._logits(hidden, z_tok), target, reduction="none")
         else:  # blocks of (block, V) logits stay in cache through the softmax's passes
             nll = torch.cat(
                 [
-                    F.cross_entropy(self.out(hidden[i : i + block]), target[i : i + block], reduction="none")
+                    F.cross_entropy(
+                        self._logits(hidden[i : i + block], None if z_tok is None else z_tok[i : i + block]),
+                        target[i : i + block],
+                        reduction="none",
+                    )
                     for i in range(0, hidden.shape[0], block)
                 ]
             )
         lp = torch.zeros(tokens.shape[0], dtype=nll.dtype, device=tokens.device)
-        row = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(1).expand_as(mask)[mask]
         return lp.index_add(0, row, -nll)
 
     def _chunks(self, lengths: Tensor) -> list[tuple[int, int]]:
@@ -333,7 +349,7 @@ class LSTMDecoder(Decoder):
             banned = torch.tensor([PAD_ID, BOS_ID], device=device)
             for t in range(max_length):
                 h, state = self.lstm(self._inputs(word, zz, None), state)
-                logits = self.out(h[:, -1])
+                logits = self._logits(h[:, -1], zz)
                 logits[:, banned] = -float("inf")
                 if mean:
                     nxt = logits.argmax(-1)

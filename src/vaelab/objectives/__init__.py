@@ -1,6 +1,7 @@
 """Objectives: rate/distortion terms, regularisers (free bits, ...), coefficient schedules."""
 
 from vaelab.objectives import consistency  # noqa: F401  (registers the consistency-regularisation terms)
+from vaelab.objectives.density_gap import DensityGap
 from vaelab.objectives.objective import (
     EXTRA_TERMS,
     NonFiniteLossError,
@@ -17,6 +18,7 @@ __all__ = [
     "REGULARISERS",
     "SCHEDULES",
     "BatchFreeBits",
+    "DensityGap",
     "FineFreeBits",
     "ForwardPass",
     "NonFiniteLossError",

@@ -9,6 +9,7 @@ unweighted distortion, rate and ELBO = -(D + R) are always reported (methods.md 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,9 @@ class ObjectiveConfig:
     - ``regulariser``: ``kl`` (the ELBO's rate), ``free_bits_batch`` (Kingma et al. 2016) or ``free_bits_fine``
       (Li et al. 2019), or any registered regulariser.
     - ``free_bits``: lambda in nats (per dimension/group for batch FB, per example for fine FB).
+    - ``regulariser_options``: extra keyword options of the chosen regulariser, e.g. for ``density_gap``
+      (Zhang et al. 2022) ``{chunk_size: 32, samples: 32, estimator: sampled}``. Only options the regulariser
+      names are accepted (an unknown one is an error that lists the valid ones).
     - ``beta``: the regulariser's weight, a number or a schedule (see ScheduleConfig).
     - ``terms``: extra loss terms, each ``{type: NAME, weight: NUMBER-or-SCHEDULE, ...term options}``.
     """
@@ -37,6 +41,7 @@ class ObjectiveConfig:
     regulariser: str = "kl"
     free_bits: float = 0.0
     free_bits_groups: int | None = None
+    regulariser_options: dict[str, Any] = field(default_factory=dict)
     beta: ScheduleConfig = field(default_factory=ScheduleConfig)
     terms: list[dict[str, Any]] = field(default_factory=list)
 
@@ -111,10 +116,36 @@ class Objective(nn.Module):
             raise NonFiniteLossError("loss", step, float(out.loss))
 
 
+def _regulariser_options(reg_cls: Callable[..., Term], name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check ``objective.regulariser_options`` against the keyword parameters the regulariser names explicitly
+    (``free_bits`` and ``groups`` have their own keys); a catch-all ``**kwargs`` does not count, so a typo is never
+    silently ignored."""
+    key = "objective.regulariser_options"
+    if not options:
+        return {}
+    params = inspect.signature(reg_cls).parameters
+    valid = sorted(
+        n
+        for n, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("self", "free_bits", "groups")
+    )
+    for opt in options:
+        if opt in ("free_bits", "groups"):
+            raise ValueError(f"{key}.{opt}: use objective.{'free_bits' if opt == 'free_bits' else 'free_bits_groups'}")
+        if opt not in valid:
+            choices = ", ".join(valid) if valid else "none (it takes no options)"
+            raise ValueError(f"{key}: unknown option {opt!r} for regulariser {name!r}; valid options: {choices}")
+    return dict(options)
+
+
 def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> Objective:
     """Build the objective a config describes. Errors name the config key at fault."""
     reg_cls = REGULARISERS.get(cfg.regulariser, key="objective.regulariser")
-    regulariser = reg_cls(free_bits=cfg.free_bits, groups=cfg.free_bits_groups)
+    regulariser = reg_cls(
+        free_bits=cfg.free_bits,
+        groups=cfg.free_bits_groups,
+        **_regulariser_options(reg_cls, cfg.regulariser, cfg.regulariser_options),
+    )
     beta = build_schedule(cfg.beta, steps_per_epoch, total_steps, key="objective.beta")
     terms: list[tuple[Term, Schedule]] = []
     for i, spec in enumerate(cfg.terms):
