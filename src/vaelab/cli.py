@@ -118,6 +118,7 @@ SUBCOMMAND_PLUGINS: list[str] = [
     "vaelab.generation:add_generation_parsers",
     "vaelab.plots.latent:add_latent_parser",
     "vaelab.lag:add_lag_parser",
+    "vaelab.sweep.cli:add_sweep_parsers",
 ]
 
 

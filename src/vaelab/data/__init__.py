@@ -14,7 +14,7 @@ from the data folder (:func:`resolve_data_root`); nothing is downloaded. Split c
 
 from __future__ import annotations
 
-from vaelab.data import generic, images, synthetic, text  # noqa: F401  (register the data sets)
+from vaelab.data import generic, images, synthetic, tetrominoes, text  # noqa: F401  (register the data sets)
 from vaelab.data.base import (
     DATASETS,
     DEFAULT_EVAL_BINARIZE_SEED,

@@ -33,7 +33,7 @@ class DataConfig:
 
     name: str = "mnist"
     """Registry name: mnist, fashion_mnist, binarized_mnist, omniglot, idx, npz, synthetic_blobs,
-    synthetic_gaussian, text, ptb (``vaelab.data.DATASETS.names()``)."""
+    synthetic_gaussian, tetrominoes, text, ptb (``vaelab.data.DATASETS.names()``)."""
 
     root: str | None = None
     """Data folder. None: ``$VAELAB_DATA``, else ``../shared/data`` relative to the working directory when
@@ -95,6 +95,17 @@ class DataConfig:
 
     verify_checksum: bool = True
     """Check files against their published sha256 where one is known (hashed once per process)."""
+
+    # ---- generated sets with factor labels (data.name: tetrominoes; see vaelab.data.tetrominoes) ----
+
+    split_kind: Literal["random", "checkerboard"] = "random"
+    """tetrominoes: ``random`` = a random half of the images is the test split (in-distribution);
+    ``checkerboard`` = an image is a test image iff the sum of its 5 factor bin indices is odd (out-of-distribution:
+    combinatorial generalisation, Bozkurt et al. 2021)."""
+
+    cache_dir: str | None = None
+    """tetrominoes: folder of the rendered cache file (``tetrominoes_v1.npz``). None: ``<data folder>/tetrominoes``
+    when the data folder is writable, else ``$XDG_CACHE_HOME/vaelab`` (``~/.cache/vaelab``)."""
 
     # ---- text corpora (data.name: text, ptb; see vaelab.data.text) ----
 

@@ -1,0 +1,161 @@
+"""``vaelab sweep``, ``vaelab sweep-aggregate`` and ``vaelab plot-sweep``.
+
+vaelab sweep SWEEP.yaml [--out DIR] [--workers N] [--backend local|ray] [--address ADDR]
+vaelab sweep SWEEP.yaml --index I [--out DIR]      one point (a job-array task; SLURM_ARRAY_TASK_ID by default)
+vaelab sweep SWEEP.yaml --list [--out DIR]         the points, their folders and states
+vaelab sweep-aggregate DIR                         DIR/results.csv (+ .parquet with pyarrow)
+vaelab plot-sweep DIR                              DIR/plots/*.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from vaelab.sweep.spec import SweepError
+
+
+def parse_indices(text: str) -> list[int]:
+    """``"3"``, ``"0,4,7"``, ``"10-19"`` or combinations (``"0-3,8"``) -> sorted point indices."""
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise SweepError(f"--index {text!r}: expected I, I,J,K or A-B (non-negative integers)") from None
+    if not out or min(out) < 0:
+        raise SweepError(f"--index {text!r}: expected I, I,J,K or A-B (non-negative integers)")
+    return sorted(out)
+
+
+def _default_out(name: str) -> Path:
+    return Path("runs") / "sweeps" / name
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from vaelab.sweep.aggregate import status_counts, write_results
+    from vaelab.sweep.runner import RunOptions, display_state, point_dir, run_sweep
+    from vaelab.sweep.spec import load_sweep
+
+    spec = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else _default_out(spec.name)
+    if args.list:
+        try:
+            shape = f"seeds x variants x zip x grid = {spec.shape}"
+            print(f"# sweep {spec.name}: {len(spec)} points ({shape}); {out}")
+            for p in spec.points():
+                folder = point_dir(out, p)
+                print(f"{p.index}\t{p.folder_name}\t{display_state(folder)}\t{' '.join(p.overrides)}")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `vaelab sweep S.yaml --list | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    index_text = args.index
+    if index_text is None and not args.all and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        index_text = os.environ["SLURM_ARRAY_TASK_ID"]
+        print(f"vaelab sweep: point {index_text} from SLURM_ARRAY_TASK_ID (--all runs every point)", file=sys.stderr)
+    indices = parse_indices(index_text) if index_text is not None else None
+    options = RunOptions(retry_failed=args.retry_failed, ignore_locks=args.ignore_locks)
+    try:
+        results = run_sweep(
+            spec,
+            out,
+            indices=indices,
+            workers=args.workers,
+            backend=args.backend,
+            address=args.address,
+            options=options,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"vaelab sweep: interrupted; the same command continues (completed points are skipped, interrupted ones "
+            f"resume from their last checkpoint): vaelab sweep {args.sweep} --out {out}",
+            file=sys.stderr,
+        )
+        return 130
+    aggregate = args.aggregate if args.aggregate is not None else indices is None
+    if aggregate:
+        path = write_results(out)
+        from vaelab.sweep.aggregate import read_results
+
+        counts = status_counts(read_results(path))
+        print(f"results: {path} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    else:
+        print(f"sweep folder: {out} (aggregate with `vaelab sweep-aggregate {out}` when every task has finished)")
+    bad = [r for r in results if r.status in ("failed", "not_run", "locked")]
+    for r in bad:
+        print(f"point {r.index}: {r.status}{': ' + r.error if r.error else ''}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from vaelab.sweep.aggregate import collect_rows, status_counts, write_results
+
+    path = write_results(args.dir)
+    counts = status_counts(collect_rows(args.dir))
+    print(f"written: {path} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from vaelab.sweep.aggregate import RESULTS_CSV, write_results
+    from vaelab.sweep.plots import plot_sweep
+
+    if args.aggregate or not (Path(args.dir) / RESULTS_CSV).is_file():
+        write_results(args.dir)
+    for path in plot_sweep(args.dir, beta_key=args.beta_key, plots_dir=args.plots_dir):
+        print(f"written: {path}")
+    return 0
+
+
+def add_sweep_parsers(subparsers: Any) -> None:
+    """Add ``sweep``, ``sweep-aggregate`` and ``plot-sweep`` to the ``vaelab`` command line."""
+    s = subparsers.add_parser(
+        "sweep",
+        help="run a sweep (grid/variants x seeds) of runs, each point in its own run folder",
+        description="Run the points of a sweep file; re-running continues a killed sweep (see docs/sweeps.md).",
+    )
+    s.add_argument("sweep", help="sweep file (YAML: base, fixed, variants, zip, grid, seeds, measure)")
+    s.add_argument("--out", help="sweep folder (default runs/sweeps/NAME)")
+    s.add_argument(
+        "--index",
+        help="run only these points: I, I,J,K or A-B (default: $SLURM_ARRAY_TASK_ID when set, else every point)",
+    )
+    s.add_argument("--all", action="store_true", help="run every point even when SLURM_ARRAY_TASK_ID is set")
+    s.add_argument("--list", action="store_true", help="print the points (index, folder, state, overrides) and exit")
+    s.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")
+    s.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    s.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")
+    s.add_argument("--ignore-locks", action="store_true", help="run points even if another process holds them")
+    s.add_argument(
+        "--aggregate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write DIR/results.csv at the end (default: yes, except with --index)",
+    )
+    s.set_defaults(func=cmd_sweep)
+
+    a = subparsers.add_parser("sweep-aggregate", help="collect a sweep folder's points into DIR/results.csv")
+    a.add_argument("dir", help="sweep folder")
+    a.set_defaults(func=cmd_aggregate)
+
+    p = subparsers.add_parser("plot-sweep", help="rate-distortion, generalisation and MI figures into DIR/plots")
+    p.add_argument("dir", help="sweep folder")
+    p.add_argument("--beta-key", help="parameter column of beta (default objective.beta)")
+    p.add_argument("--plots-dir", help="where the PNGs go (default DIR/plots)")
+    p.add_argument("--aggregate", action="store_true", help="re-aggregate results.csv first")
+    p.set_defaults(func=cmd_plot)

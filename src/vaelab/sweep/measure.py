@@ -1,0 +1,127 @@
+"""Per-point measurements on train and test (Bozkurt et al. 2021, *Rate-Regularization and Generalization in
+Variational Autoencoders*, AISTATS): rate R, distortion D, ELBO, IW-NLL with K samples, MI pooled over the whole
+measured split (pool size recorded, cap ln N), rate - MI = KL(q(z) || p(z)), active units; and the generalisation
+gaps test - train of the IW-NLL, D and R. All in nats per example.
+
+Each split is written to ``eval_<split>.json`` in the point's run folder (never ``eval.json``, which
+``vaelab evaluate`` owns); ``measurements.json`` holds the flat ``<split>_<metric>`` record plus the gaps and is
+written last, so its presence means the point is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelab.config import load_saved_config
+from vaelab.data import ImageDataset, load_dataset
+from vaelab.data.base import fixed_permutation
+from vaelab.sweep.spec import MeasureSpec
+from vaelab.training.runfolder import RunFolder
+
+MEASUREMENTS_FILE = "measurements.json"
+SCALARS = (
+    "nll_iw",
+    "nll_iw_se",
+    "elbo",
+    "rate",
+    "distortion",
+    "mi",
+    "mi_se",
+    "mi_pool",
+    "marginal_kl",
+    "au",
+    "n",
+    "bpd",
+)
+"""Metrics copied from each split's evaluation into the flat record (lists such as ``kl_per_dim`` stay in the
+``eval_<split>.json`` files)."""
+GAPS = (("nll_iw", "gap_nll"), ("distortion", "gap_distortion"), ("rate", "gap_rate"), ("elbo", "gap_elbo"))
+"""(metric, column): generalisation gaps = test value - train value. For the ELBO the gap is negative when the
+test bound is worse."""
+
+SEED_OFFSET = 3 * 10**6
+"""Evaluation RNG offset of sweep measurements (the trainer uses 10**6 for summary.json, ``vaelab evaluate``
+2 * 10**6), so the three never share draws."""
+
+
+def train_subset_size(measure: MeasureSpec, dataset: ImageDataset) -> int | None:
+    """Number of training examples measured (None = all): ``test`` means the size of the test split."""
+    n_train = len(dataset.train)
+    if measure.train_subset == "all":
+        return None
+    n = len(dataset.test) if measure.train_subset == "test" else int(measure.train_subset)
+    return None if n >= n_train else n
+
+
+def with_train_subset(dataset: ImageDataset, n: int | None, split_seed: int) -> ImageDataset:
+    """``dataset`` whose training split is the first ``n`` of a fixed permutation (sorted), or unchanged."""
+    if n is None:
+        return dataset
+    keep = np.sort(fixed_permutation(len(dataset.train), split_seed, "sweep/train_measure")[:n])
+    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
+
+
+def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageDataset | None = None) -> dict[str, Any]:
+    """Measure a trained run folder on ``measure.splits``; write ``eval_<split>.json`` and ``measurements.json``.
+
+    ``dataset``: the run's data set if already loaded (else loaded from the run's config). Returns the flat
+    record of ``measurements.json``.
+    """
+    from vaelab.training.trainer import Trainer
+
+    folder = RunFolder(run_dir)
+    cfg = load_saved_config(folder.config)
+    cfg.train.progress = False
+    cfg.eval.mi_pool = measure.mi_pool
+    if measure.iw_chunk is not None:
+        cfg.eval.iw_chunk = measure.iw_chunk
+    ckpt = folder.best if measure.checkpoint == "best" else folder.last
+    if not ckpt.is_file():
+        ckpt = folder.last  # a run that never validated better than its start has no best.pt
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{folder.root}: no checkpoint to measure (expected {ckpt})")
+    dataset = dataset if dataset is not None else load_dataset(cfg.data)
+    n_sub = train_subset_size(measure, dataset)
+    eval_ds = with_train_subset(dataset, n_sub, cfg.data.split_seed)
+    trainer = Trainer(cfg, folder.root, dataset=eval_ds, _evaluation_only=True)
+    trainer._load(ckpt, weights_only=True)
+
+    record: dict[str, Any] = {"iw_samples": measure.iw_samples, "checkpoint": ckpt.stem}
+    for j, split in enumerate(measure.splits):
+        t0 = time.perf_counter()
+        result = trainer.evaluate(split, iw_samples=measure.iw_samples, seed_offset=SEED_OFFSET + j)
+        rule = "whole split"
+        if split == "train" and n_sub is not None:
+            rule = (
+                f"first {n_sub} of a fixed permutation of the {len(dataset.train)} training examples "
+                f"(split_seed={cfg.data.split_seed}); measure.train_subset={measure.train_subset}"
+            )
+        seconds = time.perf_counter() - t0
+        folder.write_json(
+            f"eval_{split}.json",
+            {"split": split, "checkpoint": ckpt.stem, "examples": rule, "seconds": seconds, **result},
+        )
+        for key in SCALARS:
+            if key in result:
+                record[f"{split}_{key}"] = result[key]
+        record[f"{split}_ln_n"] = math.log(len(eval_ds.split(split))) if len(eval_ds.split(split)) else None
+        record[f"{split}_seconds"] = seconds
+    record.update(generalisation_gaps(record))
+    folder.write_json(MEASUREMENTS_FILE, record)
+    return record
+
+
+def generalisation_gaps(record: dict[str, Any]) -> dict[str, float]:
+    """Test minus train of the IW-NLL, distortion, rate and ELBO, for the metrics both splits have."""
+    out = {}
+    for metric, column in GAPS:
+        a, b = record.get(f"test_{metric}"), record.get(f"train_{metric}")
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            out[column] = float(a) - float(b)
+    return out

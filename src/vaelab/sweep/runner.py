@@ -1,0 +1,475 @@
+"""Running sweep points: one point = train (or resume) its run folder, then measure it; backends run many.
+
+Layout of a sweep folder ``DIR``::
+
+    DIR/sweep.yaml                     the sweep, self-contained (base config inline); fixes what index i means
+    DIR/points/NNNN-<slug>/            point NNNN's run folder (config.yaml, metrics.jsonl, summary.json,
+                                       checkpoints/) plus:
+        point.json                     index, overrides, parameters and the hash of the resolved config
+        log.txt                        the point's training log (stdout and stderr)
+        eval_train.json, eval_test.json   measurements per split (vaelab.sweep.measure)
+        measurements.json              flat record + generalisation gaps; written last = the point is complete
+        error.json                     why the point failed (type, message, traceback, phase)
+        .running                       lock while a process works on the point (host, pid)
+    DIR/results.csv                    the aggregated table (vaelab.sweep.aggregate)
+
+States of a point (:func:`point_state`): ``completed`` (measurements.json), ``failed`` (error.json), ``trained``
+(summary.json completed, not yet measured), ``partial`` (checkpoints/last.pt, no summary: resumed), ``missing``.
+Running a sweep again runs only points that are not completed (failed ones only with ``retry_failed``), resumes
+partial ones from their last checkpoint and measures trained ones, so a killed sweep continues where it stopped.
+A point's failure is recorded in its error.json and never stops the other points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vaelab.config import read_yaml
+from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
+from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
+from vaelab.training.checkpoint import atomic_write_text
+
+POINT_FILE = "point.json"
+ERROR_FILE = "error.json"
+LOCK_FILE = ".running"
+LOG_FILE = "log.txt"
+SWEEP_FILE = "sweep.yaml"
+
+STATES = ("completed", "failed", "trained", "partial", "missing")
+
+
+@dataclass
+class PointResult:
+    """What happened to one point in this invocation.
+
+    ``status``: ``completed``, ``failed``, ``skipped`` (already completed, or failed without ``retry_failed``),
+    ``locked`` (another process holds the point) or ``not_run`` (the backend lost it, e.g. a worker died; the
+    point stays as it was and runs on the next invocation). ``action``: what was done: ``train``, ``resume``,
+    ``measure`` or ``none``.
+    """
+
+    index: int
+    status: str
+    action: str = "none"
+    seconds: float = 0.0
+    error: str | None = None
+    folder: str = ""
+
+
+@dataclass
+class RunOptions:
+    """Options of a sweep invocation that every point sees."""
+
+    retry_failed: bool = False
+    ignore_locks: bool = False
+    capture_output: bool = True
+
+
+def points_dir(out: str | Path) -> Path:
+    return Path(out) / "points"
+
+
+def point_dir(out: str | Path, point: SweepPoint) -> Path:
+    """``DIR/points/NNNN-<slug>``."""
+    return points_dir(out) / point.folder_name
+
+
+def point_state(folder: Path) -> str:
+    """The state of a point folder, one of :data:`STATES` (see the module docstring)."""
+    if (folder / MEASUREMENTS_FILE).is_file():
+        return "completed"
+    if (folder / ERROR_FILE).is_file():
+        return "failed"
+    summary = folder / "summary.json"
+    if summary.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            if json.loads(summary.read_text()).get("status") == "completed":
+                return "trained"
+    if (folder / "checkpoints" / "last.pt").is_file():
+        return "partial"
+    return "missing"
+
+
+def display_state(folder: Path) -> str:
+    """:func:`point_state`, or ``running`` while a process holds the point's lock and it is not completed."""
+    state = point_state(folder)
+    if state != "completed" and (folder / LOCK_FILE).is_file():
+        return "running"
+    return state
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the sweep folder
+
+
+def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
+    """Create ``DIR`` and write ``DIR/sweep.yaml``; refuse a folder that holds a different sweep.
+
+    A stored sweep is compatible when every index both sweeps have maps to the same run config and the
+    measurements agree: appending seeds (the outermost factor) extends a sweep without changing any index.
+    """
+    out = Path(out)
+    stored_path = out / SWEEP_FILE
+    if stored_path.is_file():
+        stored = spec_from_dict(read_yaml(stored_path), str(stored_path))
+        if asdict(stored.measure) != asdict(spec.measure):
+            raise SweepError(
+                f"{out} holds a sweep measured with {asdict(stored.measure)}, not {asdict(spec.measure)}; "
+                "use another --out (or delete the folder)"
+            )
+        for i in range(min(len(stored), len(spec))):
+            a, b = stored.point(i), spec.point(i)
+            if stored.config_dict(a) != spec.config_dict(b):
+                raise SweepError(
+                    f"{out} holds a different sweep: its point {i} is {' '.join(a.overrides) or '(base)'}, "
+                    f"this sweep's is {' '.join(b.overrides) or '(base)'}; use another --out (indices must keep "
+                    "their meaning: append seeds or start a new folder)"
+                )
+        if len(stored) > len(spec):
+            return out  # a shorter sweep over the same folder: keep the larger definition
+    out.mkdir(parents=True, exist_ok=True)
+    points_dir(out).mkdir(exist_ok=True)
+    dump_spec(spec, stored_path)
+    return out
+
+
+def load_stored_spec(out: str | Path) -> SweepSpec:
+    """The sweep a sweep folder was run with (``DIR/sweep.yaml``)."""
+    path = Path(out) / SWEEP_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} is not a sweep folder (no {SWEEP_FILE}); run `vaelab sweep SWEEP.yaml` first")
+    return spec_from_dict(read_yaml(path), str(path))
+
+
+def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
+    path = folder / POINT_FILE
+    record = {
+        "index": point.index,
+        "folder": point.folder_name,
+        "overrides": list(point.overrides),
+        "params": point.params,
+        "config_hash": digest,
+    }
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("config_hash") != digest:
+            raise SweepError(
+                f"{folder} was run with another config (hash {old.get('config_hash')}, overrides "
+                f"{' '.join(old.get('overrides', []))}); this sweep's point {point.index} has hash {digest}"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# locks: one process per point
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire(folder: Path, ignore: bool) -> bool:
+    """Create the point's lock file; a lock left by a dead process on this host is taken over."""
+    path = folder / LOCK_FILE
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text() or "{}")
+                age = time.time() - path.stat().st_mtime
+            except (OSError, ValueError):
+                held, age = {}, 0.0
+            # an empty lock is being written by its owner right now, unless it is old
+            dead = held.get("host") == me["host"] and not _pid_alive(int(held.get("pid", -1)))
+            stale = dead if held else age > 60.0
+            if not (stale or ignore):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return True
+    return False
+
+
+def _release(folder: Path) -> None:
+    (folder / LOCK_FILE).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one point
+
+
+def run_point(spec: SweepSpec, index: int, out: str | Path, options: RunOptions | None = None) -> PointResult:
+    """Bring point ``index`` of ``spec`` to ``completed``: train, resume or only measure, as its state needs.
+
+    Never raises for a failure of the point itself: the error is written to the point's error.json and the
+    result says ``failed``. Raises :class:`SweepError` when the point's folder belongs to another config, and
+    lets KeyboardInterrupt through (the trainer checkpoints first; the next invocation resumes).
+    """
+    options = options or RunOptions()
+    point = spec.point(index)
+    folder = point_dir(out, point)
+    cfg = spec.config(point)
+    _check_point_file(folder, point, config_hash(cfg))
+    state = point_state(folder)
+    result = PointResult(index, "skipped", folder=str(folder))
+    if state == "completed" or (state == "failed" and not options.retry_failed):
+        return result
+    if not _acquire(folder, options.ignore_locks):
+        result.status = "locked"
+        return result
+    t0 = time.perf_counter()
+    phase = "setup"
+    try:
+        (folder / ERROR_FILE).unlink(missing_ok=True)
+        state = point_state(folder)
+        with _output_to(folder / LOG_FILE if options.capture_output else None):
+            from vaelab.data import load_dataset
+            from vaelab.training.trainer import Trainer
+
+            cfg.train.progress = False
+            phase = "data"
+            dataset = load_dataset(cfg.data)
+            if state in ("partial", "missing"):
+                phase = "train"
+                result.action = "resume" if state == "partial" else "train"
+                print(f"vaelab sweep: point {index} ({' '.join(point.overrides)}): {result.action}", file=sys.stderr)
+                Trainer(cfg, folder, resume=state == "partial", dataset=dataset).fit()
+            else:
+                result.action = "measure"
+            phase = "measure"
+            measure_run(folder, spec.measure, dataset=dataset)
+        result.status = "completed"
+    except Exception as e:
+        result.status = "failed"
+        result.error = f"{type(e).__name__}: {e}"
+        record = {
+            "index": index,
+            "status": "failed",
+            "phase": phase,
+            "error_type": type(e).__name__,
+            "message": str(e),
+            "traceback": traceback.format_exc(),
+            "host": socket.gethostname(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        atomic_write_text(folder / ERROR_FILE, json.dumps(record, indent=2) + "\n")
+    finally:
+        result.seconds = time.perf_counter() - t0
+        _release(folder)
+    return result
+
+
+@contextlib.contextmanager
+def _output_to(path: Path | None):  # type: ignore[no-untyped-def]
+    """Send this process's Python-level stdout/stderr to ``path`` (appending), or leave them (None)."""
+    if path is None:
+        yield
+        return
+    with open(path, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield
+
+
+# --------------------------------------------------------------------------------------------------------------
+# backends
+
+
+def limit_threads() -> None:
+    """One intra-op thread per worker process, so N workers on N cores do not oversubscribe them."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(RuntimeError):  # only settable before the first parallel work
+        torch.set_num_interop_threads(1)
+
+
+WORKER_PRELOAD = ["vaelab.sweep.runner", "vaelab.training.trainer"]
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fork server that has imported vaelab and torch once (fast start and exit, and
+    no fork of a process whose thread pools are running); ``spawn`` where there is no fork server (Windows)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(WORKER_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _worker_point(spec: SweepSpec, index: int, out: str, options: RunOptions) -> PointResult:
+    limit_threads()
+    return run_point(spec, index, out, options)
+
+
+def default_workers() -> int:
+    """One worker per core available to this process."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+Log = Callable[[str], None]
+
+
+def _report(log: Log, done: int, total: int, r: PointResult) -> None:
+    extra = f" ({r.action}, {r.seconds:.1f} s)" if r.action != "none" else ""
+    err = f": {r.error}" if r.error else ""
+    log(f"[{done}/{total}] point {r.index:04d} {r.status}{extra}{err}")
+
+
+def run_local(
+    spec: SweepSpec, indices: list[int], out: Path, workers: int, options: RunOptions, log: Log
+) -> list[PointResult]:
+    """Run points in ``workers`` worker processes (one torch thread each); ``workers`` = 1 runs them
+    one after the other in this process (with this process's thread settings)."""
+    results: list[PointResult] = []
+    if workers <= 1 or len(indices) <= 1:
+        for i in indices:
+            results.append(run_point(spec, i, out, options))
+            _report(log, len(results), len(indices), results[-1])
+        return results
+    ctx = _worker_context()
+    with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=ctx) as pool:
+        futures = {pool.submit(_worker_point, spec, i, str(out), options): i for i in indices}
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as e:
+                    res = PointResult(i, "not_run", error=f"worker process died ({e}); re-run the sweep")
+                except SweepError:
+                    raise
+                except Exception as e:  # a failure outside run_point's own handling (e.g. pickling)
+                    res = PointResult(i, "not_run", error=f"{type(e).__name__}: {e}")
+                results.append(res)
+                _report(log, len(results), len(indices), res)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return results
+
+
+def run_ray(
+    spec: SweepSpec,
+    indices: list[int],
+    out: Path,
+    workers: int,
+    options: RunOptions,
+    log: Log,
+    address: str | None = None,
+) -> list[PointResult]:
+    """Run points as Ray tasks of one CPU each, on the cluster at ``address`` or on a local Ray instance with
+    ``workers`` CPUs started (and stopped) here. Every node needs this Python environment and ``out`` on a
+    shared file system."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--backend ray needs Ray: pip install 'vaelab[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_worker_point)
+        out_abs = str(Path(out).resolve())
+        refs = {task.remote(spec, i, out_abs, options): i for i in indices}
+        pending = list(refs)
+        results: list[PointResult] = []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    res = ray.get(ref)
+                except Exception as e:  # the task or its worker died
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, SweepError):
+                        raise cause from None
+                    res = PointResult(refs[ref], "not_run", error=f"{type(e).__name__}: {e}")
+                results.append(res)
+                _report(log, len(results), len(indices), res)
+        return results
+    finally:
+        if started:
+            ray.shutdown()
+
+
+BACKENDS = ("local", "ray")
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    indices: Iterable[int] | None = None,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    options: RunOptions | None = None,
+    log: Log | None = None,
+) -> list[PointResult]:
+    """Run the points ``indices`` (default: all) of ``spec`` into the sweep folder ``out``.
+
+    Points already completed are skipped without starting a worker; failed ones too unless
+    ``options.retry_failed``. Returns one :class:`PointResult` per requested point, in index order.
+    """
+    options = options or RunOptions()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if backend not in BACKENDS:
+        raise SweepError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    out = prepare_out(spec, out)
+    wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
+    for i in wanted:
+        spec.point(i)  # range check before anything runs
+    skipped: list[PointResult] = []
+    todo: list[int] = []
+    counts: dict[str, int] = {s: 0 for s in STATES}
+    for i in wanted:
+        folder = point_dir(out, spec.point(i))
+        state = point_state(folder)
+        counts[state] += 1
+        if state == "completed" or (state == "failed" and not options.retry_failed):
+            skipped.append(PointResult(i, "skipped", folder=str(folder)))
+        else:
+            todo.append(i)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    hint = " (skipped; --retry-failed runs them again)" if counts["failed"] and not options.retry_failed else ""
+    log(f"sweep {spec.name}: {len(wanted)} of {len(spec)} points requested: {summary}{hint}; running {len(todo)}")
+    workers = workers or default_workers()
+    if not todo:
+        ran: list[PointResult] = []
+    elif backend == "ray":
+        ran = run_ray(spec, todo, out, workers, options, log, address=address)
+    else:
+        ran = run_local(spec, todo, out, workers, options, log)
+    return sorted(skipped + ran, key=lambda r: r.index)

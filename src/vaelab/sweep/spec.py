@@ -1,0 +1,409 @@
+"""Sweep files and their deterministic expansion into indexed points.
+
+A sweep file (YAML) names a base run config and what varies::
+
+    name: mnist_rd                     # used for the default output folder
+    base: mnist_rd_base.yaml           # a run config; relative paths are relative to the sweep file
+    fixed:                             # overrides applied to every point (dotted keys)
+      train.epochs: 3
+    variants:                          # alternatives, one per point (optional ``name`` for folder names)
+      - {name: small, model.hidden: [64]}
+      - {name: large, model.hidden: [512, 512]}
+    zip:                               # lists of equal length, varied together (optional)
+      model.latent_dim: [8, 32]
+      eval.batch_size: [100, 500]
+    grid:                              # cartesian product (optional)
+      data.train_size: [2000, 10000]
+      objective.beta: [0.1, 1.0, 10.0]
+    seeds: [0, 1]                      # sets the run config's ``seed``; omitted: the base config's seed
+    measure:                           # what is measured per point (see MeasureSpec)
+      iw_samples: 100
+
+Instead of ``base`` a sweep may hold the base config inline as ``base_config`` (a mapping; it takes precedence):
+``DIR/sweep.yaml`` in a sweep's output folder is written that way, so a sweep folder is self-contained.
+
+Ordering (the index contract)
+-----------------------------
+Points are the product seeds x variants x zip x grid, enumerated in C order (the last factor varies fastest):
+seeds outermost, then variants, then the zipped lists, then the grid keys in the order they are written in the
+file (the last grid key fastest). With n_s seeds, n_v variants, n_z zip entries and grid sizes g_1..g_k::
+
+    index = ((((s * n_v + v) * n_z + z) * g_1 + i_1) * g_2 + i_2) ... * g_k + i_k
+
+A section that is absent counts as one entry. Seeds outermost means that appending seeds to a sweep keeps every
+existing index, and that a sweep stopped halfway holds complete replicas. Point i's overrides are ``fixed``,
+then the variant's, the zip entry's and the grid's keys, then ``seed=S``; later ones win on equal keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaelab.config import ConfigError, RunConfig, apply_overrides, from_dict, read_yaml, to_dict
+
+
+class SweepError(ConfigError):
+    """A bad sweep file or a sweep folder that does not match the sweep; the message says what to change."""
+
+
+SPEC_KEYS = ("name", "base", "base_config", "fixed", "variants", "zip", "grid", "seeds", "measure")
+
+
+@dataclass
+class MeasureSpec:
+    """``measure:`` section: the per-point measurements written after training (``eval_<split>.json``).
+
+    - ``splits``: the splits measured (the generalisation gaps need ``train`` and ``test``).
+    - ``iw_samples``: K of the IW-NLL (default 100: smaller than the K = 500 standard to keep sweeps affordable;
+      the IW-NLL is an upper bound on -log p(x) that tightens with K, so compare points at equal K).
+    - ``iw_chunk``: importance samples per chunk (None: the run's ``eval.iw_chunk``).
+    - ``train_subset``: the training examples measured: ``test`` = a fixed subset the size of the measured test
+      split (bounds the cost and makes train and test MI share the ln N cap), an integer n = a fixed subset of n,
+      ``all`` = the whole training split. The subset is the first n of a fixed permutation seeded by the data
+      config's ``split_seed``, the same for every point with that data config.
+    - ``checkpoint``: ``best`` (lowest validation loss, as summary.json) or ``last``.
+    - ``mi_pool``: the MI pool; ``all`` = the whole measured split (cap ln N, Bozkurt et al. 2021).
+    """
+
+    splits: list[str] = field(default_factory=lambda: ["train", "test"])
+    iw_samples: int = 100
+    iw_chunk: int | None = None
+    train_subset: str | int = "test"
+    checkpoint: str = "best"
+    mi_pool: str | int = "all"
+
+    def validate(self) -> None:
+        for s in self.splits:
+            if s not in ("train", "valid", "test"):
+                raise SweepError(f"measure.splits: {s!r} is not a valid split; valid choices: train, valid, test")
+        if self.iw_samples < 0:
+            raise SweepError(f"measure.iw_samples={self.iw_samples} must be >= 0 (0 = no IW-NLL)")
+        if isinstance(self.train_subset, str) and self.train_subset not in ("test", "all"):
+            raise SweepError(f"measure.train_subset: {self.train_subset!r} is not valid; use test, all or an integer")
+        if isinstance(self.train_subset, int) and self.train_subset <= 0:
+            raise SweepError(f"measure.train_subset={self.train_subset} must be positive")
+        if self.checkpoint not in ("best", "last"):
+            raise SweepError(f"measure.checkpoint: {self.checkpoint!r} is not valid; valid choices: best, last")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep: its index, its overrides of the base config and a short slug for its folder.
+
+    ``params`` holds the values that define the point (variant name, zip, grid keys and ``seed``), for tables.
+    """
+
+    index: int
+    overrides: tuple[str, ...]
+    params: dict[str, Any]
+    slug: str
+
+    @property
+    def folder_name(self) -> str:
+        """``NNNN-<slug>``: the folder of the point under ``DIR/points/``."""
+        return f"{self.index:04d}-{self.slug}"
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep file (see the module docstring for the format and the ordering of points)."""
+
+    name: str
+    base_config: dict[str, Any]
+    base: str | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: list[int] | None = None
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+
+    # ---- expansion ----
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Sizes of the factors in index order: (seeds, variants, zip, *grid)."""
+        n_zip = len(next(iter(self.zip.values()))) if self.zip else 1
+        return (
+            len(self.seeds) if self.seeds else 1,
+            len(self.variants) or 1,
+            n_zip,
+            *(len(v) for v in self.grid.values()),
+        )
+
+    def __len__(self) -> int:
+        return math.prod(self.shape)
+
+    def point(self, index: int) -> SweepPoint:
+        """Point ``index`` (0 <= index < len(self)); the same index always gives the same point."""
+        n = len(self)
+        if not 0 <= index < n:
+            raise SweepError(f"point index {index} is out of range: sweep {self.name!r} has {n} points (0..{n - 1})")
+        digits = []
+        rest = index
+        for size in reversed(self.shape):
+            rest, d = divmod(rest, size)
+            digits.append(d)
+        s, v, z, *g = reversed(digits)
+        values: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        if self.variants:
+            variant = dict(self.variants[v])
+            vname = variant.pop("name", None)
+            params["variant"] = vname if vname is not None else v
+            values.update(variant)
+            params.update(variant)
+        for key, options in self.zip.items():
+            values[key] = params[key] = options[z]
+        for (key, options), i in zip(self.grid.items(), g, strict=True):
+            values[key] = params[key] = options[i]
+        merged = {**self.fixed, **values}
+        overrides = [f"{k}={yaml_value(val)}" for k, val in merged.items()]
+        if self.seeds:
+            overrides.append(f"seed={self.seeds[s]}")
+            params["seed"] = self.seeds[s]
+        return SweepPoint(index, tuple(overrides), params, self._slug(params))
+
+    def points(self) -> Iterator[SweepPoint]:
+        """Every point in index order."""
+        for i in range(len(self)):
+            yield self.point(i)
+
+    def varying_keys(self) -> list[str]:
+        """Parameter names that take more than one value across the sweep, in index order."""
+        keys: list[str] = []
+        if self.seeds and len(self.seeds) > 1:
+            keys.append("seed")
+        if len(self.variants) > 1:
+            keys.append("variant")
+            for var in self.variants:
+                keys += [k for k in var if k != "name" and k not in keys]
+        keys += [k for k, v in self.zip.items() if len(v) > 1 and k not in keys]
+        keys += [k for k, v in self.grid.items() if len(v) > 1 and k not in keys]
+        return keys
+
+    def _slug(self, params: dict[str, Any]) -> str:
+        varying = set(self.varying_keys())
+        named_variant = isinstance(params.get("variant"), str)
+        parts = []
+        if "variant" in params and "variant" in varying:
+            parts.append(_slug_part("v", params["variant"]) if not named_variant else _safe(str(params["variant"])))
+        for key, val in params.items():
+            if key in ("variant", "seed") or key not in varying:
+                continue
+            if named_variant and self.variants and any(key in var for var in self.variants):
+                continue  # the variant's name stands for its keys
+            parts.append(_slug_part(_short_name(key), val))
+        if "seed" in params and "seed" in varying:
+            parts.append(_slug_part("seed", params["seed"]))
+        slug = "-".join(parts) or "point"
+        if len(slug) > 80:
+            digest = hashlib.sha1(slug.encode()).hexdigest()[:8]
+            slug = slug[:71] + "-" + digest
+        return slug
+
+    # ---- configs ----
+
+    def config_dict(self, point: SweepPoint) -> dict[str, Any]:
+        """The point's run config as a plain mapping (base config + overrides), not yet validated."""
+        return apply_overrides(self.base_config, list(point.overrides))
+
+    def config(self, point: SweepPoint) -> RunConfig:
+        """The point's validated run config; errors name the point and the key."""
+        try:
+            return from_dict(RunConfig, self.config_dict(point))
+        except ConfigError as e:
+            raise SweepError(f"sweep {self.name!r}, point {point.index} ({' '.join(point.overrides)}): {e}") from None
+
+    def validate(self) -> None:
+        """Build every point's config once (no data, no model): a typo fails before anything runs."""
+        for p in self.points():
+            self.config(p)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A self-contained mapping (``base_config`` inline) that :func:`spec_from_dict` reads back."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.base:
+            out["base"] = self.base
+        out["base_config"] = self.base_config
+        for key in ("fixed", "variants", "zip", "grid"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.seeds:
+            out["seeds"] = list(self.seeds)
+        out["measure"] = dataclasses.asdict(self.measure)
+        return out
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A short, stable hash of a resolved run config (``train.progress`` excluded), to detect changed points."""
+    data = to_dict(cfg)
+    data["train"].pop("progress", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# values in overrides and folder names
+
+
+def yaml_value(value: Any) -> str:
+    """An override value that ``vaelab.config.apply_overrides`` parses back to ``value`` (YAML flow style).
+
+    Floats keep a decimal point in the mantissa (PyYAML reads ``1e-05`` as a string but ``1.0e-05`` as a number).
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        if "e" in text:
+            mant, _, exp = text.partition("e")
+            mant = mant if "." in mant else mant + ".0"
+            exp = exp if exp[0] in "+-" else "+" + exp
+            text = f"{mant}e{exp}"
+        return text
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        bare = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", value)) and yaml.safe_load(value) == value
+        return value if bare else json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {yaml_value(v)}" for k, v in value.items()) + "}"
+    raise SweepError(f"cannot write {value!r} ({type(value).__name__}) as an override value")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "x"
+
+
+def _short_name(key: str) -> str:
+    """The last component of a dotted key, or the one before a generic last one (``objective.beta.value``)."""
+    parts = key.split(".")
+    if len(parts) > 1 and parts[-1] in ("value", "type", "start"):
+        return parts[-2]
+    return parts[-1]
+
+
+def _slug_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "x".join(_slug_value(v) for v in value)
+    if isinstance(value, dict):
+        return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return str(value)
+
+
+def _slug_part(name: str, value: Any) -> str:
+    return _safe(f"{name}{_slug_value(value)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# reading sweep files
+
+
+def _flat_mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SweepError(f"{key}: expected a mapping of dotted config keys to values, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _value_lists(value: Any, key: str) -> dict[str, list[Any]]:
+    mapping = _flat_mapping(value, key)
+    for k, v in mapping.items():
+        if not isinstance(v, list) or not v:
+            raise SweepError(f"{key}.{k}: expected a non-empty list of values, got {v!r}")
+    return mapping
+
+
+def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None = None) -> SweepSpec:
+    """Validate a sweep mapping; ``root`` resolves a relative ``base`` path. Errors name the key."""
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if unknown:
+        raise SweepError(f"{where}: unknown sweep key {unknown[0]!r}; valid keys: {', '.join(SPEC_KEYS)}")
+    base = data.get("base")
+    base_config = data.get("base_config")
+    if base_config is None:
+        if not base:
+            raise SweepError(f"{where}: set base (a run config file) or base_config (an inline run config)")
+        base_path = Path(base) if root is None or Path(base).is_absolute() else root / base
+        base_config = read_yaml(base_path)
+        base_config.pop("_meta", None)
+        base = str(base_path.resolve())
+    elif not isinstance(base_config, dict):
+        raise SweepError(f"{where}: base_config must be a mapping (a run config)")
+    variants = data.get("variants") or []
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        raise SweepError(f"{where}: variants must be a list of mappings (dotted config key -> value)")
+    variants = [{str(k): v for k, v in var.items()} for var in variants]
+    names = [v.get("name") for v in variants if "name" in v]
+    if len(set(map(str, names))) != len(names):
+        raise SweepError(f"{where}: variant names must be unique, got {names}")
+    zipped = _value_lists(data.get("zip"), "zip")
+    if len({len(v) for v in zipped.values()}) > 1:
+        sizes = {k: len(v) for k, v in zipped.items()}
+        raise SweepError(f"{where}: the zip lists must have equal lengths, got {sizes}")
+    seeds = data.get("seeds")
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+            raise SweepError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise SweepError(f"{where}: seeds must be distinct, got {seeds}")
+    try:
+        measure = from_dict(MeasureSpec, _flat_mapping(data.get("measure"), "measure"), "measure")
+    except ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
+    measure.validate()
+    name = data.get("name") or (Path(where).stem if where != "sweep" else "sweep")
+    spec = SweepSpec(
+        name=_safe(str(name)),
+        base_config=base_config,
+        base=base,
+        fixed=_flat_mapping(data.get("fixed"), "fixed"),
+        variants=variants,
+        zip=zipped,
+        grid=_value_lists(data.get("grid"), "grid"),
+        seeds=seeds,
+        measure=measure,
+    )
+    values = [*spec.fixed.items(), *((k, v) for var in variants for k, v in var.items() if k != "name")]
+    values += [(k, v) for section in (zipped, spec.grid) for k, options in section.items() for v in options]
+    for key, value in values:  # every value must come back unchanged from its override text
+        if apply_overrides({}, [f"v={yaml_value(value)}"])["v"] != value:
+            raise SweepError(f"{where}: the value {value!r} of {key} cannot be written as an override")
+    return spec
+
+
+def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:
+    """Read a sweep file; with ``validate`` every point's run config is built once (errors name point and key)."""
+    path = Path(path)
+    data = read_yaml(path)
+    spec = spec_from_dict(data, str(path), path.parent)
+    if validate:
+        spec.validate()
+    return spec
+
+
+def dump_spec(spec: SweepSpec, path: str | Path) -> None:
+    """Write ``spec`` as a self-contained sweep file (base config inline), atomically (job-array tasks may write
+    the same folder's file at once)."""
+    from vaelab.training.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(spec.to_dict(), sort_keys=False))
