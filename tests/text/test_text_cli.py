@@ -4,6 +4,7 @@ exact resume of a text run, and a PTB smoke run (marked data)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,19 @@ def test_two_process_gloo_matches_one_process(text_run_config, tmp_path, cli_env
     for k in p1:
         if isinstance(p1[k], torch.Tensor):
             assert torch.allclose(p1[k], p2[k], atol=1e-5), k
+
+
+@pytest.mark.parametrize("model_type", ["lstm_vae", "lstm_lm"])
+def test_aggressive_strategy_runs_on_text(text_run_config, tmp_path, model_type):
+    """He et al. (2019)'s aggressive inference-network training on text batches (text rule: first MI decrease);
+    for the LM the encoder optimiser has only the empty dummy parameter."""
+    cfg = load_config(
+        text_run_config(model={"type": model_type}),
+        [
+            "train.epochs=1",
+            "train.strategy=aggressive",
+            "train.strategy_options={window: 2, max_inner_steps: 4, rule: first_decrease}",
+        ],
+    )
+    s = Trainer(cfg, tmp_path / model_type).fit()
+    assert s["status"] == "completed" and math.isfinite(s["nll_iw"])
