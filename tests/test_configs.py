@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaelab.config import load_config
 from vaelab.data import resolve_data_root
@@ -44,8 +45,17 @@ def _cheaper(path: Path) -> list[str]:
     return extra
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy 2-core machine the LSTM configs run several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_config_trains_two_steps(path, tmp_path):
+def test_config_trains_two_steps(path, tmp_path, one_thread):
     cfg = load_config(path, SMOKE + _cheaper(path))
     folder = NEEDS_FOLDER.get(cfg.data.name)
     if folder is not None:

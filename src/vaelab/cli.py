@@ -87,6 +87,8 @@ _ORDER = [
     ("mi_pool", "MI pool size"),
     ("au", "active units"),
     ("bpd", "bits/dim"),
+    ("ppl_elbo", "PPL (ELBO)"),
+    ("ppl_iw", "PPL (IW)"),
     ("n", "examples"),
 ]
 
