@@ -1,9 +1,9 @@
 """Pictures of the latent space of a trained run: ``vaelab latent-plot DIR [--split test] [--out PNG]``.
 
 - left: the posterior means mu(x) of the split projected on their first two principal components (PCA), coloured by
-  label when the data have labels, over prior draws z ~ N(0, I) projected the same way (grey). Where grey points lie
-  away from every coloured one, the prior has mass the aggregated posterior does not cover: a hole (Zhang et al.,
-  NeurIPS 2022).
+  label when the data have labels, with prior draws z ~ N(0, I) projected the same way on top (black). Where black
+  points lie away from every coloured one, the prior has mass the aggregated posterior does not cover: a hole (Zhang
+  et al., NeurIPS 2022).
 - D = 2: the density of the aggregated posterior q_agg(z) = (1/N) sum_n q(z|x_n) with the prior's contours, and the
   hole-KL integrand p(z) log(p(z) / q_agg(z)) (what KL(p || q_agg) adds up; :mod:`vaelab.metrics.holes`).
 - other D: per dimension, the rate E_x KL(q(z_d|x) || p(z_d)) (which units carry information) and the marginal hole
@@ -87,12 +87,14 @@ def latent_figure(
     ncols = 3 if d == 2 else 2
     fig, axes = plt.subplots(1, ncols, figsize=(5.0 * ncols, 4.6))
     ax = axes[0]
-    ax.scatter(proj_prior[:, 0], proj_prior[:, 1], s=3, c="0.75", label="prior draws z ~ N(0, I)", rasterized=True)
     if y is not None and y.dim() == 1 and len(y) == n:
         sc = ax.scatter(proj[:, 0], proj[:, 1], s=3, c=y.numpy(), cmap="tab10", rasterized=True)
-        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.04, label="label")
+        fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.04, label="label of the posterior mean")
     else:
         ax.scatter(proj[:, 0], proj[:, 1], s=3, c="C0", label="posterior means", rasterized=True)
+    ax.scatter(
+        proj_prior[:, 0], proj_prior[:, 1], s=2, c="k", alpha=0.35, label="prior draws z ~ N(0, I)", rasterized=True
+    )
     ax.set_xlabel(f"PC1 ({100 * ratios[0]:.0f}% of mean variance)")
     ax.set_ylabel(f"PC2 ({100 * ratios[1]:.0f}%)")
     ax.set_title(f"posterior means (N = {n}) and prior draws, PCA")
@@ -135,7 +137,7 @@ def latent_figure(
         cu = int((holes < 0.03).sum())
         au = int((mu64.var(0) >= 0.01).sum()) if n > 1 else 0
         ax.set_title(f"per dimension: AU = {au}, CU(0.03) = {cu} of {d}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
