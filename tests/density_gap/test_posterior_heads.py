@@ -122,6 +122,22 @@ def test_heads_wrap_every_image_encoder(model_type, posterior):
     assert not hasattr(plain.encoder, "inner")  # the default builds exactly what it built before
 
 
+def test_heads_wrap_the_text_encoder_and_bn_needs_two_examples():
+    from vaelab.data.text import TokenBatch
+
+    info = {"vocab_size": 12}
+    cfg = ModelConfig(type="lstm_vae", latent_dim=3, emb_dim=4, hidden_dim=6, posterior="delta", delta_rate=0.3)
+    q = build_model(cfg, info).encode(TokenBatch.from_sentences([[4, 5], [6]]))
+    assert (q.kl_to_standard_normal_per_dim() >= 0.3).all()
+    bn = build_model(ModelConfig(type="lstm_vae", latent_dim=3, emb_dim=4, hidden_dim=6, posterior="bn"), info)
+    with pytest.raises(ValueError, match=">= 2 examples"):
+        bn.encode(TokenBatch.from_sentences([[4, 5]]))
+    bn.eval()
+    assert bn.encode(TokenBatch.from_sentences([[4, 5]])).mu.shape == (1, 3)  # running statistics in evaluation
+    with pytest.raises(ValueError, match="has none"):
+        build_model(ModelConfig(type="lstm_lm", latent_dim=3, emb_dim=4, hidden_dim=6, posterior="bn"), info)
+
+
 def test_head_config_errors(tiny_config):
     with pytest.raises(ConfigError, match="valid choices: gaussian, bn, delta"):
         load_config(tiny_config(), ["model.posterior=batchnorm"])

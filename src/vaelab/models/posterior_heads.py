@@ -72,6 +72,11 @@ class BatchNormHead(PosteriorHead):
         self.shift = nn.Parameter(torch.zeros(self.latent_dim))
 
     def transform(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and mu.shape[0] < 2:
+            raise ValueError(
+                "BN-VAE (model.posterior=bn) normalises over the batch and needs >= 2 examples per training batch; "
+                f"got {mu.shape[0]} (choose train.batch_size so that no batch holds a single example)"
+            )
         return self.gamma * self.norm(mu) + self.shift, logvar
 
     def rate_bound(self) -> float:

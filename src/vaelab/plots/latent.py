@@ -1,10 +1,10 @@
 """Pictures of the latent space of a trained run: ``vaelab latent-plot DIR [--split test] [--out PNG]``.
 
 - left: the posterior means mu(x) of the split projected on their first two principal components (PCA), coloured by
-  label when the data have labels, with prior draws z ~ N(0, I) projected the same way on top (black). Where black
-  points lie away from every coloured one, the prior has mass the aggregated posterior does not cover: a hole (Zhang
+  label when the data have labels, with prior draws z ~ N(0, I) projected the same way on top (black +). Where the
+  crosses lie away from every coloured one, the prior has mass the aggregated posterior does not cover: a hole (Zhang
   et al., NeurIPS 2022).
-- D = 2: the density of the aggregated posterior q_agg(z) = (1/N) sum_n q(z|x_n) with the prior's contours, and the
+- D = 2: the log density of the aggregated posterior q_agg(z) = (1/N) sum_n q(z|x_n) with the prior's contours, and the
   hole-KL integrand p(z) log(p(z) / q_agg(z)) (what KL(p || q_agg) adds up; :mod:`vaelab.metrics.holes`).
 - other D: per dimension, the rate E_x KL(q(z_d|x) || p(z_d)) (which units carry information) and the marginal hole
   KL(p(z_d) || q_agg,d) with the CU threshold tau = 0.03: DG-VAE's claim is that both can be high/low together.
@@ -93,7 +93,15 @@ def latent_figure(
     else:
         ax.scatter(proj[:, 0], proj[:, 1], s=3, c="C0", label="posterior means", rasterized=True)
     ax.scatter(
-        proj_prior[:, 0], proj_prior[:, 1], s=2, c="k", alpha=0.35, label="prior draws z ~ N(0, I)", rasterized=True
+        proj_prior[:, 0],
+        proj_prior[:, 1],
+        s=8,
+        c="k",
+        marker="+",
+        linewidths=0.5,
+        alpha=0.6,
+        label="prior draws z ~ N(0, I)",
+        rasterized=True,
     )
     ax.set_xlabel(f"PC1 ({100 * ratios[0]:.0f}% of mean variance)")
     ax.set_ylabel(f"PC2 ({100 * ratios[1]:.0f}%)")
@@ -107,10 +115,11 @@ def latent_figure(
         log_p = (-0.5 * (2 * math.log(2 * math.pi) + (zz**2).sum(-1))).view(grid_points, grid_points).T
         ext = (-extent, extent, -extent, extent)
         ax = axes[1]
-        im = ax.imshow(torch.exp(log_q).numpy(), origin="lower", extent=ext, cmap="magma")
+        top = float(log_q.max())
+        im = ax.imshow(log_q.numpy(), origin="lower", extent=ext, cmap="magma", vmin=top - 12.0, vmax=top)
         ax.contour(lin.numpy(), lin.numpy(), torch.exp(log_p).numpy(), levels=_prior_levels(), colors="w")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title("q_agg(z) (colour) and p(z) contours (1, 2, 3 sd)")
+        ax.set_title("log q_agg(z) (colour), p(z) contours (1, 2, 3 sd)")
         ax.set_xlabel("z1")
         ax.set_ylabel("z2")
         ax = axes[2]
