@@ -69,7 +69,8 @@ class EvalConfig:
     ``mi_pool``: ``all`` pools MI over the whole split (cap ln N; Bozkurt et al. 2021, Zhang et al. 2022) or an
     integer B pools within minibatches of B (He et al. 2019; cap ln B). ``iw_samples``: K for the final IW-NLL.
     ``extra_metrics``: names from :data:`vaelab.metrics.extras.EXTRA_METRICS` computed at the final evaluation
-    (and each epoch with ``extras_every_epoch``).
+    (and each epoch with ``extras_every_epoch``). ``hole_prior_samples``: draws z ~ p(z) for the joint hole KL
+    of the ``holes`` metric (Zhang et al. 2022 use 1000 x 128).
     """
 
     batch_size: int = 500
@@ -81,6 +82,7 @@ class EvalConfig:
     binarize_seed: int = 1234
     extra_metrics: list[str] = field(default_factory=list)
     extras_every_epoch: bool = False
+    hole_prior_samples: int = 128000
 
 
 @dataclass
