@@ -62,6 +62,11 @@ def _beta(value: Any) -> float:
         return math.nan
 
 
+def _sort_key(group: tuple[Any, ...]) -> tuple[tuple[int, float, str], ...]:
+    """Numbers in numeric order (2000 before 10000), then text."""
+    return tuple((0, float(x), "") if isinstance(x, int | float) else (1, 0.0, str(x)) for x in group)
+
+
 def _label(keys: list[str], group: tuple[Any, ...]) -> str:
     parts = []
     for k, v in zip(keys, group, strict=True):
@@ -79,7 +84,7 @@ def seed_means(rows: list[dict[str, Any]], beta_key: str, keys: list[str], metri
             continue
         cells[tuple(r.get(k) for k in keys)][_beta(r.get(beta_key))].append(r)
     out: dict[Any, Any] = {}
-    for group in sorted(cells, key=lambda g: tuple(str(x) for x in g)):
+    for group in sorted(cells, key=_sort_key):
         betas = sorted(b for b in cells[group] if math.isfinite(b))
         entry: dict[str, Any] = {"beta": np.array(betas)}
         for m in metrics:
@@ -218,7 +223,7 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
         Line2D([], [], color="k", ls="-", marker="o", ms=4, label="test"),
         Line2D([], [], color="k", ls="--", marker="o", mfc="white", ms=4, label="train (subset)"),
     ]
-    fig.legend(handles=group_handles + style, loc="outside lower center", ncol=min(6, ncol + 2), fontsize=8)
+    fig.legend(handles=group_handles + style, loc="outside lower center", ncol=min(4, ncol + 2), fontsize=8)
     fig.suptitle(f"Mutual information pooled over the measured split ({note})", fontsize=10)
     written.append(_save(fig, target / FIGURES[2]))
     return written
