@@ -30,9 +30,8 @@ The paper's setting (CR-VAE; for CR-beta-VAE give ``aug_rate`` the same weight a
         - {type: aug_rate, weight: 1.0}
         - {type: consistency_kl, weight: 0.001}     # lambda: 1e-3 in the authors' release (summed losses)
 
-**Give the weight of** ``consistency_kl`` **explicitly**: an omitted ``weight`` is 1 for every term (the framework
-default), 1000 times the authors' lambda. (:attr:`ConsistencyKL.default_weight` records 1e-3 for a loader that
-honours per-term defaults.)
+An omitted ``weight`` of ``consistency_kl`` is :attr:`ConsistencyKL.default_weight` = 1e-3, the authors' lambda
+(summed losses); the other terms default to 1.
 
 One transformed pass per loss evaluation. The three terms share one encoder/decoder pass on t(x) through
 ``ForwardPass.cache``: the first consistency term that runs draws t and the reparameterisation noise; the others

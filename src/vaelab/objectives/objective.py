@@ -154,7 +154,7 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
             raise ValueError(f"{key} must be a mapping with a 'type' key; got {spec!r}")
         opts = dict(spec)
         factory = EXTRA_TERMS.get(opts.pop("type"), key=f"{key}.type")
-        weight_cfg = opts.pop("weight", 1.0)
+        weight_cfg = opts.pop("weight", getattr(factory, "default_weight", 1.0))  # a term may set its paper default
         if isinstance(weight_cfg, dict):
             from vaelab.config import from_dict
 
