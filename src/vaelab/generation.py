@@ -95,15 +95,10 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     that is missing (a config from elsewhere) the corpus is loaded again to get them.
     """
     from vaelab.config import load_saved_config
+    from vaelab.evaluation import run_checkpoint
     from vaelab.training.checkpoint import load_checkpoint
-    from vaelab.training.runfolder import RunFolder
 
-    folder = RunFolder(run_dir)
-    if not folder.config.is_file():
-        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
-    ckpt_path = folder.best if checkpoint == "best" else folder.last
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path} does not exist (the run has not finished an epoch yet?)")
+    folder, ckpt_path = run_checkpoint(run_dir, checkpoint)
     cfg = load_saved_config(folder.config)
     info = (_read_run_yaml(folder.config).get("_meta") or {}).get("data", {}).get("model_info")
     if info is None:

@@ -162,22 +162,12 @@ def load_posteriors(
     run_dir: str | Path, *, split: str = "test", checkpoint: str = "best", max_examples: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor | None, Any]:
     """(mu, logvar, labels or None, config) of a run folder's ``split`` under its ``checkpoint`` (see
-    :func:`vaelab.evaluation.evaluate_run` for how a run is loaded); the first ``max_examples`` examples."""
-    from vaelab.config import load_saved_config
+    :func:`vaelab.evaluation.load_trainer`); the first ``max_examples`` examples."""
+    from vaelab.evaluation import load_trainer
     from vaelab.metrics.collect import collect
-    from vaelab.training.runfolder import RunFolder
-    from vaelab.training.trainer import Trainer
 
-    folder = RunFolder(run_dir)
-    if not folder.config.is_file():
-        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
-    ckpt = folder.best if checkpoint == "best" else folder.last
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
-    cfg = load_saved_config(folder.config)
-    cfg.train.progress = False
-    trainer = Trainer(cfg, folder.root, resume=False, _evaluation_only=True)
-    trainer._load(ckpt, weights_only=True)
+    trainer = load_trainer(run_dir, checkpoint)
+    cfg = trainer.cfg
     loader = trainer.dataset.loader(
         split, cfg.eval.batch_size, seed=cfg.seed, shuffle=False, eval_binarize_seed=cfg.eval.binarize_seed
     )
