@@ -152,13 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; under torchrun, wait for every process and leave the process group cleanly (letting it be
+    torn down during interpreter exit can abort a gloo process with "terminate called without an active
+    exception")."""
+    from vaelab.training.distributed import shutdown_distributed
+
+    ok = False
+    try:
+        code = int(args.func(args) or 0)
+        ok = True
+        return code
+    finally:
+        shutdown_distributed(wait=ok)
+
+
 def main(argv: list[str] | None = None) -> int:
     from vaelab.config import ConfigError
     from vaelab.registry import UnknownChoiceError
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except (ConfigError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
         return 2

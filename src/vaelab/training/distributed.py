@@ -50,8 +50,12 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(wait: bool = True) -> None:
+    """Leave the process group, after a barrier when ``wait`` (skip it when this process failed: the others may
+    never reach it)."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
