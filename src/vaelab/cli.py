@@ -4,6 +4,9 @@
     vaelab resume DIR                                         continue a killed or interrupted run
     vaelab evaluate DIR [--split test] [--iw-samples K]       metrics table on stdout + DIR/eval.json
     vaelab theory linear-vae ...                              linear-VAE learning dynamics (figures + numbers)
+    vaelab study collapse --data DATA [--methods ...]         compare collapse remedies: table + report
+    vaelab diagnose DIR                                       has the run collapsed, how, what to try
+    vaelab report DIR                                         self-contained HTML report (run, sweep, study)
 
 Errors a user can act on (bad config keys, missing data files, a NaN loss) are printed as one line without a
 traceback and exit with status 2 (usage/config/data) or 1 (training failed).
@@ -121,6 +124,9 @@ SUBCOMMAND_PLUGINS: list[str] = [
     "vaelab.plots.latent:add_latent_parser",
     "vaelab.lag:add_lag_parser",
     "vaelab.sweep.cli:add_sweep_parsers",
+    "vaelab.study.cli:add_study_parser",
+    "vaelab.diagnose:add_diagnose_parser",
+    "vaelab.report:add_report_parser",
 ]
 
 

@@ -42,7 +42,13 @@ class LRDecayConfig:
 
 @dataclass
 class TrainConfig:
-    """``train.*`` keys: optimisation, validation, early stopping and checkpointing."""
+    """``train.*`` keys: optimisation, validation, early stopping and checkpointing.
+
+    ``tensorboard``: also write the per-epoch scalars of metrics.jsonl (``train/*``, ``valid/*``), the KL per latent
+    unit and pictures (reconstructions and prior samples: images, or sentences for text models) as TensorBoard
+    event files in DIR/tensorboard/; view them with ``tensorboard --logdir DIR/tensorboard``. Needs
+    ``pip install 'vaelab[tensorboard]'`` (see :mod:`vaelab.training.tensorboard`).
+    """
 
     strategy: str = "joint"
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -59,6 +65,7 @@ class TrainConfig:
     log_every_steps: int = 50
     progress: bool = True
     device: str = "auto"
+    tensorboard: bool = False
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -228,7 +228,8 @@ def summarise(
     - with posteriors: ``mi`` and ``mi_se`` (nats; Hoffman & Johnson 2016, estimator of He et al. 2019) with
       ``mi_pool``, the pool size actually used; ``marginal_kl`` = rate - mi = KL(q(z) || p(z)) (Bozkurt et
       al., AISTATS 2021; it inherits MI's pool); ``au`` active units at ``au_threshold`` (Burda et al. 2016);
-      ``kl_per_dim`` (list of D floats, nats).
+      ``activity_per_dim`` (list of D: Var_x E_q[z_d|x], the statistic AU thresholds); ``kl_per_dim`` (list of D
+      floats, nats).
 
     ``mi_pool``: "all" pools over the whole collection (cap ln N); an int B pools within consecutive
     minibatches of B examples (He et al.'s convention, cap ln B). ``generator`` draws MI's z_i ~ q(z|x_i).
@@ -265,7 +266,8 @@ def summarise(
         out["mi"], out["mi_se"], out["mi_pool"] = mi.value, mi.stderr, mi.pool
         out["marginal_kl"] = out["rate"] - mi.value
         if n >= 2:
-            out["au"] = active_units(col.mu, au_threshold)[0]
+            out["au"], activity = active_units(col.mu, au_threshold)
             out["au_threshold"] = au_threshold
+            out["activity_per_dim"] = [float(v) for v in activity]
         out["kl_per_dim"] = [float(v) for v in kl_per_dim(col.mu.double(), col.logvar.double())]
     return out

@@ -39,8 +39,9 @@ SCALARS = (
     "n",
     "bpd",
 )
-"""Metrics copied from each split's evaluation into the flat record (lists such as ``kl_per_dim`` stay in the
-``eval_<split>.json`` files)."""
+"""Metrics copied from each split's evaluation into the flat record, with every other numeric scalar of it (those
+of the extra metrics too: ``probe_accuracy``, ``cu_0.03``, ``hole_kl``, ...). Lists such as ``kl_per_dim`` stay in
+the ``eval_<split>.json`` files."""
 GAPS = (("nll_iw", "gap_nll"), ("distortion", "gap_distortion"), ("rate", "gap_rate"), ("elbo", "gap_elbo"))
 """(metric, column): generalisation gaps = test value - train value. For the ELBO the gap is negative when the
 test bound is worse."""
@@ -81,6 +82,8 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
     cfg.eval.mi_pool = measure.mi_pool
     if measure.iw_chunk is not None:
         cfg.eval.iw_chunk = measure.iw_chunk
+    if measure.extra_metrics is not None:
+        cfg.eval.extra_metrics = list(measure.extra_metrics)
     ckpt = folder.best if measure.checkpoint == "best" else folder.last
     if not ckpt.is_file():
         ckpt = folder.last  # a run that never validated better than its start has no best.pt
@@ -95,7 +98,9 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
     record: dict[str, Any] = {"iw_samples": measure.iw_samples, "checkpoint": ckpt.stem}
     for j, split in enumerate(measure.splits):
         t0 = time.perf_counter()
-        result = trainer.evaluate(split, iw_samples=measure.iw_samples, seed_offset=SEED_OFFSET + j)
+        result = trainer.evaluate(
+            split, iw_samples=measure.iw_samples, seed_offset=SEED_OFFSET + j, extras=bool(cfg.eval.extra_metrics)
+        )
         rule = "whole split"
         if split == "train" and n_sub is not None:
             rule = (
@@ -107,9 +112,9 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
             f"eval_{split}.json",
             {"split": split, "checkpoint": ckpt.stem, "examples": rule, "seconds": seconds, **result},
         )
-        for key in SCALARS:
-            if key in result:
-                record[f"{split}_{key}"] = result[key]
+        for key, value in result.items():
+            if key in SCALARS or (isinstance(value, int | float) and not isinstance(value, bool)):
+                record[f"{split}_{key}"] = value
         record[f"{split}_ln_n"] = math.log(len(eval_ds.split(split))) if len(eval_ds.split(split)) else None
         record[f"{split}_seconds"] = seconds
     record.update(generalisation_gaps(record))

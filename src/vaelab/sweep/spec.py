@@ -73,6 +73,9 @@ class MeasureSpec:
       config's ``split_seed``, the same for every point with that data config.
     - ``checkpoint``: ``best`` (lowest validation loss, as summary.json) or ``last``.
     - ``mi_pool``: the MI pool; ``all`` = the whole measured split (cap ln N, Bozkurt et al. 2021).
+    - ``extra_metrics``: names from :data:`vaelab.metrics.extras.EXTRA_METRICS` (``probe``, ``holes``, ...) run on
+      each measured split; their numeric results join the record as ``<split>_<key>``. None (default): the run
+      config's ``eval.extra_metrics``; ``[]``: none.
     """
 
     splits: list[str] = field(default_factory=lambda: ["train", "test"])
@@ -81,6 +84,7 @@ class MeasureSpec:
     train_subset: str | int = "test"
     checkpoint: str = "best"
     mi_pool: str | int = "all"
+    extra_metrics: list[str] | None = None
 
     def validate(self) -> None:
         for s in self.splits:
@@ -94,6 +98,11 @@ class MeasureSpec:
             raise SweepError(f"measure.train_subset={self.train_subset} must be positive")
         if self.checkpoint not in ("best", "last"):
             raise SweepError(f"measure.checkpoint: {self.checkpoint!r} is not valid; valid choices: best, last")
+        if self.extra_metrics is not None:
+            from vaelab.metrics.extras import EXTRA_METRICS
+
+            for i, name in enumerate(self.extra_metrics):
+                EXTRA_METRICS.get(name, key=f"measure.extra_metrics[{i}]")
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,7 @@ def config_hash(cfg: RunConfig) -> str:
     """A short, stable hash of a resolved run config (``train.progress`` excluded), to detect changed points."""
     data = to_dict(cfg)
     data["train"].pop("progress", None)
+    data["train"].pop("tensorboard", None)  # logging only: does not change the run
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -14,11 +14,24 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, and rename it to ``path``."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync it, and rename it to ``path``.
+
+    The file gets the permissions of an ordinary new file (0666 minus the umask), not mkstemp's private 0600, so
+    reports and results can be shared."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

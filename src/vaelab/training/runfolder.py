@@ -5,6 +5,10 @@ DIR/metrics.jsonl    one JSON object per evaluation (epoch, step, split, elbo, r
 DIR/summary.json     final metrics on the test split (incl. nll_iw and its K), status, wall time
 DIR/checkpoints/     last.pt (resume) and best.pt (lowest validation loss)
 DIR/eval.json        written by ``vaelab evaluate``
+DIR/steps.jsonl      training scalars every ``train.log_every_steps`` steps (running means over the window)
+DIR/tensorboard/     TensorBoard event files (with ``train.tensorboard=true``)
+DIR/diagnosis.md     written by ``vaelab diagnose`` (with diagnosis.json)
+DIR/report.html      written by ``vaelab report``
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def provenance() -> dict[str, Any]:
     return info
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file ([] if it does not exist); a bad line is an error naming file and line.
+    A last line cut short by a crash is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) and not path.read_text().endswith("\n"):
+                break  # the line being written when the process died
+            raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+    return out
+
+
 class RunFolder:
     """Paths and writers for one run folder."""
 
@@ -69,6 +92,10 @@ class RunFolder:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps.jsonl"
 
     @property
     def summary(self) -> Path:
@@ -91,30 +118,33 @@ class RunFolder:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
-        with open(self.metrics, "a") as f:
+        self._append(self.metrics, record, sync=True)
+
+    def append_steps(self, record: dict[str, Any]) -> None:
+        """Append one line to steps.jsonl (flushed, not synced: it is cheap and re-logged after a resume)."""
+        self._append(self.steps, record, sync=False)
+
+    @staticmethod
+    def _append(path: Path, record: dict[str, Any], sync: bool) -> None:
+        with open(path, "a") as f:
             f.write(json.dumps(_clean(record)) + "\n")
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
 
     def truncate_metrics(self, keep_until_step: int) -> None:
-        """On resume: drop records logged after the checkpoint's step (they will be logged again)."""
-        if not self.metrics.exists():
-            return
-        kept = [ln for ln in self.read_metrics() if ln.get("step", 0) <= keep_until_step]
-        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        """On resume: drop the records of metrics.jsonl and steps.jsonl logged after the checkpoint's step (they
+        will be logged again)."""
+        for path in (self.metrics, self.steps):
+            if path.exists():
+                kept = [ln for ln in read_jsonl(path) if ln.get("step", 0) <= keep_until_step]
+                atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        out = []
-        for i, line in enumerate(self.metrics.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{self.metrics}:{i}: not a JSON object ({e.msg})") from None
-        return out
+        return read_jsonl(self.metrics)
+
+    def read_steps(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.steps)
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         path = self.root / name

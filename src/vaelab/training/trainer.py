@@ -45,6 +45,7 @@ from vaelab.training.distributed import (
 )
 from vaelab.training.runfolder import RunFolder, provenance
 from vaelab.training.strategies import STRATEGIES, StepContext
+from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
 
 class TrainingFailed(RuntimeError):
@@ -141,6 +142,9 @@ class Trainer:
         self.objective = build_objective(cfg.objective, self.steps_per_epoch, self.total_steps).to(self.device)
         for i, name in enumerate(cfg.eval.extra_metrics):  # fail now, not after training
             EXTRA_METRICS.get(name, key=f"eval.extra_metrics[{i}]")
+        if cfg.train.tensorboard and not _evaluation_only:
+            require_tensorboard()  # fail now (a ConfigError naming the key and the install command)
+        self._tensorboard: TensorBoardLogger | None = None
 
         self.state: dict[str, Any] = {
             "step": 0,
@@ -335,9 +339,29 @@ class Trainer:
                 meta = {**provenance(), "world_size": self.dist.world_size, "data": getattr(self.dataset, "info", {})}
                 save_config(cfg, self.folder.config, extra=meta)
                 self.folder.metrics.unlink(missing_ok=True)
+                self.folder.steps.unlink(missing_ok=True)
             else:
                 self.folder.truncate_metrics(st["step"])
+            if cfg.train.tensorboard:
+                fresh = st["step"] == 0 and st["batch_in_epoch"] == 0
+                self._tensorboard = TensorBoardLogger.open(
+                    self.folder.root / TENSORBOARD_DIR,
+                    fresh=fresh,
+                    purge_step=None if fresh else st["step"] + 1,  # records after the checkpoint are logged again
+                    seed=cfg.seed,
+                    eval_binarize_seed=cfg.eval.binarize_seed,
+                )
         barrier(self.dist)
+        try:
+            return self._fit()
+        finally:
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
+
+    def _fit(self) -> dict[str, Any]:
+        """The epochs, then :meth:`_finish` (``fit`` without the run-folder set-up and the TensorBoard writer)."""
+        cfg, st = self.cfg, self.state
         ctx = self._context()
         self.model.train()
         t_start = time.perf_counter() - st["elapsed"]
@@ -377,10 +401,20 @@ class Trainer:
             return "none written yet"
         return int(load_checkpoint(self.folder.last)["trainer"]["step"])
 
+    def _log_steps(self, window: dict[str, float], epoch: int, step: int, t_start: float) -> None:
+        """Append the window's mean training stats to steps.jsonl and empty the window. Under data parallelism the
+        means are those of rank 0's shard (no communication for a log line)."""
+        n = window.pop("_n", 0.0)
+        if self.dist.is_main and n > 0:
+            rec = {"epoch": epoch + 1, "step": step, "wall_time": time.perf_counter() - t_start}
+            self.folder.append_steps({**rec, **{k: v / n for k, v in window.items()}})
+        window.clear()
+
     def _run_epoch(self, ctx: StepContext, t_start: float) -> str | None:
         cfg, st = self.cfg, self.state
         epoch = st["epoch"]
         sums: dict[str, float] = st["epoch_sums"]
+        window: dict[str, float] = {}  # training stats since the last steps.jsonl line
         bar = None
         if cfg.train.progress and self.dist.is_main:
             from tqdm import tqdm
@@ -403,8 +437,12 @@ class Trainer:
             n = batch_size(x)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
+                window[k] = window.get(k, 0.0) + v * n
             sums["_n"] = sums.get("_n", 0.0) + n
+            window["_n"] = window.get("_n", 0.0) + n
             st["step"] += 1
+            if st["step"] % max(1, cfg.train.log_every_steps) == 0:
+                self._log_steps(window, epoch, st["step"], t_start)
             st["batch_in_epoch"] += 1
             if bar is not None:
                 bar.update(1)
@@ -439,10 +477,17 @@ class Trainer:
             **self.strategy.log_fields(),
         }
         if self.dist.is_main:
-            self.folder.append_metrics({**common, "split": "train", "source": "running_mean", **train_rec})
-            self.folder.append_metrics(
-                {**common, "split": "valid", "source": "evaluation", "beta": train_rec.get("beta"), **val}
-            )
+            records = [
+                {**common, "split": "train", "source": "running_mean", **train_rec},
+                {**common, "split": "valid", "source": "evaluation", "beta": train_rec.get("beta"), **val},
+            ]
+            for record in records:
+                self.folder.append_metrics(record)
+            if self._tensorboard is not None:
+                for record in records:
+                    self._tensorboard.log_record(record)
+                self._tensorboard.log_images(self.model, self.dataset, st["step"])
+                self._tensorboard.flush()
         self._log(
             f"epoch {epoch + 1}: train elbo {train_rec.get('elbo', float('nan')):.3f} | valid elbo {val['elbo']:.3f} "
             f"rate {val['rate']:.3f} distortion {val['distortion']:.3f} mi {val['mi']:.3f} (pool {val['mi_pool']}) "

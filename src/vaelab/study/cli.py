@@ -1,0 +1,109 @@
+"""``vaelab study collapse``: train a panel of collapse remedies under one budget, compare them, write a report.
+
+vaelab study collapse --data mnist                                   the default panel, 2 epochs, seed 0
+vaelab study collapse --data ptb --methods plain,anneal,aggressive,aggressive_anneal --budget 1ep
+vaelab study collapse --data my_run.yaml --seeds 0,1,2 --workers 2   a run config as the plain VAE
+vaelab study collapse --list-methods                                 the registered methods
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from vaelab.config import ConfigError
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    from vaelab.sweep.cli import parse_indices
+
+    try:
+        return parse_indices(text)
+    except ConfigError:
+        raise ConfigError(f"--seeds {text!r}: expected S, S,T or A-B (non-negative integers)") from None
+
+
+def cmd_study_collapse(args: argparse.Namespace) -> int:
+    from vaelab.study.collapse import StudyRequest, run_study
+    from vaelab.study.methods import DEFAULT_PANEL, METHODS
+
+    if args.list_methods:
+        for name in METHODS.names():
+            m = METHODS.get(name)
+            mark = "*" if name in DEFAULT_PANEL else " "
+            print(f"{mark} {name:<18} {m.description}")
+        print("(* = in the default panel)")
+        return 0
+    if not args.data:
+        raise ConfigError("--data is required: a data set name (mnist, fashion_mnist, ptb, ...) or a run config YAML")
+    req = StudyRequest(
+        data=args.data,
+        methods=_csv_list(args.methods) if args.methods else list(DEFAULT_PANEL),
+        budget=args.budget,
+        seeds=_seeds(args.seeds),
+        iw_samples=args.iw_samples,
+        overrides=list(args.set or []),
+        name=args.name,
+    )
+    req.validate()
+    data_name = Path(args.data).stem if args.data.endswith((".yaml", ".yml")) else args.data
+    out = Path(args.out) if args.out else Path("runs") / "studies" / f"collapse_{data_name}"
+    print(
+        f"study: {len(req.methods)} methods x {len(req.seeds)} seed(s) on {args.data}, budget {req.budget} each -> "
+        f"{out}",
+        file=sys.stderr,
+    )
+    try:
+        table, md = run_study(
+            req, out, workers=args.workers, backend=args.backend, address=args.address, retry_failed=args.retry_failed
+        )
+    except KeyboardInterrupt:
+        print(f"vaelab study: interrupted; the same command continues where it stopped (--out {out})", file=sys.stderr)
+        return 130
+    print(md.read_text())
+    print(f"table: {md} and {out / 'study.csv'}")
+    if args.report:
+        from vaelab.report import write_report
+
+        path = write_report(out)
+        print(f"report: {path}")
+    failed = [r for r in table if r["seeds_failed"]]
+    return 1 if failed else 0
+
+
+def add_study_parser(subparsers: Any) -> None:
+    """Add ``vaelab study collapse`` to the command line."""
+    s = subparsers.add_parser("study", help="compare methods on a data set (a panel of runs, one table, one report)")
+    kinds = s.add_subparsers(dest="study", required=True)
+    c = kinds.add_parser(
+        "collapse",
+        help="which posterior-collapse remedy works on a data set, at what cost",
+        description="Train a panel of collapse remedies under the same budget and seeds, measure each on the test "
+        "split (IW-NLL, KL, MI with its pool, AU, CU, probe accuracy, wall time and its ratio to the plain VAE) and "
+        "write study.md, study.csv and report.html. Re-running the same command continues a killed study.",
+    )
+    c.add_argument(
+        "--data",
+        help="data set name (mnist, fashion_mnist, binarized_mnist, omniglot, ptb, text, ...) "
+        "or a run config YAML whose model is the plain VAE of the study",
+    )
+    c.add_argument("--methods", help="comma-separated methods (default: the default panel; see --list-methods)")
+    c.add_argument("--budget", default="2ep", help="per method: epochs (2, 2ep) or steps (500steps); default 2ep")
+    c.add_argument("--seeds", default="0", help="seeds: S, S,T or A-B (default 0)")
+    c.add_argument("--iw-samples", type=int, default=100, help="K of the test IW-NLL (default 100; 0 = none)")
+    c.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="overrides of the base config (data.train_size=...)")
+    c.add_argument("--name", help="study name (default collapse_DATA)")
+    c.add_argument("--out", help="study folder (default runs/studies/collapse_DATA)")
+    c.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: comparable wall times)")
+    c.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
+    c.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    c.add_argument("--retry-failed", action="store_true", help="run methods recorded as failed again")
+    c.add_argument("--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html")
+    c.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
+    c.set_defaults(func=cmd_study_collapse)

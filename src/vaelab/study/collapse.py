@@ -1,0 +1,368 @@
+"""``vaelab study collapse``: which collapse remedy works on a data set, at what cost.
+
+A study trains a panel of methods (:mod:`vaelab.study.methods`) from one base config under the same budget and
+seeds, measures each on the test split (IW-NLL with K samples, rate, MI pooled over the split, AU, the hole
+metrics' CU(0.03), a linear probe's accuracy where labels exist) and writes the comparison table in the layout of
+He et al. (ICLR 2019), Table 1, with the training wall time and its ratio to the plain VAE.
+
+Underneath it is a sweep (:mod:`vaelab.sweep`): one variant per method, one replica per seed, so a study is
+resumable (the same command continues a killed study), parallel (``--workers``) and Ray-capable
+(``--backend ray``). Folder layout::
+
+    DIR/study.json      what was asked: data, methods, budget, seeds, K, the command
+    DIR/sweep.yaml      the underlying sweep (base config inline)
+    DIR/points/...      one run folder per (seed, method)
+    DIR/results.csv     every point's measurements (the sweep's table)
+    DIR/study.csv       the comparison table, one row per method (mean and standard deviation over seeds)
+    DIR/study.md        the same as Markdown
+    DIR/report.html     the report (``vaelab report DIR``)
+
+Timing: wall times are training times (evaluation excluded). Runs that share the CPU slow each other down, so
+the time ratios are comparable only within a study run with one worker (the default), which is recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaelab.config import ConfigError, RunConfig, from_dict, read_yaml, to_dict
+from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
+from vaelab.training.checkpoint import atomic_write_text
+
+STUDY_FILE = "study.json"
+TABLE_CSV = "study.csv"
+TABLE_MD = "study.md"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# base configs
+
+
+def _image_preset(data: str) -> dict[str, Any]:
+    """An MLP VAE (Bernoulli decoder, 32 latents) that trains in seconds per epoch on a CPU."""
+    return {
+        "name": f"study_{data}",
+        "seed": 0,
+        "data": {"name": data, "train_size": 10000, "eval_size": 2000},
+        "model": {"type": "mlp", "latent_dim": 32, "hidden": [256, 256], "activation": "relu"},
+        "objective": {"regulariser": "kl", "beta": {"type": "constant", "value": 1.0}},
+        "train": {"optimizer": "adam", "lr": 1.0e-3, "batch_size": 64, "epochs": 2, "progress": False},
+        "eval": {"batch_size": 500, "iw_samples": 0, "iw_chunk": 100, "mi_pool": "all", "hole_prior_samples": 32000},
+    }
+
+
+def _text_preset(data: str) -> dict[str, Any]:
+    """The LSTM VAE of He et al. (2019) at CPU size (emb 128, LSTM 256, 32 latents), SGD as in their release."""
+    return {
+        "name": f"study_{data}",
+        "seed": 0,
+        "data": {"name": data, "train_size": 10000, "eval_size": 300},
+        "model": {
+            "type": "lstm_vae",
+            "latent_dim": 32,
+            "emb_dim": 128,
+            "hidden_dim": 256,
+            "dropout_in": 0.5,
+            "dropout_out": 0.5,
+        },
+        "objective": {"regulariser": "kl", "beta": {"type": "constant", "value": 1.0}},
+        "train": {"optimizer": "sgd", "lr": 1.0, "grad_clip": 5.0, "batch_size": 32, "epochs": 2, "progress": False},
+        "eval": {"batch_size": 100, "iw_samples": 0, "iw_chunk": 100, "mi_pool": "all", "hole_prior_samples": 32000},
+    }
+
+
+def is_text_data(name: str) -> bool:
+    """Whether ``data.name`` is a text corpus (registered by :mod:`vaelab.data.text`)."""
+    from vaelab.data import DATASETS
+
+    loader = DATASETS.get(name, key="--data")
+    return getattr(loader, "__module__", "") == "vaelab.data.text"
+
+
+def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], bool]:
+    """The base run config (a mapping) of a study and whether it is text.
+
+    ``data``: a registered data set name (a built-in preset: an MLP VAE for images, the LSTM VAE for text) or a
+    run config YAML file (its model and objective are the plain VAE of the study). ``overrides``: ``key=value``
+    applied on top (``data.path=...``, ``model.latent_dim=16``). The result is validated.
+    """
+    from vaelab.config import apply_overrides
+
+    path = Path(data)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"--data {data}: no such config file")
+        raw = read_yaml(path)
+    else:
+        raw = _text_preset(data) if is_text_data(data) else _image_preset(data)
+    raw = apply_overrides(raw, list(overrides or []))
+    raw.pop("_meta", None)
+    try:
+        cfg = from_dict(RunConfig, raw)
+    except ConfigError as e:
+        raise ConfigError(f"--data {data}: {e}") from None
+    text = cfg.model.type.startswith("lstm") or is_text_data(cfg.data.name)
+    out = to_dict(cfg)
+    out["train"]["progress"] = False
+    return out, text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the study
+
+
+@dataclass
+class StudyRequest:
+    """What ``vaelab study collapse`` was asked (stored as ``DIR/study.json``)."""
+
+    data: str
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_PANEL))
+    budget: str = "2ep"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    iw_samples: int = 100
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+
+    def validate(self) -> Budget:
+        if not self.methods:
+            raise ConfigError("--methods: at least one method is needed")
+        for i, m in enumerate(self.methods):
+            METHODS.get(m, key=f"--methods[{i}]")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"--methods lists a method twice: {self.methods}")
+        if not self.seeds:
+            raise ConfigError("--seeds: at least one seed is needed")
+        if self.iw_samples < 0:
+            raise ConfigError(f"--iw-samples {self.iw_samples} must be >= 0")
+        try:
+            return Budget.parse(self.budget)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def study_spec(req: StudyRequest) -> dict[str, Any]:
+    """The sweep (as a mapping for :func:`vaelab.sweep.spec_from_dict`) that runs the study."""
+    budget = req.validate()
+    base, text = base_config(req.data, req.overrides)
+    cfg = from_dict(RunConfig, base)
+    variants = [{"name": m, **method_overrides(m, cfg, budget, text)} for m in req.methods]
+    extras = ["holes"] if text else ["holes", "probe"]
+    name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
+    return {
+        "name": name,
+        "base_config": base,
+        "fixed": budget.overrides(),
+        "variants": variants,
+        "seeds": list(req.seeds),
+        "measure": {
+            "splits": ["test"],
+            "iw_samples": req.iw_samples,
+            "train_subset": "test",
+            "checkpoint": "best",
+            "mi_pool": "all",
+            "extra_metrics": extras,
+        },
+    }
+
+
+def run_study(
+    req: StudyRequest,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+) -> tuple[list[dict[str, Any]], Path]:
+    """Run (or continue) the study into ``out``; write results.csv, study.csv and study.md.
+
+    Returns the table rows and the path of ``study.md``.
+    """
+    from vaelab.sweep import RunOptions, run_sweep, spec_from_dict, write_results
+
+    out = Path(out)
+    spec = spec_from_dict(study_spec(req), "study")
+    stored = out / STUDY_FILE
+    record = {
+        "kind": "collapse",
+        **asdict(req),
+        "workers": workers,
+        "backend": backend,
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if stored.is_file():
+        old = json.loads(stored.read_text())
+        for key in ("data", "methods", "budget", "seeds", "iw_samples", "overrides"):
+            if old.get(key) != record[key]:
+                raise ConfigError(
+                    f"{out} holds a study with {key}={old.get(key)!r}, not {record[key]!r}; "
+                    "use another --out (or delete the folder)"
+                )
+        record["started"] = old.get("started", record["started"])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stored, json.dumps(record, indent=2) + "\n")
+    run_sweep(
+        spec, out, workers=workers, backend=backend, address=address, options=RunOptions(retry_failed=retry_failed)
+    )
+    write_results(out)
+    return write_table(out)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the comparison table
+
+COLUMNS: list[tuple[str, str, int]] = [
+    ("test_nll_iw", "IW-NLL", 2),
+    ("test_rate", "KL", 2),
+    ("test_mi", "MI", 2),
+    ("test_au", "AU", 1),
+    ("test_cu_0.03", "CU(0.03)", 1),
+    ("test_probe_accuracy", "probe acc.", 3),
+    ("test_hole_kl", "hole KL", 2),
+    ("train_time", "train time (s)", 1),
+]
+"""(results.csv column, table header, decimals) of the comparison table; the ratio to the plain VAE's time follows."""
+
+
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    if len(values) == 1:
+        return values[0], None
+    return statistics.fmean(values), statistics.stdev(values)
+
+
+def study_table(out: str | Path) -> list[dict[str, Any]]:
+    """One row per method (in the study's order): mean, standard deviation (over completed seeds) per column,
+    the time ratio to ``plain``, the seeds completed and failed, and the collapse verdict of each seed."""
+    from vaelab.diagnose import diagnose_metrics
+    from vaelab.sweep.aggregate import read_results
+
+    out = Path(out)
+    req = json.loads((out / STUDY_FILE).read_text())
+    rows = read_results(out)
+    table: list[dict[str, Any]] = []
+    for method in req["methods"]:
+        mine = [r for r in rows if r.get("variant") == method]
+        done = [r for r in mine if r["status"] == "completed"]
+        row: dict[str, Any] = {
+            "method": method,
+            "label": METHODS.get(method).label,
+            "seeds_completed": len(done),
+            "seeds_failed": sum(r["status"] == "failed" for r in mine),
+            "errors": "; ".join(str(r.get("error")) for r in mine if r["status"] == "failed"),
+        }
+        for col, _, _ in COLUMNS:
+            vals = [float(r[col]) for r in done if isinstance(r.get(col), int | float)]
+            if vals:
+                row[col], row[f"{col}_sd"] = _stats(vals)
+        verdicts = []
+        for r in done:
+            ev = _read_eval(Path(r["run_dir"]))
+            if ev:
+                verdicts.append(diagnose_metrics(ev, model_type=None).verdict)
+        row["verdict"] = "/".join(dict.fromkeys(verdicts)) if verdicts else None
+        row["mi_pool"] = done[0].get("test_mi_pool") if done else None
+        row["iw_samples"] = done[0].get("iw_samples") if done else None
+        row["latent_dim"] = _latent_dim(done)
+        table.append(row)
+    plain = next((r for r in table if r["method"] == "plain" and r.get("train_time")), None)
+    for r in table:
+        if plain and r.get("train_time") is not None:
+            r["time_ratio"] = r["train_time"] / plain["train_time"]
+    return table
+
+
+def _read_eval(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "eval_test.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _latent_dim(done: list[dict[str, Any]]) -> int | None:
+    for r in done:
+        ev = _read_eval(Path(r["run_dir"]))
+        if ev and ev.get("kl_per_dim"):
+            return len(ev["kl_per_dim"])
+    return None
+
+
+def _fmt(row: dict[str, Any], col: str, decimals: int) -> str:
+    v = row.get(col)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    sd = row.get(f"{col}_sd")
+    if sd is None and float(v).is_integer() and col in ("test_au", "test_cu_0.03"):
+        return str(int(v))
+    s = f"{v:.{decimals}f}"
+    return s if sd is None else f"{s} ± {sd:.{decimals}f}"
+
+
+def table_markdown(table: list[dict[str, Any]], req: dict[str, Any]) -> str:
+    """The comparison table as Markdown, with a caption stating the budget, K, the MI pool and the seeds."""
+    k = next((r["iw_samples"] for r in table if r.get("iw_samples") is not None), req.get("iw_samples"))
+    pool = next((r["mi_pool"] for r in table if r.get("mi_pool") is not None), None)
+    d = next((r["latent_dim"] for r in table if r.get("latent_dim") is not None), None)
+    headers = ["method"] + [h for _, h, _ in COLUMNS] + ["time ratio", "verdict", "seeds"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in table:
+        cells = [r["label"]] + [_fmt(r, c, dec) for c, _, dec in COLUMNS]
+        ratio = r.get("time_ratio")
+        cells.append("-" if ratio is None else f"{ratio:.2f}x")
+        cells.append(r.get("verdict") or "-")
+        seeds = f"{r['seeds_completed']}"
+        if r["seeds_failed"]:
+            seeds += f" ({r['seeds_failed']} failed)"
+        cells.append(seeds)
+        lines.append("| " + " | ".join(cells) + " |")
+    ln = f" (ceiling ln {pool} = {math.log(pool):.2f})" if isinstance(pool, int) and pool > 1 else ""
+    caption = (
+        f"Data `{req['data']}`, budget {Budget.parse(req['budget'])} per method, seeds {req['seeds']} "
+        f"(mean ± standard deviation over seeds when more than one). Test split: IW-NLL with K = {k} (nats), "
+        f"KL = rate (nats), MI pooled over the test split of {pool} examples{ln}, AU = active units of {d} "
+        "(Var_x E[z|x] >= 0.01), CU(0.03) = units whose aggregate posterior is within 0.03 nats of the prior, "
+        "probe = linear classifier on E[z|x] (where labels exist), hole KL = KL(p(z) || q(z)). Train time: the "
+        f"training loop with its per-epoch validation, final test measurement excluded; {req.get('workers', 1)} "
+        "run(s) at a time."
+    )
+    errors = [f"- {r['label']}: {r['errors']}" for r in table if r.get("errors")]
+    body = "\n".join(lines) + "\n\n" + caption + "\n"
+    if errors:
+        body += "\nFailed runs:\n" + "\n".join(errors) + "\n"
+    return body
+
+
+def write_table(out: str | Path) -> tuple[list[dict[str, Any]], Path]:
+    """Write ``DIR/study.csv`` and ``DIR/study.md`` from the measured points; return the rows and the .md path."""
+    out = Path(out)
+    table = study_table(out)
+    req = json.loads((out / STUDY_FILE).read_text())
+    cols: list[str] = []
+    for r in table:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for r in table:
+        writer.writerow(r)
+    atomic_write_text(out / TABLE_CSV, buf.getvalue())
+    md = f"# Collapse study: {req['data']}\n\n" + table_markdown(table, req)
+    atomic_write_text(out / TABLE_MD, md)
+    return table, out / TABLE_MD
+
+
+def is_study(path: str | Path) -> bool:
+    return (Path(path) / STUDY_FILE).is_file()
+
+
+def load_request(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / STUDY_FILE).read_text())
