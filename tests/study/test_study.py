@@ -1,0 +1,180 @@
+"""`vaelab study collapse`: the method panel, the budget, the underlying sweep, the table and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vaelab.cli import main
+from vaelab.config import ConfigError
+from vaelab.study import METHODS, Budget, StudyRequest, run_study, study_spec
+from vaelab.study.methods import DEFAULT_PANEL
+from vaelab.sweep import spec_from_dict
+
+TINY_SET = ["data.num_examples=256", "data.image_shape=[1,6,6]", "data.eval_size=64", "data.train_size=null"]
+
+
+def tiny_request(**changes) -> StudyRequest:
+    kw = {
+        "data": "synthetic_blobs",
+        "methods": ["plain", "free_bits"],
+        "budget": "2",
+        "seeds": [0],
+        "iw_samples": 4,
+        "overrides": [*TINY_SET, "model.latent_dim=4", "model.hidden=[16]", "train.batch_size=64"],
+    }
+    kw.update(changes)
+    return StudyRequest(**kw)
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        ("3", Budget(epochs=3)),
+        ("3ep", Budget(epochs=3)),
+        ("3 epochs", Budget(epochs=3)),
+        ("500steps", Budget(steps=500)),
+    ],
+)
+def test_budget_parse(text, budget):
+    assert Budget.parse(text) == budget
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "-2ep", "2.5"])
+def test_bad_budget_is_an_error(text):
+    with pytest.raises(ValueError):
+        Budget.parse(text)
+
+
+def test_budget_overrides_and_half_schedules():
+    assert Budget(epochs=4).overrides() == {"train.epochs": 4, "train.max_steps": None}
+    assert Budget(steps=300).overrides()["train.max_steps"] == 300
+    assert Budget(epochs=4).half_schedule() == {"warmup_epochs": 2.0}
+    assert Budget(steps=300).half_schedule() == {"warmup_steps": 150}
+
+
+def test_every_method_builds_a_valid_config_for_images_and_text(tmp_path: Path):
+    """Each registered method's overrides give a config that validates (text: the LSTM VAE preset)."""
+    for data in ("synthetic_blobs", "text"):
+        req = tiny_request(data=data, methods=METHODS.names(), overrides=[])
+        spec = spec_from_dict(study_spec(req), "test")
+        assert len(spec) == len(METHODS.names())
+        for p in spec.points():
+            cfg = spec.config(p)
+            assert cfg.train.epochs == 2
+        agg = spec.config(spec.point(METHODS.names().index("aggressive")))
+        assert agg.train.strategy == "aggressive"
+        assert agg.train.strategy_options["rule"] == ("first_decrease" if data == "text" else "patience")
+
+
+def test_methods_differ_from_plain_only_in_their_remedy():
+    spec = spec_from_dict(study_spec(tiny_request(methods=list(DEFAULT_PANEL))), "test")
+    plain = spec.config(spec.point(0))
+    anneal = spec.config(spec.point(1))
+    assert plain.objective.beta.type == "constant" and plain.objective.beta.value == 1.0
+    assert anneal.objective.beta.type == "linear" and anneal.objective.beta.warmup_epochs == 1.0
+    assert anneal.model == plain.model and anneal.data == plain.data and anneal.train == plain.train
+    fb = spec.config(spec.point(3))
+    assert fb.objective.regulariser == "free_bits_batch" and fb.objective.free_bits == 0.25
+
+
+def test_bad_requests_name_what_to_change(tmp_path: Path):
+    with pytest.raises(Exception, match="--methods"):
+        study_spec(tiny_request(methods=["plain", "nonsense"]))
+    with pytest.raises(ConfigError, match="twice"):
+        tiny_request(methods=["plain", "plain"]).validate()
+    with pytest.raises(ConfigError, match="model"):
+        study_spec(tiny_request(overrides=["model.no_such_key=1"]))
+    with pytest.raises(FileNotFoundError, match="no such config"):
+        study_spec(tiny_request(data=str(tmp_path / "missing.yaml")))
+
+
+def test_a_run_config_is_the_plain_vae_of_the_study(tmp_path: Path):
+    cfg = {
+        "name": "mine",
+        "data": {"name": "synthetic_blobs", "num_examples": 128, "image_shape": [1, 4, 4]},
+        "model": {"type": "mlp", "latent_dim": 3, "hidden": [8]},
+    }
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    spec = study_spec(tiny_request(data=str(path), overrides=[]))
+    assert spec["name"] == "collapse_mine"
+    assert spec["base_config"]["model"]["latent_dim"] == 3
+
+
+def test_run_study_table_is_the_mean_and_sd_of_the_points(tmp_path: Path):
+    out = tmp_path / "study"
+    table, md = run_study(tiny_request(seeds=[0, 1]), out)
+    with open(out / "results.csv") as f:
+        points = list(csv.DictReader(f))
+    assert [p["status"] for p in points] == ["completed"] * 4
+    for row in table:
+        mine = [p for p in points if p["variant"] == row["method"]]
+        nll = [float(p["test_nll_iw"]) for p in mine]
+        assert row["test_nll_iw"] == pytest.approx(statistics.fmean(nll))
+        assert row["test_nll_iw_sd"] == pytest.approx(statistics.stdev(nll))
+        au = [float(p["test_au"]) for p in mine]
+        assert row["test_au"] == pytest.approx(statistics.fmean(au))
+        assert "test_cu_0.03" in row and "test_probe_accuracy" in row  # extra metrics measured
+        assert row["seeds_completed"] == 2 and row["verdict"] in ("collapsed", "partial", "healthy")
+    plain = table[0]
+    assert plain["time_ratio"] == pytest.approx(1.0)
+    assert table[1]["time_ratio"] == pytest.approx(table[1]["train_time"] / plain["train_time"])
+    text = md.read_text()
+    assert "| VAE |" in text and "free bits (0.25)" in text and "K = 4" in text and "2 epochs" in text
+    with open(out / "study.csv") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["plain", "free_bits"]
+
+
+def test_a_study_continues_and_refuses_another_request(tmp_path: Path):
+    out = tmp_path / "study"
+    run_study(tiny_request(), out)
+    point = next((out / "points").iterdir())
+    stamp = (point / "measurements.json").stat().st_mtime_ns
+    run_study(tiny_request(), out)  # nothing to do: every point is completed
+    assert (point / "measurements.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="budget"):
+        run_study(tiny_request(budget="3"), out)
+
+
+def test_cli_study_writes_table_and_report(tmp_path: Path, capsys):
+    out = tmp_path / "s"
+    args = [
+        "study",
+        "collapse",
+        "--data",
+        "synthetic_blobs",
+        "--methods",
+        "plain,beta_vae",
+        "--budget",
+        "1",
+        "--iw-samples",
+        "4",
+        "--out",
+        str(out),
+        "--set",
+        *TINY_SET,
+        "model.latent_dim=4",
+        "model.hidden=[16]",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "beta-VAE (0.4)" in printed and f"report: {out / 'report.html'}" in printed
+    html = (out / "report.html").read_text()
+    assert "beta-VAE (0.4)" in html and html.count('<img class="figure"') >= 4
+    assert json.loads((out / "study.json").read_text())["methods"] == ["plain", "beta_vae"]
+
+
+def test_cli_lists_methods_and_rejects_bad_input(capsys):
+    assert main(["study", "collapse", "--list-methods"]) == 0
+    listed = capsys.readouterr().out
+    assert all(m in listed for m in METHODS.names())
+    assert main(["study", "collapse"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["study", "collapse", "--data", "synthetic_blobs", "--budget", "soon"]) == 2
+    assert "--budget" in capsys.readouterr().err
