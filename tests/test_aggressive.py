@@ -152,3 +152,26 @@ def test_aggressive_resume_after_crash_is_exact(tiny_config, tmp_path):
     resumed = Trainer(cfg, tmp_path / "crash", resume=True).fit()
     for k in ("elbo", "rate", "distortion", "nll_iw", "mi"):
         assert resumed[k] == full[k], k
+
+
+@pytest.mark.parametrize("strategy", ["aggressive", "joint"])
+def test_freezing_the_parameters_a_step_does_not_update_changes_no_number(tiny_config, tmp_path, monkeypatch, strategy):
+    """gradient_step freezes the other optimisers' parameters (the speed-up of the inner loop); the trained
+    parameters equal those of the same run with every gradient computed."""
+    from vaelab.training import strategies
+    from vaelab.training.checkpoint import load_checkpoint
+
+    cfg = load_config(
+        tiny_config(),
+        [f"train.strategy={strategy}", "train.strategy_options={window: 2, max_inner_steps: 6}", "train.epochs=1"]
+        if strategy == "aggressive"
+        else ["train.epochs=1"],
+    )
+    Trainer(cfg, tmp_path / "frozen").fit()
+    monkeypatch.setattr(strategies, "FREEZE_OTHERS", False)
+    Trainer(cfg, tmp_path / "all_grads").fit()
+    a = load_checkpoint(tmp_path / "frozen" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "all_grads" / "checkpoints" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

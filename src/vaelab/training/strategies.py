@@ -99,17 +99,42 @@ class Strategy:
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
 
 
+FREEZE_OTHERS = True
+"""Freeze the parameters a step does not update (see :func:`gradient_step`); False computes every gradient (the
+test that the two give the same update switches it off)."""
+
+
 def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str], *, sub: int = 0) -> ObjectiveOutput:
     """One loss evaluation, backward, cross-process gradient averaging, clipping, and a step of the named
-    optimisers (only their parameters are averaged, clipped and stepped; other gradients are discarded).
-    ``sub`` numbers extra batches within one outer step (see :class:`StepContext`)."""
+    optimisers (only their parameters are averaged, clipped and stepped). ``sub`` numbers extra batches within one
+    outer step (see :class:`StepContext`).
+
+    The parameters of the other optimisers are frozen (``requires_grad=False``) for the step, so autograd neither
+    computes their gradients nor, when nothing upstream needs it, records their part of the graph: an encoder-only
+    step of aggressive training skips the decoder's weight gradients, a decoder-only step the encoder's backward.
+    The stepped parameters' gradients, hence the update, are the same as with every gradient computed."""
     opts = [ctx.optimizers[n] for n in optimizer_names]
     params = [p for o in opts for g in o.param_groups for p in g["params"]]
+    stepped = {id(p) for p in params}
+    frozen = [
+        p
+        for name, o in ctx.optimizers.items()
+        if name not in optimizer_names
+        for g in o.param_groups
+        for p in g["params"]
+        if p.requires_grad and id(p) not in stepped and FREEZE_OTHERS
+    ]
     for o in ctx.optimizers.values():
         o.zero_grad(set_to_none=True)
-    out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
-    Objective.check_finite(out, step)
-    (out.loss * ctx.loss_scale(x, sub)).backward()
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
+        Objective.check_finite(out, step)
+        (out.loss * ctx.loss_scale(x, sub)).backward()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
     average_gradients(params, ctx.dist)
     if ctx.grad_clip is not None:
         nn.utils.clip_grad_norm_(params, ctx.grad_clip)
