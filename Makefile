@@ -36,7 +36,7 @@ format: $(STAMP)
 # trained under the same budget, one comparison table, one HTML report (its path is the last line printed).
 # Re-running continues where it stopped; `make demo DEMO_OUT=elsewhere` starts afresh elsewhere.
 DEMO_OUT ?= runs/demo
-DEMO_METHODS ?= plain,anneal,cyclical,free_bits,beta_vae,aggressive,density_gap
+DEMO_METHODS ?= plain,anneal,free_bits,aggressive,density_gap
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/vaelab study collapse --data mnist --methods $(DEMO_METHODS) --budget 2 \
 		--iw-samples 100 --out $(DEMO_OUT)
