@@ -131,7 +131,8 @@ def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str
     try:
         out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
         Objective.check_finite(out, step)
-        (out.loss * ctx.loss_scale(x, sub)).backward()
+        if out.loss.requires_grad:  # False when the stepped parameters do not reach the loss (an LM's "encoder")
+            (out.loss * ctx.loss_scale(x, sub)).backward()
     finally:
         for p in frozen:
             p.requires_grad_(True)
