@@ -63,6 +63,10 @@ class Diagnosis:
 
 
 def _f(x: float) -> str:
+    """A number for a sentence: 3 significant figures; |x| < 1e-3 is written 0 (small negative MI or KL values
+    are estimator noise)."""
+    if abs(x) < 1e-3:
+        return "0"
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.1f}"
 
 
@@ -134,7 +138,7 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
     if mi is not None:
         text = f"mutual information I(x; z) {_f(mi)} nats"
         if ceiling is not None:
-            text += f" (pool {pool}: ceiling ln {pool} = {ceiling:.2f} nats, {100 * mi / ceiling:.0f}% of it)"
+            text += f" (pool {pool}: ceiling ln {pool} = {ceiling:.2f} nats, {max(0.0, 100 * mi / ceiling):.0f}% of it)"
         findings.append(text + ".")
         if ceiling is not None and mi >= MI_CEILING_FRACTION * ceiling:
             findings.append(
