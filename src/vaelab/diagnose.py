@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaelab.training.runfolder import read_json_or_none as _read_json
+
 MI_COLLAPSED = 0.05
 """Nats: below this I_q(x; z) the posterior carries (almost) no information about x."""
 UNIT_KL_DEAD = 0.01
@@ -236,14 +238,6 @@ def recommend(verdict: str, n: dict[str, Any], autoregressive: bool, holes: bool
 
 # ------------------------------------------------------------------------------------------------------------
 # a run folder
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def run_metrics(run_dir: str | Path, *, evaluate: bool | None = None, split: str = "test") -> tuple[dict, str]:

@@ -16,7 +16,6 @@ Figures are matplotlib PNGs embedded as data URIs: the page needs no server and 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -26,18 +25,11 @@ from typing import Any
 from vaelab.report.page import Page, esc, file_data_uri, fmt
 from vaelab.training.checkpoint import atomic_write_text
 from vaelab.training.runfolder import RunFolder, read_jsonl
+from vaelab.training.runfolder import read_json_or_none as _read_json
 
 REPORT_FILE = "report.html"
 
 Log = Callable[[str], None]
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def folder_kind(path: str | Path) -> str:

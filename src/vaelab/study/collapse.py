@@ -282,10 +282,9 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
 
 
 def _read_eval(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "eval_test.json").read_text())
-    except (OSError, ValueError):
-        return None
+    from vaelab.training.runfolder import read_json_or_none
+
+    return read_json_or_none(run_dir / "eval_test.json")
 
 
 def _latent_dim(done: list[dict[str, Any]]) -> int | None:

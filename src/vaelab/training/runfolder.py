@@ -60,6 +60,16 @@ def provenance() -> dict[str, Any]:
     return info
 
 
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    """A JSON object file's contents, or None when it is missing, unreadable or not an object (for optional files
+    such as eval.json; files that must exist use :meth:`RunFolder.read_json`)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a .jsonl file ([] if it does not exist); a bad line is an error naming file and line.
     A last line cut short by a crash is skipped."""
