@@ -178,3 +178,9 @@ def test_cli_lists_methods_and_rejects_bad_input(capsys):
     assert "--data is required" in capsys.readouterr().err
     assert main(["study", "collapse", "--data", "synthetic_blobs", "--budget", "soon"]) == 2
     assert "--budget" in capsys.readouterr().err
+
+
+def test_every_method_trains_and_is_measured_on_images(tmp_path: Path):
+    table, _ = run_study(tiny_request(methods=METHODS.names(), budget="4steps"), tmp_path / "all")
+    assert {r["method"]: r["errors"] for r in table if r["seeds_completed"] != 1} == {}
+    assert all(r.get("test_probe_accuracy") is not None for r in table)  # synthetic_blobs has labels
