@@ -300,6 +300,8 @@ def _fmt(row: dict[str, Any], col: str, decimals: int) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     sd = row.get(f"{col}_sd")
+    if abs(v) < 0.5 * 10**-decimals:
+        v = 0.0  # no "-0.00" for estimator noise around zero
     if sd is None and float(v).is_integer() and col in ("test_au", "test_cu_0.03"):
         return str(int(v))
     s = f"{v:.{decimals}f}"
