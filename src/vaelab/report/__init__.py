@@ -350,6 +350,7 @@ def study_page(root: Path, *, samples: bool = True, log: Log) -> Page:
             runs[str(r["variant"])] = Path(r["run_dir"])
     labels = {r["method"]: r["label"] for r in table}
     ordered = [(m, runs[m]) for m in req["methods"] if m in runs]
+    evals = {m: _read_json(p / "eval_test.json") or {} for m, p in ordered}
 
     page.section("Training curves")
     curves = {labels[m]: RunFolder(p).read_metrics() for m, p in ordered}
@@ -361,8 +362,8 @@ def study_page(root: Path, *, samples: bool = True, log: Log) -> Page:
     page.section("Latent units and rate-distortion")
     units = {}
     rd = []
-    for m, p in ordered:
-        ev = _read_json(p / "eval_test.json") or {}
+    for m, _ in ordered:
+        ev = evals[m]
         if ev.get("kl_per_dim"):
             units[labels[m]] = ev["kl_per_dim"]
         if ev.get("rate") is not None and ev.get("distortion") is not None:
@@ -380,7 +381,7 @@ def study_page(root: Path, *, samples: bool = True, log: Log) -> Page:
     from vaelab.diagnose import diagnose_metrics, run_context
 
     for m, p in ordered:
-        ev = _read_json(p / "eval_test.json") or {}
+        ev = evals[m]
         if not ev.get("kl_per_dim"):
             continue
         model_type, beta = run_context(p)

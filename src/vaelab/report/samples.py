@@ -77,12 +77,13 @@ def image_samples(run_dir: str | Path, *, n: int = 8, units: int = 5, steps: int
 @torch.no_grad()
 def text_samples(run_dir: str | Path, *, n: int = 5, steps: int = 5) -> TextSamples:
     """Sentences of a text run folder's best checkpoint (see :class:`TextSamples`)."""
-    from vaelab.evaluation import load_trainer
+    from vaelab.config import load_saved_config
+    from vaelab.data import load_dataset
     from vaelab.generation import interpolate, load_text_run, reconstruct, sample_prior
 
-    run = load_text_run(run_dir)
-    trainer = load_trainer(run_dir)
-    loader = trainer.dataset.loader("test", n, seed=trainer.cfg.seed, shuffle=False)
+    run = load_text_run(run_dir)  # the model, once; the corpus is read only for its test sentences
+    cfg = load_saved_config(Path(run_dir) / "config.yaml")
+    loader = load_dataset(cfg.data).loader("test", n, seed=cfg.seed, shuffle=False)
     batch = next(iter(loader.epoch(0)))
     sentences = [run.text(ids) for ids in batch.x.sentences()[:n]]
     prior = sample_prior(run, n, greedy=True, seed=SEED)

@@ -264,15 +264,12 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
             vals = [float(r[col]) for r in done if isinstance(r.get(col), int | float)]
             if vals:
                 row[col], row[f"{col}_sd"] = _stats(vals)
-        verdicts = []
-        for r in done:
-            ev = _read_eval(Path(r["run_dir"]))
-            if ev:
-                verdicts.append(diagnose_metrics(ev, model_type=None).verdict)
+        evals = [ev for ev in (_read_eval(Path(r["run_dir"])) for r in done) if ev]
+        verdicts = [diagnose_metrics(ev, model_type=None).verdict for ev in evals]
         row["verdict"] = "/".join(dict.fromkeys(verdicts)) if verdicts else None
         row["mi_pool"] = done[0].get("test_mi_pool") if done else None
         row["iw_samples"] = done[0].get("iw_samples") if done else None
-        row["latent_dim"] = _latent_dim(done)
+        row["latent_dim"] = next((len(ev["kl_per_dim"]) for ev in evals if ev.get("kl_per_dim")), None)
         table.append(row)
     plain = next((r for r in table if r["method"] == "plain" and r.get("train_time")), None)
     for r in table:
@@ -285,14 +282,6 @@ def _read_eval(run_dir: Path) -> dict[str, Any] | None:
     from vaelab.training.runfolder import read_json_or_none
 
     return read_json_or_none(run_dir / "eval_test.json")
-
-
-def _latent_dim(done: list[dict[str, Any]]) -> int | None:
-    for r in done:
-        ev = _read_eval(Path(r["run_dir"]))
-        if ev and ev.get("kl_per_dim"):
-            return len(ev["kl_per_dim"])
-    return None
 
 
 def _fmt(row: dict[str, Any], col: str, decimals: int) -> str:

@@ -76,14 +76,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as e:
-            if i == len(lines) and not path.read_text().endswith("\n"):
+            if i == len(lines) and not text.endswith("\n"):
                 break  # the line being written when the process died
             raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
     return out

@@ -119,10 +119,10 @@ def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str
     frozen = [
         p
         for name, o in ctx.optimizers.items()
-        if name not in optimizer_names
+        if FREEZE_OTHERS and name not in optimizer_names
         for g in o.param_groups
         for p in g["params"]
-        if p.requires_grad and id(p) not in stepped and FREEZE_OTHERS
+        if p.requires_grad and id(p) not in stepped
     ]
     for o in ctx.optimizers.values():
         o.zero_grad(set_to_none=True)
