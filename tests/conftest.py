@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny run config on synthetic data that trains in about a second."""
+"""Shared fixtures: a tiny run config on synthetic data that trains in about a second, the environment of
+`python -m vaelab` subprocesses, and a tiny text corpus with a text-VAE run config."""
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def tiny_config(tmp_path: Path):
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli_env() -> dict[str, str]:
     """Environment for running `python -m vaelab` in a subprocess (no GPU, 1 thread per process)."""
     env = dict(os.environ)
@@ -51,3 +53,77 @@ def cli_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a tiny text corpus and a text-VAE run config on it (tests/text, tests/report)
+
+SUBJECTS = ["the cat", "a dog", "the old man", "my sister", "the bank"]
+VERBS = ["sees", "likes", "sold", "watched", "wants"]
+OBJECTS = ["the ball", "a house", "the stock", "some bread", "the red car", "it"]
+
+
+def tiny_sentences(n: int, seed: int) -> list[str]:
+    """n sentences of 3..8 words from a small grammar (deterministic in seed)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+        if rng.random() < 0.4:
+            s += " today"
+        out.append(s)
+    return out
+
+
+def write_corpus(folder: Path, n_train: int = 160, n_eval: int = 40) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train.txt", n_train, 0), ("valid.txt", n_eval, 1), ("test.txt", n_eval, 2)):
+        (folder / name).write_text("\n".join(tiny_sentences(n, seed)) + "\n")
+    return folder
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A folder with train.txt (160 sentences), valid.txt and test.txt (40 each)."""
+    return write_corpus(tmp_path / "corpus")
+
+
+TINY_TEXT_RUN = {
+    "name": "tiny_text",
+    "seed": 5,
+    "model": {
+        "type": "lstm_vae",
+        "latent_dim": 4,
+        "emb_dim": 16,
+        "hidden_dim": 32,
+        "dropout_in": 0.2,
+        "dropout_out": 0.2,
+        "word_dropout": 0.1,
+    },
+    "train": {
+        "optimizer": "sgd",
+        "lr": 1.0,
+        "grad_clip": 5.0,
+        "batch_size": 16,
+        "epochs": 2,
+        "progress": False,
+        "checkpoint_every_steps": 4,
+    },
+    "eval": {"batch_size": 20, "iw_samples": 5, "iw_chunk": 3, "mi_pool": "all"},
+}
+
+
+@pytest.fixture
+def text_run_config(tmp_path: Path, corpus_dir: Path):
+    """Write a tiny text-VAE run config on the tiny corpus (sections updated by keyword) and return its path."""
+
+    def make(**sections) -> Path:
+        data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_TEXT_RUN.items()}
+        data["data"] = {"name": "text", "path": str(corpus_dir)}
+        for k, v in sections.items():
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+        p = tmp_path / "tiny_text.yaml"
+        p.write_text(yaml.safe_dump(data))
+        return p
+
+    return make

@@ -11,14 +11,11 @@ Skips when no Chromium is installed (`apt-get install chromium`; .ci/run tries t
 
 from __future__ import annotations
 
-import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from .browser import PageCheck, check_page, count_figures, find_chromium, screenshot, static_problems
 
@@ -44,28 +41,10 @@ STUDY_ARGS = [
     "plain,free_bits,aggressive",
 ]
 
-WORDS = ["the cat", "a dog", "my sister"], ["sees", "likes", "sold"], ["the ball", "a house", "some bread"]
-TEXT_RUN = {
-    "name": "browser_text",
-    "seed": 5,
-    "model": {"type": "lstm_vae", "latent_dim": 4, "emb_dim": 16, "hidden_dim": 32, "word_dropout": 0.1},
-    "train": {"optimizer": "sgd", "lr": 1.0, "grad_clip": 5.0, "batch_size": 16, "epochs": 2, "progress": False},
-    "eval": {"batch_size": 20, "iw_samples": 5, "iw_chunk": 3, "mi_pool": "all"},
-}
 
-
-def _env() -> dict[str, str]:
-    """Environment for `python -m vaelab` in a subprocess: the repo's source first, no GPU, one thread."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
-
-
-def _vaelab(*args: str) -> None:
+def _vaelab(env: dict[str, str], *args: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vaelab", *args], capture_output=True, text=True, env=_env(), timeout=300, check=False
+        [sys.executable, "-m", "vaelab", *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
     assert proc.returncode == 0, f"vaelab {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
 
@@ -94,10 +73,10 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def study_report(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study_report(chromium: str, tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
     """report.html of a three-method collapse study on 8x8 synthetic images (about 10 s)."""
     out = tmp_path_factory.mktemp("study") / "study"
-    _vaelab(*STUDY_ARGS, "--out", str(out))
+    _vaelab(cli_env, *STUDY_ARGS, "--out", str(out))
     report = out / "report.html"
     assert report.is_file()
     return report
@@ -123,23 +102,14 @@ def test_study_report_screenshot(chromium: str, study_report: Path):
     assert float(pixels[..., :3].std()) > 0.01  # not a blank page of one colour
 
 
-def test_image_run_report_loads_cleanly(chromium: str, tiny_config, tmp_path: Path):
+def test_image_run_report_loads_cleanly(chromium: str, tiny_config, tmp_path: Path, cli_env: dict[str, str]):
     run = tmp_path / "run"
-    _vaelab("train", str(tiny_config()), "--out", str(run))
-    _vaelab("report", str(run))
+    _vaelab(cli_env, "train", str(tiny_config()), "--out", str(run))
+    _vaelab(cli_env, "report", str(run))
     report = run / "report.html"
     source = _assert_clean(report, check_page(chromium, report))
     # curves, unit bars, reconstructions + prior samples, traversals, interpolation
     assert count_figures(source) == 5
-
-
-def _write_corpus(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for name, n, seed in (("train.txt", 160, 0), ("valid.txt", 40, 1), ("test.txt", 40, 2)):
-        rng = random.Random(seed)
-        lines = [" ".join(rng.choice(part) for part in WORDS) for _ in range(n)]
-        (folder / name).write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def _is_number(text: str) -> bool:
@@ -150,19 +120,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def test_text_run_report_loads_cleanly(chromium: str, tmp_path: Path):
-    config = {**TEXT_RUN, "data": {"name": "text", "path": str(_write_corpus(tmp_path / "corpus"))}}
-    cfg = tmp_path / "text.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+def test_text_run_report_loads_cleanly(chromium: str, tmp_path: Path, text_run_config, cli_env: dict[str, str]):
+    cfg = text_run_config()  # the tiny corpus of tests/conftest.py, in tmp_path / "corpus"
     run = tmp_path / "run"
-    _vaelab("train", str(cfg), "--out", str(run))
-    _vaelab("report", str(run))
+    _vaelab(cli_env, "train", str(cfg), "--out", str(run))
+    _vaelab(cli_env, "report", str(run))
     report = run / "report.html"
     check = check_page(chromium, report)
     _assert_clean(report, check)
     # sentences are tables, not images: the prior samples, the test sentences and their decodings are shown
     assert check.sentence_cells, "no table.sentences cells in the rendered page"
-    vocabulary = {w for part in WORDS for phrase in part for w in phrase.split()}
+    vocabulary = set((tmp_path / "corpus" / "train.txt").read_text().split())
     test_sentences = set((tmp_path / "corpus" / "test.txt").read_text().splitlines())
     assert test_sentences & set(check.sentence_cells)
     words = [c for c in check.sentence_cells if c.strip() and not _is_number(c)]  # less the interpolation's t column
