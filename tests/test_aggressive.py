@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -175,3 +176,107 @@ def test_freezing_the_parameters_a_step_does_not_update_changes_no_number(tiny_c
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def _scripted_mi(values):
+    calls = []
+
+    def valid_mi():
+        calls.append(len(calls))
+        return {"mi": values[min(len(calls) - 1, len(values) - 1)], "mi_pool": 100.0, "au": 1.0}
+
+    return valid_mi, calls
+
+
+def test_step_checks_apply_the_rule_every_n_outer_steps_and_then_train_jointly():
+    strat = AggressiveStrategy(window=2, max_inner_steps=4, rule="first_decrease", check_every_steps=2)
+    ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
+    ctx.valid_mi, calls = _scripted_mi([1.0, 2.0, 1.5, 3.0])
+    inner = [strat.train_step(ctx, x, step)["inner_steps"] for step in range(10)]
+    # checks after steps 2, 4, 6: MI 1.0, 2.0, 1.5 -> the first decrease switches off at step 6; no check after
+    assert len(calls) == 3
+    assert strat.stopped_step == 6 and not strat.aggressive
+    assert all(n >= 2 for n in inner[:6]) and inner[6:] == [0.0] * 4
+    assert [c["step"] for c in strat.mi_checks] == [2, 4, 6]
+    strat.on_validation(0, {"mi": 0.0})  # the per-epoch rule is off; the epoch of the switch is recorded
+    assert strat.stopped_epoch == 1
+    fields = strat.log_fields()
+    assert fields["aggressive_stopped_step"] == 6 and fields["aggressive_steps"] == 6
+    assert [c["mi"] for c in fields["mi_checks"]] == [1.0, 2.0, 1.5]
+    assert strat.log_fields()["mi_checks"] == []  # each check is logged once
+
+
+def test_step_checks_with_patience_count_checks():
+    strat = AggressiveStrategy(window=2, max_inner_steps=4, rule="patience", patience=2, check_every_steps=1)
+    ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
+    ctx.valid_mi, _ = _scripted_mi([1.0, 2.0, 1.9, 2.5, 2.4, 2.5, 9.0])
+    for step in range(7):
+        strat.train_step(ctx, x, step)
+    # best 2.5 at check 4; checks 5 (2.4) and 6 (2.5, not better) fail -> off after step 6
+    assert strat.stopped_step == 6 and not strat.aggressive
+
+
+def test_epoch_rule_is_not_applied_when_checking_every_n_steps():
+    s = AggressiveStrategy(rule="first_decrease", check_every_steps=50)
+    for epoch, mi in enumerate([3.0, 2.0, 1.0]):
+        s.on_validation(epoch, {"mi": mi})
+    assert s.aggressive and s.stopped_epoch is None
+
+
+def test_max_aggressive_steps_caps_the_aggressive_phase():
+    strat = AggressiveStrategy(window=2, max_inner_steps=4, max_aggressive_steps=3)
+    ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
+    inner = [strat.train_step(ctx, x, step)["inner_steps"] for step in range(5)]
+    assert inner[3:] == [0.0, 0.0] and min(inner[:3]) >= 2
+    assert strat.stopped_step == 3 and strat.aggressive_steps == 3
+
+
+@pytest.mark.parametrize("key", ["check_every_steps", "max_aggressive_steps", "window", "patience"])
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_bad_counts_name_the_key(key, bad):
+    with pytest.raises(ValueError, match=f"strategy_options.{key}"):
+        AggressiveStrategy(**{key: bad})
+
+
+def test_trainer_valid_mi_is_zero_when_q_equals_the_prior_and_matches_the_validation_mi(tiny_config, tmp_path):
+    cfg = load_config(tiny_config(), ["train.epochs=1"])
+    trainer = Trainer(cfg, tmp_path / "r")
+    trainer.fit()
+    m = trainer._valid_mi()
+    val = trainer.evaluate("valid")
+    assert m["mi_pool"] == val["mi_pool"] and m["au"] == val["au"]
+    assert m["mi"] == pytest.approx(val["mi"], abs=5 * val["mi_se"] + 1e-3)  # same posteriors, other z draws
+    state = torch.get_rng_state()
+    assert trainer._valid_mi() == m  # seeded by the step: repeatable, and the training RNG is untouched
+    assert torch.equal(state, torch.get_rng_state())
+    head = trainer.model.encoder.head if hasattr(trainer.model.encoder, "head") else None
+    assert head is not None, "the tiny model's encoder ends in a linear head"
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()  # q(z|x) = N(0, I) = p(z) for every x
+    m0 = trainer._valid_mi()
+    assert m0["mi"] == pytest.approx(0.0, abs=1e-9) and m0["au"] == 0
+
+
+def test_trainer_step_checks_log_mi_and_switch_off(tiny_config, tmp_path):
+    cfg = load_config(
+        tiny_config(),
+        [
+            "train.strategy=aggressive",
+            "train.strategy_options={window: 2, max_inner_steps: 4, check_every_steps: 2, patience: 1}",
+            "train.epochs=2",
+        ],
+    )
+    Trainer(cfg, tmp_path / "r").fit()
+    recs = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in recs if r["split"] == "valid"]
+    checks = [c for r in valid for c in r["mi_checks"]]
+    assert checks and all(c["step"] % 2 == 0 for c in checks)
+    last = valid[-1]
+    if last["aggressive_stopped_step"] is not None:  # patience 1: off at the first check that fails to beat the best
+        mis = [c["mi"] for c in checks]
+        first_fail = next(i for i in range(1, len(mis)) if mis[i] <= max(mis[:i]))
+        assert last["aggressive_stopped_step"] == checks[first_fail]["step"]
+        assert len(checks) == first_fail + 1
+    else:
+        assert all(b["mi"] > a["mi"] for a, b in itertools.pairwise(checks))

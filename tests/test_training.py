@@ -191,8 +191,15 @@ def test_training_reduces_the_loss(tiny_config, tmp_path):
 
 @pytest.mark.parametrize(
     "strategy",
-    [{"strategy": "joint"}, {"strategy": "aggressive", "strategy_options": {"window": 2, "max_inner_steps": 4}}],
-    ids=["joint", "aggressive"],
+    [
+        {"strategy": "joint"},
+        {"strategy": "aggressive", "strategy_options": {"window": 2, "max_inner_steps": 4}},
+        {
+            "strategy": "aggressive",
+            "strategy_options": {"window": 2, "max_inner_steps": 4, "check_every_steps": 2, "patience": 2},
+        },
+    ],
+    ids=["joint", "aggressive", "aggressive_step_checks"],
 )
 def test_two_process_gloo_matches_one_process(tiny_config, tmp_path, cli_env, strategy):
     cfg = tiny_config(train={**_tiny_train(), "epochs": 2, **strategy})

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaelab.metrics.information import mutual_information, mutual_information_minibatches
+from vaelab.metrics.information import MIEstimate, mutual_information, mutual_information_minibatches
 from vaelab.metrics.likelihood import (
     DEFAULT_IW_CHUNK,
     bits_per_dim,
@@ -209,6 +209,18 @@ def _mean_and_se(t: Tensor) -> tuple[float, float]:
     return float(t.mean()), se
 
 
+def pooled_mutual_information(
+    mu: Tensor, logvar: Tensor, mi_pool: str | int = "all", *, generator: torch.Generator | None = None
+) -> MIEstimate:
+    """I_q(x; z) in nats of the posteriors (P, D) under a pool setting: ``"all"`` pools over all P rows (cap
+    ln P); an int B pools within consecutive minibatches of B rows (He et al., ICLR 2019; cap ln B)."""
+    if mi_pool == "all":
+        return mutual_information(mu, logvar, generator=generator)
+    if isinstance(mi_pool, int) and not isinstance(mi_pool, bool) and mi_pool >= 1:
+        return mutual_information_minibatches(mu, logvar, mi_pool, generator=generator)
+    raise ValueError(f"mi_pool must be 'all' or a positive minibatch size, got {mi_pool!r}")
+
+
 def summarise(
     col: EvalCollection,
     *,
@@ -257,12 +269,7 @@ def summarise(
         if col.nll_iw is not None:
             out["ppl_iw"] = perplexity(col.nll_iw.double().sum(), col.num_tokens)
     if col.mu is not None and col.logvar is not None:
-        if mi_pool == "all":
-            mi = mutual_information(col.mu, col.logvar, generator=generator)
-        elif isinstance(mi_pool, int) and not isinstance(mi_pool, bool) and mi_pool >= 1:
-            mi = mutual_information_minibatches(col.mu, col.logvar, mi_pool, generator=generator)
-        else:
-            raise ValueError(f"mi_pool must be 'all' or a positive minibatch size, got {mi_pool!r}")
+        mi = pooled_mutual_information(col.mu, col.logvar, mi_pool, generator=generator)
         out["mi"], out["mi_se"], out["mi_pool"] = mi.value, mi.stderr, mi.pool
         out["marginal_kl"] = out["rate"] - mi.value
         if n >= 2:

@@ -16,6 +16,11 @@ Switch-off, checked after each validation with its MI (pool: ``eval.mi_pool``; H
 ``rule="first_decrease"`` (text, the paper's rule: the first time MI decreases) or ``rule="patience"`` (images: after
 ``patience`` epochs that fail to beat the best MI so far).
 
+Two options bound the cost, which the paper leaves at whole epochs of 20-100 encoder steps per decoder step:
+``check_every_steps`` = N applies the same rule every N outer steps, to MI measured by the encoder alone on the
+validation split (``patience`` then counts checks, not epochs), so the aggressive phase can end within the first
+epoch; ``max_aggressive_steps`` switches off after that many aggressive outer steps whatever MI does.
+
 Cost is reported without reference to hardware: ``grad_evals_per_step`` counts loss evaluations with a backward
 pass per outer step (1.0 for a plain VAE), so the cost ratio to a plain run is read off the same run.
 """
@@ -34,8 +39,10 @@ class AggressiveStrategy(Strategy):
     """He et al. (2019)'s aggressive encoder updates, then plain joint steps once MI stops improving.
 
     Options (``train.strategy_options``): ``window`` (K: 15 text, 10 images), ``max_inner_steps`` (100),
-    ``rule`` (``first_decrease`` | ``patience``), ``patience`` (5), ``encoder_lr`` / ``decoder_lr`` (default
-    ``train.lr``; the trainer builds one optimiser per parameter group).
+    ``rule`` (``first_decrease`` | ``patience``), ``patience`` (5), ``check_every_steps`` (None: the rule runs
+    once per epoch on the validation MI, as in the paper; N: every N outer steps on an encoder-only validation MI),
+    ``max_aggressive_steps`` (None: no cap), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer
+    builds one optimiser per parameter group).
     """
 
     name = "aggressive"
@@ -46,13 +53,20 @@ class AggressiveStrategy(Strategy):
         max_inner_steps: int = 100,
         rule: Literal["first_decrease", "patience"] = "patience",
         patience: int = 5,
+        check_every_steps: int | None = None,
+        max_aggressive_steps: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if window < 1 or max_inner_steps < 1:
-            raise ValueError(
-                f"train.strategy_options: window ({window}) and max_inner_steps ({max_inner_steps}) must be >= 1"
-            )
+        for key, value in (
+            ("window", window),
+            ("max_inner_steps", max_inner_steps),
+            ("patience", patience),
+            ("check_every_steps", check_every_steps),
+            ("max_aggressive_steps", max_aggressive_steps),
+        ):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
         if rule not in ("first_decrease", "patience"):
             raise ValueError(
                 f"train.strategy_options.rule: {rule!r} is not a valid choice; valid choices: first_decrease, patience"
@@ -61,8 +75,14 @@ class AggressiveStrategy(Strategy):
         self.max_inner_steps = max_inner_steps
         self.rule = rule
         self.patience = patience
+        self.check_every_steps = check_every_steps
+        self.max_aggressive_steps = max_aggressive_steps
         self.aggressive = True
         self.stopped_epoch: int | None = None
+        self.stopped_step: int | None = None
+        self.aggressive_steps = 0
+        self.mi_checks: list[dict[str, float]] = []
+        self._logged_checks_until = 0
         self.best_mi = float("-inf")
         self.prev_mi: float | None = None
         self.bad_epochs = 0
@@ -98,41 +118,60 @@ class AggressiveStrategy(Strategy):
         else:
             inner = self.inner_loop(ctx, x, step)
             out = gradient_step(ctx, x, step, ["decoder"])
+            self.aggressive_steps += 1
         self._epoch_outer += 1
         self._epoch_inner += inner
         self._total_outer += 1
         self._total_evals += inner + 1
         stats = {k: float(v) for k, v in out.stats.items()}
         stats["inner_steps"] = float(inner)
+        if self.aggressive and self.check_every_steps and (step + 1) % self.check_every_steps == 0:
+            m = ctx.valid_mi()
+            self.mi_checks.append({"step": step + 1, "mi": float(m["mi"]), "au": float(m["au"])})
+            self._apply_rule(float(m["mi"]))
+        if self.aggressive and self.max_aggressive_steps and self.aggressive_steps >= self.max_aggressive_steps:
+            self._switch_off()
         return stats
 
     def on_validation(self, epoch: int, metrics: dict[str, Any]) -> None:
-        mi = float(metrics["mi"])
+        if self.check_every_steps is None:
+            self._apply_rule(float(metrics["mi"]))
+        if self.stopped_step is not None and self.stopped_epoch is None:
+            self.stopped_epoch = epoch + 1  # 1-based: the epoch at whose end (or within which) it stopped
+
+    def _apply_rule(self, mi: float) -> None:
+        """One MI check: ``first_decrease`` switches off the first time MI falls below the previous check's;
+        ``patience`` after ``patience`` checks in a row that do not beat the best MI so far."""
         if self.aggressive:
             if self.rule == "first_decrease":
                 if self.prev_mi is not None and mi < self.prev_mi:
-                    self._switch_off(epoch)
+                    self._switch_off()
             elif mi > self.best_mi:
                 self.bad_epochs = 0
             else:
                 self.bad_epochs += 1
                 if self.bad_epochs >= self.patience:
-                    self._switch_off(epoch)
+                    self._switch_off()
         self.best_mi = max(self.best_mi, mi)
         self.prev_mi = mi
 
-    def _switch_off(self, epoch: int) -> None:
+    def _switch_off(self) -> None:
         self.aggressive = False
-        self.stopped_epoch = epoch + 1
+        self.stopped_step = self._total_outer
 
     def log_fields(self) -> dict[str, Any]:
         per_step = self._epoch_inner / self._epoch_outer if self._epoch_outer else 0.0
         fields = {
             "aggressive": self.aggressive,
             "aggressive_stopped_epoch": self.stopped_epoch,
+            "aggressive_stopped_step": self.stopped_step,
+            "aggressive_steps": self.aggressive_steps,
             "inner_steps_per_step": per_step,
             "grad_evals_per_step": self._total_evals / self._total_outer if self._total_outer else 0.0,
         }
+        if self.check_every_steps:
+            fields["mi_checks"] = [c for c in self.mi_checks if c["step"] > self._logged_checks_until]
+            self._logged_checks_until = self._total_outer
         self._epoch_inner = self._epoch_outer = 0
         return fields
 
@@ -142,6 +181,10 @@ class AggressiveStrategy(Strategy):
             for k in (
                 "aggressive",
                 "stopped_epoch",
+                "stopped_step",
+                "aggressive_steps",
+                "mi_checks",
+                "_logged_checks_until",
                 "best_mi",
                 "prev_mi",
                 "bad_epochs",

@@ -9,7 +9,7 @@ separately and registers itself here too. Strategies are selected by ``train.str
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,7 +28,9 @@ class StepContext:
     on 1 or several processes see the same numbers); ``loss_scale(x, sub)`` rescales a local mean loss so that
     the all-reduced gradient is the gradient of the global batch mean; ``random_batch()`` draws a fresh random
     training minibatch (aggressive training's inner loop), whose noise and scale use ``sub`` >= 1 (0 is the
-    step's own batch).
+    step's own batch); ``valid_mi()`` measures the encoder on the validation split between steps and returns
+    ``{"mi": nats, "mi_pool": pool, "au": active units}``, the same number on every process (aggressive
+    training's switch-off checked every few steps).
     """
 
     model: nn.Module
@@ -39,6 +41,7 @@ class StepContext:
     noise: Callable[..., Tensor | None]
     loss_scale: Callable[..., float]
     random_batch: Callable[[], Any]
+    valid_mi: Callable[[], dict[str, float]] = field(default=lambda: _unavailable("valid_mi"))
 
     @classmethod
     def single_process(
@@ -49,12 +52,9 @@ class StepContext:
         *,
         grad_clip: float | None = None,
         random_batch: Callable[[], Any] | None = None,
+        valid_mi: Callable[[], dict[str, float]] | None = None,
     ) -> StepContext:
         """A context for a loop outside the trainer (one process; noise from the global RNG; no rescaling)."""
-
-        def no_random_batch() -> Any:
-            raise RuntimeError("this StepContext was built without random_batch")
-
         return cls(
             model=model,
             objective=objective,
@@ -63,8 +63,13 @@ class StepContext:
             grad_clip=grad_clip,
             noise=lambda step, x, sub=0: None,
             loss_scale=lambda x, sub=0: 1.0,
-            random_batch=random_batch or no_random_batch,
+            random_batch=random_batch or (lambda: _unavailable("random_batch")),
+            valid_mi=valid_mi or (lambda: _unavailable("valid_mi")),
         )
+
+
+def _unavailable(name: str) -> Any:
+    raise RuntimeError(f"this StepContext was built without {name}")
 
 
 class Strategy:

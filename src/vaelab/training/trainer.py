@@ -30,8 +30,9 @@ from vaelab.config import RunConfig, TrainConfig, save_config
 from vaelab.data import load_dataset
 from vaelab.data.loader import shard_bounds
 from vaelab.metrics import collect, summarise
-from vaelab.metrics.collect import EvalCollection, eval_mode
+from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
 from vaelab.metrics.extras import EXTRA_METRICS, MetricContext, run_extra_metrics
+from vaelab.metrics.units import active_units
 from vaelab.models import VAE, batch_size, build_model
 from vaelab.objectives import NonFiniteLossError, build_objective
 from vaelab.training.checkpoint import load_checkpoint, save_checkpoint
@@ -40,6 +41,7 @@ from vaelab.training.distributed import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    broadcast_object,
     broadcast_parameters,
     init_distributed,
 )
@@ -223,7 +225,38 @@ class Trainer:
             noise=self._global_noise,
             loss_scale=self._loss_scale,
             random_batch=self._random_batch,
+            valid_mi=self._valid_mi,
         )
+
+    def _valid_mi(self) -> dict[str, float]:
+        """Encoder-only measurement of the validation split between training steps: MI (nats, pool
+        ``eval.mi_pool``) and AU (``eval.au_threshold``). The main process computes it under a forked RNG seeded
+        by (seed, step), so training is undisturbed, and every process gets its numbers (one decision for all)."""
+        if len(self.dataset.split("valid")) == 0:
+            raise TrainingFailed(
+                "aggressive training checks MI on the validation split, which is empty: set data.valid_size > 0 "
+                "or check MI once per epoch (remove train.strategy_options.check_every_steps)"
+            )
+        result: dict[str, float] | None = None
+        if self.dist.is_main:
+            ev = self.cfg.eval
+            loader = self.dataset.loader(
+                "valid", ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
+            )
+            mus: list[Tensor] = []
+            logvars: list[Tensor] = []
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model):
+                torch.manual_seed(mix_seed(self.cfg.seed, 43, self.state["step"]))
+                for batch in loader.epoch(0):
+                    q = self.model.encode(batch.x.to(self.device))
+                    mus.append(q.mu.cpu())
+                    logvars.append(q.logvar.cpu())
+            mu, logvar = torch.cat(mus), torch.cat(logvars)
+            gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 47, self.state["step"]))
+            mi = pooled_mutual_information(mu, logvar, ev.mi_pool, generator=gen)
+            au = active_units(mu, ev.au_threshold)[0] if len(mu) >= 2 else 0
+            result = {"mi": mi.value, "mi_pool": float(mi.pool), "au": float(au)}
+        return broadcast_object(result, self.dist)
 
     # ----------------------------------------------------------------------------------------------------------
     # checkpoints
