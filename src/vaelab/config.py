@@ -201,7 +201,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """An override value: parsed as YAML (``3``, ``1e-3``, ``true``, ``[512, 256]``, ``null``)."""
     try:
         return yaml.safe_load(text)
@@ -225,7 +225,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override {key!r}: {p!r} is not a section")
             node = nxt
-        node[parts[-1]] = _parse_scalar(raw)
+        node[parts[-1]] = parse_scalar(raw)
     return out
 
 

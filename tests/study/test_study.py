@@ -94,6 +94,43 @@ def test_bad_requests_name_what_to_change(tmp_path: Path):
         study_spec(tiny_request(data=str(tmp_path / "missing.yaml")))
 
 
+def test_method_set_changes_only_the_named_methods():
+    req = tiny_request(
+        methods=["plain", "aggressive", "aggressive_anneal"],
+        method_overrides=[
+            "aggressive,aggressive_anneal:train.strategy_options.check_every_steps=25",
+            "aggressive:train.strategy_options.max_aggressive_steps=40",
+        ],
+    )
+    spec = spec_from_dict(study_spec(req), "test")
+    plain, agg, agg_anneal = (spec.config(spec.point(i)) for i in range(3))
+    assert plain.train.strategy == "joint" and plain.train.strategy_options == {}
+    assert agg.train.strategy_options == {
+        "window": 10,
+        "max_inner_steps": 100,
+        "rule": "patience",
+        "patience": 5,
+        "check_every_steps": 25,
+        "max_aggressive_steps": 40,
+    }
+    assert agg_anneal.train.strategy_options["check_every_steps"] == 25
+    assert "max_aggressive_steps" not in agg_anneal.train.strategy_options
+    assert agg_anneal.objective.beta.type == "linear"
+
+
+@pytest.mark.parametrize(
+    ("item", "match"),
+    [
+        ("train.lr=1", "METHOD:key=value"),
+        ("aggressive:lr", "METHOD:key=value"),
+        ("density_gap:objective.beta.value=2", "not one of --methods"),
+    ],
+)
+def test_bad_method_set_names_the_item(item, match):
+    with pytest.raises(ConfigError, match=match):
+        study_spec(tiny_request(methods=["plain", "aggressive"], method_overrides=[item]))
+
+
 def test_a_run_config_is_the_plain_vae_of_the_study(tmp_path: Path):
     cfg = {
         "name": "mine",

@@ -49,6 +49,7 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
         seeds=_seeds(args.seeds),
         iw_samples=args.iw_samples,
         overrides=list(args.set or []),
+        method_overrides=list(args.method_set or []),
         name=args.name,
     )
     req.validate()
@@ -98,6 +99,13 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--seeds", default="0", help="seeds: S, S,T or A-B (default 0)")
     c.add_argument("--iw-samples", type=int, default=100, help="K of the test IW-NLL (default 100; 0 = none)")
     c.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="overrides of the base config (data.train_size=...)")
+    c.add_argument(
+        "--method-set",
+        nargs="*",
+        metavar="METHOD:KEY=VALUE",
+        help="overrides for some methods only, e.g. aggressive,aggressive_anneal:train.strategy_options."
+        "check_every_steps=50 (after the method's own settings)",
+    )
     c.add_argument("--name", help="study name (default collapse_DATA)")
     c.add_argument("--out", help="study folder (default runs/studies/collapse_DATA)")
     c.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: comparable wall times)")

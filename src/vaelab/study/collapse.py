@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import ConfigError, RunConfig, from_dict, read_yaml, to_dict
+from vaelab.config import ConfigError, RunConfig, from_dict, parse_scalar, read_yaml, to_dict
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 from vaelab.training.checkpoint import atomic_write_text
 
@@ -130,7 +130,24 @@ class StudyRequest:
     seeds: list[int] = field(default_factory=lambda: [0])
     iw_samples: int = 100
     overrides: list[str] = field(default_factory=list)
+    method_overrides: list[str] = field(default_factory=list)
     name: str | None = None
+
+    def method_sets(self) -> dict[str, list[str]]:
+        """``--method-set`` items ``METHOD[,METHOD...]:key=value`` -> {method: [key=value, ...]} (checked)."""
+        out: dict[str, list[str]] = {}
+        for item in self.method_overrides:
+            names, sep, assignment = item.partition(":")
+            if not sep or "=" not in assignment or not names.strip():
+                raise ConfigError(
+                    f"--method-set {item!r} must look like METHOD:key=value "
+                    "(e.g. aggressive:train.strategy_options.check_every_steps=50)"
+                )
+            for name in (n.strip() for n in names.split(",")):
+                if name not in self.methods:
+                    raise ConfigError(f"--method-set {item!r}: {name!r} is not one of --methods {self.methods}")
+                out.setdefault(name, []).append(assignment.strip())
+        return out
 
     def validate(self) -> Budget:
         if not self.methods:
@@ -149,12 +166,18 @@ class StudyRequest:
             raise ConfigError(str(e)) from None
 
 
+def _dotted(assignments: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> {dotted key: YAML-parsed value}, applied after the method's own overrides."""
+    return {key.strip(): parse_scalar(raw) for key, _, raw in (a.partition("=") for a in assignments)}
+
+
 def study_spec(req: StudyRequest) -> dict[str, Any]:
     """The sweep (as a mapping for :func:`vaelab.sweep.spec_from_dict`) that runs the study."""
     budget = req.validate()
     base, text = base_config(req.data, req.overrides)
     cfg = from_dict(RunConfig, base)
-    variants = [{"name": m, **method_overrides(m, cfg, budget, text)} for m in req.methods]
+    sets = req.method_sets()
+    variants = [{"name": m, **method_overrides(m, cfg, budget, text), **_dotted(sets.get(m, []))} for m in req.methods]
     extras = ["holes"] if text else ["holes", "probe"]
     name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
     return {
@@ -202,8 +225,8 @@ def run_study(
     }
     if stored.is_file():
         old = json.loads(stored.read_text())
-        for key in ("data", "methods", "budget", "seeds", "iw_samples", "overrides"):
-            if old.get(key) != record[key]:
+        for key in ("data", "methods", "budget", "seeds", "iw_samples", "overrides", "method_overrides"):
+            if old.get(key, [] if key == "method_overrides" else None) != record[key]:
                 raise ConfigError(
                     f"{out} holds a study with {key}={old.get(key)!r}, not {record[key]!r}; "
                     "use another --out (or delete the folder)"
