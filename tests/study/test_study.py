@@ -168,6 +168,26 @@ def test_run_study_table_is_the_mean_and_sd_of_the_points(tmp_path: Path):
         assert [r["method"] for r in csv.DictReader(f)] == ["plain", "free_bits"]
 
 
+def test_the_table_reports_how_long_aggressive_runs_were_aggressive(tmp_path: Path):
+    """4 batches per epoch x 2 epochs; aggressive capped at 3 outer steps, inner loop exactly 4 steps (window 2
+    on a loss that keeps falling would run to the cap of 4): 3 / 8 steps aggressive, 4.0 encoder steps each."""
+    req = tiny_request(
+        methods=["plain", "aggressive"],
+        method_overrides=[
+            "aggressive:train.strategy_options={window: 4, max_inner_steps: 4, max_aggressive_steps: 3}"
+        ],
+    )
+    out = tmp_path / "study"
+    table, md = run_study(req, out)
+    assert "aggressive_phase" not in table[0]
+    (phase,) = table[1]["aggressive_phase"]
+    assert phase == {"stopped_step": 3, "aggressive_steps": 3, "steps": 8, "inner_per_step": pytest.approx(4.0)}
+    assert "- aggressive: 3 / 8, 4.0" in md.read_text()
+    with open(out / "study.csv") as f:
+        row = list(csv.DictReader(f))[1]
+    assert json.loads(row["aggressive_phase"])[0]["aggressive_steps"] == 3
+
+
 def test_a_study_continues_and_refuses_another_request(tmp_path: Path):
     out = tmp_path / "study"
     run_study(tiny_request(), out)

@@ -293,12 +293,38 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
         row["mi_pool"] = done[0].get("test_mi_pool") if done else None
         row["iw_samples"] = done[0].get("iw_samples") if done else None
         row["latent_dim"] = next((len(ev["kl_per_dim"]) for ev in evals if ev.get("kl_per_dim")), None)
+        phases = [p for p in (aggressive_phase(Path(r["run_dir"])) for r in done) if p]
+        if phases:
+            row["aggressive_phase"] = phases
         table.append(row)
     plain = next((r for r in table if r["method"] == "plain" and r.get("train_time")), None)
     for r in table:
         if plain and r.get("train_time") is not None:
             r["time_ratio"] = r["train_time"] / plain["train_time"]
     return table
+
+
+def aggressive_phase(run_dir: Path) -> dict[str, Any] | None:
+    """How long an aggressive run (He et al. 2019) was aggressive, from its metrics.jsonl: ``stopped_step``
+    (None: never switched off), ``aggressive_steps``, ``steps`` (all outer steps) and ``inner_per_step`` (mean
+    encoder steps per aggressive outer step). None for runs of another strategy."""
+    from vaelab.training.runfolder import read_jsonl
+
+    path = run_dir / "metrics.jsonl"
+    recs = [r for r in read_jsonl(path) if r.get("split") == "valid"] if path.is_file() else []
+    agg = [r for r in recs if "aggressive_steps" in r]
+    if not agg:
+        return None
+    last = agg[-1]
+    # grad_evals_per_step is cumulative: (outer steps + all inner steps) / outer steps
+    inner_total = (last.get("grad_evals_per_step", 1.0) - 1.0) * last["step"]
+    inner = inner_total / last["aggressive_steps"] if last["aggressive_steps"] else 0.0
+    return {
+        "stopped_step": last.get("aggressive_stopped_step"),
+        "aggressive_steps": last["aggressive_steps"],
+        "steps": last["step"],
+        "inner_per_step": inner,
+    }
 
 
 def _read_eval(run_dir: Path) -> dict[str, Any] | None:
@@ -349,6 +375,17 @@ def table_markdown(table: list[dict[str, Any]], req: dict[str, Any]) -> str:
     )
     errors = [f"- {r['label']}: {r['errors']}" for r in table if r.get("errors")]
     body = "\n".join(lines) + "\n\n" + caption + "\n"
+    phases = [(r["label"], r["aggressive_phase"]) for r in table if r.get("aggressive_phase")]
+    if phases:
+        body += "\nAggressive phase (outer steps aggressive / all; mean encoder steps per decoder step meanwhile):\n"
+        for label, runs in phases:
+            parts = [
+                f"{p['aggressive_steps']} / {p['steps']}"
+                + (" (never switched off)" if p["stopped_step"] is None else "")
+                + f", {p['inner_per_step']:.1f}"
+                for p in runs
+            ]
+            body += f"- {label}: " + "; ".join(parts) + "\n"
     if errors:
         body += "\nFailed runs:\n" + "\n".join(errors) + "\n"
     return body
@@ -366,7 +403,7 @@ def write_table(out: str | Path) -> tuple[list[dict[str, Any]], Path]:
     writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     writer.writeheader()
     for r in table:
-        writer.writerow(r)
+        writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()})
     atomic_write_text(out / TABLE_CSV, buf.getvalue())
     md = f"# Collapse study: {req['data']}\n\n" + table_markdown(table, req)
     atomic_write_text(out / TABLE_MD, md)
