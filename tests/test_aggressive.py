@@ -83,6 +83,7 @@ def test_switch_off_first_decrease_rule():
     assert s.aggressive
     s.on_validation(3, {"mi": 2.4})
     assert not s.aggressive and s.stopped_epoch == 4
+    assert s.pop_messages() == ["epoch 4: aggressive training off (first_decrease rule, validation MI 2.400)"]
     s.on_validation(4, {"mi": 9.0})  # never switches back on
     assert not s.aggressive
 
@@ -198,6 +199,9 @@ def test_step_checks_apply_the_rule_every_n_outer_steps_and_then_train_jointly()
     assert strat.stopped_step == 6 and not strat.aggressive
     assert all(n >= 2 for n in inner[:6]) and inner[6:] == [0.0] * 4
     assert [c["step"] for c in strat.mi_checks] == [2, 4, 6]
+    messages = strat.pop_messages()
+    assert len(messages) == 3 and messages[-1].startswith("step 6: validation MI 1.500")
+    assert "aggressive training off (first_decrease rule)" in messages[-1] and strat.pop_messages() == []
     strat.on_validation(0, {"mi": 0.0})  # the per-epoch rule is off; the epoch of the switch is recorded
     assert strat.stopped_epoch == 1
     fields = strat.log_fields()
@@ -228,6 +232,7 @@ def test_max_aggressive_steps_caps_the_aggressive_phase():
     ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
     inner = [strat.train_step(ctx, x, step)["inner_steps"] for step in range(5)]
     assert inner[3:] == [0.0, 0.0] and min(inner[:3]) >= 2
+    assert strat.pop_messages() == ["step 3: aggressive training off (max_aggressive_steps = 3)"]
     assert strat.stopped_step == 3 and strat.aggressive_steps == 3
 
 
@@ -258,7 +263,7 @@ def test_trainer_valid_mi_is_zero_when_q_equals_the_prior_and_matches_the_valida
     assert m0["mi"] == pytest.approx(0.0, abs=1e-9) and m0["au"] == 0
 
 
-def test_trainer_step_checks_log_mi_and_switch_off(tiny_config, tmp_path):
+def test_trainer_step_checks_log_mi_and_switch_off(tiny_config, tmp_path, capsys):
     cfg = load_config(
         tiny_config(),
         [
@@ -278,5 +283,6 @@ def test_trainer_step_checks_log_mi_and_switch_off(tiny_config, tmp_path):
         first_fail = next(i for i in range(1, len(mis)) if mis[i] <= max(mis[:i]))
         assert last["aggressive_stopped_step"] == checks[first_fail]["step"]
         assert len(checks) == first_fail + 1
+        assert f"step {last['aggressive_stopped_step']}: validation MI" in capsys.readouterr().err
     else:
         assert all(b["mi"] > a["mi"] for a, b in itertools.pairwise(checks))

@@ -129,13 +129,23 @@ class AggressiveStrategy(Strategy):
             m = ctx.valid_mi()
             self.mi_checks.append({"step": step + 1, "mi": float(m["mi"]), "au": float(m["au"])})
             self._apply_rule(float(m["mi"]))
+            self.say(
+                f"step {step + 1}: validation MI {m['mi']:.3f} (pool {int(m['mi_pool'])}), AU {int(m['au'])}"
+                + ("" if self.aggressive else f" -> aggressive training off ({self.rule} rule)")
+            )
         if self.aggressive and self.max_aggressive_steps and self.aggressive_steps >= self.max_aggressive_steps:
             self._switch_off()
+            self.say(f"step {step + 1}: aggressive training off (max_aggressive_steps = {self.max_aggressive_steps})")
         return stats
 
     def on_validation(self, epoch: int, metrics: dict[str, Any]) -> None:
         if self.check_every_steps is None:
+            was = self.aggressive
             self._apply_rule(float(metrics["mi"]))
+            if was and not self.aggressive:
+                self.say(
+                    f"epoch {epoch + 1}: aggressive training off ({self.rule} rule, validation MI {metrics['mi']:.3f})"
+                )
         if self.stopped_step is not None and self.stopped_epoch is None:
             self.stopped_epoch = epoch + 1  # 1-based: the epoch at whose end (or within which) it stopped
 

@@ -94,6 +94,15 @@ class Strategy:
         """Extra fields for the epoch's metrics record."""
         return {}
 
+    def pop_messages(self) -> list[str]:
+        """Lines for the run's log since the last call (e.g. "aggressive training switched off at step 75")."""
+        messages, self._messages = getattr(self, "_messages", []), []
+        return messages
+
+    def say(self, message: str) -> None:
+        """Queue a line for the run's log (the trainer writes it after the step)."""
+        self._messages = [*getattr(self, "_messages", []), message]
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -467,6 +467,8 @@ class Trainer:
             self._random_batches = 0  # random batches are keyed by (step, draw index): resumable
             x = batch.x.to(self.device)
             stats = self.strategy.train_step(ctx, x, st["step"])
+            for message in self.strategy.pop_messages():
+                self._log(message)
             n = batch_size(x)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
@@ -500,6 +502,8 @@ class Trainer:
         train_rec = {k: v / n_seen for k, v in totals.items()}
         val = self.evaluate("valid", seed_offset=epoch + 1, extras=cfg.eval.extras_every_epoch)
         self.strategy.on_validation(epoch, val)
+        for message in self.strategy.pop_messages():
+            self._log(message)
         st["elapsed"] = time.perf_counter() - t_start
         lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
         common = {
