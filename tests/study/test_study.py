@@ -173,9 +173,7 @@ def test_the_table_reports_how_long_aggressive_runs_were_aggressive(tmp_path: Pa
     on a loss that keeps falling would run to the cap of 4): 3 / 8 steps aggressive, 4.0 encoder steps each."""
     req = tiny_request(
         methods=["plain", "aggressive"],
-        method_overrides=[
-            "aggressive:train.strategy_options={window: 4, max_inner_steps: 4, max_aggressive_steps: 3}"
-        ],
+        method_overrides=["aggressive:train.strategy_options={window: 4, max_inner_steps: 4, max_aggressive_steps: 3}"],
     )
     out = tmp_path / "study"
     table, md = run_study(req, out)
