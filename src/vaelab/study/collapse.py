@@ -133,9 +133,10 @@ class StudyRequest:
     method_overrides: list[str] = field(default_factory=list)
     name: str | None = None
 
-    def method_sets(self) -> dict[str, list[str]]:
-        """``--method-set`` items ``METHOD[,METHOD...]:key=value`` -> {method: [key=value, ...]} (checked)."""
-        out: dict[str, list[str]] = {}
+    def method_sets(self) -> dict[str, dict[str, Any]]:
+        """``--method-set`` items ``METHOD[,METHOD...]:key=value`` -> {method: {dotted key: YAML-parsed value}}
+        (checked), applied after each method's own overrides."""
+        out: dict[str, dict[str, Any]] = {}
         for item in self.method_overrides:
             names, sep, assignment = item.partition(":")
             if not sep or "=" not in assignment or not names.strip():
@@ -146,7 +147,8 @@ class StudyRequest:
             for name in (n.strip() for n in names.split(",")):
                 if name not in self.methods:
                     raise ConfigError(f"--method-set {item!r}: {name!r} is not one of --methods {self.methods}")
-                out.setdefault(name, []).append(assignment.strip())
+                key, _, raw = assignment.partition("=")
+                out.setdefault(name, {})[key.strip()] = parse_scalar(raw)
         return out
 
     def validate(self) -> Budget:
@@ -166,18 +168,13 @@ class StudyRequest:
             raise ConfigError(str(e)) from None
 
 
-def _dotted(assignments: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> {dotted key: YAML-parsed value}, applied after the method's own overrides."""
-    return {key.strip(): parse_scalar(raw) for key, _, raw in (a.partition("=") for a in assignments)}
-
-
 def study_spec(req: StudyRequest) -> dict[str, Any]:
     """The sweep (as a mapping for :func:`vaelab.sweep.spec_from_dict`) that runs the study."""
     budget = req.validate()
     base, text = base_config(req.data, req.overrides)
     cfg = from_dict(RunConfig, base)
     sets = req.method_sets()
-    variants = [{"name": m, **method_overrides(m, cfg, budget, text), **_dotted(sets.get(m, []))} for m in req.methods]
+    variants = [{"name": m, **method_overrides(m, cfg, budget, text), **sets.get(m, {})} for m in req.methods]
     extras = ["holes"] if text else ["holes", "probe"]
     name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
     return {

@@ -81,8 +81,7 @@ class AggressiveStrategy(Strategy):
         self.stopped_epoch: int | None = None
         self.stopped_step: int | None = None
         self.aggressive_steps = 0
-        self.mi_checks: list[dict[str, float]] = []
-        self._logged_checks_until = 0
+        self.mi_checks: list[dict[str, float]] = []  # checks since the last metrics record
         self.best_mi = float("-inf")
         self.prev_mi: float | None = None
         self.bad_epochs = 0
@@ -180,8 +179,7 @@ class AggressiveStrategy(Strategy):
             "grad_evals_per_step": self._total_evals / self._total_outer if self._total_outer else 0.0,
         }
         if self.check_every_steps:
-            fields["mi_checks"] = [c for c in self.mi_checks if c["step"] > self._logged_checks_until]
-            self._logged_checks_until = self._total_outer
+            fields["mi_checks"], self.mi_checks = self.mi_checks, []
         self._epoch_inner = self._epoch_outer = 0
         return fields
 
@@ -194,7 +192,6 @@ class AggressiveStrategy(Strategy):
                 "stopped_step",
                 "aggressive_steps",
                 "mi_checks",
-                "_logged_checks_until",
                 "best_mi",
                 "prev_mi",
                 "bad_epochs",

@@ -78,6 +78,7 @@ class Strategy:
     name = "strategy"
 
     def __init__(self, **options: Any) -> None:
+        self._messages: list[str] = []
         if options:
             raise ValueError(f"train.strategy_options: unknown option(s) {sorted(options)} for strategy {self.name!r}")
 
@@ -96,12 +97,12 @@ class Strategy:
 
     def pop_messages(self) -> list[str]:
         """Lines for the run's log since the last call (e.g. "aggressive training switched off at step 75")."""
-        messages, self._messages = getattr(self, "_messages", []), []
+        messages, self._messages = self._messages, []
         return messages
 
     def say(self, message: str) -> None:
         """Queue a line for the run's log (the trainer writes it after the step)."""
-        self._messages = [*getattr(self, "_messages", []), message]
+        self._messages.append(message)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

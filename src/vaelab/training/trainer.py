@@ -240,9 +240,7 @@ class Trainer:
         result: dict[str, float] | None = None
         if self.dist.is_main:
             ev = self.cfg.eval
-            loader = self.dataset.loader(
-                "valid", ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
-            )
+            loader = self._eval_loader("valid")
             mus: list[Tensor] = []
             logvars: list[Tensor] = []
             with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model):
@@ -297,6 +295,13 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
 
+    def _eval_loader(self, split: str) -> Any:
+        """The split in fixed order, ``eval.batch_size`` at a time, binarised with ``eval.binarize_seed``."""
+        ev = self.cfg.eval
+        return self.dataset.loader(
+            split, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
+        )
+
     def evaluate(
         self, split: str, *, iw_samples: int = 0, seed_offset: int = 0, extras: bool = False
     ) -> dict[str, Any]:
@@ -308,9 +313,7 @@ class Trainer:
         depend on the number of processes, and evaluation never disturbs the training RNG.
         """
         ev = self.cfg.eval
-        loader = self.dataset.loader(
-            split, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
-        )
+        loader = self._eval_loader(split)
         mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
         local: list[tuple[int, EvalCollection]] = []
         with torch.random.fork_rng(devices=[]):
@@ -334,10 +337,7 @@ class Trainer:
         ev = self.cfg.eval
 
         def batches(name: str) -> Iterator[Any]:
-            loader = self.dataset.loader(
-                name, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
-            )
-            for batch in loader.epoch(0):
+            for batch in self._eval_loader(name).epoch(0):
                 batch.x = batch.x.to(self.device)
                 yield batch
 
