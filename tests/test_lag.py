@@ -36,3 +36,11 @@ def test_lag_plot_cli_quick(tmp_path, monkeypatch):
         assert set(r["snapshots"]) == {"0", "6"}
         assert len(r["snapshots"]["6"]["approx"]) == len(r["snapshots"]["6"]["model"]) == 10
     assert data["results"][1]["log_fields"]["grad_evals_per_step"] > 1
+
+
+def test_lag_plot_rejects_a_non_positive_teacher_scale(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="--teacher-z-scale must be positive"):
+        main(["lag-plot", "--quick", "--teacher-z-scale", "0", "--out", str(tmp_path / "lag.png")])
+    assert not (tmp_path / "lag.png").exists()

@@ -363,6 +363,11 @@ class Trainer:
         if self.dist.is_main:
             print(msg, file=sys.stderr, flush=True)
 
+    def _log_strategy_messages(self) -> None:
+        """Write what the strategy has to say (e.g. aggressive training switching off) to the run log."""
+        for message in self.strategy.pop_messages():
+            self._log(message)
+
     def fit(self) -> dict[str, Any]:
         """Train to the end (or early stop), evaluate the best model on the final split, write summary.json."""
         cfg, st = self.cfg, self.state
@@ -467,8 +472,7 @@ class Trainer:
             self._random_batches = 0  # random batches are keyed by (step, draw index): resumable
             x = batch.x.to(self.device)
             stats = self.strategy.train_step(ctx, x, st["step"])
-            for message in self.strategy.pop_messages():
-                self._log(message)
+            self._log_strategy_messages()
             n = batch_size(x)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * n
@@ -502,8 +506,7 @@ class Trainer:
         train_rec = {k: v / n_seen for k, v in totals.items()}
         val = self.evaluate("valid", seed_offset=epoch + 1, extras=cfg.eval.extras_every_epoch)
         self.strategy.on_validation(epoch, val)
-        for message in self.strategy.pop_messages():
-            self._log(message)
+        self._log_strategy_messages()
         st["elapsed"] = time.perf_counter() - t_start
         lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
         common = {
