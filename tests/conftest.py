@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny run config on synthetic data that trains in about a second, the environment of
-`python -m vaelab` subprocesses, and a tiny text corpus with a text-VAE run config."""
+`python -m vaelab` subprocesses, a tiny text corpus with a text-VAE run config, and a helper that crashes a
+trainer at a chosen step."""
 
 from __future__ import annotations
 
@@ -12,6 +13,26 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class Crash(RuntimeError):
+    """The simulated crash of :func:`crash_at_step`."""
+
+
+def crash_at_step(trainer, step: int, exc: type[BaseException] = Crash) -> None:
+    """Run ``trainer.fit()`` and raise ``exc`` from inside its training step number ``step`` (0-based), as a
+    crash in the middle of an epoch would; asserts that the crash propagated out of ``fit``."""
+    real = trainer.strategy.train_step
+
+    def train_step(ctx, x, i):
+        if i == step:
+            raise exc
+        return real(ctx, x, i)
+
+    trainer.strategy.train_step = train_step
+    with pytest.raises(exc):
+        trainer.fit()
+
 
 TINY = {
     "name": "tiny",

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import crash_at_step
 from vaelab.config import load_config
 from vaelab.models import ModelConfig, build_model
 from vaelab.objectives import Objective, ObjectiveOutput
@@ -140,17 +141,7 @@ def test_aggressive_resume_after_crash_is_exact(tiny_config, tmp_path):
         tiny_config(), ["train.strategy=aggressive", "train.strategy_options={window: 2, max_inner_steps: 6}"]
     )
     full = Trainer(cfg, tmp_path / "full").fit()
-    crashed = Trainer(cfg, tmp_path / "crash")
-    real = crashed.strategy.train_step
-
-    def step(ctx, x, i):
-        if i == 13:
-            raise KeyboardInterrupt
-        return real(ctx, x, i)
-
-    crashed.strategy.train_step = step
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit()
+    crash_at_step(Trainer(cfg, tmp_path / "crash"), 13, KeyboardInterrupt)
     resumed = Trainer(cfg, tmp_path / "crash", resume=True).fit()
     for k in ("elbo", "rate", "distortion", "nll_iw", "mi"):
         assert resumed[k] == full[k], k

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import crash_at_step
 from vaelab.cli import main
 from vaelab.config import load_config
 from vaelab.training.checkpoint import load_checkpoint
@@ -74,25 +75,11 @@ def test_bad_override_is_a_clear_error(tiny_config, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-class _Crash(RuntimeError):
-    pass
-
-
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path):
     cfg = load_config(tiny_config())
     full = Trainer(cfg, tmp_path / "full").fit()
 
-    crashed = Trainer(cfg, tmp_path / "crash")
-    real_step = crashed.strategy.train_step
-
-    def step(ctx, x, i):
-        if i == 13:  # mid-epoch 2; the last checkpoint is at step 12
-            raise _Crash
-        return real_step(ctx, x, i)
-
-    crashed.strategy.train_step = step
-    with pytest.raises(_Crash):
-        crashed.fit()
+    crash_at_step(Trainer(cfg, tmp_path / "crash"), 13)  # mid-epoch 2; the last checkpoint is at step 12
     assert load_checkpoint(tmp_path / "crash" / "checkpoints" / "last.pt")["trainer"]["step"] == 12
 
     assert main(["resume", str(tmp_path / "crash")]) == 0

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import crash_at_step
 from vaelab.cli import main
 from vaelab.config import load_config
 from vaelab.training.trainer import Trainer
@@ -56,17 +57,7 @@ def test_cr_resume_after_crash_is_exact(tiny_config, tmp_path):
         [CR, "train.strategy=aggressive", "train.strategy_options={window: 2, max_inner_steps: 4}"],
     )
     full = Trainer(cfg, tmp_path / "full").fit()
-    crashed = Trainer(cfg, tmp_path / "crash")
-    real = crashed.strategy.train_step
-
-    def step(ctx, x, i):
-        if i == 13:
-            raise KeyboardInterrupt
-        return real(ctx, x, i)
-
-    crashed.strategy.train_step = step
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit()
+    crash_at_step(Trainer(cfg, tmp_path / "crash"), 13, KeyboardInterrupt)
     resumed = Trainer(cfg, tmp_path / "crash", resume=True).fit()
     for k in ("elbo", "rate", "distortion", "nll_iw", "mi"):
         assert resumed[k] == full[k], k

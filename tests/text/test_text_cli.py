@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import crash_at_step
 from vaelab.cli import main
 from vaelab.config import load_config
 from vaelab.training.checkpoint import load_checkpoint
@@ -79,25 +80,12 @@ def test_lm_run_has_zero_rate_and_exact_iw(text_run_config, tmp_path):
     assert main(["sample", str(tmp_path / "lm"), "-n", "2"]) == 0
 
 
-class _Crash(RuntimeError):
-    pass
-
-
 def test_text_resume_after_a_crash_matches_an_uninterrupted_run(text_run_config, tmp_path):
     """Length-bucketed batches, word-dropout noise and dropout replay exactly from a mid-epoch checkpoint."""
     cfg = load_config(text_run_config(), ["train.epochs=2"])
     full = Trainer(cfg, tmp_path / "full").fit()
-    crashed = Trainer(cfg, tmp_path / "crash")
-    real_step = crashed.strategy.train_step
-
-    def step(ctx, x, i):
-        if i == 14:  # mid-epoch 2 (10 batches per epoch); the last checkpoint is at step 12
-            raise _Crash
-        return real_step(ctx, x, i)
-
-    crashed.strategy.train_step = step
-    with pytest.raises(_Crash):
-        crashed.fit()
+    # mid-epoch 2 (10 batches per epoch); the last checkpoint is at step 12
+    crash_at_step(Trainer(cfg, tmp_path / "crash"), 14)
     assert load_checkpoint(tmp_path / "crash" / "checkpoints" / "last.pt")["trainer"]["step"] == 12
     assert main(["resume", str(tmp_path / "crash")]) == 0
     resumed = json.loads((tmp_path / "crash" / "summary.json").read_text())
