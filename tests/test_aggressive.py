@@ -227,7 +227,40 @@ def test_max_aggressive_steps_caps_the_aggressive_phase():
     assert strat.stopped_step == 3 and strat.aggressive_steps == 3
 
 
-@pytest.mark.parametrize("key", ["check_every_steps", "max_aggressive_steps", "window", "patience"])
+def test_min_aggressive_steps_ignores_decreases_of_noise_before_it():
+    strat = AggressiveStrategy(
+        window=2, max_inner_steps=4, rule="first_decrease", check_every_steps=1, min_aggressive_steps=3
+    )
+    ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
+    ctx.valid_mi, _ = _scripted_mi([0.002, 0.001, 0.5, 0.4, 0.3])
+    for step in range(6):
+        strat.train_step(ctx, x, step)
+    # the fall 0.002 -> 0.001 at step 2 comes before 3 aggressive steps: recorded, not acted on;
+    # 0.5 at step 3, then the fall to 0.4 at step 4 switches off
+    assert strat.stopped_step == 4 and strat.aggressive_steps == 4 and not strat.aggressive
+    assert [c["mi"] for c in strat.mi_checks] == [0.002, 0.001, 0.5, 0.4]
+
+
+def test_min_aggressive_steps_does_not_count_failed_checks_before_it():
+    strat = AggressiveStrategy(
+        window=2, max_inner_steps=4, rule="patience", patience=2, check_every_steps=1, min_aggressive_steps=4
+    )
+    ctx, _, x = _ctx(ScriptedObjective([10.0 - 0.01 * i for i in range(10_000)]), strat)
+    ctx.valid_mi, _ = _scripted_mi([1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    for step in range(7):
+        strat.train_step(ctx, x, step)
+    # checks 2 and 3 fail before the minimum and are not counted; checks 4 and 5 fail -> off after step 5
+    assert strat.stopped_step == 5
+
+
+def test_min_above_max_aggressive_steps_is_an_error():
+    with pytest.raises(ValueError, match="min_aggressive_steps=5 exceeds max_aggressive_steps=3"):
+        AggressiveStrategy(min_aggressive_steps=5, max_aggressive_steps=3)
+
+
+@pytest.mark.parametrize(
+    "key", ["check_every_steps", "max_aggressive_steps", "min_aggressive_steps", "window", "patience"]
+)
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])
 def test_bad_counts_name_the_key(key, bad):
     with pytest.raises(ValueError, match=f"strategy_options.{key}"):

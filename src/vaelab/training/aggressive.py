@@ -19,7 +19,10 @@ Switch-off, checked after each validation with its MI (pool: ``eval.mi_pool``; H
 Two options bound the cost, which the paper leaves at whole epochs of 20-100 encoder steps per decoder step:
 ``check_every_steps`` = N applies the same rule every N outer steps, to MI measured by the encoder alone on the
 validation split (``patience`` then counts checks, not epochs), so the aggressive phase can end within the first
-epoch; ``max_aggressive_steps`` switches off after that many aggressive outer steps whatever MI does.
+epoch; ``max_aggressive_steps`` switches off after that many aggressive outer steps whatever MI does, and
+``min_aggressive_steps`` keeps the rule from switching off before that many (MI near 0 early on is noise, and a
+"decrease" of noise would end the phase before the encoder has caught up; the paper's per-epoch checks give the
+same guarantee of at least one epoch).
 
 Cost is reported without reference to hardware: ``grad_evals_per_step`` counts loss evaluations with a backward
 pass per outer step (1.0 for a plain VAE), so the cost ratio to a plain run is read off the same run.
@@ -41,7 +44,8 @@ class AggressiveStrategy(Strategy):
     Options (``train.strategy_options``): ``window`` (K: 15 text, 10 images), ``max_inner_steps`` (100),
     ``rule`` (``first_decrease`` | ``patience``), ``patience`` (5), ``check_every_steps`` (None: the rule runs
     once per epoch on the validation MI, as in the paper; N: every N outer steps on an encoder-only validation MI),
-    ``max_aggressive_steps`` (None: no cap), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer
+    ``max_aggressive_steps`` (None: no cap), ``min_aggressive_steps`` (None: the rule may fire at the first
+    check), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer
     builds one optimiser per parameter group).
     """
 
@@ -55,6 +59,7 @@ class AggressiveStrategy(Strategy):
         patience: int = 5,
         check_every_steps: int | None = None,
         max_aggressive_steps: int | None = None,
+        min_aggressive_steps: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -64,6 +69,7 @@ class AggressiveStrategy(Strategy):
             ("patience", patience),
             ("check_every_steps", check_every_steps),
             ("max_aggressive_steps", max_aggressive_steps),
+            ("min_aggressive_steps", min_aggressive_steps),
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
@@ -77,6 +83,12 @@ class AggressiveStrategy(Strategy):
         self.patience = patience
         self.check_every_steps = check_every_steps
         self.max_aggressive_steps = max_aggressive_steps
+        if min_aggressive_steps and max_aggressive_steps and min_aggressive_steps > max_aggressive_steps:
+            raise ValueError(
+                f"train.strategy_options.min_aggressive_steps={min_aggressive_steps} exceeds "
+                f"max_aggressive_steps={max_aggressive_steps}"
+            )
+        self.min_aggressive_steps = min_aggressive_steps
         self.aggressive = True
         self.stopped_epoch: int | None = None
         self.stopped_step: int | None = None
@@ -150,7 +162,13 @@ class AggressiveStrategy(Strategy):
 
     def _apply_rule(self, mi: float) -> None:
         """One MI check: ``first_decrease`` switches off the first time MI falls below the previous check's;
-        ``patience`` after ``patience`` checks in a row that do not beat the best MI so far."""
+        ``patience`` after ``patience`` checks in a row that do not beat the best MI so far. Before
+        ``min_aggressive_steps`` aggressive steps a check only records MI (it neither switches off nor counts as a
+        failed check)."""
+        if self.min_aggressive_steps and self.aggressive_steps < self.min_aggressive_steps:
+            self.best_mi = max(self.best_mi, mi)
+            self.prev_mi = mi
+            return
         if self.aggressive:
             if self.rule == "first_decrease":
                 if self.prev_mi is not None and mi < self.prev_mi:
