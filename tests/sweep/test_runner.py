@@ -152,6 +152,22 @@ def test_locks_keep_a_second_process_off_a_point(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
+def test_a_process_releases_only_its_own_lock(tmp_path: Path) -> None:
+    """A process taken for dead (or overridden with --ignore-locks) must not delete the lock of the process that
+    took the point over when it finally exits."""
+    from vaelab.sweep.runner import _acquire, _release
+
+    lock = tmp_path / ".running"
+    assert _acquire(tmp_path, ignore=False) and json.loads(lock.read_text())["pid"] == os.getpid()
+    other = {"host": socket.gethostname(), "pid": os.getppid()}  # a live process other than this one
+    lock.write_text(json.dumps(other))  # ... took the point over
+    _release(tmp_path)
+    assert json.loads(lock.read_text()) == other
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    _release(tmp_path)
+    assert not lock.exists()
+
+
 def test_a_point_folder_of_another_config_is_refused(tmp_path: Path) -> None:
     spec = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
     assert run_point(spec, 0, tmp_path).status == "completed"

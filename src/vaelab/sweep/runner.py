@@ -215,7 +215,15 @@ def _acquire(folder: Path, ignore: bool) -> bool:
 
 
 def _release(folder: Path) -> None:
-    (folder / LOCK_FILE).unlink(missing_ok=True)
+    """Remove the point's lock if this process still holds it. A lock that another process has taken over
+    since (after ``--ignore-locks``, or because this one was taken for dead) is left alone."""
+    path = folder / LOCK_FILE
+    try:
+        held = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return
+    if held.get("host") == socket.gethostname() and int(held.get("pid", -1)) == os.getpid():
+        path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
