@@ -152,6 +152,24 @@ def test_locks_keep_a_second_process_off_a_point(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
+def test_appending_a_seed_keeps_the_finished_points_of_a_one_seed_sweep(tmp_path: Path) -> None:
+    """With one seed the folders are NNNN-<variant>; with two they carry -seedS. Appending a seed renames the
+    finished folders instead of training them again."""
+    one = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
+    out = tmp_path / "out"
+    assert [r.action for r in run_sweep(one, out, workers=1, log=quiet)] == ["train"]
+    assert point_dir(out, one.point(0)).name == "0000-point"
+    first = (point_dir(out, one.point(0)) / "measurements.json").read_text()
+
+    two = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]}, seeds=[0, 1])
+    results = run_sweep(two, out, workers=1, log=quiet)
+    assert [(r.index, r.status, r.action) for r in results] == [(0, "skipped", "none"), (1, "completed", "train")]
+    kept = point_dir(out, two.point(0))
+    assert kept.name == "0000-seed0" and not (out / "points" / "0000-point").exists()
+    assert (kept / "measurements.json").read_text() == first
+    assert json.loads((kept / "point.json").read_text())["folder"] == "0000-seed0"
+
+
 def test_a_process_releases_only_its_own_lock(tmp_path: Path) -> None:
     """A process taken for dead (or overridden with --ignore-locks) must not delete the lock of the process that
     took the point over when it finally exits."""

@@ -139,10 +139,32 @@ def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
                 )
         if len(stored) > len(spec):
             return out  # a shorter sweep over the same folder: keep the larger definition
+        _rename_points(out, stored, spec)
     out.mkdir(parents=True, exist_ok=True)
     points_dir(out).mkdir(exist_ok=True)
     dump_spec(spec, stored_path)
     return out
+
+
+def _rename_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> None:
+    """Move the stored points' folders to the names the extended sweep gives them.
+
+    A point's folder name carries the factors that vary: with one seed it is ``0000-plain``, and once a second
+    seed is appended it becomes ``0000-plain-seed0``. Same index, same config: the folder is renamed (and its
+    point.json updated) so that the finished point is found and not trained again.
+    """
+    for i in range(len(stored)):
+        a, b = stored.point(i), spec.point(i)
+        old, new = point_dir(out, a), point_dir(out, b)
+        if old == new or not old.is_dir() or new.exists():
+            continue
+        old.rename(new)
+        record = new / POINT_FILE
+        if record.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                data = json.loads(record.read_text())
+                data["folder"] = b.folder_name
+                atomic_write_text(record, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def load_stored_spec(out: str | Path) -> SweepSpec:
