@@ -195,6 +195,22 @@ def test_a_study_continues_and_refuses_another_request(tmp_path: Path):
     assert (point / "measurements.json").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="budget"):
         run_study(tiny_request(budget="3"), out)
+    with pytest.raises(ConfigError, match="seeds"):
+        run_study(tiny_request(seeds=[1]), out)  # not an extension of [0]
+
+
+def test_a_study_accepts_appended_seeds_and_keeps_the_finished_points(tmp_path: Path):
+    out = tmp_path / "study"
+    run_study(tiny_request(), out)
+    before = {p.name: (p / "measurements.json").read_text() for p in (out / "points").iterdir()}
+    assert sorted(before) == ["0000-plain", "0001-free_bits"]
+    table, _ = run_study(tiny_request(seeds=[0, 1]), out)
+    after = sorted(p.name for p in (out / "points").iterdir())
+    assert after == ["0000-plain-seed0", "0001-free_bits-seed0", "0002-plain-seed1", "0003-free_bits-seed1"]
+    for old_name, text in before.items():
+        assert (out / "points" / f"{old_name}-seed0" / "measurements.json").read_text() == text  # kept, not retrained
+    assert all(row["seeds_completed"] == 2 for row in table)
+    assert json.loads((out / "study.json").read_text())["seeds"] == [0, 1]
 
 
 def test_cli_study_writes_table_and_report(tmp_path: Path, capsys):

@@ -223,7 +223,10 @@ def run_study(
     if stored.is_file():
         old = json.loads(stored.read_text())
         for key in ("data", "methods", "budget", "seeds", "iw_samples", "overrides", "method_overrides"):
-            if old.get(key, [] if key == "method_overrides" else None) != record[key]:
+            was = old.get(key, [] if key == "method_overrides" else None)
+            if key == "seeds" and isinstance(was, list) and record[key][: len(was)] == was:
+                continue  # appended seeds: the finished points keep their meaning and are kept
+            if was != record[key]:
                 raise ConfigError(
                     f"{out} holds a study with {key}={old.get(key)!r}, not {record[key]!r}; "
                     "use another --out (or delete the folder)"
