@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from vaelab.config import read_yaml
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
@@ -162,9 +163,7 @@ def _rename_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> None:
         record = new / POINT_FILE
         if record.is_file():
             with contextlib.suppress(ValueError, OSError):
-                data = json.loads(record.read_text())
-                data["folder"] = b.folder_name
-                atomic_write_text(record, json.dumps(data, indent=2, default=str) + "\n")
+                _write_point_record(record, {**json.loads(record.read_text()), "folder": b.folder_name})
 
 
 def load_stored_spec(out: str | Path) -> SweepSpec:
@@ -193,6 +192,11 @@ def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
+    _write_point_record(path, record)
+
+
+def _write_point_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a point's point.json (index, folder, overrides, params, config hash)."""
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
 
 

@@ -45,8 +45,8 @@ class AggressiveStrategy(Strategy):
     ``rule`` (``first_decrease`` | ``patience``), ``patience`` (5), ``check_every_steps`` (None: the rule runs
     once per epoch on the validation MI, as in the paper; N: every N outer steps on an encoder-only validation MI),
     ``max_aggressive_steps`` (None: no cap), ``min_aggressive_steps`` (None: the rule may fire at the first
-    check), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer
-    builds one optimiser per parameter group).
+    check), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer builds one optimiser per
+    parameter group).
     """
 
     name = "aggressive"
@@ -165,11 +165,8 @@ class AggressiveStrategy(Strategy):
         ``patience`` after ``patience`` checks in a row that do not beat the best MI so far. Before
         ``min_aggressive_steps`` aggressive steps a check only records MI (it neither switches off nor counts as a
         failed check)."""
-        if self.min_aggressive_steps and self.aggressive_steps < self.min_aggressive_steps:
-            self.best_mi = max(self.best_mi, mi)
-            self.prev_mi = mi
-            return
-        if self.aggressive:
+        below_floor = bool(self.min_aggressive_steps) and self.aggressive_steps < self.min_aggressive_steps
+        if self.aggressive and not below_floor:
             if self.rule == "first_decrease":
                 if self.prev_mi is not None and mi < self.prev_mi:
                     self._switch_off()
