@@ -61,6 +61,73 @@ def test_inner_loop_stops_at_the_cap_while_still_improving():
     assert strat.inner_loop(ctx, x, step=0) == 35
 
 
+class PerTokenObjective(ScriptedObjective):
+    """Loss per example = (per-token loss) x (tokens per example), the per-token loss falling by 0.01 per call."""
+
+    def forward(self, model, x, step, eps=None):
+        q = model.encode(x)
+        per_token = 5.0 - 0.01 * self.calls
+        self.calls += 1
+        loss = q.mu.sum() * 0 + per_token * x.num_tokens / x.shape[0]
+        return ObjectiveOutput(loss=loss, stats={"loss": loss.detach(), "distortion": loss.detach()}, forward=None)
+
+
+def _with_tokens(t, n):
+    t.num_tokens = n  # a text batch's predicted-token count (TokenBatch.num_tokens)
+    return t
+
+
+def test_inner_loop_compares_per_token_losses_across_batches_of_different_lengths():
+    # batches alternate long (100 tokens per example) and short (10): window means per *sentence* go up and down
+    # with the mix of lengths (350, 200, 350: stop after 9 steps), while the per-token loss keeps falling
+    long_x = _with_tokens(torch.ones(4, 1, 2, 2), 400)
+    draws = itertools.cycle([_with_tokens(torch.zeros(4, 1, 2, 2), 40), _with_tokens(torch.ones(4, 1, 2, 2), 400)])
+    strat = AggressiveStrategy(window=3, max_inner_steps=30)
+    ctx, _, _ = _ctx(PerTokenObjective([0.0]), strat)
+    ctx.random_batch = lambda: next(draws)
+    assert strat.inner_loop(ctx, long_x, step=0) == 30
+
+
+def test_clip_scope_model_clips_the_encoder_step_by_the_whole_models_gradient_norm():
+    """He et al.'s code clips the norm of every gradient (decoder included) before an encoder-only step."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(type="mlp", latent_dim=2, hidden=[8]), {"image_shape": (1, 2, 2)})
+    x = torch.rand(16, 1, 2, 2).bernoulli()
+    from vaelab.config import TrainConfig
+    from vaelab.objectives import ObjectiveConfig, build_objective
+
+    objective = build_objective(ObjectiveConfig(), 10, 100)
+    eps = torch.randn(16, 2)
+    # the expected update: all gradients, one joint clip to norm 0.01, then only the encoder moves (SGD lr 1)
+    ref = [p.detach().clone() for p in model.parameters()]
+    model.zero_grad()
+    objective(model, x, 0, eps=eps).loss.backward()
+    grads = {id(p): p.grad.clone() for p in model.parameters()}
+    total = torch.sqrt(sum((g**2).sum() for g in grads.values()))
+    assert total > 0.01
+    expected = [p.detach() - grads[id(p)] * (0.01 / (total + 1e-6)) for p in model.encoder_parameters()]
+    for scope, want in (("model", expected), ("stepped", None)):
+        with torch.no_grad():
+            for p, r in zip(model.parameters(), ref, strict=True):
+                p.copy_(r)
+        strat = AggressiveStrategy(window=2, max_inner_steps=1, clip_scope=scope)
+        opts = {
+            k: make_optimizer(TrainConfig(optimizer="sgd", lr=1.0), p) for k, p in strat.param_groups(model).items()
+        }
+        ctx = StepContext.single_process(model, objective, opts, grad_clip=0.01)
+        ctx.noise = lambda step, xx, sub=0: eps
+        dec0 = [p.detach().clone() for p in model.decoder_parameters()]
+        strat.inner_loop(ctx, x, 0)
+        assert all(torch.equal(a, b) for a, b in zip(dec0, model.decoder_parameters(), strict=True))
+        got = [p.detach() for p in model.encoder_parameters()]
+        if want is not None:
+            assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want, strict=True))
+        else:  # clipped by the encoder's own norm: a larger step than the joint clip allows
+            assert not all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, expected, strict=True))
+    with pytest.raises(ValueError, match="clip_scope"):
+        AggressiveStrategy(clip_scope="all")
+
+
 def test_inner_steps_touch_only_the_encoder_and_the_outer_step_only_the_decoder():
     strat = AggressiveStrategy(window=2, max_inner_steps=4)
     ctx, model, x = _ctx(ScriptedObjective([10.0 - i for i in range(100)], grad_weight=1e-3), strat)

@@ -54,3 +54,18 @@ def test_schedules_are_stateless():
     s = Ramp(0.0, 1.0, 10)
     assert [s(t) for t in (7, 3, 7)] == [s(7), s(3), s(7)]
     assert Constant(3.0)(math.inf) == 3.0
+
+
+def test_delayed_ramp_holds_start_then_ramps():
+    # Li et al. (2019): beta = 0 during 2 epochs of autoencoder pretraining, then 0 -> 1 over 3 epochs (10 steps each)
+    s = build_schedule(ScheduleConfig(type="linear", start=0.0, value=1.0, warmup_epochs=3, delay_epochs=2), 10, 100)
+    assert [s(t) for t in (0, 10, 19)] == [0.0, 0.0, 0.0]
+    assert s(20) == 0.0 and s(35) == pytest.approx(0.5) and s(50) == 1.0 and s(99) == 1.0
+    same = build_schedule(ScheduleConfig(type="linear", start=0.0, value=1.0, warmup_steps=30, delay_steps=20), 10, 100)
+    assert all(same(t) == s(t) for t in range(100))
+    with pytest.raises(ValueError, match="delay_steps or delay_epochs"):
+        build_schedule(ScheduleConfig(type="linear", warmup_steps=1, delay_steps=1, delay_epochs=1), 10, 100)
+    with pytest.raises(ValueError, match="apply to ramps"):
+        build_schedule(ScheduleConfig(type="cyclical", delay_steps=5), 10, 100)
+    with pytest.raises(ValueError, match=">= 0"):
+        build_schedule(ScheduleConfig(type="linear", warmup_steps=1, delay_steps=-1), 10, 100)

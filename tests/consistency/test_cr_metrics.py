@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from vaelab.distributions import DiagonalGaussian
 from vaelab.metrics.collect import EvalCollection
 from vaelab.metrics.consistency import heldout_consistency
 from vaelab.metrics.extras import EXTRA_METRICS, MetricContext
-from vaelab.metrics.probe import linear_probe
+from vaelab.metrics.probe import PROBE_DRAWS, linear_probe
 from vaelab.training.trainer import Trainer
 from vaelab.transforms import build_transform
 
@@ -111,7 +113,7 @@ def test_metric_context_probe_uses_the_training_split():
     """The registered metric trains on ``ctx.batches('train')`` and scores the evaluated split's collection."""
     g = torch.Generator().manual_seed(1)
     w = torch.randn(4, 2, generator=g)
-    model = _Encoder(w)
+    model = _Encoder(w, logvar=-6.0)  # sigma = 0.05: the means' label signal survives the posterior noise
 
     class B:
         def __init__(self, x, y):
@@ -134,15 +136,75 @@ def test_metric_context_probe_uses_the_training_split():
     ctx = MetricContext(model, None, "test", col, None, torch.device("cpu"), torch.Generator(), batches)
     out = EXTRA_METRICS.get("probe")(ctx)
     assert seen == ["train"] and out["probe_n_train"] == 400 and out["probe_classes"] == 2
-    assert out["probe_accuracy"] >= 0.95
+    assert out["probe_accuracy"] >= 0.95 and out["probe_mean_accuracy"] >= 0.95
+    ys = torch.cat([b.y for b in data["test"]])
+    assert out["probe_majority"] == max(float((ys == c).double().mean()) for c in (0, 1))
+    assert out["probe_draws"] == PROBE_DRAWS
 
 
 def collect_like(model, batches):
-    """An EvalCollection with posterior means and labels (what the trainer passes to extra metrics)."""
-    mus = torch.cat([model.encode(b.x).mu.detach() for b in batches])
+    """An EvalCollection with posterior parameters and labels (what the trainer passes to extra metrics)."""
+    qs = [model.encode(b.x) for b in batches]
+    mus = torch.cat([q.mu.detach() for q in qs])
+    logvars = torch.cat([q.logvar.detach().expand_as(q.mu) for q in qs])
     ys = torch.cat([b.y for b in batches])
     zeros = torch.zeros(len(ys))
-    return EvalCollection(elbo=zeros, rate=zeros, distortion=zeros, mu=mus, logvar=torch.zeros_like(mus), y=ys)
+    return EvalCollection(elbo=zeros, rate=zeros, distortion=zeros, mu=mus, logvar=logvars, y=ys)
+
+
+class _LabelPosterior(torch.nn.Module):
+    """q(z|x) = N(scale * (2 y - 1) * c, exp(logvar) I), D = 4, where the 'image' x is the label y itself and
+    c = (1, 0.5, -0.3, 0.8): the label is in the means at the given scale, under noise of the given variance."""
+
+    def __init__(self, scale: float, logvar: float):
+        super().__init__()
+        self.scale, self.logvar = scale, logvar
+        self.register_buffer("c", torch.tensor([1.0, 0.5, -0.3, 0.8]))
+
+    def encode(self, x):
+        mu = self.scale * (2 * x.float().reshape(-1, 1) - 1) * self.c
+        return DiagonalGaussian(mu, torch.full_like(mu, self.logvar))
+
+
+def _probe_on(model: torch.nn.Module, p_one: float = 0.3) -> dict:
+    """The registered probe on 2,000 training and 1,000 test examples with P(y = 1) = p_one."""
+
+    class B:
+        def __init__(self, y):
+            self.x, self.y = y.clone(), y
+
+    def split(seed: int, n: int) -> list:
+        y = (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < p_one).long()
+        return [B(y[i : i + 250]) for i in range(0, n, 250)]
+
+    data = {"train": split(11, 2000), "test": split(12, 1000)}
+    col = collect_like(model, data["test"])
+    ctx = MetricContext(model, None, "test", col, None, torch.device("cpu"), torch.Generator(), lambda s: iter(data[s]))
+    return EXTRA_METRICS.get("probe")(ctx)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-5])
+def test_probe_on_a_posterior_equal_to_the_prior_sits_at_the_majority_class(scale):
+    """Issue 15: q(z|x) = N(0, I) up to means that vary by 1e-5 (a collapsed model): z carries nothing about the
+    label, so the sampled-z probe scores the majority class (a classifier on independent noise cannot beat it);
+    the posterior-mean probe, which standardises the 1e-5 variations to unit scale, reads them perfectly."""
+    out = _probe_on(_LabelPosterior(scale, logvar=0.0))
+    assert 0.65 < out["probe_majority"] < 0.75  # P(y = 0) = 0.7
+    assert abs(out["probe_accuracy"] - out["probe_majority"]) < 0.02
+    assert out["probe_train_accuracy"] < out["probe_majority"] + 0.03
+    if scale > 0:
+        assert out["probe_mean_accuracy"] == 1.0  # what the encoder computes, not what z carries
+    else:
+        assert out["probe_mean_accuracy"] == pytest.approx(out["probe_majority"])  # constant features: the bias
+
+
+def test_probe_on_a_posterior_whose_mean_carries_the_label_is_near_one_and_deterministic():
+    model = _LabelPosterior(1.0, logvar=math.log(0.01))  # means +-c, sigma = 0.1
+    out = _probe_on(model)
+    assert out["probe_accuracy"] >= 0.99 and out["probe_mean_accuracy"] == 1.0
+    assert out == _probe_on(model)  # fixed-seed draws: the same number every time
+    noisy = _probe_on(_LabelPosterior(0.5, logvar=0.0))  # means +-c / 2 under unit noise: partly readable
+    assert out["probe_majority"] + 0.05 < noisy["probe_accuracy"] < 0.95 < noisy["probe_mean_accuracy"]
 
 
 def test_metrics_are_registered_with_clear_errors():

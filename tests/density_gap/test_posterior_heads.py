@@ -165,3 +165,19 @@ def test_delta_vae_training_keeps_every_dimension_above_delta(tiny_config, tmp_p
     cfg = load_config(tiny_config(), ["model.posterior=delta", "model.delta_rate=0.15", "train.epochs=1"])
     summary = Trainer(cfg, tmp_path / "delta").fit()
     assert min(summary["kl_per_dim"]) >= 0.15 and summary["rate"] >= 4 * 0.15
+
+
+def test_bn_head_bound_holds_at_text_initialisation_scale():
+    """The epsilon loophole (issue 15): raw means with a batch variance of ~1e-7, as an LSTM encoder initialised
+    U(-0.01, 0.01) gives, must still get a rate of D gamma^2 / 2 (torch's default eps = 1e-5 gives ~1% of it)."""
+    gamma, d = 0.7, 32
+    head = BatchNormHead(Fixed(d), gamma=gamma)
+    mu_raw, _ = _raw(32, d, 3e-4, 5)
+    with torch.no_grad():
+        mu, logvar = head((mu_raw, torch.zeros(32, d)))
+    assert float(mu_raw.var(0, unbiased=False).max()) < 1e-6
+    assert float(_kl(mu, logvar).sum(-1).mean()) == pytest.approx(head.rate_bound(), rel=1e-3)
+    loose = BatchNormHead(Fixed(d), gamma=gamma, eps=1e-5)  # the default BatchNorm epsilon takes the loophole
+    with torch.no_grad():
+        mu, logvar = loose((mu_raw, torch.zeros(32, d)))
+    assert float(_kl(mu, logvar).sum(-1).mean()) < 0.05 * head.rate_bound()

@@ -72,6 +72,20 @@ def test_every_method_builds_a_valid_config_for_images_and_text(tmp_path: Path):
         assert agg.train.strategy_options["rule"] == ("first_decrease" if data == "text" else "patience")
 
 
+def test_the_study_measures_the_probe_where_labels_exist_and_keeps_the_users_extra_metrics():
+    """Images: holes + probe; text: the probe only for labelled corpora (``data.format: label_tab``); a
+    ``--set eval.extra_metrics=[...]`` is added to the study's own, not replaced by them."""
+
+    def extras(data: str, *overrides: str) -> list[str]:
+        return study_spec(tiny_request(data=data, overrides=list(overrides)))["measure"]["extra_metrics"]
+
+    assert extras("synthetic_blobs") == ["holes", "probe"]
+    assert extras("synthetic_blobs", "eval.extra_metrics=[consistency, probe]") == ["holes", "probe", "consistency"]
+    assert extras("text") == ["holes"]
+    assert extras("text", "data.format=label_tab") == ["holes", "probe"]
+    assert extras("text", "eval.extra_metrics=[probe]") == ["holes", "probe"]
+
+
 def test_methods_differ_from_plain_only_in_their_remedy():
     spec = spec_from_dict(study_spec(tiny_request(methods=list(DEFAULT_PANEL))), "test")
     plain = spec.config(spec.point(0))
@@ -163,7 +177,9 @@ def test_run_study_table_is_the_mean_and_sd_of_the_points(tmp_path: Path):
     assert plain["time_ratio"] == pytest.approx(1.0)
     assert table[1]["time_ratio"] == pytest.approx(table[1]["train_time"] / plain["train_time"])
     text = md.read_text()
-    assert "| VAE |" in text and "free bits (0.25)" in text and "K = 4" in text and "2 epochs" in text
+    assert "| VAE |" in text and "free bits (0.25/dim)" in text and "K = 4" in text and "2 epochs" in text
+    assert all(0.0 < row["test_probe_majority"] <= 1.0 and "test_probe_mean_accuracy" in row for row in table)
+    assert f"majority class of the test split: {plain['test_probe_majority']:.3f}" in text
     with open(out / "study.csv") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["plain", "free_bits"]
 

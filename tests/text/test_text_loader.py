@@ -33,7 +33,7 @@ def _same(a, b) -> bool:
     )
 
 
-@pytest.mark.parametrize("bucketing", ["pool", "exact"])
+@pytest.mark.parametrize("bucketing", ["pool", "exact", "none"])
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_each_sentence_once_and_tokens_right(split, bucketing, shuffle):
     loader = TextLoader(split, 32, shuffle=shuffle, seed=1, bucketing=bucketing, pool_batches=3, word_noise=shuffle)
@@ -52,6 +52,9 @@ def test_each_sentence_once_and_tokens_right(split, bucketing, shuffle):
             assert len(set(b.x.lengths.tolist())) == 1  # He et al.: equal lengths, no padding at all
     if bucketing == "exact":
         assert pads == 0
+    elif bucketing == "none" and shuffle:  # uniform random batches: each batch spreads over lengths like the split
+        spread = torch.tensor([float(b.x.lengths.float().std()) for b in batches if len(b) > 1]).mean()
+        assert spread > 0.7 * float(split.lengths.float().std())
     else:  # sorting within pools: far fewer pads than batches cut from a random order
         perm = torch.randperm(500, generator=torch.Generator().manual_seed(0))
         lens = split.lengths[perm]
@@ -72,7 +75,7 @@ def test_determinism_epochs_and_len(split):
     assert len(_batches(exact, 0)) == len(_batches(exact, 7)) == len(exact)
 
 
-@pytest.mark.parametrize("bucketing", ["pool", "exact"])
+@pytest.mark.parametrize("bucketing", ["pool", "exact", "none"])
 def test_start_batch_resume_is_the_tail(split, bucketing):
     loader = TextLoader(split, 32, shuffle=True, seed=3, bucketing=bucketing, word_noise=True)
     full = _batches(loader, 2)
@@ -81,7 +84,7 @@ def test_start_batch_resume_is_the_tail(split, bucketing):
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
-@pytest.mark.parametrize("bucketing", ["pool", "exact"])
+@pytest.mark.parametrize("bucketing", ["pool", "exact", "none"])
 def test_shards_union_is_the_one_process_batch(split, world_size, bucketing):
     kw = {"shuffle": True, "seed": 9, "bucketing": bucketing, "word_noise": True}
     one = _batches(TextLoader(split, 30, **kw), 1)

@@ -140,7 +140,9 @@ class DataConfig:
     """Text: skip (and count) empty lines and lines with a bad label instead of raising a DataError that names
     the file and line."""
 
-    bucketing: Literal["pool", "exact"] = "pool"
+    bucketing: Literal["pool", "exact", "none"] = "pool"
     """Text training batches: ``pool`` sorts by length within random pools of 50 batches, then shuffles the
     batches (every batch full but the last); ``exact`` groups sentences of exactly equal length (He et al.
-    2019), so there is no padding at all but tail batches of each length are smaller."""
+    2019), so there is no padding at all but tail batches of each length are smaller; ``none`` cuts a random
+    order into batches, so every batch is a uniform sample of the corpus (more padding; BN-VAE's batch
+    statistics need it: length-sorted batches let its encoder hide information between batches)."""

@@ -426,8 +426,9 @@ class TextLoader:
             length). Global batches smaller than ``world_size`` are always dropped (an empty shard would make a
             rank's mean loss undefined); with one process nothing is dropped unless ``drop_last``.
         bucketing: ``pool`` (shuffle, sort by length within pools of ``pool_batches`` batches, cut, shuffle the
-            batches) or ``exact`` (shuffle, group sentences of equal length, cut each group, shuffle the batches;
-            He et al. 2019).
+            batches), ``exact`` (shuffle, group sentences of equal length, cut each group, shuffle the batches;
+            He et al. 2019) or ``none`` (shuffle and cut: every batch a uniform random sample of the split, at the
+            price of padding; what batch statistics such as BN-VAE's need).
         word_noise: attach uniform noise for word dropout and per-sentence dropout seeds to every batch
             (training).
 
@@ -453,8 +454,8 @@ class TextLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if world_size <= 0 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if bucketing not in ("pool", "exact"):
-            raise ValueError(f"unknown bucketing {bucketing!r}; valid choices: pool, exact")
+        if bucketing not in ("pool", "exact", "none"):
+            raise ValueError(f"unknown bucketing {bucketing!r}; valid choices: pool, exact, none")
         if pool_batches < 1:
             raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
         derive_seed(seed)  # validates
@@ -514,6 +515,8 @@ class TextLoader:
             perm = torch.randperm(n, generator=torch_generator(self.seed, "perm", epoch))
             if self.bucketing == "exact":
                 batches = self._cut(perm[torch.sort(lengths[perm], stable=True).indices])
+            elif self.bucketing == "none":
+                batches = self._cut(perm)
             else:
                 pool = self.batch_size * self.pool_batches
                 batches = []

@@ -2,7 +2,7 @@
 
 Each is a function ``f(ctx: MetricContext) -> dict[str, JSON value]`` registered in :data:`EXTRA_METRICS`. They run
 on the final evaluation of a run, in ``vaelab evaluate``, and (with ``eval.extras_every_epoch``) on every
-validation. Examples: a linear probe on posterior means, held-out consistency KL, hole metrics. The context gives
+validation. Examples: a linear probe on sampled latents, held-out consistency KL, hole metrics. The context gives
 the split's per-example collection (posterior means and log-variances, labels) and a way to draw batches of any
 split, so a metric can also look at training data (a probe trains on the training split).
 """

@@ -51,6 +51,15 @@ class Decoder(nn.Module, ABC):
     def sample(self, z: Tensor, mean: bool = False) -> Any:
         """Draw x ~ p(x|z) for z (N, D); with ``mean=True`` return the distribution's mean instead."""
 
+    def reset_parameters(self) -> None:
+        """Draw every parameter afresh from its initialisation (global RNG), as a new decoder would have it: the
+        decoder reset of Li et al. (EMNLP 2019). The default calls ``reset_parameters`` of every submodule that
+        has one (linear, convolutional, recurrent, embedding layers); decoders with a custom initialisation
+        override it."""
+        for module in self.modules():
+            if module is not self and callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+
 
 class StandardNormalPrior(nn.Module):
     """p(z) = N(0, I)."""

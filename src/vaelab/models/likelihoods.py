@@ -65,11 +65,17 @@ class Gaussian(Likelihood):
         if std <= 0:
             raise ValueError(f"model.gaussian_std must be > 0, got {std}")
         self.event_dims = event_dims
+        self.init_std = float(std)
         log_std = torch.tensor(math.log(std))
         if learn_std:
             self.log_std = nn.Parameter(log_std)
         else:
             self.register_buffer("log_std", log_std)
+
+    def reset_parameters(self) -> None:
+        """sigma back to its initial value (a learned sigma is a decoder parameter; see Decoder.reset_parameters)."""
+        with torch.no_grad():
+            self.log_std.fill_(math.log(self.init_std))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         params, x = torch.broadcast_tensors(params, x)

@@ -163,7 +163,12 @@ class LSTMDecoder(Decoder):
         self.init_linear = nn.Linear(latent_dim, hidden_dim, bias=True) if self.init_from_z else None
         self.out = nn.Linear(hidden_dim, vocab_size)
         self.skip_out = nn.Linear(latent_dim, vocab_size, bias=False) if (use_z and skip) else None
+        self._init_ranges = (float(init_range), float(emb_init_range))
         _uniform_(self, init_range, emb_init_range)
+
+    def reset_parameters(self) -> None:
+        """He et al. (2019)'s initialisation drawn afresh (global RNG): U(-0.01, 0.01), embeddings U(-0.1, 0.1)."""
+        _uniform_(self, *self._init_ranges)
 
     # -- the vocabulary travels with the weights ------------------------------------------------------------
 

@@ -10,7 +10,8 @@ unweighted distortion, rate and ELBO = -(D + R) are always reported (methods.md 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,17 @@ class Objective(nn.Module):
         self.beta = beta
         self.extra = nn.ModuleList([t for t, _ in terms or []])
         self.weights: list[Schedule] = [w for _, w in terms or []]
+        self._beta_override: float | None = None
+
+    @contextmanager
+    def fixed_beta(self, beta: float) -> Iterator[None]:
+        """Within the block, the regulariser's weight is ``beta`` whatever the schedule says (a training strategy
+        that pretrains as an autoencoder uses beta = 0: Li et al., EMNLP 2019); ``stats["beta"]`` reports it."""
+        previous, self._beta_override = self._beta_override, float(beta)
+        try:
+            yield
+        finally:
+            self._beta_override = previous
 
     def forward(self, model: nn.Module, x: Any, step: int, eps: Tensor | None = None) -> ObjectiveOutput:
         posterior = model.encode(x)
@@ -87,7 +99,7 @@ class Objective(nn.Module):
         distortion = -log_px_z.mean()
         rate = fp.rate_per_dim.sum(-1).mean()
         reg = self.regulariser(fp)
-        beta = self.beta(step)
+        beta = self.beta(step) if self._beta_override is None else self._beta_override
         loss = distortion + beta * reg
         stats: dict[str, Tensor] = {
             "distortion": distortion.detach(),

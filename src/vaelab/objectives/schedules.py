@@ -27,7 +27,9 @@ class ScheduleConfig:
     - ``sigmoid`` / ``cosine``: smooth ramps from ``start`` to ``value`` over T steps.
     - ``cyclical``: ``cycles`` cycles over ``total`` steps (default: the whole run); in each, a linear ramp
       0 -> ``value`` over a fraction ``ratio`` of the cycle, then flat (Fu et al., NAACL 2019; M = 4, R = 0.5).
-    T is ``warmup_steps``, or ``warmup_epochs`` times the steps per epoch.
+    T is ``warmup_steps``, or ``warmup_epochs`` times the steps per epoch. A ramp may wait: ``delay_steps`` or
+    ``delay_epochs`` hold ``start`` that long before the ramp begins (e.g. beta = 0 while an encoder is pretrained
+    as an autoencoder, then 0 -> 1: Li et al., EMNLP 2019).
     """
 
     type: Literal["constant", "linear", "sigmoid", "cosine", "cyclical"] = "constant"
@@ -38,6 +40,8 @@ class ScheduleConfig:
     cycles: int = 4
     ratio: float = 0.5
     total_steps: int | None = None
+    delay_steps: int | None = None
+    delay_epochs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,21 @@ class Constant:
 
 @dataclass(frozen=True)
 class Ramp:
-    """From ``start`` to ``end`` over ``duration`` steps with shape ``linear``, ``sigmoid`` or ``cosine``."""
+    """From ``start`` to ``end`` over ``duration`` steps with shape ``linear``, ``sigmoid`` or ``cosine``, after
+    holding ``start`` for ``delay`` steps."""
 
     start: float
     end: float
     duration: int
     shape: str = "linear"
+    delay: int = 0
 
     def __call__(self, step: int) -> float:
+        if step < self.delay:
+            return self.start
         if self.duration <= 0:
             return self.end
-        u = min(max(step / self.duration, 0.0), 1.0)
+        u = min(max((step - self.delay) / self.duration, 0.0), 1.0)
         if self.shape == "sigmoid":
             # logistic through (0, ~0) and (1, ~1), rescaled to hit the endpoints exactly.
             lo, hi = 1 / (1 + math.exp(6)), 1 / (1 + math.exp(-6))
@@ -103,6 +111,13 @@ def build_schedule(
     if isinstance(cfg, int | float):
         return Constant(float(cfg))
     SCHEDULES.get(cfg.type, key=f"{key}.type")
+    if cfg.delay_steps is not None and cfg.delay_epochs is not None:
+        raise ValueError(f"{key}: give delay_steps or delay_epochs, not both")
+    delay = cfg.delay_steps if cfg.delay_steps is not None else round((cfg.delay_epochs or 0.0) * steps_per_epoch)
+    if delay < 0:
+        raise ValueError(f"{key}: the delay must be >= 0, got {cfg.delay_steps or cfg.delay_epochs}")
+    if delay and cfg.type in ("constant", "cyclical"):
+        raise ValueError(f"{key}: delay_steps/delay_epochs apply to ramps (linear, sigmoid, cosine), not {cfg.type}")
     if cfg.type == "constant":
         return Constant(cfg.value)
     if cfg.type == "cyclical":
@@ -118,4 +133,4 @@ def build_schedule(
         duration = round(cfg.warmup_epochs * steps_per_epoch)
     else:
         raise ValueError(f"{key}: a {cfg.type} schedule needs warmup_steps or warmup_epochs")
-    return Ramp(cfg.start, cfg.value, duration, cfg.type)
+    return Ramp(cfg.start, cfg.value, duration, cfg.type, delay)

@@ -86,7 +86,8 @@ def add_study_parser(subparsers: Any) -> None:
         "collapse",
         help="which posterior-collapse remedy works on a data set, at what cost",
         description="Train a panel of collapse remedies under the same budget and seeds, measure each on the test "
-        "split (IW-NLL, KL, MI with its pool, AU, CU, probe accuracy, wall time and its ratio to the plain VAE) and "
+        "split (IW-NLL, KL, MI with its pool, AU, CU, a linear probe on z ~ q(z|x) where labels exist, wall time "
+        "and its ratio to the plain VAE) and "
         "write study.md, study.csv and report.html. Re-running the same command continues a killed study.",
     )
     c.add_argument(

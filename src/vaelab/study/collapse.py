@@ -2,8 +2,9 @@
 
 A study trains a panel of methods (:mod:`vaelab.study.methods`) from one base config under the same budget and
 seeds, measures each on the test split (IW-NLL with K samples, rate, MI pooled over the split, AU, the hole
-metrics' CU(0.03), a linear probe's accuracy where labels exist) and writes the comparison table in the layout of
-He et al. (ICLR 2019), Table 1, with the training wall time and its ratio to the plain VAE.
+metrics' CU(0.03), a linear probe's accuracy on z ~ q(z|x) where labels exist: labelled images, ``label_tab``
+text) and writes the comparison table in the layout of He et al. (ICLR 2019), Table 1, with the training wall
+time and its ratio to the plain VAE.
 
 Underneath it is a sweep (:mod:`vaelab.sweep`): one variant per method, one replica per seed, so a study is
 resumable (the same command continues a killed study), parallel (``--workers``) and Ray-capable
@@ -16,6 +17,11 @@ resumable (the same command continues a killed study), parallel (``--workers``) 
     DIR/study.csv       the comparison table, one row per method (mean and standard deviation over seeds)
     DIR/study.md        the same as Markdown
     DIR/report.html     the report (``vaelab report DIR``)
+
+What a point computes: its training (with the per-epoch validation of the base config), then the study's
+measurement of the test split, the only final evaluation (IW-NLL with K = ``--iw-samples``; the base config's
+``eval.iw_samples`` is not run), which also completes the point's summary.json. While it runs, the study prints
+each point's start, epoch lines, evaluation progress and result, prefixed by the point's folder name.
 
 Timing: wall times are training times (evaluation excluded). Runs that share the CPU slow each other down, so
 the time ratios are comparable only within a study run with one worker (the default), which is recorded.
@@ -168,6 +174,15 @@ class StudyRequest:
             raise ConfigError(str(e)) from None
 
 
+def study_extra_metrics(base: dict[str, Any], text: bool) -> list[str]:
+    """The extra metrics a study measures: the hole metrics; the linear probe for image data (it reports
+    ``probe_skipped`` where there are no labels) and for labelled text (``data.format: label_tab``); then whatever
+    the base config asks for in ``eval.extra_metrics`` (``--set eval.extra_metrics=[...]``), in order, no repeats."""
+    labelled = not text or base.get("data", {}).get("format") == "label_tab"
+    wanted = ["holes", *(["probe"] if labelled else []), *base.get("eval", {}).get("extra_metrics", [])]
+    return list(dict.fromkeys(wanted))
+
+
 def study_spec(req: StudyRequest) -> dict[str, Any]:
     """The sweep (as a mapping for :func:`vaelab.sweep.spec_from_dict`) that runs the study."""
     budget = req.validate()
@@ -175,7 +190,7 @@ def study_spec(req: StudyRequest) -> dict[str, Any]:
     cfg = from_dict(RunConfig, base)
     sets = req.method_sets()
     variants = [{"name": m, **method_overrides(m, cfg, budget, text), **sets.get(m, {})} for m in req.methods]
-    extras = ["holes"] if text else ["holes", "probe"]
+    extras = study_extra_metrics(base, text)
     name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
     return {
         "name": name,
@@ -234,9 +249,9 @@ def run_study(
         record["started"] = old.get("started", record["started"])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, json.dumps(record, indent=2) + "\n")
-    run_sweep(
-        spec, out, workers=workers, backend=backend, address=address, options=RunOptions(retry_failed=retry_failed)
-    )
+    # the study decides what it measures: no point runs its base config's own final evaluation (eval.iw_samples)
+    options = RunOptions(retry_failed=retry_failed, final_evaluation=False)
+    run_sweep(spec, out, workers=workers, backend=backend, address=address, options=options)
     write_results(out)
     return write_table(out)
 
@@ -255,6 +270,10 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("train_time", "train time (s)", 1),
 ]
 """(results.csv column, table header, decimals) of the comparison table; the ratio to the plain VAE's time follows."""
+
+ROW_STATS: list[str] = ["test_probe_mean_accuracy", "test_probe_majority"]
+"""results.csv columns averaged into the rows of study.csv like the table's columns, but not shown as columns (the
+majority-class rate is stated in the table's caption)."""
 
 
 def _stats(values: list[float]) -> tuple[float, float | None]:
@@ -283,7 +302,7 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
             "seeds_failed": sum(r["status"] == "failed" for r in mine),
             "errors": "; ".join(str(r.get("error")) for r in mine if r["status"] == "failed"),
         }
-        for col, _, _ in COLUMNS:
+        for col in [c for c, _, _ in COLUMNS] + ROW_STATS:
             vals = [float(r[col]) for r in done if isinstance(r.get(col), int | float)]
             if vals:
                 row[col], row[f"{col}_sd"] = _stats(vals)
@@ -346,6 +365,21 @@ def _fmt(row: dict[str, Any], col: str, decimals: int) -> str:
     return s if sd is None else f"{s} ± {sd:.{decimals}f}"
 
 
+def _probe_legend(table: list[dict[str, Any]]) -> str:
+    """The caption's sentence on the probe column, with the test split's majority-class rate when measured."""
+    legend = "probe = accuracy of a linear classifier on z drawn from q(z|x) (where labels exist"
+    if not any(r.get("test_probe_accuracy") is not None for r in table):
+        return legend + "; none here)"
+    rates = sorted({round(r["test_probe_majority"], 3) for r in table if r.get("test_probe_majority") is not None})
+    if not rates:  # measured before the probe sampled z: its only number was the posterior-mean probe
+        return "probe = accuracy of a linear classifier on E[z|x] (where labels exist; an older measurement)"
+    shown = f"{rates[0]:.3f}" if len(rates) == 1 else f"{rates[0]:.3f}-{rates[-1]:.3f}"
+    return (
+        f"{legend}; majority class of the test split: {shown}, where a collapsed model sits; study.csv also has "
+        "test_probe_mean_accuracy, the same probe on E[z|x], which reads variations the noise hides)"
+    )
+
+
 def table_markdown(table: list[dict[str, Any]], req: dict[str, Any]) -> str:
     """The comparison table as Markdown, with a caption stating the budget, K, the MI pool and the seeds."""
     k = next((r["iw_samples"] for r in table if r.get("iw_samples") is not None), req.get("iw_samples"))
@@ -369,7 +403,7 @@ def table_markdown(table: list[dict[str, Any]], req: dict[str, Any]) -> str:
         f"(mean ± standard deviation over seeds when more than one). Test split: IW-NLL with K = {k} (nats), "
         f"KL = rate (nats), MI pooled over the test split of {pool} examples{ln}, AU = active units of {d} "
         "(Var_x E[z|x] >= 0.01), CU(0.03) = units whose aggregate posterior is within 0.03 nats of the prior, "
-        "probe = linear classifier on E[z|x] (where labels exist), hole KL = KL(p(z) || q(z)). Train time: the "
+        f"{_probe_legend(table)}, hole KL = KL(p(z) || q(z)). Train time: the "
         f"training loop with its per-epoch validation, final test measurement excluded; {req.get('workers', 1)} "
         "run(s) at a time."
     )

@@ -5,7 +5,8 @@ gaps test - train of the IW-NLL, D and R. All in nats per example.
 
 Each split is written to ``eval_<split>.json`` in the point's run folder (never ``eval.json``, which
 ``vaelab evaluate`` owns); ``measurements.json`` holds the flat ``<split>_<metric>`` record plus the gaps and is
-written last, so its presence means the point is complete.
+written last, so its presence means the point is complete. When the trainer left its final evaluation to the
+measurement (a study point), the measured final split also completes summary.json.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
     trainer._load(ckpt, weights_only=True)
 
     record: dict[str, Any] = {"iw_samples": measure.iw_samples, "checkpoint": ckpt.stem}
+    measured: dict[str, dict[str, Any]] = {}
     for j, split in enumerate(measure.splits):
         t0 = time.perf_counter()
         result = trainer.evaluate(
@@ -108,18 +110,49 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
                 f"(split_seed={cfg.data.split_seed}); measure.train_subset={measure.train_subset}"
             )
         seconds = time.perf_counter() - t0
-        folder.write_json(
-            f"eval_{split}.json",
-            {"split": split, "checkpoint": ckpt.stem, "examples": rule, "seconds": seconds, **result},
-        )
+        measured[split] = {"split": split, "checkpoint": ckpt.stem, "examples": rule, "seconds": seconds, **result}
+        folder.write_json(f"eval_{split}.json", measured[split])
         for key, value in result.items():
             if key in SCALARS or (isinstance(value, int | float) and not isinstance(value, bool)):
                 record[f"{split}_{key}"] = value
         record[f"{split}_ln_n"] = math.log(len(eval_ds.split(split))) if len(eval_ds.split(split)) else None
         record[f"{split}_seconds"] = seconds
     record.update(generalisation_gaps(record))
+    complete_deferred_summary(folder, cfg.eval.final_split, measured)
     folder.write_json(MEASUREMENTS_FILE, record)
     return record
+
+
+def complete_deferred_summary(folder: RunFolder, final_split: str, measured: dict[str, dict[str, Any]]) -> None:
+    """Fill in a summary.json whose trainer left the final evaluation to this measurement (a study point:
+    ``"final_evaluation": "deferred"``, see :attr:`vaelab.training.trainer.Trainer.final_evaluation`).
+
+    It gets the measured metrics of ``final_split`` (else of the last measured split), with their ``iw_samples``,
+    ``eval_time`` and ``"final_evaluation": "eval_<split>.json"``: the run folder then holds one evaluation, and
+    summary.json says which. Summaries of runs that evaluated themselves are left alone.
+    """
+    from vaelab.training.runfolder import read_json_or_none
+    from vaelab.training.trainer import DEFERRED
+
+    summary = read_json_or_none(folder.summary)
+    if not summary or summary.get("final_evaluation") != DEFERRED or not measured:
+        return
+    split = final_split if final_split in measured else list(measured)[-1]
+    metrics = {k: v for k, v in measured[split].items() if k not in ("split", "examples", "seconds", "checkpoint")}
+    training = {k: v for k, v in summary.items() if k not in ("status", "stop_reason", "final_evaluation")}
+    folder.write_json(
+        "summary.json",
+        {
+            "status": summary["status"],
+            "stop_reason": summary.get("stop_reason"),
+            "split": split,
+            **metrics,
+            **training,
+            "eval_time": measured[split]["seconds"],
+            "checkpoint": measured[split]["checkpoint"],
+            "final_evaluation": f"eval_{split}.json",
+        },
+    )
 
 
 def generalisation_gaps(record: dict[str, Any]) -> dict[str, float]:

@@ -18,6 +18,9 @@ States of a point (:func:`point_state`): ``completed`` (measurements.json), ``fa
 Running a sweep again runs only points that are not completed (failed ones only with ``retry_failed``), resumes
 partial ones from their last checkpoint and measures trained ones, so a killed sweep continues where it stopped.
 A point's failure is recorded in its error.json and never stops the other points.
+
+While points run, the lines they write to their log.txt (start, epoch lines, evaluation progress) are shown on the
+sweep's own output, once each, prefixed by the point's folder name (:class:`LogFollower`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import multiprocessing
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -76,6 +80,9 @@ class RunOptions:
     retry_failed: bool = False
     ignore_locks: bool = False
     capture_output: bool = True
+    final_evaluation: bool = True
+    """False: the trainer skips its own final evaluation (``eval.iw_samples`` on ``eval.final_split``) and the
+    point's measurement, the only one, completes summary.json (a study: it decides what it measures)."""
 
 
 def points_dir(out: str | Path) -> Path:
@@ -285,17 +292,22 @@ def run_point(spec: SweepSpec, index: int, out: str | Path, options: RunOptions 
             from vaelab.training.trainer import Trainer
 
             cfg.train.progress = False
+            action = {"partial": "resume", "missing": "train"}.get(state, "measure")
+            params = ", ".join(f"{k}={v}" for k, v in point.params.items()) or "base config"
+            print(f"vaelab sweep: point {index} ({params}): {action}", file=sys.stderr)
             phase = "data"
             dataset = load_dataset(cfg.data)
+            result.action = action
             if state in ("partial", "missing"):
                 phase = "train"
-                result.action = "resume" if state == "partial" else "train"
-                print(f"vaelab sweep: point {index} ({' '.join(point.overrides)}): {result.action}", file=sys.stderr)
-                Trainer(cfg, folder, resume=state == "partial", dataset=dataset).fit()
-            else:
-                result.action = "measure"
+                trainer = Trainer(cfg, folder, resume=state == "partial", dataset=dataset)
+                trainer.final_evaluation = options.final_evaluation
+                trainer.fit()
             phase = "measure"
-            measure_run(folder, spec.measure, dataset=dataset)
+            m = spec.measure
+            iw = f"IW-NLL K={m.iw_samples}" if m.iw_samples else "no IW-NLL"
+            print(f"vaelab sweep: point {index}: measuring {', '.join(m.splits)} ({iw})", file=sys.stderr)
+            measure_run(folder, m, dataset=dataset)
         result.status = "completed"
     except Exception as e:
         result.status = "failed"
@@ -370,15 +382,112 @@ def default_workers() -> int:
 
 Log = Callable[[str], None]
 
+FOLLOW_EVERY_S = 1.0
+"""Seconds between two looks at the running points' log.txt files."""
 
-def _report(log: Log, done: int, total: int, r: PointResult) -> None:
+
+class LogFollower:
+    """Shows what the points write to their log.txt (the sweep's start line, the trainer's epoch lines, the
+    progress of long evaluations) on the sweep's own output while they run, each line once, prefixed by the
+    point's folder name: ``0002-anneal-seed1: epoch 3: train elbo ...``.
+
+    The lines are read back from the files, so log.txt stays what it was, and it works alike for points run in
+    this process, in worker processes and in Ray tasks (on the shared file system). A thread looks every
+    ``interval`` seconds; :meth:`finish` shows what is left of a finished point before the sweep reports it.
+    """
+
+    def __init__(self, folders: dict[int, Path], log: Log, interval: float = FOLLOW_EVERY_S) -> None:
+        self._log = log
+        self._interval = interval
+        self._files = {i: Path(f) / LOG_FILE for i, f in folders.items()}
+        self._names = {i: Path(f).name for i, f in folders.items()}
+        self._offsets = {i: _size(path) for i, path in self._files.items()}  # not again what earlier runs wrote
+        self._partial = {i: b"" for i in self._files}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LogFollower:
+        self._thread = threading.Thread(target=self._run, name="vaelab-sweep-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and show every line still unread (complete or not)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for i in list(self._files):
+            self.finish(i)
+
+    def poll(self) -> None:
+        with self._lock:
+            for i in list(self._files):
+                self._read(i)
+
+    def finish(self, index: int) -> None:
+        """Show the rest of point ``index``'s log (a last line without newline too) and stop following it."""
+        with self._lock:
+            if index not in self._files:
+                return
+            self._read(index)
+            rest = self._partial.pop(index)
+            if rest.strip():
+                self._show(index, rest)
+            del self._files[index]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll()
+
+    def _read(self, i: int) -> None:
+        path = self._files[i]
+        size = _size(path)
+        if size < self._offsets[i]:  # replaced by a shorter file: read it from the start
+            self._offsets[i], self._partial[i] = 0, b""
+        if size == self._offsets[i]:
+            return
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._offsets[i])
+                data = f.read(size - self._offsets[i])
+        except OSError:
+            return
+        self._offsets[i] += len(data)
+        *lines, self._partial[i] = (self._partial[i] + data).split(b"\n")
+        for line in lines:
+            self._show(i, line)
+
+    def _show(self, i: int, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace").rstrip("\r")
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken output must not stop the sweep
+            self._log(f"{self._names[i]}: {text}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _report(log: Log, done: int, total: int, r: PointResult, follower: LogFollower | None = None) -> None:
+    if follower is not None:
+        follower.finish(r.index)  # the point's last lines come before its result
     extra = f" ({r.action}, {r.seconds:.1f} s)" if r.action != "none" else ""
     err = f": {r.error}" if r.error else ""
-    log(f"[{done}/{total}] point {r.index:04d} {r.status}{extra}{err}")
+    name = Path(r.folder).name if r.folder else f"{r.index:04d}"
+    log(f"[{done}/{total}] point {name} {r.status}{extra}{err}")
 
 
 def run_local(
-    spec: SweepSpec, indices: list[int], out: Path, workers: int, options: RunOptions, log: Log
+    spec: SweepSpec,
+    indices: list[int],
+    out: Path,
+    workers: int,
+    options: RunOptions,
+    log: Log,
+    follower: LogFollower | None = None,
 ) -> list[PointResult]:
     """Run points in ``workers`` worker processes (one torch thread each); ``workers`` = 1 runs them
     one after the other in this process (with this process's thread settings)."""
@@ -386,7 +495,7 @@ def run_local(
     if workers <= 1 or len(indices) <= 1:
         for i in indices:
             results.append(run_point(spec, i, out, options))
-            _report(log, len(results), len(indices), results[-1])
+            _report(log, len(results), len(indices), results[-1], follower)
         return results
     ctx = _worker_context()
     with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=ctx) as pool:
@@ -402,8 +511,9 @@ def run_local(
                     raise
                 except Exception as e:  # a failure outside run_point's own handling (e.g. pickling)
                     res = PointResult(i, "not_run", error=f"{type(e).__name__}: {e}")
+                res.folder = res.folder or str(point_dir(out, spec.point(i)))
                 results.append(res)
-                _report(log, len(results), len(indices), res)
+                _report(log, len(results), len(indices), res, follower)
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -419,6 +529,7 @@ def run_ray(
     options: RunOptions,
     log: Log,
     address: str | None = None,
+    follower: LogFollower | None = None,
 ) -> list[PointResult]:
     """Run points as Ray tasks of one CPU each, on the cluster at ``address`` or on a local Ray instance with
     ``workers`` CPUs started (and stopped) here. Every node needs this Python environment and ``out`` on a
@@ -450,8 +561,9 @@ def run_ray(
                     if isinstance(cause, SweepError):
                         raise cause from None
                     res = PointResult(refs[ref], "not_run", error=f"{type(e).__name__}: {e}")
+                res.folder = res.folder or str(point_dir(out, spec.point(refs[ref])))
                 results.append(res)
-                _report(log, len(results), len(indices), res)
+                _report(log, len(results), len(indices), res, follower)
         return results
     finally:
         if started:
@@ -476,9 +588,14 @@ def run_sweep(
 
     Points already completed are skipped without starting a worker; failed ones too unless
     ``options.retry_failed``. Returns one :class:`PointResult` per requested point, in index order.
+
+    ``log`` (default: a line on the stderr of the moment of the call) gets the sweep's progress: a line per
+    finished point and, with ``options.capture_output``, the lines the running points write to their log.txt
+    (:class:`LogFollower`). It is called from a helper thread too, and while a point runs in this process
+    ``sys.stderr`` is that point's log.txt, so it must write to a stream chosen beforehand.
     """
     options = options or RunOptions()
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = _serialised(log or _line_writer(sys.stderr))
     if backend not in BACKENDS:
         raise SweepError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
     out = prepare_out(spec, out)
@@ -500,10 +617,38 @@ def run_sweep(
     hint = " (skipped; --retry-failed runs them again)" if counts["failed"] and not options.retry_failed else ""
     log(f"sweep {spec.name}: {len(wanted)} of {len(spec)} points requested: {summary}{hint}; running {len(todo)}")
     workers = workers or default_workers()
-    if not todo:
-        ran: list[PointResult] = []
-    elif backend == "ray":
-        ran = run_ray(spec, todo, out, workers, options, log, address=address)
-    else:
-        ran = run_local(spec, todo, out, workers, options, log)
+    follower = None
+    if todo and options.capture_output:
+        follower = LogFollower({i: point_dir(out, spec.point(i)) for i in todo}, log).start()
+    try:
+        if not todo:
+            ran: list[PointResult] = []
+        elif backend == "ray":
+            ran = run_ray(spec, todo, out, workers, options, log, address=address, follower=follower)
+        else:
+            ran = run_local(spec, todo, out, workers, options, log, follower=follower)
+    finally:
+        if follower is not None:
+            follower.stop()
     return sorted(skipped + ran, key=lambda r: r.index)
+
+
+def _line_writer(stream: Any) -> Log:
+    """A log function writing whole lines to ``stream`` (fixed now, whatever ``sys.stderr`` is later)."""
+
+    def write(msg: str) -> None:
+        stream.write(msg + "\n")
+        stream.flush()
+
+    return write
+
+
+def _serialised(log: Log) -> Log:
+    """``log`` called by one thread at a time (the sweep's own lines and the points' followed lines)."""
+    lock = threading.Lock()
+
+    def locked(msg: str) -> None:
+        with lock:
+            log(msg)
+
+    return locked

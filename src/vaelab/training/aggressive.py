@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 from torch import nn
 
+from vaelab.models.base import batch_size
+from vaelab.training.distributed import all_reduce_sum
 from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, gradient_step
 
 
@@ -45,8 +47,11 @@ class AggressiveStrategy(Strategy):
     ``rule`` (``first_decrease`` | ``patience``), ``patience`` (5), ``check_every_steps`` (None: the rule runs
     once per epoch on the validation MI, as in the paper; N: every N outer steps on an encoder-only validation MI),
     ``max_aggressive_steps`` (None: no cap), ``min_aggressive_steps`` (None: the rule may fire at the first
-    check), ``encoder_lr`` / ``decoder_lr`` (default ``train.lr``; the trainer builds one optimiser per
-    parameter group).
+    check), ``monitor_every_steps`` (N: measure and log the validation MI every N outer steps while aggressive,
+    without acting on it), ``clip_scope`` (``stepped``: clip the norm of the stepped parameters' gradient;
+    ``model``: clip by the norm of the whole model's gradient as He et al.'s code does, so a large decoder gradient
+    scales an encoder step down, at the cost of the decoder's weight gradients). The trainer builds one optimiser
+    per parameter group (encoder, decoder), both from ``train``.
     """
 
     name = "aggressive"
@@ -60,6 +65,8 @@ class AggressiveStrategy(Strategy):
         check_every_steps: int | None = None,
         max_aggressive_steps: int | None = None,
         min_aggressive_steps: int | None = None,
+        monitor_every_steps: int | None = None,
+        clip_scope: Literal["stepped", "model"] = "stepped",
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -70,9 +77,15 @@ class AggressiveStrategy(Strategy):
             ("check_every_steps", check_every_steps),
             ("max_aggressive_steps", max_aggressive_steps),
             ("min_aggressive_steps", min_aggressive_steps),
+            ("monitor_every_steps", monitor_every_steps),
         ):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
+        if clip_scope not in ("stepped", "model"):
+            raise ValueError(
+                f"train.strategy_options.clip_scope: {clip_scope!r} is not a valid choice; "
+                "valid choices: stepped, model"
+            )
         if rule not in ("first_decrease", "patience"):
             raise ValueError(
                 f"train.strategy_options.rule: {rule!r} is not a valid choice; valid choices: first_decrease, patience"
@@ -89,6 +102,8 @@ class AggressiveStrategy(Strategy):
                 f"max_aggressive_steps={max_aggressive_steps}"
             )
         self.min_aggressive_steps = min_aggressive_steps
+        self.monitor_every_steps = monitor_every_steps
+        self.clip_scope = clip_scope
         self.aggressive = True
         self.stopped_epoch: int | None = None
         self.stopped_step: int | None = None
@@ -105,21 +120,33 @@ class AggressiveStrategy(Strategy):
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"encoder": model.encoder_parameters(), "decoder": model.decoder_parameters()}
 
+    def _clip_names(self, stepped: list[str]) -> list[str]:
+        return ["encoder", "decoder"] if self.clip_scope == "model" else stepped
+
     def inner_loop(self, ctx: StepContext, x: Any, step: int) -> int:
-        """Encoder-only steps until the windowed loss stops decreasing; returns the number of steps taken."""
-        losses: list[float] = []
+        """Encoder-only steps until the windowed loss stops decreasing; returns the number of steps taken.
+
+        The window's loss is its summed loss divided by its data units (predicted tokens for text, examples
+        otherwise), summed over processes so that every process takes the same decision: text batches differ in
+        length, and a per-sentence mean would compare windows of long and short sentences rather than the
+        encoder's progress (He et al. compare per-word losses)."""
+        loss_sum = units = 0.0
         prev_window: float | None = None
         batch = x
         for i in range(self.max_inner_steps):
             if i > 0:
                 batch = ctx.random_batch()
-            out = gradient_step(ctx, batch, step, ["encoder"], sub=i)
-            losses.append(float(out.stats["loss"]))
+            out = gradient_step(ctx, batch, step, ["encoder"], sub=i, clip_names=self._clip_names(["encoder"]))
+            n = batch_size(batch)
+            loss_sum += float(out.stats["loss"]) * n
+            units += float(getattr(batch, "num_tokens", n))
             if (i + 1) % self.window == 0:
-                cur = sum(losses[-self.window :]) / self.window
+                totals = all_reduce_sum({"loss": loss_sum, "units": units}, ctx.dist)
+                cur = totals["loss"] / max(totals["units"], 1.0)
                 if prev_window is not None and cur >= prev_window:
                     return i + 1
                 prev_window = cur
+                loss_sum = units = 0.0
         return self.max_inner_steps
 
     def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
@@ -128,7 +155,7 @@ class AggressiveStrategy(Strategy):
             inner = 0
         else:
             inner = self.inner_loop(ctx, x, step)
-            out = gradient_step(ctx, x, step, ["decoder"])
+            out = gradient_step(ctx, x, step, ["decoder"], clip_names=self._clip_names(["decoder"]))
             self.aggressive_steps += 1
         self._epoch_outer += 1
         self._epoch_inner += inner
@@ -136,10 +163,12 @@ class AggressiveStrategy(Strategy):
         self._total_evals += inner + 1
         stats = {k: float(v) for k, v in out.stats.items()}
         stats["inner_steps"] = float(inner)
-        if self.aggressive and self.check_every_steps and (step + 1) % self.check_every_steps == 0:
+        every = self.check_every_steps or self.monitor_every_steps
+        if self.aggressive and every and (step + 1) % every == 0:
             m = ctx.valid_mi()
             self.mi_checks.append({"step": step + 1, "mi": float(m["mi"]), "au": float(m["au"])})
-            self._apply_rule(float(m["mi"]))
+            if self.check_every_steps:
+                self._apply_rule(float(m["mi"]))
             self.say(
                 f"step {step + 1}: validation MI {m['mi']:.3f} (pool {int(m['mi_pool'])}), AU {int(m['au'])}"
                 + ("" if self.aggressive else f" -> aggressive training off ({self.rule} rule)")
@@ -193,7 +222,7 @@ class AggressiveStrategy(Strategy):
             "inner_steps_per_step": per_step,
             "grad_evals_per_step": self._total_evals / self._total_outer if self._total_outer else 0.0,
         }
-        if self.check_every_steps:
+        if self.check_every_steps or self.monitor_every_steps:
             fields["mi_checks"], self.mi_checks = self.mi_checks, []
         self._epoch_inner = self._epoch_outer = 0
         return fields

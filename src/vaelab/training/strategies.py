@@ -95,6 +95,17 @@ class Strategy:
         """Extra fields for the epoch's metrics record."""
         return {}
 
+    def counts_plateaus(self) -> bool:
+        """Whether the last validation may count towards a plateau (LR decay, early stopping); False while the
+        model is in a phase that is not the one being selected (autoencoder pretraining)."""
+        return True
+
+    def restart_selection(self) -> bool:
+        """True once, at the first validation of a phase whose models are not comparable with the previous
+        phase's (after autoencoder pretraining): the trainer then forgets its best model and plateau counters
+        before it looks at this validation."""
+        return False
+
     def pop_messages(self) -> list[str]:
         """Lines for the run's log since the last call (e.g. "aggressive training switched off at step 75")."""
         messages, self._messages = self._messages, []
@@ -119,25 +130,46 @@ FREEZE_OTHERS = True
 test that the two give the same update switches it off)."""
 
 
-def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str], *, sub: int = 0) -> ObjectiveOutput:
+def _group_params(ctx: StepContext, names: list[str]) -> list[nn.Parameter]:
+    return [p for n in names for g in ctx.optimizers[n].param_groups for p in g["params"]]
+
+
+def gradient_step(
+    ctx: StepContext,
+    x: Any,
+    step: int,
+    optimizer_names: list[str],
+    *,
+    sub: int = 0,
+    clip_names: list[str] | None = None,
+) -> ObjectiveOutput:
     """One loss evaluation, backward, cross-process gradient averaging, clipping, and a step of the named
     optimisers (only their parameters are averaged, clipped and stepped). ``sub`` numbers extra batches within one
     outer step (see :class:`StepContext`).
+
+    ``clip_names`` (default: ``optimizer_names``) names the optimisers whose parameters' gradients enter the
+    clipping norm: naming all of them clips by the norm of the whole model's gradient while stepping only some
+    (He et al.'s aggressive code: a large decoder gradient scales the encoder's step down), at the price of
+    computing the gradients of parameters that are not stepped.
 
     The parameters of the other optimisers are frozen (``requires_grad=False``) for the step, so autograd neither
     computes their gradients nor, when nothing upstream needs it, records their part of the graph: an encoder-only
     step of aggressive training skips the decoder's weight gradients, a decoder-only step the encoder's backward.
     The stepped parameters' gradients, hence the update, are the same as with every gradient computed."""
     opts = [ctx.optimizers[n] for n in optimizer_names]
-    params = [p for o in opts for g in o.param_groups for p in g["params"]]
-    stepped = {id(p) for p in params}
+    clip_names = list(optimizer_names) if clip_names is None else list(clip_names)
+    unknown = sorted(set(optimizer_names) - set(clip_names))
+    if unknown:
+        raise ValueError(f"clip_names must include the stepped optimisers; missing {unknown}")
+    clipped = _group_params(ctx, clip_names)
+    needed = {id(p) for p in clipped}
     frozen = [
         p
         for name, o in ctx.optimizers.items()
-        if FREEZE_OTHERS and name not in optimizer_names
+        if FREEZE_OTHERS and name not in clip_names
         for g in o.param_groups
         for p in g["params"]
-        if p.requires_grad and id(p) not in stepped
+        if p.requires_grad and id(p) not in needed
     ]
     for o in ctx.optimizers.values():
         o.zero_grad(set_to_none=True)
@@ -151,9 +183,9 @@ def gradient_step(ctx: StepContext, x: Any, step: int, optimizer_names: list[str
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    average_gradients(params, ctx.dist)
+    average_gradients(clipped, ctx.dist)
     if ctx.grad_clip is not None:
-        nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+        nn.utils.clip_grad_norm_(clipped, ctx.grad_clip)
     for o in opts:
         o.step()
     return out
@@ -172,3 +204,4 @@ class JointStrategy(Strategy):
 
 # Strategies defined in their own modules register themselves on import.
 from vaelab.training import aggressive as _aggressive  # noqa: E402, F401
+from vaelab.training import pretrain as _pretrain  # noqa: E402, F401

@@ -316,13 +316,20 @@ class Trainer:
         loader = self._eval_loader(split)
         mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
         local: list[tuple[int, EvalCollection]] = []
-        with torch.random.fork_rng(devices=[]):
-            for b, batch in enumerate(loader.epoch(0)):
-                if b not in mine:
-                    continue
-                torch.manual_seed(mix_seed(self.cfg.seed, 29, seed_offset, b))
-                batch.x = batch.x.to(self.device)
-                local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
+        progress = self._eval_progress(split, iw_samples) if iw_samples > 0 and self.dist.is_main else None
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for b, batch in enumerate(loader.epoch(0)):
+                    if b not in mine:
+                        continue
+                    torch.manual_seed(mix_seed(self.cfg.seed, 29, seed_offset, b))
+                    batch.x = batch.x.to(self.device)
+                    local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
+                    if progress is not None:  # the other processes score batches of about the same size meanwhile
+                        progress.update(batch_size(batch.x) * self.dist.world_size)
+        finally:
+            if progress is not None:
+                progress.close()
         parts = sorted(
             (p for rank_parts in all_gather_objects(local, self.dist) for p in rank_parts), key=lambda p: p[0]
         )
@@ -332,6 +339,16 @@ class Trainer:
         if extras and ev.extra_metrics:
             result.update(self._extra_metrics(split, col, result, seed_offset))
         return result
+
+    def _eval_progress(self, split: str, iw_samples: int) -> Any:
+        """Progress of an IW-NLL evaluation of ``split`` (minutes on a CPU for K = 100 and more): a bar on a
+        terminal, else a line with the time left at most every 30 s (in a sweep point: its log.txt, shown by the
+        sweep prefixed by the point's name)."""
+        from vaelab.progress import EvalProgress
+
+        unit = "sentences" if hasattr(self.dataset, "vocab") else "examples"
+        total = len(self.dataset.split(split))
+        return EvalProgress(total, label=f"IW-NLL K={iw_samples} on {split}", unit=unit)
 
     def _extra_metrics(self, split: str, col: EvalCollection, base: dict[str, Any], seed_offset: int) -> dict[str, Any]:
         ev = self.cfg.eval
@@ -542,10 +559,12 @@ class Trainer:
         st["batch_in_epoch"] = 0
         st["epoch_sums"] = {}
         reason = None
+        if self.strategy.restart_selection():  # a new phase: its models are compared among themselves only
+            st["best_val"], st["best_epoch"], st["bad_epochs"] = math.inf, -1, 0
         if val_loss < st["best_val"] - 1e-6:
             st["best_val"], st["best_epoch"], st["bad_epochs"] = val_loss, epoch + 1, 0
             self._save(self.folder.best)
-        else:
+        elif self.strategy.counts_plateaus():
             st["bad_epochs"] += 1
             reason = self._plateau()
         if cfg.train.max_steps and st["step"] >= cfg.train.max_steps:
@@ -575,9 +594,29 @@ class Trainer:
             return f"early stopping (no improvement for {cfg.early_stopping_patience} epochs)"
         return None
 
+    final_evaluation: bool = True
+    """Whether :meth:`_finish` evaluates the best model on ``eval.final_split`` (IW-NLL with ``eval.iw_samples``,
+    the extra metrics) into summary.json. A study point sets it to False: its measurement
+    (:mod:`vaelab.sweep.measure`) is the run's only evaluation and completes summary.json afterwards; until then
+    summary.json holds the training facts and ``"final_evaluation": "deferred"``."""
+
     def _finish(self, stop_reason: str) -> dict[str, Any]:
         cfg, st = self.cfg, self.state
         barrier(self.dist)
+        if not self.final_evaluation:
+            summary = {
+                "status": "completed",
+                "stop_reason": stop_reason,
+                "final_evaluation": DEFERRED,
+                "best_epoch": st["best_epoch"],
+                "epochs": st["epoch"],
+                "steps": st["step"],
+                "train_time": st["elapsed"],
+                "world_size": self.dist.world_size,
+            }
+            if self.dist.is_main:
+                self.folder.write_json("summary.json", summary)
+            return summary
         if self.folder.best.exists():
             self._load(self.folder.best, weights_only=True)
         split = cfg.eval.final_split
@@ -599,6 +638,9 @@ class Trainer:
             self.folder.write_json("summary.json", summary)
         return summary
 
+
+DEFERRED = "deferred"
+"""summary.json's ``final_evaluation`` when the trainer left the evaluation to the sweep's measurement."""
 
 _interrupted = {"flag": False}
 
