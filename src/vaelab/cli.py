@@ -32,10 +32,12 @@ def _out_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.config import load_config
+    from vaelab.training.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     out = _out_dir(args, cfg)
+    check_unlocked(out)  # a live writer is named at once (the trainer takes the lock itself)
     trainer = Trainer(cfg, out)
     summary = trainer.fit()
     if trainer.dist.is_main:
@@ -47,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.config import load_saved_config
     from vaelab.training.runfolder import RunFolder
+    from vaelab.training.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     folder = RunFolder(args.dir)
@@ -57,6 +60,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
         )
     cfg = load_saved_config(folder.config)
+    check_unlocked(folder.root)
     trainer = Trainer(cfg, folder.root, resume=True)
     if trainer.state["done"] and folder.summary.is_file():
         print(f"{folder.root} already finished; see {folder.summary}")

@@ -45,6 +45,7 @@ from vaelab.config import read_yaml
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
 from vaelab.training.checkpoint import atomic_write_text
+from vaelab.training.runlock import acquire_lock, release_lock
 
 POINT_FILE = "point.json"
 ERROR_FILE = "error.json"
@@ -211,52 +212,16 @@ def _write_point_record(path: Path, record: dict[str, Any]) -> None:
 # locks: one process per point
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _acquire(folder: Path, ignore: bool) -> bool:
-    """Create the point's lock file; a lock left by a dead process on this host is taken over."""
-    path = folder / LOCK_FILE
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text() or "{}")
-                age = time.time() - path.stat().st_mtime
-            except (OSError, ValueError):
-                held, age = {}, 0.0
-            # an empty lock is being written by its owner right now, unless it is old
-            dead = held.get("host") == me["host"] and not _pid_alive(int(held.get("pid", -1)))
-            stale = dead if held else age > 60.0
-            if not (stale or ignore):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return True
-    return False
+    """Create the point's lock file; a lock left by a dead process on this host is taken over
+    (:func:`vaelab.training.runlock.acquire_lock`)."""
+    return acquire_lock(folder / LOCK_FILE, ignore=ignore)
 
 
 def _release(folder: Path) -> None:
     """Remove the point's lock if this process still holds it. A lock that another process has taken over
     since (after ``--ignore-locks``, or because this one was taken for dead) is left alone."""
-    path = folder / LOCK_FILE
-    try:
-        held = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return
-    if held.get("host") == socket.gethostname() and int(held.get("pid", -1)) == os.getpid():
-        path.unlink(missing_ok=True)
+    release_lock(folder / LOCK_FILE)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -302,6 +267,7 @@ def run_point(spec: SweepSpec, index: int, out: str | Path, options: RunOptions 
                 phase = "train"
                 trainer = Trainer(cfg, folder, resume=state == "partial", dataset=dataset)
                 trainer.final_evaluation = options.final_evaluation
+                trainer.ignore_lock = options.ignore_locks  # the run folder's lock, like the point's
                 trainer.fit()
             phase = "measure"
             m = spec.measure

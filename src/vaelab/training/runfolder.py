@@ -127,6 +127,40 @@ class RunFolder:
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
+    def holds_run(self) -> str | None:
+        """Why this folder is another run's (one line, saying how to continue it or to choose another --out),
+        which a new run must not overwrite; None when a new run may start here.
+
+        A new run may start in a folder that is missing or empty, or that holds only what a start which crashed
+        or failed before its first checkpoint left: config.yaml, steps.jsonl, tensorboard/, an empty checkpoints/,
+        a summary.json with ``"status": "failed"`` (and the metrics.jsonl of that failed attempt), a stale
+        run.lock, files that are not a run's. The new run replaces those files. Anything else is a run: a
+        checkpoint (it can be resumed), a summary.json that does not say failed (a finished run), or metrics.jsonl
+        records without a failed summary (a run whose checkpoints are gone).
+        """
+        root = self.root
+        for ckpt in (self.last, self.best):
+            if ckpt.exists():
+                return (
+                    f"{root} already holds a run ({ckpt.relative_to(root)}); continue it with `vaelab resume {root}` "
+                    "or choose another --out"
+                )
+        if self.summary.exists():
+            summary = read_json_or_none(self.summary)
+            status = summary.get("status") if summary else None
+            if status == "failed":
+                return None
+            return (
+                f"{root} already holds a finished run (summary.json, status {status or 'unreadable'}); choose "
+                "another --out"
+            )
+        if self.metrics.exists() and self.metrics.stat().st_size > 0:
+            return (
+                f"{root} already holds a run (metrics.jsonl) whose checkpoints are gone, so it cannot be resumed; "
+                "choose another --out"
+            )
+        return None
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
         self._append(self.metrics, record, sync=True)

@@ -35,7 +35,7 @@ from vaelab.metrics.extras import EXTRA_METRICS, MetricContext, run_extra_metric
 from vaelab.metrics.units import active_units
 from vaelab.models import VAE, batch_size, build_model
 from vaelab.objectives import NonFiniteLossError, build_objective
-from vaelab.training.checkpoint import load_checkpoint, save_checkpoint
+from vaelab.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vaelab.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -46,6 +46,7 @@ from vaelab.training.distributed import (
     init_distributed,
 )
 from vaelab.training.runfolder import RunFolder, provenance
+from vaelab.training.runlock import RunLock
 from vaelab.training.strategies import STRATEGIES, StepContext
 from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
@@ -163,11 +164,8 @@ class Trainer:
         self._random_batches = 0
         if resume:
             self._load(self.folder.last)
-        elif self.folder.last.exists() and not _evaluation_only:
-            raise FileExistsError(
-                f"{self.folder.root} already holds a run (checkpoints/last.pt); use `vaelab resume {self.folder.root}` "
-                "or choose another --out"
-            )
+        elif not _evaluation_only and (reason := self.folder.holds_run()):
+            raise FileExistsError(reason)  # never overwrite another run (RunFolder.holds_run says what may be)
 
     # ----------------------------------------------------------------------------------------------------------
     # randomness shared by all processes
@@ -265,12 +263,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy": self.strategy.state_dict(),
             "trainer": dict(self.state),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_state(),  # tensors and plain data: checkpoints load with weights_only=True
         }
 
     def _save(self, path: Path) -> None:
@@ -286,11 +279,7 @@ class Trainer:
             o.load_state_dict(ckpt["optimizers"][k])
         self.strategy.load_state_dict(ckpt["strategy"])
         self.state.update(ckpt["trainer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        random.setstate(ckpt["rng"]["python"])
-        if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        set_rng_state(ckpt["rng"])
 
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
@@ -385,8 +374,34 @@ class Trainer:
         for message in self.strategy.pop_messages():
             self._log(message)
 
+    ignore_lock: bool = False
+    """Take the run folder's lock even from a live holder (a sweep run with ``--ignore-locks``)."""
+
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or early stop), evaluate the best model on the final split, write summary.json."""
+        """Train to the end (or early stop), evaluate the best model on the final split, write summary.json.
+
+        Holds the run folder's lock (``DIR/run.lock``, rank 0 only) throughout: a second writer is refused with
+        :class:`~vaelab.training.runlock.RunFolderLocked` naming the holder."""
+        lock = RunLock(self.folder.root, ignore=self.ignore_lock)
+        refusal: FileExistsError | None = None
+        if self.dist.is_main:
+            try:
+                lock.acquire()
+                fresh = self.state["step"] == 0 and self.state["batch_in_epoch"] == 0
+                if fresh and (reason := self.folder.holds_run()):  # again, now that no one else can write here
+                    raise FileExistsError(reason)
+            except FileExistsError as e:
+                refusal = e
+        refusal = broadcast_object(refusal, self.dist)
+        try:
+            if refusal is not None:
+                raise refusal
+            return self._fit_in_folder()
+        finally:
+            lock.release()
+
+    def _fit_in_folder(self) -> dict[str, Any]:
+        """``fit`` once the run folder is this process's: set it up, train, close the TensorBoard writer."""
         cfg, st = self.cfg, self.state
         if self.dist.is_main:
             self.folder.create()
