@@ -181,3 +181,33 @@ def test_bn_head_bound_holds_at_text_initialisation_scale():
     with torch.no_grad():
         mu, logvar = loose((mu_raw, torch.zeros(32, d)))
     assert float(_kl(mu, logvar).sum(-1).mean()) < 0.05 * head.rate_bound()
+
+
+def test_refresh_batch_norm_gives_the_current_encoders_statistics():
+    """Precise BN: after the raw means moved (scale x10, offset +5), evaluation statistics recomputed over the
+    batches equal the average batch mean and unbiased variance, whatever the running estimates said before."""
+    from vaelab.models.posterior_heads import refresh_batch_norm
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = BatchNormHead(Fixed(3), gamma=0.7)
+
+    model = Model()
+    batches = [_raw(16, 3, 1.0, s) for s in range(4)]
+    with torch.no_grad():
+        for b in batches:  # training with momentum 0.1 leaves lagging running estimates
+            model.encoder((b[0], b[1]))
+    moved = [(b[0] * 10 + 5, b[1]) for b in batches]
+    model.eval()
+    assert refresh_batch_norm(model, moved) is True
+    assert not model.training and not model.encoder.norm.training  # modes restored
+    assert model.encoder.norm.momentum == 0.1
+    means = torch.stack([m.mean(0) for m, _ in moved]).mean(0)
+    variances = torch.stack([m.var(0, unbiased=True) for m, _ in moved]).mean(0)
+    assert torch.allclose(model.encoder.norm.running_mean, means, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(model.encoder.norm.running_var, variances, rtol=1e-5)
+    # evaluation now gives about the training-mode rate: mean_i mu'^2 ~ gamma^2 per dimension
+    mu, _ = model.encoder((torch.cat([m for m, _ in moved]), torch.zeros(64, 3)))
+    assert float((mu**2).mean()) == pytest.approx(0.49, rel=0.15)
+    assert refresh_batch_norm(torch.nn.Linear(2, 2), []) is False

@@ -22,6 +22,14 @@ that DG-VAE (Zhang et al., NeurIPS 2022) compares with; methods.md section 1.
   batches sorted by length let the encoder carry information *between* batches (e.g. sentence length), which the
   per-batch normalisation removes in training and the running statistics amplify in evaluation, so the model is
   trained on one posterior and evaluated on another; train BN-VAE on text with ``data.bucketing: none``.
+
+  Evaluation statistics: BatchNorm's running estimates (momentum 0.1) lag an encoder that moves fast, and
+  BatchNorm makes it move fast (the normalised output is invariant to the scale and offset of the raw means, so
+  nothing holds them in place). Measured on PTB after 300 SGD steps: the validation set's raw means sat 3.7 running
+  standard deviations from the running mean, and the evaluation-mode rate was 152 nats against 8.2 in training.
+  :func:`refresh_batch_norm` therefore recomputes the statistics for the current encoder ("precise BN") before
+  every evaluation: the average of the batch means and variances over a fixed set of training batches, so that an
+  evaluated posterior is the one the model is trained on.
 - ``delta`` (:class:`DeltaHead`): delta-VAE (Razavi, van den Oord, Poole & Vinyals, ICLR 2019) for the standard
   normal prior. Per dimension KL_d = (mu^2 + f(s)) / 2 with s = sigma^2 and f(s) = s - ln s - 1 >= 0. The variance is
   confined to [s_l, s_u], the two roots of ln s - s + 2 delta + 1 = 0 (i.e. f(s) = 2 delta), where f(s) <= 2 delta,
@@ -36,6 +44,7 @@ that DG-VAE (Zhang et al., NeurIPS 2022) compares with; methods.md section 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -97,6 +106,37 @@ class BatchNormHead(PosteriorHead):
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}"
+
+
+def refresh_batch_norm(model: nn.Module, batches: Iterable[Any]) -> bool:
+    """Recompute the running statistics of every :class:`BatchNormHead` in ``model`` for its current encoder: the
+    cumulative average of the batch means and (unbiased) variances over ``batches`` (inputs of the encoder, e.g.
+    training batches in training order). Touches nothing else (no RNG, no gradients; the inner encoders run in
+    evaluation mode). Returns whether the model had such a head. Deterministic in the batches, so a saved model
+    and a resumed run get the same statistics."""
+    heads = [m for m in model.modules() if isinstance(m, BatchNormHead)]
+    if not heads:
+        return False
+    modes = [(m, m.training) for m in model.modules()]
+    momenta = [h.norm.momentum for h in heads]
+    try:
+        model.eval()
+        for h in heads:
+            h.norm.reset_running_stats()
+            h.norm.momentum = None  # cumulative moving average: every batch weighs the same
+            h.norm.train()
+        with torch.no_grad():
+            for x in batches:
+                for h in heads:
+                    mu, _ = h.inner(x)
+                    if mu.shape[0] >= 2:
+                        h.norm(mu)
+    finally:
+        for h, momentum in zip(heads, momenta, strict=True):
+            h.norm.momentum = momentum
+        for m, training in modes:
+            m.training = training
+    return True
 
 
 def delta_variance_bounds(delta: float, tol: float = 1e-15) -> tuple[float, float]:
@@ -179,4 +219,5 @@ __all__ = [
     "PosteriorHead",
     "apply_posterior_head",
     "delta_variance_bounds",
+    "refresh_batch_norm",
 ]

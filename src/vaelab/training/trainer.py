@@ -12,6 +12,7 @@ in a forked RNG. So a resumed run replays the uninterrupted one exactly on CPU, 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import signal
@@ -34,6 +35,7 @@ from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_info
 from vaelab.metrics.extras import EXTRA_METRICS, MetricContext, run_extra_metrics
 from vaelab.metrics.units import active_units
 from vaelab.models import VAE, batch_size, build_model
+from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.objectives import NonFiniteLossError, build_objective
 from vaelab.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vaelab.training.distributed import (
@@ -49,6 +51,9 @@ from vaelab.training.runfolder import RunFolder, provenance
 from vaelab.training.runlock import RunLock
 from vaelab.training.strategies import STRATEGIES, StepContext
 from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
+
+BN_REFRESH_BATCHES = 100
+"""Training batches over which BN-VAE's evaluation statistics are recomputed before each evaluation."""
 
 
 class TrainingFailed(RuntimeError):
@@ -238,6 +243,7 @@ class Trainer:
         result: dict[str, float] | None = None
         if self.dist.is_main:
             ev = self.cfg.eval
+            self._refresh_batch_norm()
             loader = self._eval_loader("valid")
             mus: list[Tensor] = []
             logvars: list[Tensor] = []
@@ -302,6 +308,7 @@ class Trainer:
         depend on the number of processes, and evaluation never disturbs the training RNG.
         """
         ev = self.cfg.eval
+        self._refresh_batch_norm()
         loader = self._eval_loader(split)
         mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
         local: list[tuple[int, EvalCollection]] = []
@@ -328,6 +335,16 @@ class Trainer:
         if extras and ev.extra_metrics:
             result.update(self._extra_metrics(split, col, result, seed_offset))
         return result
+
+    def _refresh_batch_norm(self) -> None:
+        """BN-VAE heads: evaluation statistics for the current encoder from the first ``BN_REFRESH_BATCHES``
+        training batches of a fixed order (every process the same batches, whole global batches), so evaluation
+        sees the posterior the model trains on (see :func:`~vaelab.models.posterior_heads.refresh_batch_norm`)."""
+        if not any(isinstance(m, BatchNormHead) for m in self.model.modules()):
+            return
+        loader = self.dataset.loader("train", self.cfg.train.batch_size, seed=mix_seed(self.cfg.seed, 59), shuffle=True)
+        batches = (b.x.to(self.device) for b in itertools.islice(loader.epoch(0), BN_REFRESH_BATCHES))
+        refresh_batch_norm(self.model, batches)
 
     def _eval_progress(self, split: str, iw_samples: int) -> Any:
         """Progress of an IW-NLL evaluation of ``split`` (minutes on a CPU for K = 100 and more): a bar on a
