@@ -271,3 +271,37 @@ def test_every_method_trains_and_is_measured_on_images(tmp_path: Path):
     table, _ = run_study(tiny_request(methods=METHODS.names(), budget="4steps"), tmp_path / "all")
     assert {r["method"]: r["errors"] for r in table if r["seeds_completed"] != 1} == {}
     assert all(r.get("test_probe_accuracy") is not None for r in table)  # synthetic_blobs has labels
+
+
+def test_text_settings_of_the_remedies_follow_their_papers():
+    """Issue 15: on text the panel runs each remedy as its paper does (methods.md section 4b)."""
+    from vaelab.config import RunConfig as Cfg
+    from vaelab.config import from_dict
+    from vaelab.study.methods import Budget, method_overrides
+
+    base = from_dict(Cfg, {"model": {"type": "lstm_vae", "latent_dim": 32}})
+    b = Budget(epochs=8)
+    agg = method_overrides("aggressive", base, b, True)["train.strategy_options"]
+    assert agg == {"window": 15, "max_inner_steps": 100, "rule": "first_decrease", "clip_scope": "model"}
+    assert "check_every_steps" not in agg and "max_aggressive_steps" not in agg  # never silently capped
+    img = method_overrides("aggressive", base, b, False)["train.strategy_options"]
+    assert img["window"] == 10 and img["rule"] == "patience" and "clip_scope" not in img
+    fb = method_overrides("free_bits", base, b, True)
+    assert fb["objective.regulariser"] == "free_bits_fine" and fb["objective.free_bits"] == 8.0
+    assert fb["objective.beta"] == {"type": "linear", "start": 0.0, "value": 1.0, "warmup_epochs": 4.0}
+    bn = method_overrides("bn_vae", base, b, True)
+    assert bn["model.bn_gamma"] == 0.7 and bn["data.bucketing"] == "none"
+    assert method_overrides("density_gap", base, b, True)["objective.regulariser_options"]["chunk_size"] == 4
+    assert method_overrides("delta_vae", base, b, True)["model.delta_rate"] == 0.15
+    li = method_overrides("pretrain_fb", base, b, True)
+    assert li["train.strategy"] == "pretrain_reset" and li["train.strategy_options"] == {"pretrain_epochs": 2}
+    assert li["objective.beta"] == {
+        "type": "linear",
+        "start": 0.0,
+        "value": 1.0,
+        "warmup_epochs": 3.0,
+        "delay_epochs": 2,
+    }
+    steps = method_overrides("pretrain_fb", base, Budget(steps=100), True)
+    assert steps["train.strategy_options"] == {"pretrain_steps": 25} and steps["objective.beta"]["delay_steps"] == 25
+    assert method_overrides("plain", base, b, True) == {}  # the baseline is never annealed
