@@ -45,7 +45,7 @@ from vaelab.config import read_yaml
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
 from vaelab.training.checkpoint import atomic_write_text
-from vaelab.training.runlock import acquire_lock, release_lock
+from vaelab.training.runlock import acquire_lock, pid_alive, release_lock
 
 POINT_FILE = "point.json"
 ERROR_FILE = "error.json"
@@ -333,8 +333,41 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _worker_point(spec: SweepSpec, index: int, out: str, options: RunOptions) -> PointResult:
+PARENT_CHECK_S = 1.0
+"""Seconds between a worker's checks that the sweep process that started it is still alive."""
+
+_watching: list[int] = []  # the sweep pid this worker process already watches (at most one)
+
+
+def die_with_parent(parent_pid: int, interval: float = PARENT_CHECK_S) -> None:
+    """Make this worker process exit when the sweep process ``parent_pid`` dies, even by SIGKILL (which runs no
+    clean-up in the parent): on Linux the kernel's parent-death signal (prctl PR_SET_PDEATHSIG, SIGKILL) covers the
+    worker's own parent, and a daemon thread that checks ``parent_pid`` every ``interval`` seconds covers start
+    methods where the parent is a fork server. The worker's point is left as a killed run leaves it (atomic
+    checkpoints, a point lock of a dead process), so a re-run of the sweep takes the point over and resumes it."""
+    if parent_pid in _watching:
+        return
+    _watching.append(parent_pid)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):  # best effort; the thread below is the guarantee
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if not pid_alive(parent_pid):
+                os._exit(70)  # like SIGKILL: no clean-up that could write into a point folder half-way
+
+    threading.Thread(target=watch, name="vaelab-parent-watch", daemon=True).start()
+
+
+def _worker_point(spec: SweepSpec, index: int, out: str, options: RunOptions, parent_pid: int) -> PointResult:
     limit_threads()
+    die_with_parent(parent_pid)
     return run_point(spec, index, out, options)
 
 
@@ -465,7 +498,7 @@ def run_local(
         return results
     ctx = _worker_context()
     with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=ctx) as pool:
-        futures = {pool.submit(_worker_point, spec, i, str(out), options): i for i in indices}
+        futures = {pool.submit(_worker_point, spec, i, str(out), options, os.getpid()): i for i in indices}
         try:
             for fut in as_completed(futures):
                 i = futures[fut]
