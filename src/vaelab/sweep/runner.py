@@ -365,9 +365,14 @@ def die_with_parent(parent_pid: int, interval: float = PARENT_CHECK_S) -> None:
     threading.Thread(target=watch, name="vaelab-parent-watch", daemon=True).start()
 
 
-def _worker_point(spec: SweepSpec, index: int, out: str, options: RunOptions, parent_pid: int) -> PointResult:
+def _worker_point(
+    spec: SweepSpec, index: int, out: str, options: RunOptions, parent_pid: int | None = None
+) -> PointResult:
+    """A point in a worker process; with ``parent_pid`` (local workers) the worker dies with that process (Ray
+    manages its own workers' lifetime)."""
     limit_threads()
-    die_with_parent(parent_pid)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     return run_point(spec, index, out, options)
 
 
