@@ -33,7 +33,7 @@ class DataConfig:
 
     name: str = "mnist"
     """Registry name: mnist, fashion_mnist, binarized_mnist, omniglot, idx, npz, synthetic_blobs,
-    synthetic_gaussian, tetrominoes, text, ptb (``vaelab.data.DATASETS.names()``)."""
+    synthetic_gaussian, tetrominoes, text, ptb, synthetic_text (``vaelab.data.DATASETS.names()``)."""
 
     root: str | None = None
     """Data folder. None: ``$VAELAB_DATA``, else ``../shared/data`` relative to the working directory when
@@ -81,17 +81,18 @@ class DataConfig:
     blobs, [1, 4, 4] for gaussian)."""
 
     num_examples: int = 1000
-    """Synthetic sets: number of training examples."""
+    """Synthetic sets (synthetic_text included): number of training examples."""
 
     latent_dim: int = 2
     """synthetic_gaussian: dimension k of the latent z in x = W z + b + s * eps."""
 
     noise: float = 0.1
     """synthetic_blobs: probability that a pixel is flipped from its template; synthetic_gaussian: the
-    observation noise standard deviation s."""
+    observation noise standard deviation s; synthetic_text: probability that a content word comes from the shared
+    lists instead of its sentence's topic (in [0, 1))."""
 
     num_templates: int = 4
-    """synthetic_blobs: number of templates (= number of classes)."""
+    """synthetic_blobs: number of templates (= number of classes); synthetic_text: number of topics (= classes)."""
 
     verify_checksum: bool = True
     """Check files against their published sha256 where one is known (hashed once per process)."""

@@ -99,10 +99,17 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--budget", default="2ep", help="per method: epochs (2, 2ep) or steps (500steps); default 2ep")
     c.add_argument("--seeds", default="0", help="seeds: S, S,T or A-B (default 0)")
     c.add_argument("--iw-samples", type=int, default=100, help="K of the test IW-NLL (default 100; 0 = none)")
-    c.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="overrides of the base config (data.train_size=...)")
+    c.add_argument(
+        "--set",
+        nargs="*",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="overrides of the base config (data.train_size=...); may be repeated",
+    )
     c.add_argument(
         "--method-set",
         nargs="*",
+        action="extend",
         metavar="METHOD:KEY=VALUE",
         help="overrides for some methods only, e.g. aggressive,aggressive_anneal:train.strategy_options."
         "check_every_steps=50 (after the method's own settings)",
