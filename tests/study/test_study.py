@@ -305,3 +305,27 @@ def test_text_settings_of_the_remedies_follow_their_papers():
     steps = method_overrides("pretrain_fb", base, Budget(steps=100), True)
     assert steps["train.strategy_options"] == {"pretrain_steps": 25} and steps["objective.beta"]["delay_steps"] == 25
     assert method_overrides("plain", base, b, True) == {}  # the baseline is never annealed
+
+
+def test_repeated_set_and_method_set_flags_are_all_kept():
+    from vaelab.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "study",
+            "collapse",
+            "--data",
+            "mnist",
+            "--set",
+            "train.lr=0.5",
+            "--set",
+            "train.optimizer=sgd",
+            "model.hidden=[8]",
+            "--method-set",
+            "aggressive:train.strategy_options.window=5",
+            "--method-set",
+            "bn_vae:model.bn_gamma=0.6",
+        ]
+    )
+    assert args.set == ["train.lr=0.5", "train.optimizer=sgd", "model.hidden=[8]"]
+    assert args.method_set == ["aggressive:train.strategy_options.window=5", "bn_vae:model.bn_gamma=0.6"]
