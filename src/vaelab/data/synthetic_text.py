@@ -42,7 +42,7 @@ import numpy as np
 
 from vaelab.data.base import DATASETS, derive_seed, fixed_permutation
 from vaelab.data.config import DataConfig
-from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TextDataset, TextSplit, Vocabulary
+from vaelab.data.text import UNK_ID, TextDataset, TextSplit, Vocabulary, corpus_info
 
 GRAMMAR: dict[str, dict[str, float]] = {
     "start": {"det": 0.6, "adj": 0.15, "noun": 0.25},
@@ -216,26 +216,9 @@ def load_synthetic_text(cfg: DataConfig) -> TextDataset:
             keep = np.sort(fixed_permutation(n_train, cfg.split_seed, "train_size")[: cfg.train_size])
             splits["train"] = splits["train"].subset(keep)
         info["train_size_rule"] = f"first {cfg.train_size} of a fixed permutation of the {n_train} sentences"
-    info["counts"] = {r: len(s) for r, s in splits.items()}
-    info["words"] = {r: s.num_words for r, s in splits.items()}
-    info["tokens"] = {r: s.num_tokens for r, s in splits.items()}
-    info["tokens_convention"] = "predicted tokens = words + one </s> per sentence (<s> not counted)"
+    info.update(corpus_info(splits, len(vocab), k, cfg, lowercase=False))
     info["unk_rate"] = {
         r: float((s.ids == UNK_ID).sum()) / s.num_words if s.num_words else 0.0 for r, s in splits.items()
-    }
-    info["vocab_size"] = len(vocab)
-    info["num_classes"] = k
-    info["split_seed"] = cfg.split_seed
-    info["bucketing"] = cfg.bucketing
-    info["model_info"] = {
-        "vocab_size": len(vocab),
-        "pad_id": PAD_ID,
-        "bos_id": BOS_ID,
-        "eos_id": EOS_ID,
-        "unk_id": UNK_ID,
-        "max_length": int(splits["train"].lengths.max()),
-        "num_classes": k,
-        "lowercase": False,
     }
     return TextDataset(
         name="synthetic_text",

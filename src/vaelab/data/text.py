@@ -707,6 +707,33 @@ def parse_corpus(path: Path, fmt: str, *, lowercase: bool = False, skip_malforme
     return parsed
 
 
+def corpus_info(
+    splits: dict[str, TextSplit], vocab_size: int, num_classes: int | None, cfg: DataConfig, *, lowercase: bool
+) -> dict[str, Any]:
+    """What every text data set reports about its splits (sizes, words, predicted tokens) and the
+    ``model_info`` a text model is built from (vocabulary size, special ids, longest training sentence, classes)."""
+    return {
+        "counts": {r: len(s) for r, s in splits.items()},
+        "words": {r: s.num_words for r, s in splits.items()},
+        "tokens": {r: s.num_tokens for r, s in splits.items()},
+        "tokens_convention": "predicted tokens = words + one </s> per sentence (<s> not counted)",
+        "vocab_size": vocab_size,
+        "num_classes": num_classes,
+        "split_seed": cfg.split_seed,
+        "bucketing": cfg.bucketing,
+        "model_info": {
+            "vocab_size": vocab_size,
+            "pad_id": PAD_ID,
+            "bos_id": BOS_ID,
+            "eos_id": EOS_ID,
+            "unk_id": UNK_ID,
+            "max_length": int(splits["train"].lengths.max()),
+            "num_classes": num_classes,
+            "lowercase": lowercase,
+        },
+    }
+
+
 def _resolve_folder(cfg: DataConfig, default: str | None) -> tuple[Path, str]:
     root, setting = resolve_data_root(cfg)
     where = root_note(root, setting)
@@ -888,24 +915,7 @@ def load_text_corpus(
         tops = [int(y.max()) for y in labels if y is not None and len(y)]
         num_classes = max(tops) + 1 if tops else None
 
-    info["counts"] = {r: len(s) for r, s in splits.items()}
-    info["words"] = {r: s.num_words for r, s in splits.items()}
-    info["tokens"] = {r: s.num_tokens for r, s in splits.items()}
-    info["tokens_convention"] = "predicted tokens = words + one </s> per sentence (<s> not counted)"
-    info["vocab_size"] = len(vocab)
-    info["num_classes"] = num_classes
-    info["split_seed"] = cfg.split_seed
-    info["bucketing"] = cfg.bucketing
-    info["model_info"] = {
-        "vocab_size": len(vocab),
-        "pad_id": PAD_ID,
-        "bos_id": BOS_ID,
-        "eos_id": EOS_ID,
-        "unk_id": UNK_ID,
-        "max_length": int(splits["train"].lengths.max()),
-        "num_classes": num_classes,
-        "lowercase": cfg.lowercase,
-    }
+    info.update(corpus_info(splits, len(vocab), num_classes, cfg, lowercase=cfg.lowercase))
     return TextDataset(
         name=name,
         train=splits["train"],
