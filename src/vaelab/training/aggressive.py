@@ -36,7 +36,7 @@ from torch import nn
 
 from vaelab.models.base import batch_size
 from vaelab.training.distributed import all_reduce_sum
-from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, gradient_step
+from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
 
 
 @STRATEGIES.register("aggressive")
@@ -70,17 +70,15 @@ class AggressiveStrategy(Strategy):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        for key, value in (
-            ("window", window),
-            ("max_inner_steps", max_inner_steps),
-            ("patience", patience),
-            ("check_every_steps", check_every_steps),
-            ("max_aggressive_steps", max_aggressive_steps),
-            ("min_aggressive_steps", min_aggressive_steps),
-            ("monitor_every_steps", monitor_every_steps),
-        ):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
+        check_positive_ints(
+            window=window,
+            max_inner_steps=max_inner_steps,
+            patience=patience,
+            check_every_steps=check_every_steps,
+            max_aggressive_steps=max_aggressive_steps,
+            min_aggressive_steps=min_aggressive_steps,
+            monitor_every_steps=monitor_every_steps,
+        )
         if clip_scope not in ("stepped", "model"):
             raise ValueError(
                 f"train.strategy_options.clip_scope: {clip_scope!r} is not a valid choice; "
@@ -245,7 +243,3 @@ class AggressiveStrategy(Strategy):
                 "_total_outer",
             )
         }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)

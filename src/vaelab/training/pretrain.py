@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, gradient_step
+from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
 
 
 @STRATEGIES.register("pretrain_reset")
@@ -51,9 +51,7 @@ class PretrainResetStrategy(Strategy):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        for key, value in (("pretrain_epochs", pretrain_epochs), ("pretrain_steps", pretrain_steps)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
+        check_positive_ints(pretrain_epochs=pretrain_epochs, pretrain_steps=pretrain_steps)
         if pretrain_epochs is not None and pretrain_steps is not None:
             raise ValueError("train.strategy_options: give pretrain_epochs or pretrain_steps, not both")
         if not isinstance(reset_decoder, bool):
@@ -119,7 +117,3 @@ class PretrainResetStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"epochs_done": self.epochs_done, "reset_step": self.reset_step, "_restart": self._restart}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)

@@ -119,7 +119,17 @@ class Strategy:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore what :meth:`state_dict` saved (attribute by attribute)."""
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def check_positive_ints(**options: Any) -> None:
+    """Raise a one-line error naming ``train.strategy_options.KEY`` for any option that is set but not an
+    integer >= 1 (None means unset)."""
+    for key, value in options.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
 
 
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
