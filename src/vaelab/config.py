@@ -48,6 +48,10 @@ class TrainConfig:
     unit and pictures (reconstructions and prior samples: images, or sentences for text models) as TensorBoard
     event files in DIR/tensorboard/; view them with ``tensorboard --logdir DIR/tensorboard``. Needs
     ``pip install 'vaelab[tensorboard]'`` (see :mod:`vaelab.training.tensorboard`).
+
+    ``precision``: the matrix products of training and evaluation in ``fp32``, ``bf16`` (``torch.autocast``, CPU or
+    CUDA) or ``fp16`` (CUDA only, with loss scaling); log-sum-exps, the rate and reported metrics stay float32
+    (see :mod:`vaelab.training.precision`).
     """
 
     strategy: str = "joint"
@@ -65,6 +69,7 @@ class TrainConfig:
     log_every_steps: int = 50
     progress: bool = True
     device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     tensorboard: bool = False
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
