@@ -38,9 +38,11 @@ def test_lag_plot_cli_quick(tmp_path, monkeypatch):
     assert data["results"][1]["log_fields"]["grad_evals_per_step"] > 1
 
 
-def test_lag_plot_rejects_a_non_positive_teacher_scale(tmp_path):
+def test_lag_plot_rejects_a_non_positive_teacher_scale(tmp_path, capsys):
     import pytest
 
-    with pytest.raises(SystemExit, match="--teacher-z-scale must be positive"):
+    with pytest.raises(SystemExit) as exc:
         main(["lag-plot", "--quick", "--teacher-z-scale", "0", "--out", str(tmp_path / "lag.png")])
+    assert exc.value.code == 2
+    assert "--teacher-z-scale: must be a number > 0, got '0'" in capsys.readouterr().err
     assert not (tmp_path / "lag.png").exists()

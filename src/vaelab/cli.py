@@ -1,15 +1,18 @@
 """The ``vaelab`` command line.
 
     vaelab train CONFIG.yaml [key=value ...] [--out DIR]     train a run into DIR
-    vaelab resume DIR                                         continue a killed or interrupted run
-    vaelab evaluate DIR [--split test] [--iw-samples K]       metrics table on stdout + DIR/eval.json
+    vaelab resume DIR [eval.KEY=value ...]                    continue a killed or interrupted run
+    vaelab evaluate DIR [--split test] [--iw-samples K] [data.eval_size=N ...]
+                                                              metrics table on stdout + DIR/eval.json
     vaelab theory linear-vae ...                              linear-VAE learning dynamics (figures + numbers)
     vaelab study collapse --data DATA [--methods ...]         compare collapse remedies: table + report
     vaelab diagnose DIR                                       has the run collapsed, how, what to try
     vaelab report DIR                                         self-contained HTML report (run, sweep, study)
 
-Errors a user can act on (bad config keys, missing data files, a NaN loss) are printed as one line without a
-traceback and exit with status 2 (usage/config/data) or 1 (training failed).
+Errors a user can act on (a bad key or value, a bad option, missing or malformed data files, a damaged checkpoint,
+a folder that cannot be written, a full disk, a device that is not there) are printed as one line without a
+traceback and exit with status 2; a run that failed (a NaN loss) exits with status 1. Every value is checked
+before any work starts (:mod:`vaelab.checks`). Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vaelab import __version__
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``vaelab train: error: MESSAGE (see vaelab train --help)``, status 2.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _out_dir(args: argparse.Namespace, cfg: Any) -> Path:
@@ -31,27 +42,34 @@ def _out_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.checks import check_device_available
     from vaelab.config import load_config
+    from vaelab.oserrors import check_output_folder
     from vaelab.training.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     out = _out_dir(args, cfg)
+    check_output_folder(out)
+    check_device_available(cfg.train.device)
     check_unlocked(out)  # a live writer is named at once (the trainer takes the lock itself)
     trainer = Trainer(cfg, out)
     summary = trainer.fit()
     if trainer.dist.is_main:
         _print_table(summary, title=f"{cfg.name}: {summary['split']} split (best epoch {summary['best_epoch']})")
-        print(f"\nrun folder: {out}\n{_how_to_read(out)}")
+        print(f"\nrun folder: {out}\n{_how_to_read(out, summary)}")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from vaelab.checks import RESUME_KEYS, check_device_available, check_override_keys
     from vaelab.config import load_saved_config
+    from vaelab.oserrors import check_output_folder
     from vaelab.training.runfolder import RunFolder
     from vaelab.training.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
+    check_override_keys(args.overrides, RESUME_KEYS, "vaelab resume")
     folder = RunFolder(args.dir)
     if not folder.config.is_file():
         raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
@@ -59,9 +77,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
         )
-    cfg = load_saved_config(folder.config)
+    cfg = load_saved_config(folder.config, args.overrides)
+    check_output_folder(folder.root, flag="run folder")
+    check_device_available(cfg.train.device)
     check_unlocked(folder.root)
     trainer = Trainer(cfg, folder.root, resume=True)
+    trainer.resume_overrides = tuple(args.overrides)
     if trainer.state["done"] and folder.summary.is_file():
         print(f"{folder.root} already finished; see {folder.summary}")
         return 0
@@ -76,9 +97,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaelab.checks import EVALUATE_KEYS, check_override_keys
     from vaelab.evaluation import evaluate_run
+    from vaelab.oserrors import check_output_folder
 
-    result = evaluate_run(args.dir, split=args.split, iw_samples=args.iw_samples, checkpoint=args.checkpoint)
+    check_override_keys(args.overrides, EVALUATE_KEYS, "vaelab evaluate")
+    if Path(args.dir).is_dir():
+        check_output_folder(args.dir, flag="run folder")
+    result = evaluate_run(
+        args.dir, split=args.split, iw_samples=args.iw_samples, checkpoint=args.checkpoint, overrides=args.overrides
+    )
     _print_table(result, title=f"{args.dir}: {args.split} split, checkpoint {args.checkpoint}")
     print(f"\nwritten: {Path(args.dir) / 'eval.json'}")
     return 0
@@ -110,13 +138,39 @@ def _print_table(d: dict[str, Any], title: str) -> None:
             print(f"  {label:<{width}}  {s}")
 
 
-def _how_to_read(out: Path) -> str:
+SUGGESTED_IW_SAMPLES = 5000
+
+
+def iw_time_estimate(summary: dict[str, Any], k: int = SUGGESTED_IW_SAMPLES) -> str:
+    """How long ``vaelab evaluate --iw-samples k`` would take here, from the final evaluation's time and K (the
+    IW-NLL's cost grows linearly with K), e.g. ``about 4.1 h``; "" when the summary does not say."""
+    t, k0 = summary.get("eval_time"), summary.get("iw_samples")
+    if not isinstance(t, int | float) or not isinstance(k0, int) or k0 < 1 or t <= 0:
+        return ""
+    seconds = t * k / k0
+    if seconds < 10:
+        return f"about {seconds:.1f} s"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def _how_to_read(out: Path, summary: dict[str, Any] | None = None) -> str:
+    k = SUGGESTED_IW_SAMPLES
+    estimate = iw_time_estimate(summary or {}, k)
+    cost = (
+        f"{estimate} here (the final evaluation with K={summary['iw_samples']} took {summary['eval_time']:.1f} s)"
+        if estimate and summary
+        else "its time grows linearly with K"
+    )
     return (
         "how to read it:\n"
         f"  {out}/summary.json   final test metrics (IW-NLL with K samples, ELBO, KL, MI with its pool, AU)\n"
         f"  {out}/metrics.jsonl  one JSON line per epoch and split (elbo, rate, distortion, mi, au, beta, wall_time)\n"
         f"  {out}/config.yaml    the full resolved config, seed, versions and hardware\n"
-        f"  vaelab evaluate {out} --iw-samples 5000   re-evaluate the best checkpoint"
+        f"  vaelab evaluate {out} --iw-samples {k}   re-evaluate the best checkpoint with K={k}: {cost}"
     )
 
 
@@ -135,7 +189,9 @@ SUBCOMMAND_PLUGINS: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vaelab", description="Variational autoencoders that do not collapse.")
+    from vaelab.checks import Int, option
+
+    p = Parser(prog="vaelab", description="Variational autoencoders that do not collapse.")
     p.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -147,12 +203,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("resume", help="continue a run from its last checkpoint")
     r.add_argument("dir", help="run folder")
+    r.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides of settings that do not change the trained model only: eval.*, "
+        "train.log_every_steps, train.progress, train.device, train.tensorboard (saved in DIR/config.yaml)",
+    )
     r.set_defaults(func=cmd_resume)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run; writes DIR/eval.json")
     e.add_argument("dir", help="run folder")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--iw-samples", type=int, default=None, help="K for IW-NLL (default: the run's eval.iw_samples)")
+    e.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides of eval.*, data.eval_size (the evaluation subset) and train.device",
+    )
+    e.add_argument(
+        "--iw-samples",
+        type=option(Int(0), "--iw-samples"),
+        default=None,
+        help="K for IW-NLL (default: the run's eval.iw_samples; 0 = none)",
+    )
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.set_defaults(func=cmd_evaluate)
 
@@ -185,22 +257,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (ConfigError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
-        print(f"vaelab: error: {e}", file=sys.stderr)
+        from vaelab.oserrors import describe_os_error
+
+        described = describe_os_error(e) if isinstance(e, OSError) and e.filename is not None else None
+        print(f"vaelab: error: {described or _one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         from vaelab.data import DataError
+        from vaelab.oserrors import describe_os_error, find_os_error
         from vaelab.training.trainer import TrainingFailed
 
         if isinstance(e, DataError | ValueError):
-            print(f"vaelab: error: {e}", file=sys.stderr)
+            print(f"vaelab: error: {_one_line(e)}", file=sys.stderr)
             return 2
         if isinstance(e, TrainingFailed):
             print(f"vaelab: {e}", file=sys.stderr)
             return 1
+        os_error = find_os_error(e)
+        message = describe_os_error(os_error) if os_error is not None else None
+        if message is not None:
+            print(f"vaelab: error: {message}", file=sys.stderr)
+            return 2
         raise
     except KeyboardInterrupt:
         print("vaelab: interrupted; `vaelab resume DIR` continues from the last checkpoint", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """An error's message on one line (a message that spans lines is joined with ' | ')."""
+    return " | ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
 
 
 if __name__ == "__main__":

@@ -245,10 +245,21 @@ def _deepcopy(d: Any) -> Any:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file (and line, for syntax errors)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -260,13 +271,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def run_config(data: dict[str, Any]) -> RunConfig:
+    """A validated run config from a mapping: types (:func:`from_dict`), then the range of every value and the
+    options of its components (:func:`vaelab.checks.validate_config`). Errors name the key."""
+    from vaelab.checks import validate_config
+
+    return validate_config(from_dict(RunConfig, data))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a run config from YAML (or defaults if ``path`` is None) and apply overrides."""
+    """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it."""
+    from vaelab.checks import check_override_values
+
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
+    check_override_values(overrides or [])  # a bad value given on the command line is named as such
     where = f"{path}: " if path is not None else ""
     try:
-        return from_dict(RunConfig, data)
+        return run_config(data)
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
 
@@ -279,8 +301,25 @@ def save_config(cfg: RunConfig, path: str | Path, extra: dict[str, Any] | None =
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def load_saved_config(path: str | Path) -> RunConfig:
-    """Load a run folder's config.yaml (ignoring its ``_meta`` provenance block)."""
+def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run folder's config.yaml (ignoring its ``_meta`` provenance block), apply ``overrides`` (the caller
+    checks which keys it accepts) and validate it; errors name the file and the key."""
     data = read_yaml(path)
     data.pop("_meta", None)
-    return from_dict(RunConfig, data)
+    data = apply_overrides(data, overrides or [])
+    try:
+        return run_config(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def update_saved_config(path: str | Path, cfg: RunConfig, overrides: list[str]) -> None:
+    """Rewrite a run folder's config.yaml with ``cfg``'s values, keeping its ``_meta`` block and recording the
+    ``overrides`` that changed it (``_meta.overrides_on_resume``)."""
+    from vaelab.training.checkpoint import atomic_write_text
+
+    meta = read_yaml(path).get("_meta") or {}
+    meta["overrides_on_resume"] = [*meta.get("overrides_on_resume", []), *overrides]
+    data = to_dict(cfg)
+    data["_meta"] = meta
+    atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))

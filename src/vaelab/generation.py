@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 
+from vaelab.checks import SEED, Device, Int, Num, option
 from vaelab.data.text import TokenBatch, Vocabulary
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
@@ -210,7 +211,25 @@ def interpolate(
 
 
 def _load(args: argparse.Namespace) -> TextRun:
+    from vaelab.checks import check_device_available
+
+    check_device_available(args.device, key="--device")
     return load_text_run(args.dir, checkpoint=args.checkpoint, device=args.device)
+
+
+def _read_sentences(path: Path) -> list[str]:
+    """The non-empty lines of ``--file`` (UTF-8; a byte-order mark is dropped); errors name the file."""
+    if path.is_dir():
+        raise ValueError(f"--file {path} is a folder; name a text file with one sentence per line")
+    if not path.is_file():
+        raise FileNotFoundError(f"--file {path} does not exist")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"--file {path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+    return [ln for ln in text.splitlines() if ln.strip()]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -225,13 +244,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.file and args.sentences:
         raise ValueError("give sentences or --file, not both")
-    if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist")
-        sentences = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    else:
-        sentences = list(args.sentences)
+    sentences = _read_sentences(Path(args.file)) if args.file else list(args.sentences)
     if not sentences:
         raise ValueError("no sentences to reconstruct (give them as arguments or with --file)")
     run = _load(args)
@@ -270,17 +283,31 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="run folder of a text model (lstm_vae / lstm_lm)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature when sampling words")
-    p.add_argument("--max-length", type=int, default=None, help="most words per sentence (default: longest + 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of z and word sampling (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--temperature",
+        type=option(Num(lo=0, lo_open=True), "--temperature"),
+        default=1.0,
+        help="softmax temperature when sampling words",
+    )
+    p.add_argument(
+        "--max-length",
+        type=option(Int(1), "--max-length"),
+        default=None,
+        help="most words per sentence (default: longest + 20)",
+    )
+    p.add_argument(
+        "--seed", type=option(SEED, "--seed"), default=0, help="random seed of z and word sampling (default 0)"
+    )
+    p.add_argument(
+        "--device", type=option(Device(), "--device"), default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)"
+    )
 
 
 def add_generation_parsers(subparsers: Any) -> None:
     """Add ``sample``, ``reconstruct`` and ``interpolate`` to the ``vaelab`` command line."""
     s = subparsers.add_parser("sample", help="sentences decoded from z ~ p(z) (text runs)")
     _common(s)
-    s.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
+    s.add_argument("-n", type=option(Int(1), "-n"), default=10, help="number of sentences (default 10)")
     s.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling words")
     s.set_defaults(func=cmd_sample)
 
@@ -290,14 +317,16 @@ def add_generation_parsers(subparsers: Any) -> None:
     r.add_argument("--file", help="a file with one sentence per line")
     r.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
     r.add_argument("--posterior-sample", action="store_true", help="z ~ q(z|x) instead of the posterior mean")
-    r.add_argument("--samples", type=int, default=1, help="decodings per sentence (default 1)")
+    r.add_argument("--samples", type=option(Int(1), "--samples"), default=1, help="decodings per sentence (default 1)")
     r.set_defaults(func=cmd_reconstruct)
 
     i = subparsers.add_parser("interpolate", help="decode points between two sentences' posterior means (text runs)")
     _common(i)
     i.add_argument("a", help="first sentence")
     i.add_argument("b", help="second sentence")
-    i.add_argument("--steps", type=int, default=5, help="number of points including both ends (default 5)")
+    i.add_argument(
+        "--steps", type=option(Int(2), "--steps"), default=5, help="number of points including both ends (default 5)"
+    )
     i.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
     i.set_defaults(func=cmd_interpolate)
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.checks import SEED, Int, Num, option
 from vaelab.config import TrainConfig
 from vaelab.distributions import log_standard_normal
 from vaelab.metrics import mutual_information
@@ -235,8 +236,6 @@ def cmd_lag_plot(args: argparse.Namespace) -> int:
         cfg.snapshots = sorted({0, *[round(args.steps * f) for f in (0.05, 0.2, 0.5, 1.0)]})
     cfg.seed = args.seed
     if args.teacher_z_scale is not None:
-        if not args.teacher_z_scale > 0:
-            raise SystemExit(f"--teacher-z-scale must be positive, got {args.teacher_z_scale}")
         cfg.teacher_z_scale = args.teacher_z_scale
     data = make_data(cfg)
     results = []
@@ -263,11 +262,11 @@ def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/lag/lag.png", help="PNG path (numbers go next to it as .json)")
     p.add_argument("--quick", action="store_true", help="a tiny setting that runs in seconds")
-    p.add_argument("--steps", type=int, default=None, help="training steps per strategy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=option(Int(1), "--steps"), default=None, help="training steps per strategy")
+    p.add_argument("--seed", type=option(SEED, "--seed"), default=0)
     p.add_argument(
         "--teacher-z-scale",
-        type=float,
+        type=option(Num(lo=0, lo_open=True), "--teacher-z-scale"),
         default=None,
         help="how strongly z drives the synthetic data (default 2.5: a plain VAE stays collapsed; docs/aggressive.md)",
     )

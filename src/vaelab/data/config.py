@@ -134,6 +134,11 @@ class DataConfig:
     length_policy: Literal["truncate", "drop"] = "drop"
     """Text: what happens to sentences longer than ``max_length``."""
 
+    unk_token: str | None = None
+    """Text: the corpus's own unknown-word token (e.g. Yahoo's ``_UNK``); every occurrence is read as vaelab's
+    ``<unk>``, so it counts in the reported unknown rate and never becomes a vocabulary word. PTB's ``<unk>`` is
+    vaelab's already. None: no such token."""
+
     lowercase: bool = False
     """Text: lower-case every word before the vocabulary lookup (PTB is already lower-case)."""
 

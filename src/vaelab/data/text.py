@@ -126,9 +126,10 @@ class Vocabulary:
         return cls(words)
 
     @classmethod
-    def from_file(cls, path: Path | str, max_size: int | None = None) -> Vocabulary:
-        """One token per line, in order (special tokens in the file are skipped: they always take ids 0..3).
-        Empty lines and repeated tokens raise a DataError naming file and line."""
+    def from_file(cls, path: Path | str, max_size: int | None = None, unk_token: str | None = None) -> Vocabulary:
+        """One token per line, in order (special tokens in the file are skipped: they always take ids 0..3, and so
+        is ``unk_token``, the corpus's own name of <unk>). Empty lines and repeated tokens raise a DataError naming
+        file and line."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"file {path}: vocabulary file does not exist (data.vocab_file)")
@@ -141,7 +142,7 @@ class Vocabulary:
             if w in seen:
                 raise DataError(f"{path}:{lineno}: token {w!r} repeats line {seen[w]}")
             seen[w] = lineno
-            if w not in SPECIALS:
+            if w not in SPECIALS and w != unk_token:
                 words.append(w)
         if max_size is not None:
             words = words[: max(0, max_size - len(SPECIALS))]
@@ -631,9 +632,10 @@ class TextDataset:
 
 def _read_lines(path: Path) -> list[str]:
     """Lines split on "\\n" only (never on other Unicode line breaks, so line numbers match ``wc -l``/editors),
-    a trailing "\\r" removed; a final newline does not make an extra empty line."""
+    a trailing "\\r" removed; a final newline does not make an extra empty line. A UTF-8 byte-order mark at the
+    start is dropped (it never becomes part of a word)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
@@ -655,16 +657,42 @@ class _Parsed:
 _PARSE_CACHE: dict[tuple[Any, ...], _Parsed] = {}
 
 
-def parse_corpus(path: Path, fmt: str, *, lowercase: bool = False, skip_malformed: bool = False) -> _Parsed:
+LABEL_TAB_SHARE = 0.5
+"""``data.format: plain`` refuses a file where more than this share of the lines look like ``LABEL<TAB>words``."""
+
+
+def _looks_labelled(path: Path, raw: list[str], sample: int = 1000) -> None:
+    """Refuse a ``plain`` file whose lines mostly look like ``LABEL<TAB>sentence`` (an integer, then a TAB): read
+    as plain text its labels would become words. One line naming the file, an example line and the fix."""
+    lines = [ln for ln in raw[:sample] if ln.strip()]
+    labelled = [ln for ln in lines if "\t" in ln and ln.partition("\t")[0].strip().lstrip("-").isdigit()]
+    if lines and len(labelled) > LABEL_TAB_SHARE * len(lines):
+        raise DataError(
+            f"{path}: {len(labelled)} of the first {len(lines)} lines look like LABEL<TAB>sentence (e.g. "
+            f"{labelled[0][:40]!r}), but data.format is plain, which would read the labels as words; set "
+            "data.format=label_tab (or remove the labels from the file)"
+        )
+
+
+def parse_corpus(
+    path: Path,
+    fmt: str,
+    *,
+    lowercase: bool = False,
+    skip_malformed: bool = False,
+    unk_token: str | None = None,
+) -> _Parsed:
     """Read a sentence-per-line file into word lists (and labels for ``label_tab``), cached per process.
 
     Malformed lines (empty, no TAB or a label that is not an integer >= 0 for ``label_tab``, no words after the
     label) raise a DataError "FILE:LINE: problem", or are skipped and returned in ``skipped`` as (line, problem).
+    A ``plain`` file that looks like ``LABEL<TAB>sentence`` is refused. ``unk_token``: the corpus's own unknown
+    token, read as ``<unk>``.
     """
     if fmt not in ("plain", "label_tab"):
         raise ValueError(f"unknown data.format {fmt!r}; valid choices: plain, label_tab")
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed, unk_token)
     if key in _PARSE_CACHE:
         return _PARSE_CACHE[key]
     sentences: list[list[str]] = []
@@ -672,6 +700,8 @@ def parse_corpus(path: Path, fmt: str, *, lowercase: bool = False, skip_malforme
     kept_lines: list[int] = []
     skipped: list[tuple[int, str]] = []
     raw = _read_lines(path)
+    if fmt == "plain":
+        _looks_labelled(path, raw)
     for lineno, line in enumerate(raw, start=1):
         problem = None
         label = 0
@@ -696,8 +726,10 @@ def parse_corpus(path: Path, fmt: str, *, lowercase: bool = False, skip_malforme
                 raise DataError(f"{path}:{lineno}: {problem}; set data.skip_malformed=true to skip such lines")
             skipped.append((lineno, problem))
             continue
+        if unk_token is not None:
+            words = [UNK if w == unk_token else w for w in words]
         if lowercase:
-            words = [w.lower() for w in words]
+            words = [w if w == UNK else w.lower() for w in words]
         sentences.append(words)
         kept_lines.append(lineno)
         if labels is not None:
@@ -796,7 +828,9 @@ def load_text_corpus(
         path = folder / files[role]
         if not path.is_file():
             raise DataError(f"file {path}: does not exist (data.files.{role}); {where}")
-        p = parse_corpus(path, cfg.format, lowercase=cfg.lowercase, skip_malformed=cfg.skip_malformed)
+        p = parse_corpus(
+            path, cfg.format, lowercase=cfg.lowercase, skip_malformed=cfg.skip_malformed, unk_token=cfg.unk_token
+        )
         rec: dict[str, Any] = {"path": str(path), "lines": p.num_lines, "sentences": len(p.sentences)}
         if cfg.verify_checksum:
             digest = sha256_file(path)
@@ -850,7 +884,7 @@ def load_text_corpus(
     if cfg.vocab_file:
         vf = Path(cfg.vocab_file).expanduser()
         vf = vf if vf.is_absolute() else folder / vf
-        vocab = Vocabulary.from_file(vf, cfg.vocab_size)
+        vocab = Vocabulary.from_file(vf, cfg.vocab_size, unk_token=cfg.unk_token)
         info["vocab_source"] = f"file {vf}" + (f", first {cfg.vocab_size}" if cfg.vocab_size else "")
     else:
         counts: Counter[str] = Counter()

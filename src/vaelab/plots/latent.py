@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaelab.checks import SEED, Int, option
 from vaelab.metrics.holes import per_dim_hole_kl
 
 
@@ -214,9 +215,19 @@ def add_latent_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--out", default=None, help="PNG path (default DIR/latent_SPLIT.png)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--max-examples", type=int, default=5000, help="use the split's first N examples (default 5000)")
-    p.add_argument("--prior-samples", type=int, default=2000, help="prior draws shown in the PCA panel")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
+    p.add_argument(
+        "--max-examples",
+        type=option(Int(2), "--max-examples"),
+        default=5000,
+        help="use the split's first N examples (default 5000)",
+    )
+    p.add_argument(
+        "--prior-samples",
+        type=option(Int(1), "--prior-samples"),
+        default=2000,
+        help="prior draws shown in the PCA panel",
+    )
+    p.add_argument("--seed", type=option(SEED, "--seed"), default=0, help="seed of the prior draws")
     p.set_defaults(func=cmd_latent_plot)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vaelab.checks import Int, option
 from vaelab.config import ConfigError
 
 
@@ -98,7 +99,12 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--methods", help="comma-separated methods (default: the default panel; see --list-methods)")
     c.add_argument("--budget", default="2ep", help="per method: epochs (2, 2ep) or steps (500steps); default 2ep")
     c.add_argument("--seeds", default="0", help="seeds: S, S,T or A-B (default 0)")
-    c.add_argument("--iw-samples", type=int, default=100, help="K of the test IW-NLL (default 100; 0 = none)")
+    c.add_argument(
+        "--iw-samples",
+        type=option(Int(0), "--iw-samples"),
+        default=100,
+        help="K of the test IW-NLL (default 100; 0 = none)",
+    )
     c.add_argument(
         "--set",
         nargs="*",
@@ -116,7 +122,12 @@ def add_study_parser(subparsers: Any) -> None:
     )
     c.add_argument("--name", help="study name (default collapse_DATA)")
     c.add_argument("--out", help="study folder (default runs/studies/collapse_DATA)")
-    c.add_argument("--workers", type=int, default=1, help="runs at a time (default 1: comparable wall times)")
+    c.add_argument(
+        "--workers",
+        type=option(Int(1), "--workers"),
+        default=1,
+        help="runs at a time (default 1: comparable wall times)",
+    )
     c.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     c.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     c.add_argument("--retry-failed", action="store_true", help="run methods recorded as failed again")

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import ConfigError, RunConfig, from_dict, parse_scalar, read_yaml, to_dict
+from vaelab.config import ConfigError, RunConfig, from_dict, parse_scalar, read_yaml, run_config, to_dict
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 from vaelab.training.checkpoint import atomic_write_text
 
@@ -143,7 +143,7 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
     raw = apply_overrides(raw, list(overrides or []))
     raw.pop("_meta", None)
     try:
-        cfg = from_dict(RunConfig, raw)
+        cfg = run_config(raw)
     except ConfigError as e:
         raise ConfigError(f"--data {data}: {e}") from None
     text = cfg.model.type.startswith("lstm") or is_text_data(cfg.data.name)

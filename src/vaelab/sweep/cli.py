@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vaelab.checks import Int, option
 from vaelab.sweep.spec import SweepError
 
 
@@ -136,7 +137,12 @@ def add_sweep_parsers(subparsers: Any) -> None:
     )
     s.add_argument("--all", action="store_true", help="run every point even when SLURM_ARRAY_TASK_ID is set")
     s.add_argument("--list", action="store_true", help="print the points (index, folder, state, overrides) and exit")
-    s.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: one per core)")
+    s.add_argument(
+        "--workers",
+        type=option(Int(1), "--workers"),
+        default=None,
+        help="parallel worker processes (default: one per core)",
+    )
     s.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     s.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")

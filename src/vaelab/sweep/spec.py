@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.config import ConfigError, RunConfig, apply_overrides, from_dict, read_yaml, to_dict
+from vaelab.config import ConfigError, RunConfig, apply_overrides, from_dict, read_yaml, run_config, to_dict
 
 
 class SweepError(ConfigError):
@@ -230,7 +230,7 @@ class SweepSpec:
     def config(self, point: SweepPoint) -> RunConfig:
         """The point's validated run config; errors name the point and the key."""
         try:
-            return from_dict(RunConfig, self.config_dict(point))
+            return run_config(self.config_dict(point))
         except ConfigError as e:
             raise SweepError(f"sweep {self.name!r}, point {point.index} ({' '.join(point.overrides)}): {e}") from None
 

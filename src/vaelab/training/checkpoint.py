@@ -57,8 +57,13 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        from vaelab.oserrors import with_path
+
+        named = with_path(e, path)  # a full disk inside torch.save: the OSError, naming the file
+        if named is not e:
+            raise named from None
         raise
 
 

@@ -171,11 +171,16 @@ class RunFolder:
 
     @staticmethod
     def _append(path: Path, record: dict[str, Any], sync: bool) -> None:
-        with open(path, "a") as f:
-            f.write(json.dumps(_clean(record)) + "\n")
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(_clean(record)) + "\n")
+                f.flush()
+                if sync:
+                    os.fsync(f.fileno())
+        except OSError as e:
+            if e.filename is None:  # a failed write (disk full): name the file
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            raise
 
     def truncate_metrics(self, keep_until_step: int) -> None:
         """On resume: drop the records of metrics.jsonl and steps.jsonl logged after the checkpoint's step (they

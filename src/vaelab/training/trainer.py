@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vaelab.config import RunConfig, TrainConfig, save_config
-from vaelab.data import load_dataset
+from vaelab.config import ConfigError, RunConfig, TrainConfig, save_config, update_saved_config
+from vaelab.data import DataError, load_dataset
 from vaelab.data.loader import shard_bounds
 from vaelab.metrics import collect, summarise
 from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
@@ -61,12 +61,13 @@ class TrainingFailed(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device of ``train.device``; one that this machine lacks is a one-line ConfigError."""
+    from vaelab.checks import check_device_available
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"train.device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    check_device_available(name)
+    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -145,6 +146,8 @@ class Trainer:
             raise ValueError(
                 f"the training split is empty or smaller than one batch (train.batch_size={cfg.train.batch_size})"
             )
+        self.has_valid = len(self.dataset.split("valid")) > 0
+        self._check_splits(_evaluation_only)
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.objective = build_objective(cfg.objective, self.steps_per_epoch, self.total_steps).to(self.device)
@@ -171,6 +174,35 @@ class Trainer:
             self._load(self.folder.last)
         elif not _evaluation_only and (reason := self.folder.holds_run()):
             raise FileExistsError(reason)  # never overwrite another run (RunFolder.holds_run says what may be)
+
+    def _check_splits(self, evaluation_only: bool) -> None:
+        """Before any training: the final split has examples, and without a validation split (``data.valid_size:
+        0``) nothing needs one (LR decay, early stopping, a strategy that watches validation MI)."""
+        cfg = self.cfg
+        if evaluation_only:
+            return
+        final = cfg.eval.final_split
+        if len(self.dataset.split(final)) == 0:
+            raise DataError(
+                f"data set {cfg.data.name}: the {final} split is empty, so the final evaluation (eval.final_split) "
+                "has nothing to measure; give it examples or set eval.final_split to another split"
+            )
+        if self.has_valid:
+            return
+        needs = [
+            key
+            for key, on in (
+                ("train.lr_decay.enabled", cfg.train.lr_decay.enabled),
+                ("train.early_stopping_patience", cfg.train.early_stopping_patience is not None),
+                (f"train.strategy={cfg.train.strategy}", cfg.train.strategy != "joint"),
+            )
+            if on
+        ]
+        if needs:
+            raise ConfigError(
+                f"data set {cfg.data.name} has no validation split (data.valid_size=0), which {', '.join(needs)} "
+                "needs; set data.valid_size > 0"
+            )
 
     # ----------------------------------------------------------------------------------------------------------
     # randomness shared by all processes
@@ -308,6 +340,8 @@ class Trainer:
         depend on the number of processes, and evaluation never disturbs the training RNG.
         """
         ev = self.cfg.eval
+        if len(self.dataset.split(split)) == 0:
+            raise DataError(f"data set {self.cfg.data.name}: the {split} split is empty; there is nothing to evaluate")
         self._refresh_batch_norm()
         loader = self._eval_loader(split)
         mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
@@ -391,6 +425,10 @@ class Trainer:
         for message in self.strategy.pop_messages():
             self._log(message)
 
+    resume_overrides: tuple[str, ...] = ()
+    """``key=value`` overrides given to ``vaelab resume`` (keys of :data:`vaelab.checks.RESUME_KEYS`), written into
+    config.yaml once the folder's lock is held."""
+
     ignore_lock: bool = False
     """Take the run folder's lock even from a live holder (a sweep run with ``--ignore-locks``)."""
 
@@ -429,6 +467,8 @@ class Trainer:
                 self.folder.steps.unlink(missing_ok=True)
             else:
                 self.folder.truncate_metrics(st["step"])
+                if self.resume_overrides:  # evaluation/logging/device settings given to `vaelab resume`
+                    update_saved_config(self.folder.config, cfg, list(self.resume_overrides))
             if cfg.train.tensorboard:
                 fresh = st["step"] == 0 and st["batch_in_epoch"] == 0
                 self._tensorboard = TensorBoardLogger.open(
@@ -462,10 +502,7 @@ class Trainer:
                         break
         except NonFiniteLossError as e:
             st["elapsed"] = time.perf_counter() - t_start
-            msg = (
-                f"training stopped: {e}. The last good checkpoint is kept at {self.folder.last} "
-                f"(step {self._last_saved_step()}). Lower train.lr, set train.grad_clip, or check the data."
-            )
+            msg = self._nan_message(e)
             if self.dist.is_main:
                 self.folder.write_json(
                     "summary.json",
@@ -483,10 +520,18 @@ class Trainer:
         self._save(self.folder.last)
         return self._finish(stop_reason)
 
-    def _last_saved_step(self) -> int | str:
-        if not self.folder.last.exists():
-            return "none written yet"
-        return int(load_checkpoint(self.folder.last)["trainer"]["step"])
+    def _nan_message(self, e: NonFiniteLossError) -> str:
+        """What stopped training and what to do: retrain into a new folder with other settings (``resume`` cannot
+        change train.lr or grad_clip, and would meet the same NaN); names the last good checkpoint if there is
+        one."""
+        again = (
+            "train again into a new folder (--out) with a lower train.lr or a train.grad_clip, or check the data "
+            "(vaelab resume cannot change these settings)"
+        )
+        if self.folder.last.exists():
+            step = int(load_checkpoint(self.folder.last)["trainer"]["step"])
+            return f"training stopped: {e}. The last good checkpoint is {self.folder.last} (step {step}); {again}."
+        return f"training stopped: {e}, before the first checkpoint was written; {again}."
 
     def _log_steps(self, window: dict[str, float], epoch: int, step: int, t_start: float) -> None:
         """Append the window's mean training stats to steps.jsonl and empty the window. Under data parallelism the
@@ -553,6 +598,8 @@ class Trainer:
         totals = all_reduce_sum(sums, self.dist)
         n_seen = max(totals.pop("_n", 0.0), 1.0)
         train_rec = {k: v / n_seen for k, v in totals.items()}
+        if not self.has_valid:  # data.valid_size: 0 (train on everything): the last epoch's model is the one kept
+            return self._epoch_without_validation(epoch, train_rec, t_start)
         val = self.evaluate("valid", seed_offset=epoch + 1, extras=cfg.eval.extras_every_epoch)
         self.strategy.on_validation(epoch, val)
         self._log_strategy_messages()
@@ -603,6 +650,28 @@ class Trainer:
             reason = reason or "max_steps"
         if reason:
             st["done"] = True
+        self._save(self.folder.last)
+        return reason
+
+    def _epoch_without_validation(self, epoch: int, train_rec: dict[str, float], t_start: float) -> str | None:
+        """Epoch end without a validation split: log the training means, keep this epoch's model as best.pt."""
+        cfg, st = self.cfg, self.state
+        st["elapsed"] = time.perf_counter() - t_start
+        if self.dist.is_main:
+            lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
+            record = {"epoch": epoch + 1, "step": st["step"], "wall_time": st["elapsed"], **lrs}
+            self.folder.append_metrics({**record, "split": "train", "source": "running_mean", **train_rec})
+        self._log(
+            f"epoch {epoch + 1}: train elbo {train_rec.get('elbo', float('nan')):.3f} (no validation split) | "
+            f"{st['elapsed']:.1f}s"
+        )
+        if not math.isfinite(train_rec.get("elbo", 0.0)):
+            raise NonFiniteLossError("train elbo", st["step"], train_rec["elbo"])
+        st["epoch"], st["batch_in_epoch"], st["epoch_sums"] = epoch + 1, 0, {}
+        st["best_epoch"] = epoch + 1
+        self._save(self.folder.best)
+        reason = "max_steps" if cfg.train.max_steps and st["step"] >= cfg.train.max_steps else None
+        st["done"] = reason is not None
         self._save(self.folder.last)
         return reason
 

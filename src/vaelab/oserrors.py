@@ -1,0 +1,115 @@
+"""Errors of the operating system as one line with the path and what to do.
+
+:func:`check_output_folder` checks, before any work, that a folder a command will write into can be made and
+written (not a file, not under a file, not read-only, not denied); :func:`describe_os_error` turns the
+``OSError`` of a write that fails later (disk full, permissions changed meanwhile) into the line that ``vaelab``
+prints. Only the errors listed in :data:`USER_ERRNOS` are described; any other ``OSError`` stays a traceback (a
+bug to report, not a setting to change).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from vaelab.config import ConfigError
+
+USER_ERRNOS: dict[int, str] = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder where a file is expected",
+    errno.EEXIST: "a file where a folder is expected",
+    errno.ENAMETOOLONG: "file name too long",
+}
+"""The errors a user can act on, and how they are named."""
+
+_ADVICE: dict[int, str] = {
+    errno.EACCES: "choose a place you may write to (e.g. another --out) or fix the permissions",
+    errno.EPERM: "choose a place you may write to (e.g. another --out) or fix the permissions",
+    errno.EROFS: "choose a folder on a writable disk (e.g. another --out)",
+    errno.ENOSPC: "free some space and run the same command again (files written before are intact; an interrupted "
+    "run continues with `vaelab resume DIR`)",
+    errno.EDQUOT: "free some space and run the same command again (files written before are intact; an interrupted "
+    "run continues with `vaelab resume DIR`)",
+    errno.ENOTDIR: "choose a path that is not under a file",
+    errno.EISDIR: "name a file, not a folder",
+    errno.EEXIST: "remove or rename the file, or choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def find_os_error(e: BaseException) -> OSError | None:
+    """The ``OSError`` with a user errno that ``e`` is or was raised from (torch wraps a full disk in a
+    ``RuntimeError`` whose context is the ``OSError``); None when there is none."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in USER_ERRNOS:
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def describe_os_error(e: OSError) -> str | None:
+    """One line for an ``OSError`` a user can act on (path, what happened, what to do); None for any other."""
+    if e.errno not in USER_ERRNOS:
+        return None
+    what = USER_ERRNOS[e.errno]
+    path = e.filename if e.filename is not None else "(path unknown)"
+    return f"{path}: {what}; {_ADVICE[e.errno]}"
+
+
+def with_path(e: BaseException, path: str | Path) -> BaseException:
+    """``e``, or its user ``OSError`` with ``path`` as its file name when it has none (a failed ``write``)."""
+    found = find_os_error(e)
+    if found is None:
+        return e
+    if found.filename is None:
+        return OSError(found.errno, found.strerror, str(path))
+    return found
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_output_folder(path: str | Path, flag: str = "--out") -> None:
+    """Refuse, in one line, a folder that cannot be made or written: ``path`` is a file, lies under a file, or
+    its nearest existing folder is read-only or not writable. Changes nothing on disk."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise ConfigError(
+            f"{flag} {path}: {existing} is a file, so no folder can be made under it; choose another {flag}"
+        )
+    if _read_only(existing):
+        raise ConfigError(f"{flag} {path}: {existing} is on a read-only file system; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{flag} {path}: permission denied (cannot write in {existing}); choose another {flag} or fix the "
+            "permissions"
+        )
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> None:
+    """Refuse, in one line, a file that cannot be written: ``path`` is a folder, or its folder cannot be made or
+    written (:func:`check_output_folder`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; name a file")
+    check_output_folder(path.parent, flag=flag)
