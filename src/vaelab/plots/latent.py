@@ -191,6 +191,10 @@ def load_posteriors(
 
 
 def cmd_latent_plot(args: argparse.Namespace) -> int:
+    from vaelab.oserrors import check_output_file
+
+    if args.out:
+        check_output_file(args.out)
     mu, logvar, y, cfg = load_posteriors(
         args.dir, split=args.split, checkpoint=args.checkpoint, max_examples=args.max_examples
     )

@@ -411,6 +411,10 @@ def study_page(root: Path, *, samples: bool = True, log: Log) -> Page:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from vaelab.oserrors import check_output_file
+
+    if args.out:
+        check_output_file(args.out)
     path = write_report(args.dir, args.out, samples=not args.no_samples)
     print(f"report: {path}")
     return 0

@@ -56,6 +56,12 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     req.validate()
     data_name = Path(args.data).stem if args.data.endswith((".yaml", ".yml")) else args.data
     out = Path(args.out) if args.out else Path("runs") / "studies" / f"collapse_{data_name}"
+    from vaelab.oserrors import check_output_folder
+    from vaelab.study.collapse import study_spec
+    from vaelab.sweep import spec_from_dict
+
+    check_output_folder(out)
+    spec_from_dict(study_spec(req), "study").validate()  # every run's config, before anything is written
     print(
         f"study: {len(req.methods)} methods x {len(req.seeds)} seed(s) on {args.data}, budget {req.budget} each -> "
         f"{out}",

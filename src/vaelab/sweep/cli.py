@@ -64,6 +64,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `vaelab sweep S.yaml --list | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    from vaelab.oserrors import check_output_folder
+
+    check_output_folder(out)
     index_text = args.index
     if index_text is None and not args.all and os.environ.get("SLURM_ARRAY_TASK_ID"):
         index_text = os.environ["SLURM_ARRAY_TASK_ID"]
