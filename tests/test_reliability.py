@@ -306,3 +306,106 @@ def test_rng_state_round_trip_is_exact():
     set_rng_state(state)
     b = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# what resume and evaluate accept; messages that point somewhere real
+
+
+def test_resume_takes_evaluation_overrides_and_finishes_a_run_whose_saved_value_was_bad(tiny_config, tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "run"
+    crash_at_step(Trainer(load_config(tiny_config()), out), 6)
+    data = yaml.safe_load((out / "config.yaml").read_text())
+    data["eval"]["iw_samples"] = -1  # as an older vaelab accepted, and failed on only after training
+    (out / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    before = _files(out)
+    assert main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval.iw_samples must be an integer >= 0, got -1" in err[0]
+    assert _files(out) == before
+    assert main(["resume", str(out), "eval.iw_samples=7", "train.log_every_steps=3"]) == 0
+    assert _summary(out)["iw_samples"] == 7
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["eval"]["iw_samples"] == 7 and saved["train"]["log_every_steps"] == 3
+    assert saved["_meta"]["overrides_on_resume"] == ["eval.iw_samples=7", "train.log_every_steps=3"]
+    assert saved["_meta"]["vaelab"]  # the provenance block is kept
+
+
+def test_evaluate_takes_the_evaluation_subset(trained_run, capsys):
+    assert main(["evaluate", str(trained_run), "data.eval_size=16", "--iw-samples", "3"]) == 0
+    result = json.loads((trained_run / "eval.json").read_text())
+    assert result["n"] == 16 and result["iw_samples"] == 3 and result["overrides"] == ["data.eval_size=16"]
+
+
+def _nan_at(trainer: Trainer, step: int) -> None:
+    from vaelab.objectives import NonFiniteLossError
+
+    real = trainer.strategy.train_step
+
+    def train_step(ctx, x, i):
+        if i == step:
+            raise NonFiniteLossError("rate", i, float("nan"))
+        return real(ctx, x, i)
+
+    trainer.strategy.train_step = train_step
+
+
+def test_the_nan_message_names_a_real_checkpoint_or_says_there_is_none(tiny_config, tmp_path):
+    from vaelab.training.trainer import TrainingFailed
+
+    cfg = load_config(tiny_config())
+    early = Trainer(cfg, tmp_path / "early")
+    _nan_at(early, 2)  # the first checkpoint is at step 4
+    with pytest.raises(TrainingFailed) as e:
+        early.fit()
+    msg = str(e.value)
+    assert "before the first checkpoint was written" in msg and "none written" not in msg
+    assert "into a new folder (--out) with a lower train.lr" in msg and "resume cannot change" in msg
+    late = Trainer(cfg, tmp_path / "late")
+    _nan_at(late, 6)
+    with pytest.raises(TrainingFailed, match=r"last good checkpoint is .*last.pt \(step 4\); train again"):
+        late.fit()
+
+
+def test_the_iw_suggestion_states_its_time(tiny_config, tmp_path, capsys):
+    from vaelab.cli import iw_time_estimate
+
+    assert iw_time_estimate({"eval_time": 2880.0, "iw_samples": 500}) == "about 8.0 h"
+    assert iw_time_estimate({"eval_time": 6.0, "iw_samples": 500}) == "about 60 s"
+    assert iw_time_estimate({}) == ""
+    assert main(["train", str(tiny_config()), "--out", str(tmp_path / "run")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "--iw-samples 5000" in ln)
+    assert "K=5000: about" in line and "the final evaluation with K=20 took" in line
+
+
+def test_no_validation_split_trains_on_everything(tiny_config, tmp_path):
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, train=(rng.random((96, 36)) > 0.5).astype("float32"), test=(rng.random((32, 36)) > 0.5))
+    cfg = load_config(
+        tiny_config(data={"name": "npz", "path": str(npz), "image_shape": [1, 6, 6], "valid_size": 0}),
+    )
+    summary = Trainer(cfg, tmp_path / "run").fit()
+    assert summary["status"] == "completed" and summary["best_epoch"] == 3
+    records = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in records} == {"train"} and len(records) == 3
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+
+
+def test_text_bom_unknown_token_and_labelled_plain_files(tmp_path):
+    from vaelab.data import DataError, load_dataset
+
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "train.txt").write_bytes("\ufeffhello world _UNK\nhello _UNK there\n".encode())
+    (d / "test.txt").write_text("hello world\n")
+    (d / "valid.txt").write_text("world _UNK\n")
+    cfg = load_config(None, ["data.name=text", f"data.path={d}", "data.unk_token=_UNK"]).data
+    ds = load_dataset(cfg)
+    assert "hello" in ds.vocab and not any("\ufeff" in w for w in ds.vocab.itos) and "_UNK" not in ds.vocab
+    assert ds.info["unk_rate"]["train"] == pytest.approx(2 / 6) and ds.info["unk_rate"]["valid"] == 0.5
+    (d / "train.txt").write_text("1\thello world\n0\tworld there\n2\thello\n")
+    with pytest.raises(DataError, match=r"train.txt: 3 of the first 3 lines look like LABEL<TAB>sentence"):
+        load_dataset(cfg)
