@@ -22,6 +22,12 @@ from torch import Tensor, nn
 from vaelab.distributions import DiagonalGaussian, log_standard_normal
 
 
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` as float32 if it is float16 or bfloat16 (an autocast output), else unchanged (float64 stays): the
+    posterior's parameters and the decoders' log-likelihoods are float32 under mixed precision."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def batch_size(x: Any) -> int:
     """Number of examples in a batch: ``x.shape[0]`` for tensors, ``x.batch_size`` for structured batches."""
     if isinstance(x, Tensor):
@@ -98,7 +104,7 @@ class VAE(nn.Module):
     def encode(self, x: Any) -> DiagonalGaussian:
         """The posterior q(z|x) for a batch."""
         mu, logvar = self.encoder(x)
-        return DiagonalGaussian(mu, logvar)
+        return DiagonalGaussian(full_precision(mu), full_precision(logvar))
 
     def log_likelihood(self, x: Any, z: Tensor) -> Tensor:
         """log p(x|z), nats, summed over data dimensions (see :class:`Decoder`)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from vaelab.models.base import Decoder, Encoder
+from vaelab.models.base import Decoder, Encoder, full_precision
 from vaelab.models.likelihoods import Likelihood
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -56,7 +56,7 @@ class ImageDecoder(Decoder):
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
         p = self.params(z.reshape(-1, z.shape[-1])).reshape(*lead, *self.image_shape)
-        return self.likelihood.log_prob(p, x)
+        return self.likelihood.log_prob(full_precision(p), x)
 
     def sample(self, z: Tensor, mean: bool = False) -> Tensor:
         return self.likelihood.sample(self.params(z), mean=mean)

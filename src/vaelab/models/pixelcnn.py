@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaelab.models.base import Encoder
+from vaelab.models.base import Encoder, full_precision
 from vaelab.models.image import ImageDecoder
 from vaelab.models.likelihoods import Bernoulli
 
@@ -83,7 +83,7 @@ class PixelCNNDecoder(ImageDecoder):
         lead = z.shape[:-1]
         zf = z.reshape(-1, z.shape[-1])
         xf = x.expand(*lead[:-1], *x.shape).reshape(-1, *self.image_shape)  # x repeated for each sample of z
-        lp = self.likelihood.log_prob(self.logits(xf, zf), xf)
+        lp = self.likelihood.log_prob(full_precision(self.logits(xf, zf)), xf)
         return lp.view(lead)
 
     def params(self, z: Tensor) -> Tensor:  # pragma: no cover - an autoregressive decoder has no x-free params

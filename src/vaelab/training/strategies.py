@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from vaelab.objectives import Objective, ObjectiveOutput
 from vaelab.registry import Registry
 from vaelab.training.distributed import DistInfo, average_gradients
+from vaelab.training.precision import Precision
 
 
 @dataclass
@@ -30,7 +31,8 @@ class StepContext:
     training minibatch (aggressive training's inner loop), whose noise and scale use ``sub`` >= 1 (0 is the
     step's own batch); ``valid_mi()`` measures the encoder on the validation split between steps and returns
     ``{"mi": nats, "mi_pool": pool, "au": active units}``, the same number on every process (aggressive
-    training's switch-off checked every few steps).
+    training's switch-off checked every few steps). ``precision`` (``train.precision``) runs the forward under
+    autocast and, for fp16, scales the loss (:mod:`vaelab.training.precision`).
     """
 
     model: nn.Module
@@ -42,6 +44,7 @@ class StepContext:
     loss_scale: Callable[..., float]
     random_batch: Callable[[], Any]
     valid_mi: Callable[[], dict[str, float]] = field(default=lambda: _unavailable("valid_mi"))
+    precision: Precision = field(default_factory=Precision)
 
     @classmethod
     def single_process(
@@ -53,6 +56,7 @@ class StepContext:
         grad_clip: float | None = None,
         random_batch: Callable[[], Any] | None = None,
         valid_mi: Callable[[], dict[str, float]] | None = None,
+        precision: Precision | None = None,
     ) -> StepContext:
         """A context for a loop outside the trainer (one process; noise from the global RNG; no rescaling)."""
         return cls(
@@ -65,6 +69,7 @@ class StepContext:
             loss_scale=lambda x, sub=0: 1.0,
             random_batch=random_batch or (lambda: _unavailable("random_batch")),
             valid_mi=valid_mi or (lambda: _unavailable("valid_mi")),
+            precision=precision or Precision(),
         )
 
 
@@ -185,19 +190,24 @@ def gradient_step(
         o.zero_grad(set_to_none=True)
     for p in frozen:
         p.requires_grad_(False)
+    precision = ctx.precision
     try:
-        out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
+        with precision.autocast():
+            out = ctx.objective(ctx.model, x, step, eps=ctx.noise(step, x, sub))
         Objective.check_finite(out, step)
-        if out.loss.requires_grad:  # False when the stepped parameters do not reach the loss (an LM's "encoder")
-            (out.loss * ctx.loss_scale(x, sub)).backward()
+        scaled = out.loss.requires_grad  # False when the stepped parameters do not reach the loss (an LM's "encoder")
+        if scaled:
+            precision.backward(out.loss * ctx.loss_scale(x, sub))
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    average_gradients(clipped, ctx.dist)
+    average_gradients(clipped, ctx.dist)  # under fp16 an inf reaches every process, which then all skip the step
+    precision.unscale((ctx.optimizers[n] for n in clip_names), scaled)
+    finite = True
     if ctx.grad_clip is not None:
-        nn.utils.clip_grad_norm_(clipped, ctx.grad_clip)
-    for o in opts:
-        o.step()
+        norm = nn.utils.clip_grad_norm_(clipped, ctx.grad_clip)
+        finite = precision.scaler is None or bool(torch.isfinite(norm))
+    precision.step(opts, finite, scaled)
     return out
 
 

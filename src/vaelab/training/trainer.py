@@ -47,6 +47,7 @@ from vaelab.training.distributed import (
     broadcast_parameters,
     init_distributed,
 )
+from vaelab.training.precision import Precision
 from vaelab.training.runfolder import RunFolder, provenance
 from vaelab.training.runlock import RunLock
 from vaelab.training.strategies import STRATEGIES, StepContext
@@ -117,6 +118,7 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
+        self.precision = Precision(cfg.train.precision, self.device)  # fp16 on a CPU: a one-line ConfigError
         self.dist: DistInfo = init_distributed(self.device)
         self.folder = RunFolder(run_dir)
         seed_everything(cfg.seed)
@@ -261,6 +263,7 @@ class Trainer:
             loss_scale=self._loss_scale,
             random_batch=self._random_batch,
             valid_mi=self._valid_mi,
+            precision=self.precision,
         )
 
     def _valid_mi(self) -> dict[str, float]:
@@ -279,7 +282,7 @@ class Trainer:
             loader = self._eval_loader("valid")
             mus: list[Tensor] = []
             logvars: list[Tensor] = []
-            with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model):
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model), self.precision.autocast():
                 torch.manual_seed(mix_seed(self.cfg.seed, 43, self.state["step"]))
                 for batch in loader.epoch(0):
                     q = self.model.encode(batch.x.to(self.device))
@@ -302,6 +305,7 @@ class Trainer:
             "strategy": self.strategy.state_dict(),
             "trainer": dict(self.state),
             "rng": rng_state(),  # tensors and plain data: checkpoints load with weights_only=True
+            **({"precision": self.precision.state_dict()} if self.precision.scaler is not None else {}),
         }
 
     def _save(self, path: Path) -> None:
@@ -318,6 +322,7 @@ class Trainer:
         self.strategy.load_state_dict(ckpt["strategy"])
         self.state.update(ckpt["trainer"])
         set_rng_state(ckpt["rng"])
+        self.precision.load_state_dict(ckpt.get("precision", {}))
 
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
@@ -354,7 +359,8 @@ class Trainer:
                         continue
                     torch.manual_seed(mix_seed(self.cfg.seed, 29, seed_offset, b))
                     batch.x = batch.x.to(self.device)
-                    local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
+                    with self.precision.autocast():  # train.precision; the metrics themselves stay float32
+                        local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
                     if progress is not None:  # the other processes score batches of about the same size meanwhile
                         progress.update(batch_size(batch.x) * self.dist.world_size)
         finally:
