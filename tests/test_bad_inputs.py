@@ -238,6 +238,8 @@ CASES: list[Case] = [
     T("model.pixelcnn_layers=0"),
     T("model.skip=true", "model.skip"),
     T("model.init_range=-0.1"),
+    Case("train-conv-on-1x1", "train {cfg} model.type=conv data.image_shape=[1,1,1] --out {new}", "model.type=conv"),
+    Case("train-conv-too-deep", "train {cfg} model.type=conv model.channels=[4,4,4,4] --out {new}", "model.channels"),
     # ---- train: objective ----
     T("objective.beta.value=-1"),
     T("objective.beta.start=-0.5"),

@@ -104,7 +104,13 @@ class ConvEncoder(Encoder):
         self.latent_dim = latent_dim
         c, h, w = image_shape
         layers: list[nn.Module] = []
-        for ch in channels:
+        for i, ch in enumerate(channels):
+            if h < 2 or w < 2:
+                raise ValueError(
+                    f"model.type=conv: {image_shape[1]}x{image_shape[2]} images are too small for "
+                    f"{len(channels)} strided convolutions (model.channels={list(channels)}; layer {i} would get "
+                    f"{h}x{w}, each layer needs >= 2x2 and halves it); use fewer model.channels or model.type=mlp"
+                )
             layers += [nn.Conv2d(c, ch, 4, stride=2, padding=1), activation(act)]
             c, h, w = ch, (h + 2 - 4) // 2 + 1, (w + 2 - 4) // 2 + 1
         self.conv = nn.Sequential(*layers)
