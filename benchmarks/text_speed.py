@@ -1,0 +1,320 @@
+"""Text VAE speed against the machine's own matrix-product limit (a roofline), printed, not asserted (issue 18).
+
+For the LSTM VAE of configs/ptb_vae_small.yaml (emb 128, LSTM 256, z 32, vocabulary 10,002) it measures, at each
+precision asked for (``fp32``, ``bf16``):
+
+- training: one joint SGD step (forward, backward, clipping, update) on batches of 32 PTB training sentences from
+  vaelab's loader (length-bucketed, seeded dropout masks), in predicted tokens/s; the same step without the
+  per-sentence dropout seeds (plain ``nn.Dropout``; what the seeds cost); and the encoder-only step of aggressive
+  training (He et al. 2019; decoder frozen) as a fraction of a joint step;
+- IW-NLL with K importance samples (``vaelab.metrics.iw_log_likelihood``, eval mode) on test sentences, in
+  token-samples/s (predicted tokens x samples);
+
+and, in the same run and the same way (the best of ``--repeats`` rounds that interleave everything), the peak of
+``torch.matmul`` at the output layer's shapes (forward (M x 256) @ (256 x V) and its two gradient products, float32
+and bfloat16; the best of the three is the peak). Each workload's FLOPs are counted from the matrix products
+it runs: the LSTM gates (4H x (input + H) per position, over the padded positions nn.LSTM computes), the output
+layer (H x V per predicted token) and, for training, their backward (twice the forward: input and weight
+gradients; an encoder-only step skips the decoder's weight gradients). Achieved FLOP/s over the peak of the same
+precision is the fraction of the machine's limit. Without PTB (``../shared/data/ptb``) it runs on synthetic token
+ids with PTB's sentence lengths.
+
+    OMP_NUM_THREADS=1 python benchmarks/text_speed.py [--precisions fp32 bf16] [--steps 8] [--k 100]
+        [--sentences 4] [--repeats 3] [--threads 1]
+
+About 1-2 minutes with the defaults on one thread; raise --steps/--sentences/--repeats for steadier numbers on a
+quiet machine. The 1-minute load average is printed before and after: on a shared machine every figure moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from vaelab.config import load_config
+from vaelab.data import load_dataset
+from vaelab.data.base import DataError
+from vaelab.data.text import TokenBatch
+from vaelab.metrics import iw_log_likelihood
+from vaelab.models import build_model
+from vaelab.objectives import build_objective
+from vaelab.training.precision import Precision
+from vaelab.training.strategies import StepContext, gradient_step
+from vaelab.training.trainer import make_optimizer
+
+PTB_LENGTHS = (21.1, 10.2)
+"""Mean and standard deviation of PTB training sentence lengths in words (the synthetic fallback's)."""
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def matmul_rate(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
+    """FLOP/s of torch.matmul(a, b) over about ``seconds`` (after one warm-up product)."""
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] * n / (time.perf_counter() - t0)
+
+
+def matmul_peak(m: int, h: int, v: int, dtype: torch.dtype, seconds: float) -> dict[str, float]:
+    """FLOP/s of torch.matmul at the output layer's three shapes in ``dtype``: the forward (m x h) @ (h x v), the
+    input gradient (m x v) @ (v x h) and the weight gradient (v x m) @ (m x h); ``peak`` is the best of them."""
+    g = torch.Generator().manual_seed(0)
+    r = {
+        "forward": matmul_rate(
+            torch.randn(m, h, generator=g).to(dtype), torch.randn(h, v, generator=g).to(dtype), seconds
+        ),
+        "grad_input": matmul_rate(
+            torch.randn(m, v, generator=g).to(dtype), torch.randn(v, h, generator=g).to(dtype), seconds
+        ),
+        "grad_weight": matmul_rate(
+            torch.randn(v, m, generator=g).to(dtype), torch.randn(m, h, generator=g).to(dtype), seconds
+        ),
+    }
+    r["peak"] = max(r.values())
+    return r
+
+
+# --------------------------------------------------------------------------------------------------------------
+# data: PTB if present, else synthetic ids of PTB lengths
+
+
+def batches(cfg: Any, n_train: int, n_test: int) -> tuple[list[TokenBatch], TokenBatch, int, str]:
+    """(training batches of ``cfg.train.batch_size``, one test batch of ``n_test`` sentences, vocabulary size,
+    source). Training batches come from vaelab's loader (with the word-dropout noise and dropout seeds)."""
+    try:
+        ds = load_dataset(cfg.data)
+        loader = ds.loader("train", cfg.train.batch_size, seed=0)
+        it = iter(loader.epoch(0))
+        train = [next(it).x for _ in range(n_train)]
+        split = ds.split("test")
+        pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n_test]
+        test = split.batch(pick[torch.sort(split.lengths[pick], stable=True).indices])  # a random sample, by length
+        return train, test, len(ds.vocab), f"PTB ({ds.info.get('root', 'data folder')})"
+    except (DataError, FileNotFoundError, OSError):
+        pass
+    g = torch.Generator().manual_seed(0)
+    v = 10_002
+
+    def make(b: int, pad_equal: bool = False) -> TokenBatch:
+        lengths = (torch.randn(b, generator=g) * PTB_LENGTHS[1] + PTB_LENGTHS[0]).round().clamp(1, 80).long()
+        if pad_equal:
+            lengths = lengths.sort().values
+        sents = [torch.randint(4, v, (int(n),), generator=g).tolist() for n in lengths]
+        x = TokenBatch.from_sentences(sents)
+        x.noise = torch.rand(x.batch_size, x.max_len - 1, generator=g)
+        x.seeds = torch.arange(b, dtype=torch.long) + 12345
+        return x
+
+    train = [make(cfg.train.batch_size) for _ in range(n_train)]
+    test = make(n_test, pad_equal=True)
+    test.noise = test.seeds = None
+    return train, test, v, "synthetic token ids with PTB's sentence lengths (PTB not found)"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# FLOP counts
+
+
+def lstm_flops(positions: int, inp: int, h: int) -> float:
+    """Forward FLOPs of the LSTM's gate products over ``positions`` (rows x steps): 2 * 4H * (input + H) each."""
+    return 2.0 * positions * 4 * h * (inp + h)
+
+
+def train_flops(x: TokenBatch, e: int, h: int, d: int, v: int, decoder_weights: bool = True) -> dict[str, float]:
+    """Matrix-product FLOPs of one training step on ``x`` by kind: the output layer's ``forward``, ``grad_input``
+    and ``grad_weight`` products (real predicted tokens only) and the LSTMs' products forward and backward
+    (``other``; nn.LSTM runs over the padded width). Backward = 2x forward; an encoder-only step (decoder frozen)
+    skips the decoder's weight gradients."""
+    b, length = x.tokens.shape
+    out = 2.0 * x.num_tokens * h * v
+    enc, dec = lstm_flops(b * length, e, h), lstm_flops(b * (length - 1), e + d, h)
+    return {
+        "forward": out,
+        "grad_input": out,
+        "grad_weight": out if decoder_weights else 0.0,
+        "other": 3 * enc + (3 if decoder_weights else 2) * dec,
+    }
+
+
+def iw_flops(x: TokenBatch, k: int, e: int, h: int, d: int, v: int) -> dict[str, float]:
+    """Matrix-product FLOPs of IW-NLL with K samples on ``x`` as the shared-work decoder runs it: the output layer
+    per token and sample (``forward``); the recurrence per token and sample, z's input block and the initial state
+    per sample, the embedding block per sentence and position, the encoder once per sentence (``other``)."""
+    b, length = x.tokens.shape
+    other = (
+        k * x.num_tokens * 2.0 * 4 * h * h
+        + k * b * (2.0 * 4 * h * d + 2.0 * d * h)
+        + lstm_flops(b * (length - 1), e, 0)
+        + lstm_flops(b * length, e, h)
+    )
+    return {"forward": k * x.num_tokens * 2.0 * h * v, "grad_input": 0.0, "grad_weight": 0.0, "other": other}
+
+
+def roofline_seconds(flops: dict[str, float], rates: dict[str, float]) -> float:
+    """The least time of ``flops`` if each output-layer product ran at the matmul rate measured for its shape and
+    the rest at the best rate: the machine's limit for this workload."""
+    return sum(f / rates[k if k != "other" else "peak"] for k, f in flops.items())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# workloads
+
+
+def train_pass(cfg: Any, model: torch.nn.Module, xs: list[TokenBatch], precision: Precision, names: list[str]):
+    """A callable running one step per batch of ``xs`` (optimisers of ``names`` stepped; encoder-only: the decoder
+    frozen, clipping over the stepped parameters) at ``precision``."""
+    groups = {"encoder": model.encoder_parameters(), "decoder": model.decoder_parameters()}
+    opts = {k: make_optimizer(cfg.train, p) for k, p in groups.items()}
+    obj = build_objective(cfg.objective, 100, 100)
+    ctx = StepContext.single_process(model, obj, opts, grad_clip=cfg.train.grad_clip, precision=precision)
+
+    def run() -> None:
+        model.train()
+        for i, x in enumerate(xs):
+            gradient_step(ctx, x, i, names)
+
+    return run
+
+
+def iw_pass(model: torch.nn.Module, x: TokenBatch, k: int, precision: Precision):
+    """A callable computing the IW-NLL of ``x`` with ``k`` samples (one chunk) at ``precision``, in eval mode."""
+
+    def run() -> None:
+        model.eval()
+        with precision.autocast():
+            iw_log_likelihood(model, x, k, chunk_size=k, eps_generator=torch.Generator().manual_seed(0))
+
+    return run
+
+
+def merge(parts: Any) -> dict[str, float]:
+    """Sum FLOP dicts key by key."""
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, f in part.items():
+            out[k] = out.get(k, 0.0) + f
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/ptb_vae_small.yaml")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--steps", type=int, default=8, help="training batches per timed pass (default 8)")
+    p.add_argument("--k", type=int, default=100, help="importance samples K (default 100)")
+    p.add_argument("--sentences", type=int, default=4, help="random test sentences for IW-NLL (default 4)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; each figure is its best round (default 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--peak-seconds", type=float, default=0.7, help="one peak-matmul run, s (default 0.7)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    m = cfg.model
+    e, h, d = m.emb_dim, m.hidden_dim, m.latent_dim
+    train_xs, test_x, v, source = batches(cfg, args.steps, args.sentences)
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, torch.get_num_threads() = "
+        f"{torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; 1-min load "
+        f"{load()} at the start"
+    )
+    print(f"model emb {e}, LSTM {h}, z {d}, vocabulary {v}; data: {source}")
+    tok_train = sum(x.num_tokens for x in train_xs)
+    padded = sum(x.batch_size * (x.max_len - 1) for x in train_xs)
+    print(
+        f"training: {args.steps} batches of {cfg.train.batch_size}, {tok_train / args.steps:.0f} predicted tokens "
+        f"per batch ({100 * (1 - tok_train / padded):.0f}% of the decoder's LSTM positions are padding); IW-NLL: "
+        f"K = {args.k} on {args.sentences} random test sentences ({test_x.num_tokens} predicted tokens)"
+    )
+    flops = {
+        "joint": merge(train_flops(x, e, h, d, v) for x in train_xs),
+        "encoder": merge(train_flops(x, e, h, d, v, decoder_weights=False) for x in train_xs),
+        "iw": iw_flops(test_x, args.k, e, h, d, v),
+    }
+    flops["unseeded"] = flops["joint"]
+    total = {k: sum(f.values()) for k, f in flops.items()}
+    out_share = 1 - flops["joint"]["other"] / total["joint"]
+    print(
+        f"FLOPs counted: {total['joint'] / args.steps / 1e9:.1f} GFLOP per joint step (output layer {out_share:.0%}), "
+        f"{total['iw'] / (test_x.num_tokens * args.k) / 1e6:.2f} MFLOP per IW token-sample (output layer "
+        f"{flops['iw']['forward'] / total['iw']:.0%})"
+    )
+    unseeded = [TokenBatch(x.tokens, x.lengths, x.noise, None) for x in train_xs]
+    work: dict[str, dict[str, Callable[[], Any]]] = {}
+    for name in args.precisions:
+        precision = Precision(name, "cpu")
+        dtype = torch.bfloat16 if name == "bf16" else torch.float32
+        torch.manual_seed(0)
+        model = build_model(cfg.model, {"vocab_size": v})
+        work[name] = {
+            "peak": lambda dtype=dtype: matmul_peak(1024, h, v, dtype, args.peak_seconds),
+            "joint": train_pass(cfg, model, train_xs, precision, ["encoder", "decoder"]),
+            "unseeded": train_pass(cfg, model, unseeded, precision, ["encoder", "decoder"]),
+            "encoder": train_pass(cfg, model, train_xs, precision, ["encoder"]),
+            "iw": iw_pass(model, test_x, args.k, precision),
+        }
+        for key, fn in work[name].items():  # warm-up (allocator, oneDNN primitives)
+            if key != "peak":
+                fn()
+    best: dict[str, dict[str, float]] = {name: {} for name in work}
+    for _ in range(args.repeats):  # rounds interleave the precisions and workloads: load hits them alike
+        for name, fns in work.items():
+            for key, fn in fns.items():
+                if key == "peak":
+                    for shape, rate in fn().items():
+                        best[name][shape] = max(best[name].get(shape, 0.0), rate)
+                else:
+                    t = timed(fn)
+                    best[name][key] = min(best[name].get(key, t), t)
+    for name, b in best.items():
+        peak = b["peak"]
+        print(
+            f"\n[{name}] torch.matmul at the output layer's shapes (M = 1024): forward (M x {h}) @ ({h} x {v}) "
+            f"{b['forward'] / 1e9:.1f}, input gradient (M x {v}) @ ({v} x {h}) {b['grad_input'] / 1e9:.1f}, weight "
+            f"gradient ({v} x M) @ (M x {h}) {b['grad_weight'] / 1e9:.1f} GFLOP/s; peak {peak / 1e9:.1f} GFLOP/s"
+        )
+        for key, label in (
+            ("joint", "training, joint step"),
+            ("unseeded", "training, joint step without dropout seeds (plain nn.Dropout)"),
+            ("encoder", "training, encoder-only step (aggressive inner step)"),
+            ("iw", f"IW-NLL K={args.k}"),
+        ):
+            t, f = b[key], total[key]
+            speed = (
+                f"{t / args.steps * 1000:.1f} ms/step, {tok_train / t:,.0f} tokens/s"
+                if key != "iw"
+                else f"{t / args.sentences:.3f} s/sentence, {test_x.num_tokens * args.k / t:,.0f} token-samples/s"
+            )
+            print(
+                f"  {label}: {speed}, {f / t / 1e9:.1f} GFLOP/s = {roofline_seconds(flops[key], b) / t:.0%} of the "
+                f"roofline at its shapes ({f / t / peak:.0%} of the best matmul rate)"
+            )
+        seeds = b["joint"] / b["unseeded"] - 1
+        print(
+            f"  encoder-only / joint step: time {b['encoder'] / b['joint']:.2f}, FLOPs "
+            f"{total['encoder'] / total['joint']:.2f}; dropout seeds cost {seeds:+.1%} of a joint step"
+        )
+    if len(best) == 2:
+        b32, b16 = best["fp32"], best["bf16"]
+        print(f"\nbf16 / fp32 speed: training {b32['joint'] / b16['joint']:.2f}x, IW-NLL {b32['iw'] / b16['iw']:.2f}x")
+    print(f"1-min load {load()} at the end; every figure is the best of {args.repeats} interleaved rounds")
+
+
+if __name__ == "__main__":
+    main()
