@@ -126,3 +126,15 @@ def test_shared_work_variants_skip_and_zero_initial_state(skip: bool, init_from_
     assert torch.allclose(shared, reference, rtol=1e-5, atol=0.0)
     # measured: 0.005 / 0.008 nats on log-likelihoods of up to 29 nats (weights N(0, 0.3^2), large logits)
     assert low.dtype == torch.float32 and float((low - reference).abs().max()) < 0.05
+
+
+def test_activation_budget_follows_free_memory_in_powers_of_two(monkeypatch: pytest.MonkeyPatch):
+    from vaelab.models import text
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(text, "_available_host_bytes", lambda: 64 << 30)
+    assert text.activation_budget(cpu) == text.DEFAULT_MAX_ACTIVATION_ELEMENTS
+    monkeypatch.setattr(text, "_available_host_bytes", lambda: (256 << 20) + 12345)  # 256 MiB: 1/16 of it, floats
+    assert text.activation_budget(cpu) == (256 << 20) // 64 < text.DEFAULT_MAX_ACTIVATION_ELEMENTS
+    monkeypatch.setattr(text, "_available_host_bytes", lambda: 1 << 20)
+    assert text.activation_budget(cpu) == 1 << 20  # the floor

@@ -50,11 +50,14 @@ CUDA_MAX_ACTIVATION_ELEMENTS = 1 << 28
 def activation_budget(device: torch.device) -> int:
     """Floats of activations a decoder may hold at once on ``device``: on CUDA a quarter of the free memory (at most
     :data:`CUDA_MAX_ACTIVATION_ELEMENTS`), on a CPU 1/16 of the host's available memory (``MemAvailable``), at most
-    :data:`DEFAULT_MAX_ACTIVATION_ELEMENTS`. At least 2**20."""
+    :data:`DEFAULT_MAX_ACTIVATION_ELEMENTS`. At least 2**20, and a power of two, so that small changes of the free
+    memory do not move the chunk boundaries (on a host with 4 GiB or more available it is the constant cap)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return max(1 << 20, min(CUDA_MAX_ACTIVATION_ELEMENTS, free // 16))
-    return max(1 << 20, min(DEFAULT_MAX_ACTIVATION_ELEMENTS, _available_host_bytes() // 64))
+        budget = min(CUDA_MAX_ACTIVATION_ELEMENTS, free // 16)
+    else:
+        budget = min(DEFAULT_MAX_ACTIVATION_ELEMENTS, _available_host_bytes() // 64)
+    return 1 << (max(1 << 20, budget).bit_length() - 1)
 
 
 def _available_host_bytes() -> int:
