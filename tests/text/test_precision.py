@@ -12,6 +12,7 @@ Tolerances (measured on the tiny corpus, 40-60 SGD steps; bf16 = bfloat16 autoca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,59 @@ def test_activation_budget_follows_free_memory_in_powers_of_two(monkeypatch: pyt
     assert text.activation_budget(cpu) == (256 << 20) // 64 < text.DEFAULT_MAX_ACTIVATION_ELEMENTS
     monkeypatch.setattr(text, "_available_host_bytes", lambda: 1 << 20)
     assert text.activation_budget(cpu) == 1 << 20  # the floor
+
+
+def test_bf16_resume_after_a_crash_matches_an_uninterrupted_run(corpus: Path, tmp_path: Path):
+    """Bit-exact resume holds under bf16 on a CPU (autocast's products are deterministic there)."""
+    from conftest import crash_at_step
+    from vaelab.cli import main
+
+    cfg = _config(corpus, precision="bf16", epochs=2, checkpoint_every_steps=4)
+    full = Trainer(cfg, tmp_path / "full").fit()
+    crash_at_step(Trainer(cfg, tmp_path / "crash"), 14)
+    assert main(["resume", str(tmp_path / "crash")]) == 0
+    resumed = json.loads((tmp_path / "crash" / "summary.json").read_text())
+    for k in ("elbo", "rate", "distortion", "nll_iw", "mi", "au"):
+        assert resumed[k] == full[k], k
+
+
+@pytest.mark.slow
+def test_bf16_two_process_gloo_matches_one_process(corpus: Path, tmp_path: Path, cli_env: dict[str, str]):
+    """2-process data parallelism under bf16 reproduces the 1-process run up to bf16 rounding: each process's
+    weight-gradient products round their half-batch sums to bfloat16 before the average. Measured after 20 steps:
+    ELBO -19.2114 vs -19.2193 (4e-4 relative; float32 runs match to 1e-4 and better); 2e-3 asserted."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "bf16.yaml"
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_TEXT_RUN.items()}
+    data["data"] = {"name": "text", "path": str(corpus)}
+    data["train"].update({"epochs": 2, "precision": "bf16"})
+    cfg.write_text(yaml.safe_dump(data))
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = subprocess.run(
+        [sys.executable, "-m", "vaelab", "train", str(cfg), "--out", str(one)],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    port = str(29500 + (os.getpid() + 11) % 1000)
+    r2 = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"),
+            *("--master_port", port, "-m", "vaelab", "train", str(cfg), "--out", str(two)),
+        ],
+        env={**cli_env, "MASTER_ADDR": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    s1 = json.loads((one / "summary.json").read_text())
+    s2 = json.loads((two / "summary.json").read_text())
+    for k in ("elbo", "rate", "distortion", "nll_iw", "mi"):
+        assert s2[k] == pytest.approx(s1[k], rel=2e-3, abs=1e-4), k
