@@ -20,7 +20,10 @@ precision is the fraction of the machine's limit. Without PTB (``../shared/data/
 ids with PTB's sentence lengths.
 
     OMP_NUM_THREADS=1 python benchmarks/text_speed.py [--precisions fp32 bf16] [--steps 8] [--k 100]
-        [--sentences 4] [--repeats 3] [--threads 1]
+        [--sentences 4] [--repeats 3] [--threads 1] [--accuracy-steps 120 [--accuracy-sentences 30]]
+
+``--accuracy-steps N`` adds the check behind ``train.precision: bf16``'s accuracy: the model trained N fp32 steps,
+then its IW-NLL in fp32 and bf16 with the same draws (mean and largest per-sentence difference, both times).
 
 About 1-2 minutes with the defaults on one thread; raise --steps/--sentences/--repeats for steadier numbers on a
 quiet machine. The 1-minute load average is printed before and after: on a shared machine every figure moves.
@@ -223,6 +226,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="rounds; each figure is its best round (default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--peak-seconds", type=float, default=0.7, help="one peak-matmul run, s (default 0.7)")
+    p.add_argument(
+        "--accuracy-steps",
+        type=int,
+        default=0,
+        help="also train the model this many fp32 SGD steps and compare its bf16 and fp32 IW-NLL (default 0: skip)",
+    )
+    p.add_argument("--accuracy-sentences", type=int, default=30, help="test sentences of that comparison (30)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -314,6 +324,36 @@ def main() -> None:
         b32, b16 = best["fp32"], best["bf16"]
         print(f"\nbf16 / fp32 speed: training {b32['joint'] / b16['joint']:.2f}x, IW-NLL {b32['iw'] / b16['iw']:.2f}x")
     print(f"1-min load {load()} at the end; every figure is the best of {args.repeats} interleaved rounds")
+    if args.accuracy_steps > 0:
+        accuracy(cfg, v, args.accuracy_steps, args.accuracy_sentences, args.k)
+
+
+def accuracy(cfg: Any, v: int, steps: int, sentences: int, k: int) -> None:
+    """Train the model ``steps`` fp32 SGD steps (the config's optimiser, batch and clipping), then the IW-NLL with
+    ``k`` samples of ``sentences`` random test sentences in fp32 and bf16 with the same draws: per-sentence
+    difference and times."""
+    train_xs, test_x, _, _ = batches(cfg, steps, sentences)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, {"vocab_size": v})
+    t0 = time.perf_counter()
+    train_pass(cfg, model, train_xs, Precision("fp32"), ["encoder", "decoder"])()
+    t_train = time.perf_counter() - t0
+    model.eval()
+    values, times = {}, {}
+    for name in ("fp32", "bf16"):
+        g = torch.Generator().manual_seed(1)
+        t0 = time.perf_counter()
+        with Precision(name).autocast():
+            values[name] = iw_log_likelihood(model, test_x, k, chunk_size=k, eps_generator=g)
+        times[name] = time.perf_counter() - t0
+    nll = {name: -float(val.mean()) for name, val in values.items()}
+    d = values["fp32"] - values["bf16"]  # NLL of bf16 minus NLL of fp32, per sentence
+    print(
+        f"\naccuracy: after {steps} fp32 training steps ({t_train:.0f} s), IW-NLL K={k} on {sentences} random test "
+        f"sentences ({test_x.num_tokens / sentences:.1f} predicted tokens each): fp32 {nll['fp32']:.4f} nats/sentence"
+        f" in {times['fp32']:.1f} s, bf16 {nll['bf16']:.4f} in {times['bf16']:.1f} s; bf16 - fp32 per sentence: mean "
+        f"{float(d.mean()):+.4f}, max abs {float(d.abs().max()):.4f} nats (load {load()})"
+    )
 
 
 if __name__ == "__main__":
