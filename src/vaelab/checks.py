@@ -290,6 +290,8 @@ RULES: dict[str, Rule] = {
     # model
     "model.type": Choice(registry=_models),
     "model.latent_dim": COUNT,
+    "model.factory": Typed(why="'package.module:function' or '/path/file.py:function' (checked when built)"),
+    "model.factory_kwargs": Typed(why="keyword arguments of model.factory"),
     "model.hidden": Items(item=Int(1)),
     "model.channels": Items(item=Int(1)),
     "model.activation": Choice(registry=_activations),
@@ -459,6 +461,12 @@ def _relations(cfg: RunConfig) -> None:
             )
     if d.name == "ptb" and d.format != "plain":
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
+    if (m.type == "custom") != (m.factory is not None):
+        raise ConfigError(
+            "model.type=custom needs model.factory ('package.module:function' or '/path/file.py:function')"
+            if m.type == "custom"
+            else f"model.factory is only read by model.type=custom, not {m.type!r}"
+        )
     if m.skip and m.type != "lstm_vae":
         raise ConfigError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {m.type!r}")
     if m.posterior != "gaussian" and m.type == "lstm_lm":

@@ -6,7 +6,8 @@
     (B,1,28,28) valid = ds.loader("valid", 1000, seed=0)              # binarised once with a fixed seed
 
 Registered data sets (``data.name``): mnist, fashion_mnist, binarized_mnist, omniglot, idx, npz,
-synthetic_blobs, synthetic_gaussian, the text corpora text and ptb (:mod:`vaelab.data.text`) and the generated
+synthetic_blobs, synthetic_gaussian, arrays (the user's arrays, :mod:`vaelab.data.user`), the text corpora
+text and ptb (:mod:`vaelab.data.text`) and the generated
 labelled corpus synthetic_text (:mod:`vaelab.data.synthetic_text`). Files are read from the data folder
 (:func:`resolve_data_root`); nothing is downloaded. Split conventions:
 :mod:`vaelab.data.base`; batching, resuming and DDP sharding: :mod:`vaelab.data.loader` (images) and
@@ -22,6 +23,7 @@ from vaelab.data import (  # noqa: F401  (register the data sets)
     synthetic_text,
     tetrominoes,
     text,
+    user,
 )
 from vaelab.data.base import (
     DATASETS,

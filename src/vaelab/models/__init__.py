@@ -75,6 +75,14 @@ def _build_pixelcnn(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     return VAE(enc, dec)
 
 
+@MODELS.register("custom")
+def _build_custom(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
+    """The user's own encoder and decoder from ``model.factory`` (see :mod:`vaelab.models.custom`)."""
+    from vaelab.models.custom import build_custom
+
+    return build_custom(cfg.factory, cfg.factory_kwargs, cfg.latent_dim, info)
+
+
 def _text_info(info: dict[str, Any]) -> dict[str, Any]:
     if "vocab_size" not in info:
         raise ValueError("this model type needs text data (data_info['vocab_size'] is missing; use data.name=ptb/text)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass
@@ -15,6 +15,7 @@ class ModelConfig:
     - ``linear``: linear encoder, linear-Gaussian decoder (probabilistic PCA): exact log p(x) is known.
     - ``lstm_vae``: text VAE of He et al. (2019) / Kim et al. (2018): LSTM encoder, LSTM decoder fed z.
     - ``lstm_lm``: LSTM language model (no latent; the encoder returns the prior, so rate = 0 exactly).
+    - ``custom``: the user's own encoder and decoder, built by ``factory`` (:mod:`vaelab.models.custom`).
 
     ``posterior`` re-parameterises q(z|x) of any encoder (:mod:`vaelab.models.posterior_heads`): ``bn`` (BN-VAE,
     Zhu et al. 2020; ``bn_gamma``) or ``delta`` (delta-VAE, Razavi et al. 2019; ``delta_rate``).
@@ -22,6 +23,12 @@ class ModelConfig:
 
     type: str = "mlp"
     latent_dim: int = 32
+    factory: str | None = None
+    """``custom``: the function that builds the user's modules, ``package.module:function`` or
+    ``/path/to/file.py:function``; it returns (encoder, decoder) or a VAE (see :mod:`vaelab.models.custom`).
+    Loading the run imports this module and nothing else."""
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+    """``custom``: keyword arguments of ``factory`` (plain YAML values)."""
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     channels: list[int] = field(default_factory=lambda: [32, 64])
     activation: str = "relu"

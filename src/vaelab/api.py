@@ -1,0 +1,583 @@
+"""vaelab's Python API: train your own encoder and decoder on your own data, and measure collapse on any model.
+
+    import vaelab
+
+    def build(latent_dim: int = 16):                      # a module-level factory: the run folder records it
+        return MyEncoder(latent_dim), MyDecoder(latent_dim)
+
+    run = vaelab.train(build, x_train, "runs/mine", model_kwargs={"latent_dim": 16},
+                       overrides=["train.strategy=aggressive", "train.epochs=20"])
+    print(run.summary["nll_iw"], run.diagnose().verdict)   # the same files as `vaelab train`; every command reads them
+
+The contract (:mod:`vaelab.models.custom`): ``encoder(x) -> (mu, logvar)``, each (B, D); ``decoder.log_prob(x, z)``
+-> log p(x|z) per example in nats, shape (B,), for z (B, D); optionally ``decoder.sample(z, mean=False)``. It is
+checked on the first training batch, before any training, with one-line errors.
+
+Data (:mod:`vaelab.data.user`): tensors or numpy arrays (N, ...), ``(x, labels)`` pairs, a torch ``Dataset`` of
+``x`` or ``(x, label)`` items, or lists of token-id sequences; a copy is written into the run folder (``DIR/data/``)
+so that ``vaelab evaluate / diagnose / report / resume DIR`` reload exactly those data.
+
+Metrics (nats per example, summed over data and latent dimensions) take a model (a vaelab VAE, a loaded run's
+model, or a pair ``(encoder, decoder)`` of modules meeting the contract) and data: a tensor (N, ...), a list of
+token-id sequences, or an iterable of batches (tensors, ``(x, y)`` pairs, or objects with ``.x`` and ``.y`` such as
+:meth:`LoadedRun.batches`). See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from vaelab.config import RunConfig, apply_overrides, read_yaml, run_config, to_dict
+from vaelab.data.user import TOKEN_OFFSET, UserData, as_user_data, tensor_data, token_data
+from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
+from vaelab.metrics.holes import DEFAULT_PRIOR_SAMPLES, DEFAULT_TAUS
+from vaelab.metrics.holes import hole_metrics as _hole_metrics
+from vaelab.metrics.information import MIEstimate
+from vaelab.metrics.likelihood import DEFAULT_IW_CHUNK, elbo_terms, iw_log_likelihood
+from vaelab.metrics.probe import PROBE_DRAWS, PROBE_SEED, linear_probe, majority_rate, posterior_draws
+from vaelab.metrics.units import active_units as _active_units
+from vaelab.metrics.units import kl_per_dim as _kl_per_dim
+from vaelab.models.base import VAE, Decoder, Encoder
+from vaelab.models.base import batch_size as _num_examples
+from vaelab.models.custom import (
+    ContractError,
+    ContractTypeError,
+    call_factory,
+    check_first_batch,
+    check_modules,
+    check_posterior,
+    factory_spec,
+    wrap_modules,
+)
+
+DATA_DIR = "data"
+"""Sub-folder of a run folder that holds the copy of the user's data."""
+
+_API_DATA_KEYS = ("name", "path", "files", "vocab_file", "format")
+_API_MODEL_KEYS = ("type", "factory", "factory_kwargs")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class LoadedRun:
+    """A run folder loaded for use in Python: its validated ``config``, ``dataset`` (the splits as trained on),
+    ``model`` (the checkpoint's weights, in eval mode) and ``device``."""
+
+    path: Path
+    config: RunConfig
+    dataset: Any
+    model: VAE
+    device: torch.device
+
+    def batches(self, split: str = "test", batch_size: int | None = None) -> Iterator[Any]:
+        """The split's evaluation batches (fixed order and binarisation, as ``vaelab evaluate`` uses), each with
+        ``.x`` on the model's device and ``.y`` (labels or None)."""
+        ev = self.config.eval
+        loader = self.dataset.loader(
+            split,
+            batch_size or ev.batch_size,
+            seed=self.config.seed,
+            shuffle=False,
+            eval_binarize_seed=ev.binarize_seed,
+        )
+        for batch in loader.epoch(0):
+            yield batch.to(self.device)
+
+
+@dataclass
+class Run:
+    """A run folder written by :func:`train` (or ``vaelab train``): the files are the record, these are shortcuts."""
+
+    path: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json: the final metrics of the best model on the test split (nats per example)."""
+        return json.loads((self.path / "summary.json").read_text())
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's config (config.yaml, validated)."""
+        from vaelab.config import load_saved_config
+
+        return load_saved_config(self.path / "config.yaml")
+
+    def load(self, checkpoint: str = "best") -> LoadedRun:
+        """The run's model and data (:func:`load_run`)."""
+        return load_run(self.path, checkpoint)
+
+    def evaluate(self, *, split: str = "test", iw_samples: int | None = None, overrides: Sequence[str] = ()) -> dict:
+        """``vaelab evaluate DIR``: metrics of the best checkpoint on ``split`` (IW-NLL with ``iw_samples``, default
+        ``eval.iw_samples``), written to DIR/eval.json and returned."""
+        from vaelab.evaluation import evaluate_run
+
+        return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=list(overrides))
+
+    def diagnose(self, *, evaluate: bool | None = None, split: str = "test") -> Any:
+        """``vaelab diagnose DIR``: a :class:`~vaelab.diagnose.Diagnosis` (``.verdict``, ``.text()``), written to
+        DIR/diagnosis.md and diagnosis.json."""
+        from vaelab.diagnose import diagnose_run
+
+        return diagnose_run(self.path, evaluate=evaluate, split=split)
+
+    def report(self, *, samples: bool = True) -> Path:
+        """``vaelab report DIR``: the self-contained HTML page DIR/report.html; returns its path."""
+        return write_report(self.path, samples=samples)
+
+
+def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str] = ()) -> LoadedRun:
+    """Load a run folder (any: ``vaelab train``, :func:`train`, a sweep or study point) for use in Python.
+
+    Safe by construction: the checkpoint is read with ``torch.load(weights_only=True)`` (no code runs); a run of
+    a custom model imports only the module that config.yaml records in ``model.factory``. ``overrides``: the
+    ``key=value`` settings ``vaelab evaluate`` accepts (``eval.*``, ``data.eval_size``, ``train.device``)."""
+    from vaelab.evaluation import load_trainer
+
+    trainer = load_trainer(path, checkpoint, list(overrides))
+    trainer.model.eval()
+    return LoadedRun(Path(path), trainer.cfg, trainer.dataset, trainer.model, trainer.device)
+
+
+def write_report(path: str | Path, *, samples: bool = True) -> Path:
+    """``vaelab report DIR`` for a run, sweep or study folder: writes DIR/report.html and returns its path."""
+    from vaelab.report import write_report as _write
+
+    return Path(_write(path, samples=samples))
+
+
+def _config_mapping(config: Mapping[str, Any] | RunConfig | str | Path | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, RunConfig):
+        return to_dict(config)
+    if isinstance(config, str | Path):
+        return read_yaml(config)
+    if isinstance(config, Mapping):
+        return json.loads(json.dumps(dict(config)))  # a deep copy of plain values
+    raise TypeError(f"config must be a mapping, a RunConfig or a YAML file path, got {type(config).__name__}")
+
+
+def _plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_kwargs`` as plain YAML values (they are written to config.yaml and read back)."""
+    out = dict(kwargs)
+    try:
+        back = yaml.safe_load(yaml.safe_dump(out))
+    except yaml.YAMLError:
+        back = None
+    if back != out:
+        raise TypeError(
+            "model_kwargs must hold plain values (numbers, strings, booleans, lists, dicts) that YAML writes and "
+            f"reads back unchanged, so that the run folder can rebuild the model; got {out!r:.200}"
+        )
+    return out
+
+
+def train(
+    model: Callable[..., Any] | str,
+    data: Any,
+    out: str | Path,
+    *,
+    model_kwargs: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | RunConfig | str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> Run:
+    """Train a VAE made of your own encoder and decoder on your own data into the run folder ``out``.
+
+    Args:
+        model: the **factory**, a module-level function (or its ``'package.module:function'`` /
+            ``'/path/file.py:function'`` name) returning ``(encoder, decoder)`` (or a vaelab ``VAE``), called with
+            ``model_kwargs``. Its import path and kwargs are recorded in config.yaml (``model.factory``,
+            ``model.factory_kwargs``) so that every command can rebuild the model.
+        data: a tensor / numpy array (N, ...), ``(x, labels)``, a torch Dataset, a list of token-id sequences, a
+            mapping ``{"train", "valid", "test"}`` of those, or :func:`vaelab.tensor_data` /
+            :func:`vaelab.token_data` (which also set the binarisation, held-out fractions, vocabulary). A copy is
+            written to ``out/data/``.
+        out: the run folder; one that holds another run is refused (as ``vaelab train --out``).
+        model_kwargs: keyword arguments of the factory (plain YAML values).
+        config: the rest of the run config, as a mapping like a YAML config (``{"objective": ..., "train": ...}``),
+            a :class:`~vaelab.config.RunConfig` or a YAML file; every objective, regulariser, term and strategy of
+            the config system is available (e.g. ``{"train": {"strategy": "aggressive"}}``). ``model.latent_dim``
+            defaults to the D the encoder returns.
+        overrides: ``key=value`` strings as on the command line (``"objective.free_bits=0.5"``).
+
+    Returns:
+        A :class:`Run` (``.summary``, ``.load()``, ``.evaluate()``, ``.diagnose()``, ``.report()``).
+
+    The config is validated first (one-line :class:`~vaelab.config.ConfigError`), then the modules are run once on
+    the first training batch: a broken contract raises a one-line :class:`~vaelab.models.custom.ContractError`
+    (a ValueError; a :class:`~vaelab.models.custom.ContractTypeError`, also a TypeError, for wrong types) before
+    any training.
+    """
+    from vaelab.checks import check_override_values, validate_config
+    from vaelab.data import load_dataset
+    from vaelab.training.runfolder import RunFolder
+    from vaelab.training.trainer import Trainer
+
+    spec = factory_spec(model)
+    kwargs = _plain(model_kwargs or {})
+    user = as_user_data(data)
+    root = Path(out)
+    if reason := RunFolder(root).holds_run():
+        raise FileExistsError(reason)
+
+    mapping = _config_mapping(config)
+    for section, keys in (("data", _API_DATA_KEYS), ("model", _API_MODEL_KEYS)):
+        given = sorted(set(mapping.get(section) or {}) & set(keys))
+        if given:
+            raise ValueError(f"config sets {section}.{given[0]}, which vaelab.train sets itself; leave it out")
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if any(key == f"data.{k}" for k in _API_DATA_KEYS) or any(key == f"model.{k}" for k in _API_MODEL_KEYS):
+            raise ValueError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")
+    data_dir = (root / DATA_DIR).resolve()
+    mapping["data"] = {**(mapping.get("data") or {}), **user.section(data_dir)}
+    mapping["model"] = {**(mapping.get("model") or {}), "type": "custom", "factory": spec, "factory_kwargs": kwargs}
+    mapping = apply_overrides(mapping, list(overrides))
+    latent_given = "latent_dim" in mapping["model"]
+    check_override_values(list(overrides))
+    cfg = run_config(mapping)
+
+    created = not data_dir.exists()
+    user.write(data_dir)
+    try:
+        dataset = load_dataset(cfg.data)
+        made = call_factory(spec, kwargs)
+        enc, dec = (made.encoder, made.decoder) if isinstance(made, VAE) else made
+        info = dataset.model_info() if hasattr(dataset, "model_info") else {}
+        batch = next(iter(dataset.loader("train", cfg.train.batch_size, seed=cfg.seed).epoch(0)))
+        x = batch.x
+        shape = info.get("example_shape")
+        if shape and isinstance(x, Tensor) and not isinstance(made, VAE):
+            x = x.reshape(x.shape[0], *shape)
+        latent = check_first_batch(enc, dec, x, cfg.model.latent_dim if latent_given else None)
+    except BaseException:
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    if not latent_given:
+        cfg.model.latent_dim = latent
+        cfg = validate_config(cfg)
+    trainer = Trainer(cfg, root, dataset=dataset)
+    trainer.fit()
+    return Run(root)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# models and data for the metrics
+
+
+def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | None = None, example: Any = None) -> VAE:
+    """A vaelab :class:`~vaelab.models.base.VAE` from ``model``: a VAE (returned as it is), a :class:`LoadedRun`,
+    a pair ``(encoder, decoder)``, or an encoder with ``decoder`` given. User modules are wrapped as in training
+    (outputs checked, z of shape (S, B, D) handled). ``latent_dim`` defaults to the modules' ``latent_dim``
+    attribute, else to the D the encoder returns for the batch ``example``."""
+    if isinstance(model, LoadedRun):
+        return model.model
+    if isinstance(model, VAE):
+        return model
+    if decoder is None:
+        if not (isinstance(model, tuple | list) and len(model) == 2):
+            raise ContractTypeError(
+                f"a model for the metrics is a vaelab VAE, a loaded run or a pair (encoder, decoder), got "
+                f"{type(model).__name__}"
+            )
+        model, decoder = model
+    d = latent_dim or getattr(model, "latent_dim", None) or getattr(decoder, "latent_dim", None)
+    if d is None:
+        if example is None:
+            raise ValueError("as_vae needs latent_dim= (or example=, a batch the encoder can read)")
+        check_modules(model, decoder)
+        with torch.no_grad(), eval_mode(model):
+            mu, _ = check_posterior(model(example), _num_examples(example), None)
+        d = int(mu.shape[1])
+    return wrap_modules(model, decoder, int(d))
+
+
+def _resolve_model(model: Any, first_x: Any) -> VAE:
+    return as_vae(model, example=first_x)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+def _is_token_lists(data: Any) -> bool:
+    return (
+        isinstance(data, list)
+        and len(data) > 0
+        and isinstance(data[0], list | tuple)
+        and all(isinstance(t, int) for t in data[0])
+    )
+
+
+def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
+    """Token-id sequences (your ids, in [0, V)) as the :class:`~vaelab.data.text.TokenBatch` a model trained by
+    :func:`train` receives: ``<s> ids+4 </s> <pad>..`` (ids shifted by :data:`TOKEN_OFFSET`)."""
+    from vaelab.data.text import TokenBatch
+
+    return TokenBatch.from_sentences([[int(t) + TOKEN_OFFSET for t in s] for s in sequences])
+
+
+def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[Any, Tensor | None]]:
+    """(x, y) batches of ``data``: a tensor / array (N, ...) cut into ``batch_size`` rows, token-id lists as token
+    batches, a TokenBatch, or an iterable of batches (tensor, (x, y), or objects with .x / .y)."""
+    from vaelab.data.text import TokenBatch
+
+    y_all = None if labels is None else torch.as_tensor(labels)
+    if hasattr(data, "__array__") and not isinstance(data, Tensor):
+        data = torch.as_tensor(data)
+    if isinstance(data, Tensor) or _is_token_lists(data) or isinstance(data, TokenBatch):
+        n = data.batch_size if isinstance(data, TokenBatch) else len(data)
+        for s in range(0, n, batch_size):
+            rows = slice(s, min(s + batch_size, n))
+            if isinstance(data, Tensor):
+                x: Any = data[rows]
+            elif isinstance(data, TokenBatch):
+                x = data.select(rows)
+            else:
+                x = token_batch(data[rows])
+            yield x, None if y_all is None else y_all[rows]
+        return
+    if labels is not None:
+        raise ValueError("labels= goes with a tensor or token lists; batches carry their own labels (.y or (x, y))")
+    for batch in data:
+        if isinstance(batch, tuple | list) and len(batch) == 2:
+            yield batch[0], (None if batch[1] is None else torch.as_tensor(batch[1]))
+        elif hasattr(batch, "x"):
+            yield batch.x, getattr(batch, "y", None)
+        else:
+            yield batch, None
+
+
+class _Batch:
+    __slots__ = ("x", "y")
+
+    def __init__(self, x: Any, y: Tensor | None) -> None:
+        self.x, self.y = x, y
+
+
+def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = None) -> tuple[VAE, list[_Batch]]:
+    parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
+    if not parts:
+        raise ValueError("the data have no examples")
+    vae = _resolve_model(model, parts[0].x)
+    device = _device_of(vae)
+    for p in parts:
+        if hasattr(p.x, "to"):
+            p.x = p.x.to(device)
+    return vae, parts
+
+
+def _generator(model: nn.Module, seed: int) -> torch.Generator:
+    return torch.Generator(device=_device_of(model)).manual_seed(int(seed))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# metrics
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    *,
+    iw_samples: int = 0,
+    iw_chunk: int = DEFAULT_IW_CHUNK,
+    mi_pool: str | int = "all",
+    au_threshold: float = 0.01,
+    batch_size: int = 500,
+    labels: Any = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every core metric of ``model`` on ``data`` in one pass, as summary.json reports them (nats per example):
+    ``elbo``, ``rate``, ``distortion``; ``nll_iw`` with ``iw_samples`` > 0 (Burda et al., ICLR 2016); ``mi`` with
+    ``mi_pool`` (Hoffman & Johnson 2016; He et al., ICLR 2019); ``marginal_kl`` = rate - MI; ``au`` (Burda et al.
+    2016) with ``activity_per_dim``; ``kl_per_dim``; ``bpd`` for tensors, ``ppl_*`` for token batches."""
+    vae, parts = _model_and_batches(model, data, batch_size, labels)
+    gen = _generator(vae, seed)
+    col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
+    return summarise(col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(seed))
+
+
+def iw_nll(
+    model: Any,
+    data: Any,
+    *,
+    num_samples: int = 500,
+    chunk_size: int = DEFAULT_IW_CHUNK,
+    batch_size: int = 100,
+    seed: int = 0,
+) -> Tensor:
+    """Importance-weighted NLL -log p(x) of every example, nats, shape (N,): -log (1/K) sum_k p(x, z_k) / q(z_k|x),
+    z_k ~ q(z|x), K = ``num_samples`` (Burda, Grosse & Salakhutdinov, ICLR 2016); an upper bound on the NLL that
+    tightens as K grows. The model is in eval mode during the call."""
+    vae, parts = _model_and_batches(model, data, batch_size)
+    gen = _generator(vae, seed)
+    with eval_mode(vae):
+        return torch.cat([-iw_log_likelihood(vae, p.x, num_samples, chunk_size, gen).cpu() for p in parts])
+
+
+def elbo(model: Any, data: Any, *, num_samples: int = 1, batch_size: int = 500, seed: int = 0) -> dict[str, Tensor]:
+    """The unweighted ELBO of every example and its parts, nats, each (N,): ``distortion`` = -E_q log p(x|z)
+    (``num_samples`` draws), ``rate`` = KL(q(z|x) || p(z)) (Kingma & Welling, ICLR 2014), ``elbo`` = -(D + R)."""
+    vae, parts = _model_and_batches(model, data, batch_size)
+    gen = _generator(vae, seed)
+    out: dict[str, list[Tensor]] = {"elbo": [], "rate": [], "distortion": []}
+    with eval_mode(vae):
+        for p in parts:
+            for k, v in elbo_terms(vae, p.x, num_samples, gen).items():
+                out[k].append(v.cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def posteriors(model: Any, data: Any, *, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """The posterior parameters of every example: ``(mu, logvar)``, each (N, D), on the CPU (eval mode)."""
+    col = _posterior_collection(model, data, batch_size)
+    assert col.mu is not None and col.logvar is not None
+    return col.mu, col.logvar
+
+
+def _posterior_collection(model: Any, data: Any, batch_size: int, labels: Any = None) -> EvalCollection:
+    vae, parts = _model_and_batches(model, data, batch_size, labels)
+    mus, logvars, ys = [], [], []
+    with torch.no_grad(), eval_mode(vae):
+        for p in parts:
+            q = vae.encode(p.x)
+            mus.append(q.mu.cpu())
+            logvars.append(q.logvar.expand_as(q.mu).cpu())
+            ys.append(p.y)
+    mu = torch.cat(mus)
+    y = torch.cat([torch.as_tensor(v).cpu() for v in ys]) if all(v is not None for v in ys) else None
+    zeros = torch.zeros(len(mu))
+    return EvalCollection(elbo=zeros, rate=zeros, distortion=zeros, mu=mu, logvar=torch.cat(logvars), y=y)
+
+
+def mutual_information(
+    model: Any, data: Any, *, pool: str | int = "all", batch_size: int = 500, seed: int = 0
+) -> MIEstimate:
+    """I_q(x; z) in nats (Hoffman & Johnson 2016; the estimator of He et al., ICLR 2019) with its pool: ``"all"``
+    pools over every example of ``data`` (cap ln N), an int B within consecutive groups of B (cap ln B). Report
+    ``.value`` with ``.pool``: an MI near ln(pool) is at the estimator's ceiling."""
+    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(seed))
+
+
+def active_units(model: Any, data: Any, *, threshold: float = 0.01, batch_size: int = 500) -> tuple[int, Tensor]:
+    """Active units (Burda et al., ICLR 2016): the number of latent dimensions d with Var_x E_q[z_d|x] >=
+    ``threshold``, and that activity per dimension (D,)."""
+    mu, _ = posteriors(model, data, batch_size=batch_size)
+    return _active_units(mu, threshold)
+
+
+def kl_per_dim(model: Any, data: Any, *, batch_size: int = 500) -> Tensor:
+    """The rate per latent dimension, E_x KL(q(z_d|x) || N(0, 1)), nats, shape (D,); sums to the mean rate.
+    Dimensions near 0 carry nothing (collapsed units)."""
+    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    return _kl_per_dim(mu.double(), logvar.double()).float()
+
+
+def hole_metrics(
+    model: Any,
+    data: Any,
+    *,
+    prior_samples: int = DEFAULT_PRIOR_SAMPLES,
+    taus: Sequence[float] = DEFAULT_TAUS,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Hole metrics of the aggregated posterior q_agg of ``data`` (Zhang et al., NeurIPS 2022), nats:
+    ``hole_kl`` = KL(p || q_agg) by Monte Carlo over ``prior_samples`` draws (with ``hole_kl_se``),
+    ``hole_kl_per_dim`` (quadrature) and ``cu_<tau>``, the dimensions whose per-dimension hole KL is below tau."""
+    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    return _hole_metrics(mu, logvar, prior_samples=prior_samples, taus=taus, generator=gen)
+
+
+def probe(
+    model: Any,
+    train_data: Any,
+    test_data: Any,
+    *,
+    train_labels: Any = None,
+    test_labels: Any = None,
+    batch_size: int = 500,
+) -> dict[str, Any]:
+    """The fixed-protocol linear probe of vaelab (Sinha & Dieng, NeurIPS 2021; :mod:`vaelab.metrics.probe`):
+    multinomial logistic regression trained on ``train_data``'s latents, accuracy on ``test_data``'s.
+    ``accuracy`` reads sampled z ~ q(z|x) (what a decoder can use; a collapsed model sits at ``majority``),
+    ``mean_accuracy`` the posterior means. Labels come with the batches or as ``*_labels``."""
+    tr = _posterior_collection(model, train_data, batch_size, train_labels)
+    te = _posterior_collection(model, test_data, batch_size, test_labels)
+    if tr.y is None or te.y is None:
+        raise ValueError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
+    assert tr.mu is not None and tr.logvar is not None and te.mu is not None and te.logvar is not None
+    y_tr, y_te = tr.y.long().reshape(-1), te.y.long().reshape(-1)
+    k = int(max(y_tr.max(), y_te.max())) + 1
+    z_tr = posterior_draws(tr.mu, tr.logvar, 1, torch.Generator().manual_seed(PROBE_SEED))
+    z_te = posterior_draws(te.mu, te.logvar, PROBE_DRAWS, torch.Generator().manual_seed(PROBE_SEED + 1))
+    sampled = linear_probe(z_tr, y_tr, z_te, y_te.repeat(PROBE_DRAWS), num_classes=k)
+    mean = linear_probe(tr.mu, y_tr, te.mu, y_te, num_classes=k)
+    return {
+        "accuracy": sampled.test_accuracy,
+        "train_accuracy": sampled.train_accuracy,
+        "mean_accuracy": mean.test_accuracy,
+        "mean_train_accuracy": mean.train_accuracy,
+        "majority": majority_rate(y_te),
+        "classes": k,
+        "draws": PROBE_DRAWS,
+    }
+
+
+def diagnosis(source: str | Path | Mapping[str, Any], *, model_type: str | None = None) -> Any:
+    """A collapse diagnosis (:class:`~vaelab.diagnose.Diagnosis`: ``verdict`` collapsed / partial / healthy,
+    ``findings``, ``recommendations``, ``text()``) of a run folder (as ``vaelab diagnose DIR``, which writes
+    DIR/diagnosis.md) or of a metrics dict from :func:`evaluate` (it needs ``kl_per_dim``; add
+    :func:`hole_metrics` for the hole findings)."""
+    from vaelab.diagnose import diagnose_metrics, diagnose_run
+
+    if isinstance(source, Mapping):
+        return diagnose_metrics(dict(source), model_type=model_type)
+    return diagnose_run(source)
+
+
+__all__ = [
+    "TOKEN_OFFSET",
+    "ContractError",
+    "ContractTypeError",
+    "Decoder",
+    "Encoder",
+    "LoadedRun",
+    "MIEstimate",
+    "Run",
+    "UserData",
+    "active_units",
+    "as_vae",
+    "diagnosis",
+    "elbo",
+    "evaluate",
+    "hole_metrics",
+    "iw_nll",
+    "kl_per_dim",
+    "load_run",
+    "mutual_information",
+    "posteriors",
+    "probe",
+    "tensor_data",
+    "token_batch",
+    "token_data",
+    "train",
+    "write_report",
+]

@@ -1,0 +1,456 @@
+"""The user's own data (tensors, a torch Dataset, token-id sequences) as files that vaelab's data sets read.
+
+A run trained through the Python API (:mod:`vaelab.api`) keeps a copy of its data in the run folder, so that every
+command (``evaluate``, ``diagnose``, ``report``, ``resume``) reloads exactly what it was trained on:
+
+- **arrays** (tensors, numpy arrays, a torch Dataset): ``DIR/data/arrays.npz`` (``numpy.savez``, read with
+  ``allow_pickle=False``), arrays ``train``, ``valid``, ``test`` and optional ``*_labels``, read by the data set
+  ``data.name: arrays`` (registered here). Each example keeps its own shape (1 to 3 dimensions: (D,), (H, W) or
+  (C, H, W)); the user's modules receive x of shape (B, *that shape). uint8 arrays are intensities 0..255 (read as
+  [0, 1]), bool arrays 0/1; every other numeric array is used as float32 values as given (any range: Gaussian
+  decoders). ``data.binarize`` applies as for images (default: ``static`` when all values are 0/1, else ``none``).
+- **token-id sequences** (lists of lists of ints in [0, V)): ``DIR/data/{train,valid,test}.txt`` (one sequence a
+  line, labels as ``LABEL<TAB>`` when given) and ``DIR/data/vocab.txt``, read by the text data set
+  (``data.name: text`` with ``data.vocab_file``). The model sees :class:`~vaelab.data.text.TokenBatch` batches,
+  ``<s> ids </s> <pad>..``, in which the user's token id t is **t + 4** (:data:`TOKEN_OFFSET`): ids 0..3 are
+  ``<pad>``, ``<s>``, ``</s>``, ``<unk>``; the vocabulary size a decoder must cover is V + 4
+  (``data_info["vocab_size"]``).
+
+Splits that are not given are held out of the training examples by a fixed permutation (seeded by
+``split_seed``, never by the run seed): ``test_fraction`` then ``valid_fraction`` of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaelab.data.base import (
+    DATASETS,
+    SPLITS,
+    DataError,
+    ImageDataset,
+    Split,
+    data_error,
+    empty_like,
+    finalize,
+    fixed_permutation,
+    holdout_split,
+    normalize_image_shape,
+    num_classes_of,
+    resolve_data_root,
+    root_note,
+    sha256_file,
+)
+from vaelab.data.config import DataConfig
+from vaelab.data.text import SPECIALS
+
+TOKEN_OFFSET = len(SPECIALS)
+"""A user's token id t is t + TOKEN_OFFSET (= 4) inside vaelab's token batches (ids 0..3: <pad> <s> </s> <unk>)."""
+
+ARRAYS_FILE = "arrays.npz"
+VOCAB_FILE = "vocab.txt"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the "arrays" data set
+
+
+@dataclass
+class ArrayDataset(ImageDataset):
+    """An :class:`ImageDataset` whose examples had the shape ``example_shape`` (1 to 3 dims) in the user's data;
+    splits hold them as (N, C, H, W) and a custom model views them back (see :meth:`model_info`)."""
+
+    example_shape: tuple[int, ...] = ()
+
+    def model_info(self) -> dict[str, Any]:
+        """What a model builder needs: ``image_shape`` (C, H, W), ``example_shape`` and ``num_classes``."""
+        return {
+            "image_shape": tuple(self.image_shape),
+            "example_shape": tuple(self.example_shape),
+            "num_classes": self.num_classes,
+        }
+
+
+def _array_split(x: np.ndarray, y: np.ndarray | None, source: str) -> tuple[Split, tuple[int, ...]]:
+    """An (N, *shape) array (shape of 1 to 3 dims) as a Split (N, C, H, W), and the example shape."""
+    if x.ndim < 2 or x.ndim > 4:
+        raise DataError(f"{source}: arrays must be (N, D), (N, H, W) or (N, C, H, W), got shape {x.shape}")
+    shape = tuple(int(d) for d in x.shape[1:])
+    chw = normalize_image_shape(shape, what=f"{source} example shape")
+    if x.dtype == np.bool_:
+        arr = x.astype(np.uint8) * np.uint8(255)
+    elif x.dtype == np.uint8:
+        arr = x * np.uint8(255) if x.size and int(x.max()) <= 1 else x
+    elif np.issubdtype(x.dtype, np.number):
+        arr = x.astype(np.float32)
+        if arr.size and not np.isfinite(arr).all():
+            raise DataError(f"{source}: the values must be finite (found NaN or inf)")
+    else:
+        raise DataError(f"{source}: unsupported dtype {x.dtype} (use numbers or bool)")
+    yt = None
+    if y is not None:
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{source}: labels must be integers of shape ({len(x)},), got {y.dtype} {y.shape}")
+        yt = torch.from_numpy(y.astype(np.int64))
+    xt = torch.from_numpy(np.ascontiguousarray(arr).reshape(len(x), *chw))
+    return Split(xt, yt), shape
+
+
+@DATASETS.register("arrays")
+def load_arrays(cfg: DataConfig) -> ArrayDataset:
+    """Arrays of any numeric range from one .npz file (``data.path``; written by :func:`write_user_data`):
+    keys ``train``, ``test``, optional ``valid`` (else ``data.valid_size`` training examples are held out) and
+    ``<split>_labels``. Default binarisation: ``static`` when every value is 0/1, else ``none``."""
+    if not cfg.path:
+        raise ValueError("data.name='arrays' needs data.path, the .npz file (absolute or relative to the data folder)")
+    root, setting = resolve_data_root(cfg)
+    path = Path(cfg.path).expanduser()
+    where = "file chosen by config key data.path"
+    if not path.is_absolute():
+        path = root / path
+        where += f" relative to the {root_note(root, setting)}"
+    if not path.is_file():
+        raise data_error(path, "not found", "an .npz file of arrays train, valid, test", where)
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("train", "test") if k not in z.files]
+        if missing:
+            raise data_error(path, f"no array {missing[0]!r}; arrays in file: {', '.join(z.files)}", None, where)
+        parts: dict[str, Split | None] = {}
+        shapes = set()
+        for split in SPLITS:
+            if split not in z.files:
+                parts[split] = None
+                continue
+            labels = z[f"{split}_labels"] if f"{split}_labels" in z.files else None
+            parts[split], shape = _array_split(z[split], labels, f"{path}[{split}]")
+            shapes.add(shape)
+    if len(shapes) > 1:
+        raise data_error(path, f"the splits' examples differ in shape: {sorted(shapes)}", "one shape", where)
+    train, valid, test = parts["train"], parts["valid"], parts["test"]
+    assert train is not None and test is not None
+    info: dict[str, Any] = {"source": str(path), "format": "npz arrays", "sha256": sha256_file(path)}
+    if valid is None:
+        if cfg.valid_size == 0:
+            valid = empty_like(train)
+            info["split"] = "no validation split (data.valid_size=0)"
+        else:
+            train, valid, info["split"] = holdout_split(train, cfg.valid_size, cfg.split_seed, str(path))
+    else:
+        info["split"] = "validation split from the file"
+    binary = all(s.is_binary() for s in (train, valid, test))
+    ds = finalize(
+        "arrays",
+        cfg,
+        train,
+        valid,
+        test,
+        default_binarize="static" if binary else "none",
+        num_classes=num_classes_of(train, valid, test),
+        info=info,
+    )
+    shape = shapes.pop()
+    ds.info["example_shape"] = list(shape)
+    return ArrayDataset(**{k: getattr(ds, k) for k in ImageDataset.__dataclass_fields__}, example_shape=shape)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# in-memory data -> files
+
+
+@dataclass
+class UserData:
+    """The user's data, split and ready to be written into a run folder (:meth:`write`).
+
+    ``kind``: ``arrays`` or ``tokens``. ``splits``: split -> (examples, labels or None): numpy arrays (N, ...) for
+    arrays, lists of int lists for tokens. ``vocab``: tokens only, the word of each id (default: the ids as
+    text). ``binarize``: arrays only, ``data.binarize`` (None: the default). ``rules``: how missing splits were
+    made (recorded in config.yaml's data provenance).
+    """
+
+    kind: Literal["arrays", "tokens"]
+    splits: dict[str, tuple[Any, Any]]
+    vocab: list[str] | None = None
+    binarize: str | None = None
+    rules: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the examples carry labels (then probes can be measured)."""
+        return any(y is not None for _, y in self.splits.values())
+
+    @property
+    def example_shape(self) -> tuple[int, ...] | None:
+        """Arrays: the shape of one example, as the user's modules receive it after the batch dimension."""
+        return tuple(int(d) for d in self.splits["train"][0].shape[1:]) if self.kind == "arrays" else None
+
+    @property
+    def model_vocab_size(self) -> int | None:
+        """Tokens: V + :data:`TOKEN_OFFSET`, the number of distinct ids in a batch (what an embedding or softmax
+        layer of the user's decoder must cover)."""
+        return len(self.vocab) + TOKEN_OFFSET if self.kind == "tokens" and self.vocab is not None else None
+
+    def section(self, folder: str | Path) -> dict[str, Any]:
+        """The ``data:`` config section that reads these data once :meth:`write` has put them in ``folder``."""
+        folder = Path(folder).resolve()
+        if self.kind == "arrays":
+            section: dict[str, Any] = {"name": "arrays", "path": str(folder / ARRAYS_FILE)}
+            if self.binarize is not None:
+                section["binarize"] = self.binarize
+            return section
+        return {
+            "name": "text",
+            "path": str(folder),
+            "files": {split: f"{split}.txt" for split in self.splits},
+            "vocab_file": VOCAB_FILE,
+            "format": "label_tab" if self.labelled else "plain",
+        }
+
+    def write(self, folder: str | Path) -> dict[str, Any]:
+        """Write the data into ``folder`` (created) and return the ``data:`` config section that reads them."""
+        folder = Path(folder).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.kind == "arrays":
+            arrays: dict[str, np.ndarray] = {}
+            for split, (x, y) in self.splits.items():
+                arrays[split] = x
+                if y is not None:
+                    arrays[f"{split}_labels"] = y
+            np.savez(folder / ARRAYS_FILE, **arrays)  # type: ignore[arg-type]
+            return self.section(folder)
+        vocab = self.vocab or [str(i) for i in range(_vocab_size(self.splits))]
+        (folder / VOCAB_FILE).write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        for split, (seqs, y) in self.splits.items():
+            lines = [" ".join(vocab[t] for t in s) for s in seqs]
+            if self.labelled:
+                lines = [f"{int(label)}\t{line}" for label, line in zip(y, lines, strict=True)]
+            (folder / f"{split}.txt").write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        return self.section(folder)
+
+
+def _vocab_size(splits: Mapping[str, tuple[Any, Any]]) -> int:
+    return 1 + max((max(s) for seqs, _ in splits.values() for s in seqs if len(s)), default=0)
+
+
+def _is_dataset(obj: Any) -> bool:
+    return isinstance(obj, torch.utils.data.Dataset) and not isinstance(obj, Tensor)
+
+
+def _numpy(x: Any, what: str) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    raise TypeError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+
+
+def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A torch Dataset's items (x, or (x, y) with an integer y) stacked into arrays."""
+    n = len(ds)
+    if n == 0:
+        raise ValueError(f"{what} is an empty Dataset")
+    xs, ys = [], []
+    for i in range(n):
+        item = ds[i]
+        if isinstance(item, tuple | list) and len(item) == 2:
+            xs.append(_numpy(torch.as_tensor(item[0]), f"{what}[{i}][0]"))
+            ys.append(int(item[1]))
+        elif isinstance(item, tuple | list):
+            raise TypeError(f"{what}[{i}] must be x or (x, label), got a {type(item).__name__} of {len(item)}")
+        else:
+            xs.append(_numpy(torch.as_tensor(item), f"{what}[{i}]"))
+    if ys and len(ys) != n:
+        raise TypeError(f"{what}: some items are (x, label) and some are not")
+    try:
+        x = np.stack(xs)
+    except ValueError:
+        raise ValueError(f"{what}: the examples differ in shape; every example must have the same shape") from None
+    return x, (np.asarray(ys, dtype=np.int64) if ys else None)
+
+
+def _array_part(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if _is_dataset(obj):
+        return _materialise(obj, what)
+    if isinstance(obj, tuple) and len(obj) == 2:
+        x, y = _numpy(obj[0], f"{what}[0]"), _numpy(obj[1], f"{what}[1] (labels)")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+        return x, y.astype(np.int64)
+    x = _numpy(obj, what)
+    return x, None
+
+
+def _token_part(obj: Any, what: str) -> tuple[list[list[int]], list[int] | None]:
+    labels = None
+    seqs = obj
+    if isinstance(obj, tuple) and len(obj) == 2:
+        seqs, labels = obj
+        labels = [int(v) for v in (labels.tolist() if isinstance(labels, Tensor | np.ndarray) else labels)]
+    if isinstance(seqs, Tensor | np.ndarray) or not isinstance(seqs, Sequence) or isinstance(seqs, str):
+        raise TypeError(f"{what} must be a list of token-id sequences (lists of ints), got {type(seqs).__name__}")
+    out: list[list[int]] = []
+    for i, s in enumerate(seqs):
+        ids = s.tolist() if isinstance(s, Tensor | np.ndarray) else s
+        if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(isinstance(t, int) for t in ids):
+            raise TypeError(f"{what}[{i}] must be a sequence of int token ids, got {s!r:.60}")
+        if not ids:
+            raise ValueError(f"{what}[{i}] is empty; every sequence needs at least one token")
+        if min(ids) < 0:
+            raise ValueError(f"{what}[{i}] has a negative token id {min(ids)}")
+        out.append(list(ids))
+    if labels is not None and (len(labels) != len(out) or min(labels, default=0) < 0):
+        raise ValueError(f"{what}: need one label >= 0 per sequence ({len(out)}), got {len(labels)}")
+    return out, labels
+
+
+def _take(part: tuple[Any, Any], idx: np.ndarray, kind: str) -> tuple[Any, Any]:
+    x, y = part
+    if kind == "arrays":
+        return x[idx], None if y is None else y[idx]
+    return [x[i] for i in idx], None if y is None else [y[i] for i in idx]
+
+
+def _prepare(
+    kind: Literal["arrays", "tokens"],
+    train: Any,
+    valid: Any,
+    test: Any,
+    *,
+    valid_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
+    part = _array_part if kind == "arrays" else _token_part
+    given = {"train": train, "valid": valid, "test": test}
+    parts = {k: part(v, f"data {k}") for k, v in given.items() if v is not None}
+    rules: dict[str, str] = {}
+    missing = [k for k in ("test", "valid") if k not in parts]
+    if missing:
+        x, _ = parts["train"]
+        n = len(x)
+        fractions = {"test": test_fraction, "valid": valid_fraction}
+        for k in missing:
+            if not 0 <= fractions[k] < 1:
+                raise ValueError(f"{k}_fraction must be in [0, 1), got {fractions[k]}")
+        sizes = {k: round(fractions[k] * n) for k in missing}
+        if "test" in sizes:
+            sizes["test"] = max(sizes["test"], 1)
+        if n - sum(sizes.values()) < 1:
+            raise ValueError(f"{n} training examples are too few to hold out {sizes} and keep a training split")
+        perm = fixed_permutation(n, split_seed, "user-holdout")
+        end = n
+        for k in missing:  # test takes the last positions of the permutation, valid the ones before
+            idx = np.sort(perm[end - sizes[k] : end])
+            parts[k] = _take(parts["train"], idx, kind)
+            rules[k] = f"{sizes[k]} of the {n} given training examples (fixed permutation, split_seed={split_seed})"
+            end -= sizes[k]
+        parts["train"] = _take(parts["train"], np.sort(perm[:end]), kind)
+    labelled = {k: v[1] is not None for k, v in parts.items()}
+    if any(labelled.values()) and not all(labelled.values()):
+        raise ValueError(f"labels are given for some splits but not all ({labelled}); give labels for all or none")
+    if kind == "arrays":
+        shapes = {k: tuple(v[0].shape[1:]) for k, v in parts.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"the splits' examples differ in shape: {shapes}")
+        if not 1 <= len(shapes["train"]) <= 3:
+            raise ValueError(
+                f"each example must have 1 to 3 dimensions ((D,), (H, W), (C, H, W)), got {shapes['train']}"
+            )
+    return {k: parts[k] for k in SPLITS}, rules
+
+
+def tensor_data(
+    train: Any,
+    valid: Any = None,
+    test: Any = None,
+    *,
+    binarize: str | None = None,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> UserData:
+    """Arrays as a vaelab data set. Each split is a tensor or numpy array (N, ...) (1 to 3 dims per example), a
+    pair ``(x, labels)`` or a torch ``Dataset`` whose items are ``x`` or ``(x, label)``; missing ``valid`` /
+    ``test`` splits are held out of ``train`` (fractions of it, fixed permutation seeded by ``split_seed``).
+    ``binarize``: ``data.binarize`` (``dynamic`` for grey images under a Bernoulli decoder; default: as given)."""
+    splits, rules = _prepare(
+        "arrays", train, valid, test, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed
+    )
+    return UserData("arrays", splits, binarize=binarize, rules=rules)
+
+
+def token_data(
+    train: Any,
+    valid: Any = None,
+    test: Any = None,
+    *,
+    vocab: Sequence[str] | None = None,
+    vocab_size: int | None = None,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> UserData:
+    """Token-id sequences as a vaelab text data set. Each split is a list of non-empty int sequences (ids in
+    [0, V)) or a pair ``(sequences, labels)``. ``vocab``: the word of each id (one token each, no spaces), shown in
+    samples; else ``vocab_size`` V (default: 1 + the largest id) and ids are shown as numbers. Inside batches id t
+    is t + :data:`TOKEN_OFFSET` (module docstring)."""
+    splits, rules = _prepare(
+        "tokens", train, valid, test, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed
+    )
+    top = _vocab_size(splits)
+    if vocab is not None:
+        vocab = [str(w) for w in vocab]
+        bad = [w for w in vocab if len(w.split()) != 1 or w != w.strip() or w in SPECIALS]
+        if bad:
+            raise ValueError(f"vocab words must be single tokens without spaces and not {SPECIALS}; got {bad[0]!r}")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError("vocab has repeated words; each id needs its own word")
+        vocab_size = len(vocab) if vocab_size is None else vocab_size
+        if vocab_size != len(vocab):
+            raise ValueError(f"vocab has {len(vocab)} words but vocab_size is {vocab_size}")
+    size = top if vocab_size is None else int(vocab_size)
+    if size < top:
+        raise ValueError(f"token id {top - 1} is outside vocab_size={size}; ids must be in [0, vocab_size)")
+    return UserData("tokens", splits, vocab=list(vocab) if vocab else [str(i) for i in range(size)], rules=rules)
+
+
+def as_user_data(data: Any) -> UserData:
+    """``data`` as :class:`UserData`: itself, a :func:`tensor_data` of a tensor / array / Dataset / ``(x, labels)``,
+    a :func:`token_data` of a list of token-id sequences, or a mapping ``{"train": ..., "valid": ..., "test": ...}``
+    of either kind."""
+    if isinstance(data, UserData):
+        return data
+    if isinstance(data, Mapping):
+        unknown = set(data) - set(SPLITS)
+        if unknown or "train" not in data:
+            raise ValueError(f"a data mapping needs 'train' and may have 'valid', 'test'; got keys {sorted(data)}")
+        first = data["train"]
+        maker = token_data if _looks_like_tokens(first) else tensor_data
+        return maker(data["train"], data.get("valid"), data.get("test"))
+    return (token_data if _looks_like_tokens(data) else tensor_data)(data)
+
+
+def _looks_like_tokens(obj: Any) -> bool:
+    seqs = obj[0] if isinstance(obj, tuple) and len(obj) == 2 else obj
+    if isinstance(seqs, Tensor | np.ndarray | str) or _is_dataset(seqs) or not isinstance(seqs, Sequence):
+        return False
+    return len(seqs) > 0 and not isinstance(seqs[0], str) and isinstance(seqs[0], Sequence | Tensor | np.ndarray)
+
+
+__all__ = [
+    "ARRAYS_FILE",
+    "TOKEN_OFFSET",
+    "VOCAB_FILE",
+    "ArrayDataset",
+    "UserData",
+    "as_user_data",
+    "load_arrays",
+    "tensor_data",
+    "token_data",
+]
