@@ -38,3 +38,53 @@ def test_bf16_image_metrics_are_float32(tiny_config, tmp_path):
 def test_fp16_needs_cuda(device):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         Precision("fp16", device)
+
+
+def _tiny_step_setup(seed: int = 0):
+    from vaelab.config import ModelConfig, ObjectiveConfig
+    from vaelab.models import build_model
+    from vaelab.objectives import build_objective
+    from vaelab.training.strategies import StepContext
+
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(type="mlp", latent_dim=3, hidden=[16]), {"image_shape": (1, 4, 4)})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ctx = StepContext.single_process(model, build_objective(ObjectiveConfig(), 10, 10), {"model": opt}, grad_clip=5.0)
+    return model, ctx
+
+
+def _loss_scaled(precision: Precision, init_scale: float) -> Precision:
+    """``precision`` with a gradient scaler on the CPU: fp16's code path (scale, unscale, clip, step, update) without
+    a CUDA device."""
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    return precision
+
+
+def test_loss_scaling_path_gives_the_unscaled_update_and_skips_non_finite_steps():
+    from vaelab.training.strategies import gradient_step
+
+    x = (torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    eps = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+    params = {}
+    for scaled in (False, True):
+        model, ctx = _tiny_step_setup()
+        ctx.noise = lambda step, x, sub=0: eps
+        ctx.precision = _loss_scaled(Precision("bf16"), 2.0**10) if scaled else Precision("bf16")
+        for step in range(3):
+            gradient_step(ctx, x, step, ["model"])
+        params[scaled] = [p.detach().clone() for p in model.parameters()]
+    # a power-of-two scale is exact: the unscaled gradients, clipping and SGD steps are the same bits
+    assert all(torch.equal(a, b) for a, b in zip(params[False], params[True], strict=True))
+
+    model, ctx = _tiny_step_setup()
+    ctx.noise = lambda step, x, sub=0: eps
+    ctx.precision = _loss_scaled(Precision("bf16"), 2.0**10)
+    first = next(model.parameters())
+    hook = first.register_hook(lambda g: torch.full_like(g, float("inf")))
+    before = [p.detach().clone() for p in model.parameters()]
+    gradient_step(ctx, x, 0, ["model"])
+    hook.remove()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # the step was skipped
+    assert ctx.precision.scaler.get_scale() == 2.0**9  # and the scale backed off
+    gradient_step(ctx, x, 1, ["model"])
+    assert not torch.equal(before[0], first)  # the next finite step goes through
