@@ -132,7 +132,7 @@ class Run:
 
         return diagnose_run(self.path, evaluate=evaluate, split=split)
 
-    def report(self, *, samples: bool = True) -> Path:
+    def write_report(self, *, samples: bool = True) -> Path:
         """``vaelab report DIR``: the self-contained HTML page DIR/report.html; returns its path."""
         return write_report(self.path, samples=samples)
 
@@ -213,7 +213,7 @@ def train(
         overrides: ``key=value`` strings as on the command line (``"objective.free_bits=0.5"``).
 
     Returns:
-        A :class:`Run` (``.summary``, ``.load()``, ``.evaluate()``, ``.diagnose()``, ``.report()``).
+        A :class:`Run` (``.summary``, ``.load()``, ``.evaluate()``, ``.diagnose()``, ``.write_report()``).
 
     The config is validated first (one-line :class:`~vaelab.config.ConfigError`), then the modules are run once on
     the first training batch: a broken contract raises a one-line :class:`~vaelab.models.custom.ContractError`
