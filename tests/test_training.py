@@ -15,7 +15,7 @@ import yaml
 
 from conftest import crash_at_step
 from vaelab.cli import main
-from vaelab.config import load_config
+from vaelab.config import ConfigError, load_config
 from vaelab.training.checkpoint import load_checkpoint
 from vaelab.training.trainer import Trainer, TrainingFailed
 
@@ -256,6 +256,7 @@ def test_extra_metrics_hook(tiny_config, tmp_path):
     assert seen["split"] == "test" and s["train_seen"] == 256 and s["mu_norm"] > 0
     assert main(["evaluate", str(tmp_path / "x"), "--split", "valid"]) == 0
     assert json.loads((tmp_path / "x" / "eval.json").read_text())["train_seen"] == 256 and seen["split"] == "valid"
-    bad = load_config(tiny_config(), ["eval.extra_metrics=[nope]", "train.epochs=1"])
-    with pytest.raises(KeyError, match=r"eval.extra_metrics\[0\]"):
-        Trainer(bad, tmp_path / "y").fit()
+    # an unknown name is refused when the config is read, before any work (issue 16)
+    with pytest.raises(ConfigError, match=r"eval.extra_metrics\[0\] must be one of .*got 'nope'"):
+        load_config(tiny_config(), ["eval.extra_metrics=[nope]", "train.epochs=1"])
+    assert not (tmp_path / "y").exists()
