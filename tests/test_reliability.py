@@ -339,6 +339,29 @@ def test_evaluate_takes_the_evaluation_subset(trained_run, capsys):
     assert result["n"] == 16 and result["iw_samples"] == 3 and result["overrides"] == ["data.eval_size=16"]
 
 
+def test_evaluate_takes_the_precision_and_leaves_the_model_alone(trained_run, capsys):
+    """train.precision changes only the evaluation's matrix products: bf16 is close to fp32 on the same checkpoint,
+    the override is recorded in eval.json, config.yaml and the checkpoints are unchanged; fp16 on a CPU and an
+    unknown precision are one line naming the key."""
+    before = _files(trained_run)
+    assert main(["evaluate", str(trained_run), "--iw-samples", "3"]) == 0
+    fp32 = json.loads((trained_run / "eval.json").read_text())
+    assert main(["evaluate", str(trained_run), "train.precision=bf16", "--iw-samples", "3"]) == 0
+    bf16 = json.loads((trained_run / "eval.json").read_text())
+    assert bf16["overrides"] == ["train.precision=bf16"]
+    assert bf16["elbo"] == pytest.approx(fp32["elbo"], rel=2e-2) and bf16["elbo"] != fp32["elbo"]
+    assert bf16["nll_iw"] == pytest.approx(fp32["nll_iw"], rel=2e-2)
+    assert {k: v for k, v in _files(trained_run).items() if k != "eval.json"} == before
+    capsys.readouterr()
+    bad = ["train.precision=fp64"] + ([] if torch.cuda.is_available() else ["train.precision=fp16"])
+    for override in bad:
+        assert main(["evaluate", str(trained_run), override]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "train.precision" in err[0], err
+    assert main(["resume", str(trained_run), "train.precision=bf16"]) == 2  # it would change the trained model
+    assert "vaelab resume does not accept train.precision" in capsys.readouterr().err
+
+
 def _nan_at(trainer: Trainer, step: int) -> None:
     from vaelab.objectives import NonFiniteLossError
 

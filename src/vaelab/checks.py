@@ -367,8 +367,9 @@ RESUME_KEYS: tuple[str, ...] = (
 """What ``vaelab resume DIR key=value ...`` may change: the final evaluation, logging and the device; nothing that
 changes the trained model."""
 
-EVALUATE_KEYS: tuple[str, ...] = ("eval.*", "data.eval_size", "train.device")
-"""What ``vaelab evaluate DIR key=value ...`` may change (the evaluation subset among them)."""
+EVALUATE_KEYS: tuple[str, ...] = ("eval.*", "data.eval_size", "train.device", "train.precision")
+"""What ``vaelab evaluate DIR key=value ...`` may change: the evaluation subset, the device, and the precision of
+the evaluation's matrix products (``train.precision``; the trained parameters are read as they are)."""
 
 
 def leaf_keys(cls: type = RunConfig, prefix: str = "") -> Iterator[str]:
