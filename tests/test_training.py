@@ -76,7 +76,8 @@ def test_bad_override_is_a_clear_error(tiny_config, tmp_path, capsys):
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path):
-    cfg = load_config(tiny_config())
+    # a steps.jsonl line every 5 steps: the line at step 15 averages steps 11-15, across the resume from step 12
+    cfg = load_config(tiny_config(train={**_tiny_train(), "log_every_steps": 5}))
     full = Trainer(cfg, tmp_path / "full").fit()
 
     crash_at_step(Trainer(cfg, tmp_path / "crash"), 13)  # mid-epoch 2; the last checkpoint is at step 12
@@ -90,6 +91,14 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path
     b = [json.loads(x) for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)
+    # steps.jsonl too, the line that spans the resume included (its window of steps is in the checkpoint);
+    # wall_time is the only wall-clock field
+    a = [json.loads(x) for x in (tmp_path / "full" / "steps.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "crash" / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in a] == [5, 10, 15, 20] and strip(a) == strip(b)
+    wall_clock = ("train_time", "eval_time")  # summary.json's wall-clock fields
+    drop = lambda d: {k: v for k, v in d.items() if k not in wall_clock}  # noqa: E731
+    assert drop(_summary(tmp_path / "crash")) == drop(_summary(tmp_path / "full"))
 
 
 def test_resume_after_sigkill(tiny_config, tmp_path, cli_env):

@@ -9,6 +9,10 @@ DIR/steps.jsonl      training scalars every ``train.log_every_steps`` steps (run
 DIR/tensorboard/     TensorBoard event files (with ``train.tensorboard=true``)
 DIR/diagnosis.md     written by ``vaelab diagnose`` (with diagnosis.json)
 DIR/report.html      written by ``vaelab report``
+
+After a resume, metrics.jsonl, steps.jsonl and summary.json equal an uninterrupted run's except the wall-clock
+fields: ``wall_time`` (metrics.jsonl, steps.jsonl, a failed summary.json), ``train_time`` and ``eval_time``
+(summary.json).
 """
 
 from __future__ import annotations

@@ -169,6 +169,7 @@ class Trainer:
             "decays": 0,
             "elapsed": 0.0,
             "epoch_sums": {},
+            "step_window": {},  # training stats since the last steps.jsonl line (saved: a resume continues it)
             "done": False,
         }
         self._random_batches = 0
@@ -552,7 +553,9 @@ class Trainer:
         cfg, st = self.cfg, self.state
         epoch = st["epoch"]
         sums: dict[str, float] = st["epoch_sums"]
-        window: dict[str, float] = {}  # training stats since the last steps.jsonl line
+        if st["batch_in_epoch"] == 0:  # a steps.jsonl line averages steps of one epoch
+            st["step_window"] = {}
+        window: dict[str, float] = st["step_window"]  # in the checkpoint, so the line spanning a resume is the same
         bar = None
         if cfg.train.progress and self.dist.is_main:
             from tqdm import tqdm
