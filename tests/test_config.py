@@ -79,3 +79,72 @@ def test_int_float_coercion_rules():
         from_dict(TrainConfig, {"epochs": 2.5})
     with pytest.raises(ConfigError, match="true or false"):
         from_dict(TrainConfig, {"progress": "yes"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one rule per key: a config and a direct Python call are refused by the same rule, with the same message
+
+
+def _direct_calls():
+    from vaelab.data import DataConfig, load_dataset
+    from vaelab.models import ModelConfig, build_model
+    from vaelab.objectives.density_gap import DensityGap
+    from vaelab.objectives.schedules import ScheduleConfig, build_schedule
+    from vaelab.objectives.terms import BatchFreeBits
+    from vaelab.training.strategies import STRATEGIES
+
+    image = {"image_shape": (1, 6, 6), "num_classes": 2}
+    return [
+        (["data.num_examples=0"], lambda: load_dataset(DataConfig(name="synthetic_blobs", num_examples=0))),
+        (
+            ["data.name=synthetic_text", "data.num_templates=1"],
+            lambda: load_dataset(DataConfig(name="synthetic_text", num_templates=1)),
+        ),
+        (
+            ["data.name=synthetic_gaussian", "data.noise=0"],
+            lambda: load_dataset(DataConfig(name="synthetic_gaussian", noise=0.0)),
+        ),
+        (["model.latent_dim=0"], lambda: build_model(ModelConfig(latent_dim=0), image)),
+        (["model.hidden=[8,0]"], lambda: build_model(ModelConfig(hidden=[8, 0]), image)),
+        (["objective.free_bits=-1"], lambda: BatchFreeBits(free_bits=-1)),
+        (
+            ["objective.beta.type=cyclical", "objective.beta.cycles=0"],
+            lambda: build_schedule(ScheduleConfig(type="cyclical", cycles=0), 1, 10, key="objective.beta"),
+        ),
+        (
+            ["objective.beta.type=constant", "objective.beta.delay_steps=5"],
+            lambda: build_schedule(ScheduleConfig(type="constant", delay_steps=5), 1, 10, key="objective.beta"),
+        ),
+        (
+            ["train.strategy=aggressive", "train.strategy_options.window=0"],
+            lambda: STRATEGIES.get("aggressive")(window=0),
+        ),
+        (
+            ["objective.regulariser=density_gap", "objective.regulariser_options.samples=0"],
+            lambda: DensityGap(samples=0),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_a_direct_call_and_a_config_fail_with_the_same_rule(index):
+    overrides, call = _direct_calls()[index]
+    with pytest.raises(ConfigError) as from_config:
+        load_config(None, overrides)
+    with pytest.raises(ConfigError) as direct:
+        call()
+    message = str(from_config.value)
+    assert str(direct.value) == message and message.split()[0].rstrip(":").split("[")[0] in overrides[-1], message
+
+
+def test_the_direct_call_cases_are_all_run():
+    assert len(_direct_calls()) == 10
+
+
+def test_strategy_and_regulariser_options_are_checked_when_the_config_is_read():
+    with pytest.raises(ConfigError, match=r"^train.strategy_options.window must be an integer >= 1, got 0$"):
+        load_config(None, ["train.strategy=aggressive", "train.strategy_options.window=0"])
+    with pytest.raises(ConfigError, match=r"^train.strategy_options.pretrain_steps must be an integer >= 1, got -2$"):
+        load_config(None, ["train.strategy=pretrain_reset", "train.strategy_options.pretrain_steps=-2"])
+    with pytest.raises(ConfigError, match=r"^objective.regulariser_options.chunk_size must be null or an integer"):
+        load_config(None, ["objective.regulariser=density_gap", "objective.regulariser_options.chunk_size=0"])

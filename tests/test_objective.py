@@ -56,7 +56,7 @@ def test_batch_free_bits_floor_per_dimension_and_groups():
     # one group of both dims: total 0.5 >= 0.2, no floor
     assert BatchFreeBits(free_bits=0.2, groups=1)(_fp(mu, logvar)).item() == pytest.approx(0.5)
     assert BatchFreeBits(free_bits=0.6, groups=1)(_fp(mu, logvar)).item() == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="does not divide"):
+    with pytest.raises(ValueError, match=r"objective.free_bits_groups=3 must divide model.latent_dim=2"):
         BatchFreeBits(free_bits=0.1, groups=3)(_fp(mu, logvar))
 
 

@@ -8,6 +8,11 @@ values: ``train.batch_size must be an integer >= 1, got 0``. The loader's type c
 keys whose type is the whole rule (booleans, closed choices) are listed here as :class:`Typed` so that the table
 is complete (a test checks that every key of :class:`~vaelab.config.RunConfig` has a rule).
 
+Functions that can be called without a loaded config (``load_dataset``, ``build_model``, ``build_objective``,
+``build_schedule``, the regularisers, strategies and terms, from Python) apply the same rules through
+:func:`check`, :func:`check_section`, :func:`check_data`, :func:`check_model` and :func:`check_schedule`, so
+that each range and its message are written once, here.
+
 Command-line options use the same rule objects as argparse ``type=`` converters (:func:`option`), so
 ``vaelab sample -n 0`` and ``vaelab sweep --workers -3`` fail like a bad config value.
 
@@ -432,21 +437,26 @@ def check_override_values(overrides: list[str]) -> None:
         rule.check(key.strip(), value)
 
 
-def _check_schedule(value: Any, key: str) -> None:
-    from vaelab.objectives.schedules import ScheduleConfig
-
-    if isinstance(value, ScheduleConfig):
-        for k, rule in SCHEDULE_RULES.items():
-            rule.check(f"{key}.{k}", getattr(value, k))
-    elif not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be a number >= 0 or a schedule mapping, got {value!r}")
-    else:
-        Num(lo=0).check(key, value)
+def check(key: str, value: Any, rule: Rule | None = None) -> Any:
+    """Apply the rule of config key ``key`` (``rule``, else ``RULES[key]``) to ``value``: a one-line
+    :class:`ConfigError` (a ValueError) naming ``key``. Returns ``value``. The guard of functions that can be
+    called without a loaded config, and of the options that strategies, regularisers and terms name
+    (``check("train.strategy_options.window", window, COUNT)``)."""
+    (rule if rule is not None else RULES[key]).check(key, value)
+    return value
 
 
-def _relations(cfg: RunConfig) -> None:
-    """Rules that relate two keys, or a key and the data set or model it applies to."""
-    d, m, o = cfg.data, cfg.model, cfg.objective
+def check_section(section: Any, prefix: str) -> None:
+    """Apply every rule of ``RULES`` under ``prefix`` (``data``, ``model``, ``train.lr_decay``, ...) to the
+    section dataclass ``section``."""
+    for key, rule in RULES.items():
+        if key.startswith(f"{prefix}."):
+            rule.check(key, get_key(section, key[len(prefix) + 1 :]))
+
+
+def check_data(d: Any) -> None:
+    """Every rule of the ``data`` section (:data:`RULES` and the relations between its keys and the data set)."""
+    check_section(d, "data")
     if d.max_length is not None and d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} exceeds data.max_length={d.max_length}")
     if d.name == "synthetic_blobs" and d.noise > 0.5:
@@ -462,6 +472,11 @@ def _relations(cfg: RunConfig) -> None:
             )
     if d.name == "ptb" and d.format != "plain":
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
+
+
+def check_model(m: Any) -> None:
+    """Every rule of the ``model`` section (:data:`RULES` and the relations between its keys)."""
+    check_section(m, "model")
     if (m.type == "custom") != (m.factory is not None):
         raise ConfigError(
             "model.type=custom needs model.factory ('package.module:function' or '/path/file.py:function')"
@@ -472,20 +487,49 @@ def _relations(cfg: RunConfig) -> None:
         raise ConfigError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {m.type!r}")
     if m.posterior != "gaussian" and m.type == "lstm_lm":
         raise ConfigError(f"model.posterior={m.posterior} needs a model with an encoder (lstm_lm has none)")
-    if o.free_bits_groups is not None and m.latent_dim % o.free_bits_groups:
-        raise ConfigError(
-            f"objective.free_bits_groups={o.free_bits_groups} must divide model.latent_dim={m.latent_dim}"
-        )
-    for key, sched in (("objective.beta", o.beta),):
-        _check_schedule(sched, key)
-        for part, other in (("warmup_steps", "warmup_epochs"), ("delay_steps", "delay_epochs")):
-            if getattr(sched, part, None) is not None and getattr(sched, other, None) is not None:
-                raise ConfigError(f"{key}: give {part} or {other}, not both")
-    for i, spec in enumerate(o.terms):
-        if isinstance(spec, dict) and isinstance(spec.get("weight"), int | float):
-            _check_schedule(spec["weight"], f"objective.terms[{i}].weight")
-        elif isinstance(spec, dict) and isinstance(spec.get("weight"), dict):
-            for k, rule in SCHEDULE_RULES.items():
+
+
+def check_free_bits_groups(groups: int | None, latent_dim: int) -> None:
+    """``objective.free_bits_groups`` (null or an integer >= 1) divides the latent dimension."""
+    check("objective.free_bits_groups", groups)
+    if groups is not None and latent_dim % groups:
+        raise ConfigError(f"objective.free_bits_groups={groups} must divide model.latent_dim={latent_dim}")
+
+
+def check_schedule(value: Any, key: str) -> None:
+    """A schedule (``objective.beta``, ``objective.terms[i].weight``): a number >= 0, or a
+    :class:`~vaelab.objectives.schedules.ScheduleConfig` whose keys follow :data:`SCHEDULE_RULES` and fit its
+    type (a ramp needs its length; a delay applies to ramps only)."""
+    from vaelab.objectives.schedules import ScheduleConfig
+
+    if not isinstance(value, ScheduleConfig):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number >= 0 or a schedule mapping, got {value!r}")
+        Num(lo=0).check(key, value)
+        return
+    for k, rule in SCHEDULE_RULES.items():
+        rule.check(f"{key}.{k}", getattr(value, k))
+    for part, other in (("warmup_steps", "warmup_epochs"), ("delay_steps", "delay_epochs")):
+        if getattr(value, part) is not None and getattr(value, other) is not None:
+            raise ConfigError(f"{key}: give {part} or {other}, not both")
+    if value.type in ("constant", "cyclical"):
+        if value.delay_steps or value.delay_epochs:
+            raise ConfigError(
+                f"{key}: delay_steps/delay_epochs apply to ramps (linear, sigmoid, cosine), not {value.type}"
+            )
+    elif value.warmup_steps is None and value.warmup_epochs is None:
+        raise ConfigError(f"{key}: a {value.type} schedule needs warmup_steps or warmup_epochs")
+
+
+def _relations(cfg: RunConfig) -> None:
+    """Rules that relate two keys, or a key and the data set or model it applies to (the schedules are checked
+    when :func:`_components` builds the objective: :func:`check_schedule`)."""
+    check_data(cfg.data)
+    check_model(cfg.model)
+    check_free_bits_groups(cfg.objective.free_bits_groups, cfg.model.latent_dim)
+    for i, spec in enumerate(cfg.objective.terms):
+        if isinstance(spec, dict) and isinstance(spec.get("weight"), dict):
+            for k, rule in SCHEDULE_RULES.items():  # before the term's mapping is read (its types checked)
                 if k in spec["weight"]:
                     rule.check(f"objective.terms[{i}].weight.{k}", spec["weight"][k])
 

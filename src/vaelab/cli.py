@@ -189,7 +189,7 @@ SUBCOMMAND_PLUGINS: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vaelab.checks import Int, option
+    from vaelab.checks import RULES, option
 
     p = Parser(prog="vaelab", description="Variational autoencoders that do not collapse.")
     p.add_argument("--version", action="version", version=f"vaelab {__version__}")
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--iw-samples",
-        type=option(Int(0), "--iw-samples"),
+        type=option(RULES["eval.iw_samples"], "--iw-samples"),
         default=None,
         help="K for IW-NLL (default: the run's eval.iw_samples; 0 = none)",
     )

@@ -27,7 +27,8 @@ def test_vocabulary_size_limit_ties_and_unk():
     assert v.decode([BOS_ID, 4, 5, EOS_ID, 4]) == ["a", "b"]  # stops at </s>, drops <s>
     assert v.decode([4, PAD_ID], strip=False) == ["a", "<pad>"]
     assert len(Vocabulary.from_counts(counts)) == 4 + 4  # a b c d
-    with pytest.raises(ValueError, match="special"):
+    # >= 5: the 4 special tokens and one word
+    with pytest.raises(ValueError, match=r"data.vocab_size must be null or an integer >= 5, got 4"):
         Vocabulary.from_counts(counts, max_size=4)
 
 

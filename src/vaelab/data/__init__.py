@@ -44,9 +44,15 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     """The data set named by ``cfg.name`` (config key ``data.name``), loaded and split.
 
     An unknown name raises an error listing the registered ones; missing or corrupt files raise
-    :class:`DataError` naming the file, the setting that chose the data folder and what was expected.
+    :class:`DataError` naming the file, the setting that chose the data folder and what was expected. Every
+    ``data.*`` value is checked first, by the rules of :mod:`vaelab.checks` (a config that was loaded has passed
+    them already; this is the guard of a :class:`DataConfig` built in Python).
     """
-    return DATASETS.get(cfg.name, key="data.name")(cfg)
+    from vaelab.checks import check_data
+
+    loader = DATASETS.get(cfg.name, key="data.name")
+    check_data(cfg)
+    return loader(cfg)
 
 
 __all__ = [

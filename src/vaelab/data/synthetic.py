@@ -24,11 +24,8 @@ from vaelab.data.config import DataConfig
 
 
 def _sizes(cfg: DataConfig) -> tuple[int, int]:
-    if cfg.num_examples <= 0:
-        raise ValueError(f"data.num_examples={cfg.num_examples} must be positive")
+    """Training and evaluation sizes (the values were checked by ``load_dataset``: :func:`vaelab.checks.check_data`)."""
     n_eval = cfg.eval_size if cfg.eval_size is not None else max(1, cfg.num_examples // 4)
-    if n_eval <= 0:
-        raise ValueError(f"data.eval_size={cfg.eval_size} must be positive")
     return cfg.num_examples, n_eval
 
 
@@ -39,10 +36,6 @@ def load_synthetic_blobs(cfg: DataConfig) -> ImageDataset:
     ``truth["templates"]``: the templates, uint8 0/255 of shape (num_templates, C, H, W).
     """
     shape = normalize_image_shape(cfg.image_shape or [1, 8, 8])
-    if cfg.num_templates <= 0:
-        raise ValueError(f"data.num_templates={cfg.num_templates} must be positive")
-    if not 0.0 <= cfg.noise <= 0.5:
-        raise ValueError(f"data.noise={cfg.noise} must be a flip probability in [0, 0.5] for synthetic_blobs")
     n_train, n_eval = _sizes(cfg)
     g = torch_generator(cfg.split_seed, "synthetic_blobs/templates")
     templates = torch.rand((cfg.num_templates, *shape), generator=g) < 0.35
@@ -86,10 +79,6 @@ def load_synthetic_gaussian(cfg: DataConfig) -> ImageDataset:
     shape = normalize_image_shape(cfg.image_shape or [1, 4, 4])
     d = math.prod(shape)
     k = cfg.latent_dim
-    if k <= 0:
-        raise ValueError(f"data.latent_dim={k} must be positive")
-    if cfg.noise <= 0:
-        raise ValueError(f"data.noise={cfg.noise} must be a positive noise standard deviation for synthetic_gaussian")
     n_train, n_eval = _sizes(cfg)
     g = torch_generator(cfg.split_seed, "synthetic_gaussian/params")
     w = torch.randn((d, k), generator=g, dtype=torch.float64) / math.sqrt(k)

@@ -172,16 +172,8 @@ def reference(sentences: list[list[str]], num_topics: int, noise: float, seed: i
 def load_synthetic_text(cfg: DataConfig) -> TextDataset:
     """The generated topic corpus (see the module docs): ``num_templates`` topics (= classes), ``noise`` = the
     probability that a content word comes from the shared lists, ``num_examples`` / ``eval_size`` sentences."""
-    k = cfg.num_templates
-    if k < 2:
-        raise ValueError(f"data.num_templates={k} must be at least 2 topics for synthetic_text")
-    if not 0.0 <= cfg.noise < 1.0:
-        raise ValueError(f"data.noise={cfg.noise} must be a probability in [0, 1) for synthetic_text")
-    if cfg.num_examples <= 0:
-        raise ValueError(f"data.num_examples={cfg.num_examples} must be positive")
+    k = cfg.num_templates  # the values were checked by load_dataset (vaelab.checks.check_data)
     n_eval = cfg.eval_size if cfg.eval_size is not None else max(1, cfg.num_examples // 4)
-    if n_eval <= 0:
-        raise ValueError(f"data.eval_size={cfg.eval_size} must be positive")
     raw = {
         role: generate(n, k, cfg.noise, cfg.split_seed, role)
         for role, n in (("train", cfg.num_examples), ("valid", n_eval), ("test", n_eval))

@@ -120,8 +120,9 @@ class Vocabulary:
         at most ``max_size`` (None: every word)."""
         words = sorted((w for w in counts if w not in SPECIALS), key=lambda w: (-counts[w], w))
         if max_size is not None:
-            if max_size <= len(SPECIALS):
-                raise ValueError(f"data.vocab_size={max_size} must exceed the {len(SPECIALS)} special tokens")
+            from vaelab.checks import check
+
+            check("data.vocab_size", max_size)  # more than the 4 special tokens
             words = words[: max_size - len(SPECIALS)]
         return cls(words)
 
@@ -805,6 +806,9 @@ def load_text_corpus(
     standard: dict[str, tuple[str, int]] | None = None,
 ) -> TextDataset:
     """Read, check, split, subset and encode a corpus (the shared body of ``text`` and ``ptb``)."""
+    from vaelab.checks import check_data
+
+    check_data(cfg)  # as load_dataset does: this function is public
     unknown = sorted(set(files) - set(SPLITS))
     if unknown:
         raise ValueError(
@@ -813,12 +817,6 @@ def load_text_corpus(
     for role in ("train", "test"):
         if role not in files:
             raise ValueError(f"data.files needs a {role!r} file for data set {name!r}")
-    if cfg.max_length is not None and cfg.max_length < 1:
-        raise ValueError(f"data.max_length={cfg.max_length} must be >= 1 (or null)")
-    if cfg.min_length < 1:
-        raise ValueError(f"data.min_length={cfg.min_length} must be >= 1")
-    if cfg.max_length is not None and cfg.min_length > cfg.max_length:
-        raise ValueError(f"data.min_length={cfg.min_length} exceeds data.max_length={cfg.max_length}")
 
     info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
     parsed: dict[str, _Parsed] = {}
@@ -934,8 +932,6 @@ def load_text_corpus(
             f"{n_train}"
         )
     if cfg.eval_size is not None:
-        if cfg.eval_size <= 0:
-            raise ValueError(f"data.eval_size={cfg.eval_size} must be positive (or null for no cap)")
         for role in ("valid", "test"):
             s = splits[role]
             if len(s) > cfg.eval_size:
@@ -978,8 +974,6 @@ def load_text(cfg: DataConfig) -> TextDataset:
 def load_ptb(cfg: DataConfig) -> TextDataset:
     """Penn Treebank, Mikolov et al. (2010) version: ``<data>/ptb/ptb.{train,valid,test}.txt`` (plain text,
     10,000 word types incl. <unk>; 42,068 / 3,370 / 3,761 sentences)."""
-    if cfg.format != "plain":
-        raise ValueError(f"data.format={cfg.format!r}: the ptb files are plain text (use data.name=text)")
     folder, where = _resolve_folder(cfg, "ptb")
     files = {**PTB_FILES, **(cfg.files or {})}
     return load_text_corpus("ptb", cfg, folder, files, where, standard=PTB_STANDARD)

@@ -130,12 +130,13 @@ def _build_lstm_lm(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
 
 
 def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
-    """Build the VAE named by ``cfg.type`` for data described by ``data_info``."""
-    if cfg.latent_dim < 1:
-        raise ValueError(f"model.latent_dim must be >= 1, got {cfg.latent_dim}")
-    if cfg.skip and cfg.type != "lstm_vae":
-        raise ValueError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {cfg.type!r}")
-    model = MODELS.get(cfg.type, key="model.type")(cfg, data_info)
+    """Build the VAE named by ``cfg.type`` for data described by ``data_info``. Every ``model.*`` value is checked
+    first, by the rules of :mod:`vaelab.checks` (the guard of a :class:`ModelConfig` built in Python)."""
+    from vaelab.checks import check_model
+
+    builder = MODELS.get(cfg.type, key="model.type")
+    check_model(cfg)
+    model = builder(cfg, data_info)
     if cfg.posterior != "gaussian":
         if isinstance(model.encoder, PriorEncoder):
             raise ValueError(f"model.posterior={cfg.posterior} needs a model with an encoder ({cfg.type} has none)")

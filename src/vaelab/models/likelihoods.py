@@ -62,8 +62,9 @@ class Gaussian(Likelihood):
 
     def __init__(self, event_dims: int = 3, std: float = 1.0, learn_std: bool = False, **_: object) -> None:
         super().__init__()
-        if std <= 0:
-            raise ValueError(f"model.gaussian_std must be > 0, got {std}")
+        from vaelab.checks import check
+
+        check("model.gaussian_std", std)
         self.event_dims = event_dims
         self.init_std = float(std)
         log_std = torch.tensor(math.log(std))

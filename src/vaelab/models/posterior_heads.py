@@ -86,8 +86,9 @@ class BatchNormHead(PosteriorHead):
 
     def __init__(self, inner: Encoder, gamma: float = 0.5, momentum: float | None = 0.1, eps: float = BN_EPS) -> None:
         super().__init__(inner)
-        if not gamma > 0:
-            raise ValueError(f"model.bn_gamma must be > 0, got {gamma}")
+        from vaelab.checks import check
+
+        check("model.bn_gamma", gamma)
         self.gamma = float(gamma)
         self.norm = nn.BatchNorm1d(self.latent_dim, affine=False, momentum=momentum, eps=eps)
         self.shift = nn.Parameter(torch.zeros(self.latent_dim))
@@ -142,8 +143,9 @@ def refresh_batch_norm(model: nn.Module, batches: Iterable[Any]) -> bool:
 def delta_variance_bounds(delta: float, tol: float = 1e-15) -> tuple[float, float]:
     """(s_l, s_u): the two roots of ln s - s + 2 delta + 1 = 0, s_l < 1 < s_u (Razavi et al. 2019), by bisection in
     double precision. For s in [s_l, s_u], f(s) = s - ln s - 1 <= 2 delta."""
-    if not delta > 0:
-        raise ValueError(f"model.delta_rate must be > 0 nats, got {delta}")
+    from vaelab.checks import check
+
+    check("model.delta_rate", delta)
 
     def g(s: float) -> float:  # f(s) - 2 delta: positive outside [s_l, s_u]
         return s - math.log(s) - 1.0 - 2.0 * delta

@@ -186,8 +186,9 @@ class LSTMDecoder(Decoder):
         skip: bool = False,
     ) -> None:
         super().__init__()
-        if not 0.0 <= word_dropout <= 1.0:
-            raise ValueError(f"model.word_dropout={word_dropout} must be in [0, 1]")
+        from vaelab.checks import check
+
+        check("model.word_dropout", word_dropout)
         if vocab is not None and len(vocab) != vocab_size:
             raise ValueError(f"vocabulary of {len(vocab)} words for vocab_size {vocab_size}")
         self.latent_dim = latent_dim

@@ -159,8 +159,11 @@ class ConsistencyTerm(Term):
         where = f"objective.terms[type={self.name}]"
         if noise is not None and noise not in NOISE_MODES:
             raise ValueError(f"{where}.noise: {noise!r} is not a valid choice; valid choices: {', '.join(NOISE_MODES)}")
-        if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
-            raise ValueError(f"{where}.seed must be a non-negative integer, got {seed!r}")
+        from dataclasses import replace
+
+        from vaelab.checks import SEED, check
+
+        check(f"{where}.seed", seed, replace(SEED, optional=True))
         spec = DEFAULT_TRANSFORM if transform is None else transform
         self.transform: Transform = build_transform(spec, key=f"{where}.transform")
         self.settings = PassSettings(

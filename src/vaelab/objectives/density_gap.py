@@ -220,12 +220,11 @@ class DensityGap(Term):
         **_: Any,
     ) -> None:
         super().__init__()
+        from vaelab.checks import COUNT, Int, check
+
         key = "objective.regulariser_options"
-        bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        if chunk_size is not None and bad_chunk:
-            raise ValueError(f"{key}.chunk_size must be a positive integer or null (the batch), got {chunk_size!r}")
-        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-            raise ValueError(f"{key}.samples must be a positive integer, got {samples!r}")
+        check(f"{key}.chunk_size", chunk_size, Int(1, optional=True))  # null: the whole batch
+        check(f"{key}.samples", samples, COUNT)
         if estimator not in ESTIMATORS:
             choices = ", ".join(ESTIMATORS)
             raise ValueError(f"{key}.estimator: {estimator!r} is not a valid choice; valid choices: {choices}")

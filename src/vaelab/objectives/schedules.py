@@ -108,29 +108,18 @@ def build_schedule(
 
     ``key`` is the config path, named in errors.
     """
+    from vaelab.checks import check_schedule
+
+    if isinstance(cfg, ScheduleConfig):
+        SCHEDULES.get(cfg.type, key=f"{key}.type")
+    check_schedule(cfg, key)  # the ranges and the keys a type needs (vaelab.checks.SCHEDULE_RULES)
     if isinstance(cfg, int | float):
         return Constant(float(cfg))
-    SCHEDULES.get(cfg.type, key=f"{key}.type")
-    if cfg.delay_steps is not None and cfg.delay_epochs is not None:
-        raise ValueError(f"{key}: give delay_steps or delay_epochs, not both")
     delay = cfg.delay_steps if cfg.delay_steps is not None else round((cfg.delay_epochs or 0.0) * steps_per_epoch)
-    if delay < 0:
-        raise ValueError(f"{key}: the delay must be >= 0, got {cfg.delay_steps or cfg.delay_epochs}")
-    if delay and cfg.type in ("constant", "cyclical"):
-        raise ValueError(f"{key}: delay_steps/delay_epochs apply to ramps (linear, sigmoid, cosine), not {cfg.type}")
     if cfg.type == "constant":
         return Constant(cfg.value)
     if cfg.type == "cyclical":
-        total = cfg.total_steps or total_steps
-        if cfg.cycles < 1 or not 0 <= cfg.ratio <= 1:
-            raise ValueError(f"{key}: cycles must be >= 1 and ratio in [0, 1], got {cfg.cycles}, {cfg.ratio}")
-        return Cyclical(cfg.value, max(total, 1), cfg.cycles, cfg.ratio)
-    if cfg.warmup_steps is not None and cfg.warmup_epochs is not None:
-        raise ValueError(f"{key}: give warmup_steps or warmup_epochs, not both")
-    if cfg.warmup_steps is not None:
-        duration = cfg.warmup_steps
-    elif cfg.warmup_epochs is not None:
-        duration = round(cfg.warmup_epochs * steps_per_epoch)
-    else:
-        raise ValueError(f"{key}: a {cfg.type} schedule needs warmup_steps or warmup_epochs")
+        return Cyclical(cfg.value, max(cfg.total_steps or total_steps, 1), cfg.cycles, cfg.ratio)
+    warmup = cfg.warmup_steps
+    duration = warmup if warmup is not None else round((cfg.warmup_epochs or 0.0) * steps_per_epoch)
     return Ramp(cfg.start, cfg.value, duration, cfg.type, delay)

@@ -79,17 +79,20 @@ class BatchFreeBits(Term):
 
     def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
-        if free_bits < 0:
-            raise ValueError(f"objective.free_bits must be >= 0 nats, got {free_bits}")
+        from vaelab.checks import check
+
+        check("objective.free_bits", free_bits)
+        check("objective.free_bits_groups", groups)
         self.free_bits = free_bits
         self.groups = groups
 
     def forward(self, fp: ForwardPass) -> Tensor:
         kl = fp.rate_per_dim.mean(0)  # (D,)
         if self.groups is not None:
+            from vaelab.checks import check_free_bits_groups
+
             d = kl.shape[0]
-            if d % self.groups:
-                raise ValueError(f"objective.free_bits_groups={self.groups} does not divide latent_dim={d}")
+            check_free_bits_groups(self.groups, d)
             kl = kl.view(self.groups, d // self.groups).sum(-1)
         return torch.clamp(kl, min=self.free_bits).sum()
 
@@ -104,8 +107,9 @@ class FineFreeBits(Term):
 
     def __init__(self, free_bits: float = 0.0, **_: Any) -> None:
         super().__init__()
-        if free_bits < 0:
-            raise ValueError(f"objective.free_bits must be >= 0 nats, got {free_bits}")
+        from vaelab.checks import check
+
+        check("objective.free_bits", free_bits)
         self.free_bits = free_bits
 
     def forward(self, fp: ForwardPass) -> Tensor:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vaelab.checks import Int, option
+from vaelab.checks import RULES, Int, option
 from vaelab.config import ConfigError
 
 
@@ -107,7 +107,7 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--seeds", default="0", help="seeds: S, S,T or A-B (default 0)")
     c.add_argument(
         "--iw-samples",
-        type=option(Int(0), "--iw-samples"),
+        type=option(RULES["eval.iw_samples"], "--iw-samples"),
         default=100,
         help="K of the test IW-NLL (default 100; 0 = none)",
     )

@@ -211,8 +211,9 @@ class StudyRequest:
             raise ConfigError(f"--methods lists a method twice: {self.methods}")
         if not self.seeds:
             raise ConfigError("--seeds: at least one seed is needed")
-        if self.iw_samples < 0:
-            raise ConfigError(f"--iw-samples {self.iw_samples} must be >= 0")
+        from vaelab.checks import RULES, check
+
+        check("--iw-samples", self.iw_samples, RULES["eval.iw_samples"])  # it is each run's eval.iw_samples
         try:
             return Budget.parse(self.budget)
         except ValueError as e:

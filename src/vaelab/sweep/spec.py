@@ -90,12 +90,16 @@ class MeasureSpec:
         for s in self.splits:
             if s not in ("train", "valid", "test"):
                 raise SweepError(f"measure.splits: {s!r} is not a valid split; valid choices: train, valid, test")
-        if self.iw_samples < 0:
-            raise SweepError(f"measure.iw_samples={self.iw_samples} must be >= 0 (0 = no IW-NLL)")
+        from vaelab.checks import COUNT, RULES, check
+
+        try:
+            check("measure.iw_samples", self.iw_samples, RULES["eval.iw_samples"])  # 0 = no IW-NLL
+            if isinstance(self.train_subset, int):
+                check("measure.train_subset", self.train_subset, COUNT)
+        except ConfigError as e:
+            raise SweepError(str(e)) from None
         if isinstance(self.train_subset, str) and self.train_subset not in ("test", "all"):
             raise SweepError(f"measure.train_subset: {self.train_subset!r} is not valid; use test, all or an integer")
-        if isinstance(self.train_subset, int) and self.train_subset <= 0:
-            raise SweepError(f"measure.train_subset={self.train_subset} must be positive")
         if self.checkpoint not in ("best", "last"):
             raise SweepError(f"measure.checkpoint: {self.checkpoint!r} is not valid; valid choices: best, last")
         if self.extra_metrics is not None:

@@ -55,7 +55,7 @@ class PretrainResetStrategy(Strategy):
         if pretrain_epochs is not None and pretrain_steps is not None:
             raise ValueError("train.strategy_options: give pretrain_epochs or pretrain_steps, not both")
         if not isinstance(reset_decoder, bool):
-            raise ValueError(f"train.strategy_options.reset_decoder: must be true or false, got {reset_decoder!r}")
+            raise ValueError(f"train.strategy_options.reset_decoder must be true or false, got {reset_decoder!r}")
         if pretrain_epochs is None and pretrain_steps is None:
             pretrain_epochs = 1
         self.pretrain_epochs = pretrain_epochs

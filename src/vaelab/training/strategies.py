@@ -131,10 +131,13 @@ class Strategy:
 
 def check_positive_ints(**options: Any) -> None:
     """Raise a one-line error naming ``train.strategy_options.KEY`` for any option that is set but not an
-    integer >= 1 (None means unset)."""
+    integer >= 1 (None means unset), with the rule and message of :mod:`vaelab.checks`:
+    ``train.strategy_options.window must be an integer >= 1, got 0``."""
+    from vaelab.checks import COUNT, check
+
     for key, value in options.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"train.strategy_options.{key}: must be an integer >= 1, got {value!r}")
+        if value is not None:
+            check(f"train.strategy_options.{key}", value, COUNT)
 
 
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
