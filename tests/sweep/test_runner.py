@@ -210,3 +210,36 @@ def test_parallel_workers_use_one_thread_each_and_give_the_numbers_of_one_proces
     b = read_results(write_results(tmp_path / "seq"))[0]
     assert a["test_nll_iw"] == pytest.approx(b["test_nll_iw"], rel=1e-5)
     assert a["train_mi"] == pytest.approx(b["train_mi"], abs=1e-4)
+
+
+def test_a_folder_written_before_a_config_key_existed_keeps_its_finished_points(tmp_path: Path) -> None:
+    """A later version adds config keys (at defaults that change nothing). A sweep folder written before the key
+    existed must still match the same sweep asked again: its finished points are kept, not refused."""
+    spec = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
+    out = tmp_path / "out"
+    assert [r.action for r in run_sweep(spec, out, workers=1, log=quiet)] == ["train"]
+    folder = point_dir(out, spec.point(0))
+    first = (folder / "measurements.json").read_text()
+    # what the earlier version wrote: no train.precision anywhere, and the point's hash computed without it
+    stored = yaml.safe_load((out / "sweep.yaml").read_text())
+    stored["base_config"]["train"].pop("precision", None)
+    (out / "sweep.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert saved["train"].pop("precision") == "fp32"
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    record = json.loads((folder / "point.json").read_text())
+    (folder / "point.json").write_text(json.dumps({**record, "config_hash": "0123456789abcdef"}))
+
+    results = run_sweep(spec, out, workers=1, log=quiet)
+    assert [(r.status, r.action) for r in results] == [("skipped", "none")]
+    assert (folder / "measurements.json").read_text() == first
+    # an unfinished point of such a folder (checked before it trains or resumes) is accepted and re-hashed
+    from vaelab.sweep.runner import _check_point_file
+    from vaelab.sweep.spec import config_hash
+
+    _check_point_file(folder, spec.point(0), config_hash(spec.config(spec.point(0))))
+    assert json.loads((folder / "point.json").read_text())["config_hash"] == record["config_hash"]
+    # a real change is still refused, and the message names the key
+    changed = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.7]})
+    with pytest.raises(SweepError, match=r"differs in objective.beta.value: 0.5 -> 0.7"):
+        run_sweep(changed, out, workers=1, log=quiet)

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import read_yaml
+from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
 from vaelab.training.checkpoint import atomic_write_text
@@ -140,11 +140,16 @@ def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
             )
         for i in range(min(len(stored), len(spec))):
             a, b = stored.point(i), spec.point(i)
-            if stored.config_dict(a) != spec.config_dict(b):
+            was, now = _resolved(stored, a), _resolved(spec, b)
+            if was != now:
+                diff = ", ".join(
+                    f"{k}: {was.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}"
+                    for k in sorted(set(was) | set(now))
+                    if was.get(k, _MISSING) != now.get(k, _MISSING)
+                )
                 raise SweepError(
-                    f"{out} holds a different sweep: its point {i} is {' '.join(a.overrides) or '(base)'}, "
-                    f"this sweep's is {' '.join(b.overrides) or '(base)'}; use another --out (indices must keep "
-                    "their meaning: append seeds or start a new folder)"
+                    f"{out} holds a different sweep: its point {i} ({' '.join(a.overrides) or 'base'}) differs in "
+                    f"{diff}; use another --out (indices must keep their meaning: append seeds or start a new folder)"
                 )
         if len(stored) > len(spec):
             return out  # a shorter sweep over the same folder: keep the larger definition
@@ -153,6 +158,28 @@ def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
     points_dir(out).mkdir(exist_ok=True)
     dump_spec(spec, stored_path)
     return out
+
+
+_MISSING = object()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in ("strategy_options", "regulariser_options", "factory_kwargs"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _resolved(spec: SweepSpec, point: SweepPoint) -> dict[str, Any]:
+    """A point's run config with every default filled in, flattened to dotted keys: a sweep stored by an earlier
+    version (without keys added since, at their defaults) compares equal to the same sweep asked again."""
+    raw = spec.config_dict(point)
+    with contextlib.suppress(ConfigError):  # else compared as written; the point's validation reports the error
+        raw = to_dict(run_config(raw))
+    return _flatten(raw)
 
 
 def _rename_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> None:
@@ -193,6 +220,11 @@ def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
     }
     if path.is_file():
         old = json.loads(path.read_text())
+        if old.get("config_hash") != digest and _same_config_as_saved(folder, digest):
+            # written by an earlier version whose configs lacked keys added since (at their defaults): the
+            # run's own config.yaml, read by this version, is this point's config
+            _write_point_record(path, {**old, "config_hash": digest})
+            return
         if old.get("config_hash") != digest:
             raise SweepError(
                 f"{folder} was run with another config (hash {old.get('config_hash')}, overrides "
@@ -201,6 +233,17 @@ def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     _write_point_record(path, record)
+
+
+def _same_config_as_saved(folder: Path, digest: str) -> bool:
+    """Whether the run folder's config.yaml, read with today's defaults, hashes to ``digest``."""
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        return config_hash(load_saved_config(saved)) == digest
+    except ConfigError:
+        return False
 
 
 def _write_point_record(path: Path, record: dict[str, Any]) -> None:
