@@ -56,7 +56,7 @@ class Budget:
             raise ValueError("a budget is a number of epochs or a number of steps (exactly one)")
         value = self.epochs if self.epochs is not None else self.steps
         if value is None or value < 1:
-            raise ValueError(f"the budget must be at least 1 (got {value})")
+            raise ValueError(f"--budget must be an integer >= 1, got {value}")
 
     @classmethod
     def parse(cls, text: str | int) -> Budget:
