@@ -90,6 +90,24 @@ def root_note(root: Path, setting: str) -> str:
     return f"data folder {root} chosen by {setting}"
 
 
+def resolve_data_file(cfg: Any, expected: str) -> tuple[Path, str]:
+    """The file named by ``data.path`` (absolute, or relative to the data folder) and a note on where it came from
+    for error messages; a missing ``data.path`` or file is a one-line error (``expected`` says what it should be)."""
+    if not cfg.path:
+        raise ValueError(
+            f"data.name={cfg.name!r} needs data.path, the {expected} (absolute or relative to the data folder)"
+        )
+    root, setting = resolve_data_root(cfg)
+    path = Path(cfg.path).expanduser()
+    where = "file chosen by config key data.path"
+    if not path.is_absolute():
+        path = root / path
+        where += f" relative to the {root_note(root, setting)}"
+    if not path.is_file():
+        raise data_error(path, "not found", f"an {expected}", where)
+    return path, where
+
+
 # --------------------------------------------------------------------------------------------------------
 # seeds and checksums
 

@@ -36,6 +36,7 @@ from vaelab.data.base import (
     holdout_split,
     images_to_split,
     num_classes_of,
+    resolve_data_file,
     resolve_data_root,
     root_note,
     sha256_file,
@@ -169,16 +170,7 @@ def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
 @DATASETS.register("npz")
 def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
     """An image data set from one .npz file (see the module docstring for the ``data.files`` roles)."""
-    root, setting = resolve_data_root(cfg)
-    if not cfg.path:
-        raise ValueError("data.name='npz' needs data.path, the .npz file (absolute or relative to the data folder)")
-    path = Path(cfg.path).expanduser()
-    where = "file chosen by config key data.path"
-    if not path.is_absolute():
-        path = root / path
-        where += f" relative to the {root_note(root, setting)}"
-    if not path.is_file():
-        raise data_error(path, "not found", "an .npz file", where)
+    path, where = resolve_data_file(cfg, ".npz file")
     if cfg.files is not None:
         _check_roles(cfg.files, NPZ_ROLES, "npz")
     try:

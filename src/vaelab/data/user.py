@@ -44,8 +44,7 @@ from vaelab.data.base import (
     holdout_split,
     normalize_image_shape,
     num_classes_of,
-    resolve_data_root,
-    root_note,
+    resolve_data_file,
     sha256_file,
 )
 from vaelab.data.config import DataConfig
@@ -108,16 +107,7 @@ def load_arrays(cfg: DataConfig) -> ArrayDataset:
     """Arrays of any numeric range from one .npz file (``data.path``; written by :func:`write_user_data`):
     keys ``train``, ``test``, optional ``valid`` (else ``data.valid_size`` training examples are held out) and
     ``<split>_labels``. Default binarisation: ``static`` when every value is 0/1, else ``none``."""
-    if not cfg.path:
-        raise ValueError("data.name='arrays' needs data.path, the .npz file (absolute or relative to the data folder)")
-    root, setting = resolve_data_root(cfg)
-    path = Path(cfg.path).expanduser()
-    where = "file chosen by config key data.path"
-    if not path.is_absolute():
-        path = root / path
-        where += f" relative to the {root_note(root, setting)}"
-    if not path.is_file():
-        raise data_error(path, "not found", "an .npz file of arrays train, valid, test", where)
+    path, where = resolve_data_file(cfg, ".npz file of arrays train, valid, test")
     with np.load(path, allow_pickle=False) as z:
         missing = [k for k in ("train", "test") if k not in z.files]
         if missing:
