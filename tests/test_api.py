@@ -286,3 +286,12 @@ def test_tensor_data_holds_out_fixed_splits_and_reads_datasets():
     ds = torch.utils.data.TensorDataset(x, torch.arange(50) % 3)
     labelled = vaelab.tensor_data(ds, test_fraction=0.2)
     assert labelled.labelled and len(labelled.splits["test"][0]) == 10
+
+
+def test_the_package_serves_exactly_the_api_module_names() -> None:
+    """``vaelab._API`` (lazy names) and ``vaelab.api.__all__`` are two lists of the same names: keep them equal."""
+    import vaelab
+    import vaelab.api
+
+    assert sorted(vaelab._API) == sorted(vaelab.api.__all__)
+    assert all(getattr(vaelab, name) is getattr(vaelab.api, name) for name in vaelab._API)
