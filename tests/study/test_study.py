@@ -177,7 +177,7 @@ def test_run_study_table_is_the_mean_and_sd_of_the_points(tmp_path: Path):
     assert plain["time_ratio"] == pytest.approx(1.0)
     assert table[1]["time_ratio"] == pytest.approx(table[1]["train_time"] / plain["train_time"])
     text = md.read_text()
-    assert "| VAE |" in text and "free bits (0.25/dim)" in text and "K = 4" in text and "2 epochs" in text
+    assert "| VAE |" in text and "| free bits |" in text and "K = 4" in text and "2 epochs" in text
     assert all(0.0 < row["test_probe_majority"] <= 1.0 and "test_probe_mean_accuracy" in row for row in table)
     assert f"majority class of the test split: {plain['test_probe_majority']:.3f}" in text
     with open(out / "study.csv") as f:
@@ -287,7 +287,7 @@ def test_text_settings_of_the_remedies_follow_their_papers():
     img = method_overrides("aggressive", base, b, False)["train.strategy_options"]
     assert img["window"] == 10 and img["rule"] == "patience" and "clip_scope" not in img
     fb = method_overrides("free_bits", base, b, True)
-    assert fb["objective.regulariser"] == "free_bits_fine" and fb["objective.free_bits"] == 8.0
+    assert fb["objective.regulariser"] == "free_bits_fine" and fb["objective.free_bits"] == 4.0  # 0.125 x 32
     assert fb["objective.beta"] == {"type": "linear", "start": 0.0, "value": 1.0, "warmup_epochs": 4.0}
     bn = method_overrides("bn_vae", base, b, True)
     assert bn["model.bn_gamma"] == 0.7 and bn["data.bucketing"] == "none"

@@ -69,7 +69,13 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     )
     try:
         table, md = run_study(
-            req, out, workers=args.workers, backend=args.backend, address=args.address, retry_failed=args.retry_failed
+            req,
+            out,
+            workers=args.workers,
+            backend=args.backend,
+            address=args.address,
+            retry_failed=args.retry_failed,
+            reuse=list(args.reuse or []),
         )
     except KeyboardInterrupt:
         print(f"vaelab study: interrupted; the same command continues where it stopped (--out {out})", file=sys.stderr)
@@ -137,6 +143,14 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     c.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     c.add_argument("--retry-failed", action="store_true", help="run methods recorded as failed again")
+    c.add_argument(
+        "--reuse",
+        nargs="*",
+        action="extend",
+        metavar="DIR",
+        help="earlier study or sweep folders: a run there with the same config (seed included) is copied in, "
+        "not trained again (extend a study by a method, or assemble one from earlier studies); may be repeated",
+    )
     c.add_argument("--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html")
     c.add_argument("--list-methods", action="store_true", help="list the registered methods and exit")
     c.set_defaults(func=cmd_study_collapse)

@@ -265,10 +265,12 @@ def run_study(
     backend: str = "local",
     address: str | None = None,
     retry_failed: bool = False,
+    reuse: list[str | Path] | None = None,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Run (or continue) the study into ``out``; write results.csv, study.csv and study.md.
 
-    Returns the table rows and the path of ``study.md``.
+    ``reuse``: other study (or sweep) folders whose points with the same run config are copied rather than
+    trained again (:func:`vaelab.sweep.runner.reuse_points`). Returns the table rows and the path of ``study.md``.
     """
     from vaelab.sweep import RunOptions, run_sweep, spec_from_dict, write_results
 
@@ -285,8 +287,10 @@ def run_study(
     }
     if stored.is_file():
         old = json.loads(stored.read_text())
-        for key in ("data", "methods", "budget", "seeds", "iw_samples", "overrides", "method_overrides"):
-            was = old.get(key, [] if key == "method_overrides" else None)
+        # --set and --method-set are not compared as written: the sweep compares every point's resolved run
+        # config (vaelab.sweep.runner.prepare_out), so spelling out a preset's own value is not a different study
+        for key in ("data", "methods", "budget", "seeds", "iw_samples"):
+            was = old.get(key)
             if key == "seeds" and isinstance(was, list) and record[key][: len(was)] == was:
                 continue  # appended seeds: the finished points keep their meaning and are kept
             if was != record[key]:
@@ -299,7 +303,7 @@ def run_study(
     atomic_write_text(stored, json.dumps(record, indent=2) + "\n")
     # the study decides what it measures: no point runs its base config's own final evaluation (eval.iw_samples)
     options = RunOptions(retry_failed=retry_failed, final_evaluation=False)
-    run_sweep(spec, out, workers=workers, backend=backend, address=address, options=options)
+    run_sweep(spec, out, workers=workers, backend=backend, address=address, options=options, reuse=reuse or [])
     write_results(out)
     return write_table(out)
 

@@ -82,6 +82,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             backend=args.backend,
             address=args.address,
             options=options,
+            reuse=list(args.reuse or []),
         )
     except KeyboardInterrupt:
         print(
@@ -149,6 +150,14 @@ def add_sweep_parsers(subparsers: Any) -> None:
     s.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     s.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")
+    s.add_argument(
+        "--reuse",
+        nargs="*",
+        action="extend",
+        metavar="DIR",
+        help="other sweep or study folders: a point there with the same run config (seed included) is copied in, "
+        "not trained again; may be repeated",
+    )
     s.add_argument("--ignore-locks", action="store_true", help="run points even if another process holds them")
     s.add_argument(
         "--aggregate",

@@ -29,6 +29,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -249,6 +250,79 @@ def _same_config_as_saved(folder: Path, digest: str) -> bool:
 def _write_point_record(path: Path, record: dict[str, Any]) -> None:
     """Write a point's point.json (index, folder, overrides, params, config hash)."""
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _donors(folders: Iterable[str | Path], out: Path, spec: SweepSpec) -> dict[str, tuple[Path, bool]]:
+    """Finished (or partly trained) points of other sweep folders, by the hash of the config they ran with:
+    ``{config hash: (point folder, measured the same way as spec)}``. A point's hash is computed from its own
+    config.yaml with today's code, so a folder written by an earlier version still matches. Failed and running
+    points are not offered; the first folder listed wins a tie."""
+    found: dict[str, tuple[Path, bool]] = {}
+    for source in folders:
+        source = Path(source)
+        if source.resolve() == out.resolve():
+            raise SweepError(f"--reuse {source}: that is the sweep's own folder")
+        if not (source / SWEEP_FILE).is_file():
+            raise SweepError(f"--reuse {source}: not a sweep or study folder (no {SWEEP_FILE})")
+        same_measure = asdict(load_stored_spec(source).measure) == asdict(spec.measure)
+        for folder in sorted(points_dir(source).glob("*")):
+            if not folder.is_dir() or display_state(folder) in ("failed", "running", "missing"):
+                continue
+            try:
+                digest = config_hash(load_saved_config(folder / "config.yaml"))
+            except (ConfigError, OSError):
+                continue  # not readable as a run of this version: not offered
+            found.setdefault(digest, (folder, same_measure))
+    return found
+
+
+def reuse_points(
+    spec: SweepSpec, out: Path, indices: Iterable[int], folders: Iterable[str | Path], log: Log
+) -> list[int]:
+    """Copy into ``out`` the points of ``indices`` that are missing there and that another sweep folder in
+    ``folders`` ran with the same config (same hash of the resolved run config, seed included), so that a study
+    extended by a method, or assembled from earlier studies, trains only what is new.
+
+    A copied point keeps its run folder as it was (config.yaml's provenance names the command that trained it; its
+    point.json records ``reused_from``). If the other folder measured with other settings, the copy keeps the
+    trained model and is measured again here. Returns the indices copied.
+    """
+    folders = list(folders)
+    if not folders:
+        return []
+    donors = _donors(folders, out, spec)
+    copied: list[int] = []
+    for i in indices:
+        point = spec.point(i)
+        folder = point_dir(out, point)
+        if point_state(folder) != "missing" or (folder / "config.yaml").exists():
+            continue
+        digest = config_hash(spec.config(point))
+        if digest not in donors:
+            continue
+        source, same_measure = donors[digest]
+        tmp = folder.with_name(f".{folder.name}.reuse")
+        shutil.rmtree(tmp, ignore_errors=True)
+        skip = (LOCK_FILE, ERROR_FILE, POINT_FILE, *(() if same_measure else (MEASUREMENTS_FILE,)))
+        ignore = shutil.ignore_patterns(*skip)
+        shutil.copytree(source, tmp, ignore=ignore)
+        record = {
+            "index": point.index,
+            "folder": point.folder_name,
+            "overrides": list(point.overrides),
+            "params": point.params,
+            "config_hash": digest,
+            "reused_from": str(source),
+        }
+        _write_point_record(tmp / POINT_FILE, record)
+        if folder.exists():  # an empty folder left by a point that never started
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        copied.append(i)
+        what = point_state(folder)
+        again = "" if same_measure else " (measured there with other settings: measured again here)"
+        log(f"point {i} ({point.folder_name}): reused from {source} ({what}){again}")
+    return copied
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -630,6 +704,7 @@ def run_sweep(
     address: str | None = None,
     options: RunOptions | None = None,
     log: Log | None = None,
+    reuse: Iterable[str | Path] = (),
 ) -> list[PointResult]:
     """Run the points ``indices`` (default: all) of ``spec`` into the sweep folder ``out``.
 
@@ -640,6 +715,9 @@ def run_sweep(
     finished point and, with ``options.capture_output``, the lines the running points write to their log.txt
     (:class:`LogFollower`). It is called from a helper thread too, and while a point runs in this process
     ``sys.stderr`` is that point's log.txt, so it must write to a stream chosen beforehand.
+
+    ``reuse``: other sweep or study folders whose points with the same run config are copied in rather than
+    trained again (:func:`reuse_points`).
     """
     options = options or RunOptions()
     log = _serialised(log or _line_writer(sys.stderr))
@@ -649,6 +727,7 @@ def run_sweep(
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:
         spec.point(i)  # range check before anything runs
+    reuse_points(spec, out, wanted, reuse, log)
     skipped: list[PointResult] = []
     todo: list[int] = []
     counts: dict[str, int] = {s: 0 for s in STATES}
