@@ -474,6 +474,21 @@ def check_data(d: Any) -> None:
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
 
 
+TEXT_MODELS = ("lstm_vae", "lstm_lm")
+"""Model types that read sentences (the others but ``custom`` read images)."""
+TEXT_DATASETS = ("text", "ptb", "synthetic_text")
+"""Data sets of sentences (the others hold images or arrays)."""
+LIKELIHOOD_READERS = ("mlp", "conv")
+"""Model types whose decoder's likelihood is ``model.likelihood``."""
+OWN_LIKELIHOOD = {
+    "linear": "its decoder is always Gaussian, with model.gaussian_std",
+    "pixelcnn": "its decoder is always Bernoulli",
+    "lstm_vae": "its decoder is a softmax over words",
+    "lstm_lm": "its decoder is a softmax over words",
+    "custom": "the factory's decoder defines log_prob",
+}
+
+
 def check_model(m: Any) -> None:
     """Every rule of the ``model`` section (:data:`RULES` and the relations between its keys)."""
     check_section(m, "model")
@@ -487,6 +502,11 @@ def check_model(m: Any) -> None:
         raise ConfigError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {m.type!r}")
     if m.posterior != "gaussian" and m.type == "lstm_lm":
         raise ConfigError(f"model.posterior={m.posterior} needs a model with an encoder (lstm_lm has none)")
+    if m.likelihood != "bernoulli" and m.type not in LIKELIHOOD_READERS:
+        raise ConfigError(
+            f"model.likelihood={m.likelihood} is read only by model.type={' or '.join(LIKELIHOOD_READERS)}; "
+            f"{m.type} would ignore it ({OWN_LIKELIHOOD.get(m.type, 'its decoder defines its own likelihood')})"
+        )
 
 
 def check_free_bits_groups(groups: int | None, latent_dim: int) -> None:
@@ -494,6 +514,38 @@ def check_free_bits_groups(groups: int | None, latent_dim: int) -> None:
     check("objective.free_bits_groups", groups)
     if groups is not None and latent_dim % groups:
         raise ConfigError(f"objective.free_bits_groups={groups} must divide model.latent_dim={latent_dim}")
+
+
+FREE_BITS_READERS: dict[str, tuple[str, ...]] = {
+    "free_bits": ("free_bits_batch", "free_bits_fine"),
+    "free_bits_groups": ("free_bits_batch",),
+}
+"""Which regularisers read ``objective.free_bits`` and ``objective.free_bits_groups`` (the others ignore them)."""
+
+
+def check_free_bits_apply(regulariser: str, free_bits: float, groups: int | None, prefix: str = "objective") -> None:
+    """``free_bits`` (> 0) and ``free_bits_groups`` (not null) only with a regulariser that reads them
+    (:data:`FREE_BITS_READERS`): the plain rate (``kl``) or the density gap would ignore them without a word."""
+    for key, given in (("free_bits", bool(free_bits)), ("free_bits_groups", groups is not None)):
+        readers = FREE_BITS_READERS[key]
+        if given and regulariser not in readers:
+            value = free_bits if key == "free_bits" else groups
+            raise ConfigError(
+                f"{prefix}.{key}={value} is read only by {prefix}.regulariser={' or '.join(readers)}, not "
+                f"{regulariser!r}, which would ignore it; set {prefix}.regulariser={readers[0]} or remove {key}"
+            )
+
+
+def check_batch_norm_batches(cfg: RunConfig, batch_sizes: list[int], n_train: int) -> None:
+    """BN-VAE (``model.posterior=bn``) normalises over the batch: every training batch (``batch_sizes``, this
+    process's batches of an epoch) needs >= 2 examples, checked before training rather than at the batch of 1."""
+    if cfg.model.posterior == "bn" and min(batch_sizes, default=2) < 2:
+        hint = " or data.bucketing=none" if cfg.data.name in TEXT_DATASETS and cfg.data.bucketing == "exact" else ""
+        raise ConfigError(
+            f"model.posterior=bn (BN-VAE) normalises over the batch and needs >= 2 examples in every training "
+            f"batch, but train.batch_size={cfg.train.batch_size} leaves a batch of 1 of the {n_train} training "
+            f"examples; choose another train.batch_size{hint}"
+        )
 
 
 def check_schedule(value: Any, key: str) -> None:
@@ -526,6 +578,19 @@ def _relations(cfg: RunConfig) -> None:
     when :func:`_components` builds the objective: :func:`check_schedule`)."""
     check_data(cfg.data)
     check_model(cfg.model)
+    m, d = cfg.model, cfg.data
+    if m.type != "custom" and (m.type in TEXT_MODELS) != (d.name in TEXT_DATASETS):
+        kind, other = ("a text", "sentences") if m.type in TEXT_MODELS else ("an image", "images")
+        fit = "sentences (lstm_vae, lstm_lm)" if d.name in TEXT_DATASETS else "images (mlp, conv, ...)"
+        raise ConfigError(
+            f"model.type={m.type} is {kind} model, but data.name={d.name} does not hold {other}; choose a "
+            f"model.type for {fit}"
+        )
+    if d.name == "synthetic_gaussian" and m.type in LIKELIHOOD_READERS and m.likelihood == "bernoulli":
+        raise ConfigError(
+            "model.likelihood=bernoulli needs data in [0, 1], but data.name=synthetic_gaussian holds real numbers "
+            "(x = W z + b + noise); set model.likelihood=gaussian"
+        )
     check_free_bits_groups(cfg.objective.free_bits_groups, cfg.model.latent_dim)
     for i, spec in enumerate(cfg.objective.terms):
         if isinstance(spec, dict) and isinstance(spec.get("weight"), dict):

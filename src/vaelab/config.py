@@ -242,8 +242,38 @@ def _deepcopy(d: Any) -> Any:
     return d
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A key written twice in one mapping (PyYAML keeps the last silently)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (two ``train:`` sections, ``lr`` twice):
+    PyYAML would keep the last one without a word, so half of what the file says would be ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if first is not None:
+                raise _DuplicateKey(
+                    problem=f"key {key!r} appears twice in one mapping (first on line {first + 1}); merge them",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text like ``yaml.safe_load``, but refuse a key repeated within one mapping."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file (and line, for syntax errors)."""
+    """Read a YAML mapping; errors name the file (and line, for syntax errors and a key written twice)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
@@ -259,7 +289,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml_text(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

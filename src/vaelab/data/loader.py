@@ -138,6 +138,12 @@ class BatchLoader:
         n = len(self.split)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def batch_sizes(self) -> list[int]:
+        """This rank's batch sizes in an epoch, in order (the same in every epoch)."""
+        n, b = len(self.split), self.batch_size
+        sizes = [min(b, n - s) for s in range(0, n, b)][: len(self)]
+        return [hi - lo for lo, hi in (shard_bounds(g, self.rank, self.world_size) for g in sizes)]
+
     @property
     def fixed_binarization(self) -> bool:
         """Whether batches come from a split binarised once (dynamic + ``eval_binarize_seed``)."""

@@ -490,6 +490,11 @@ class TextLoader:
         """Global batches per epoch (the same on every rank and in every epoch)."""
         return self._len
 
+    def batch_sizes(self) -> list[int]:
+        """This rank's batch sizes in an epoch, sorted (the multiset is the same in every epoch)."""
+        kept = sorted(size for size in self._batch_sizes() if self._keep(size))
+        return [hi - lo for lo, hi in (shard_bounds(g, self.rank, self.world_size) for g in kept)]
+
     def _cut(self, order: Tensor) -> list[Tensor]:
         """Cut an order (already grouped by length where it matters) into global batches."""
         b = self.batch_size

@@ -247,6 +247,9 @@ class AugmentedRate(ConsistencyTerm):
     ) -> None:
         super().__init__(**pass_options)
         reg_cls = REGULARISERS.get(regulariser, key=f"objective.terms[type={self.name}].regulariser")
+        from vaelab.checks import check_free_bits_apply
+
+        check_free_bits_apply(regulariser, free_bits, free_bits_groups, prefix=f"objective.terms[type={self.name}]")
         self.regulariser = reg_cls(free_bits=free_bits, groups=free_bits_groups, **dict(regulariser_options or {}))
 
     def forward(self, fp: ForwardPass) -> Tensor:

@@ -220,7 +220,7 @@ class DensityGap(Term):
         **_: Any,
     ) -> None:
         super().__init__()
-        from vaelab.checks import COUNT, Int, check
+        from vaelab.checks import COUNT, Int, check, check_free_bits_apply
 
         key = "objective.regulariser_options"
         check(f"{key}.chunk_size", chunk_size, Int(1, optional=True))  # null: the whole batch
@@ -228,8 +228,7 @@ class DensityGap(Term):
         if estimator not in ESTIMATORS:
             choices = ", ".join(ESTIMATORS)
             raise ValueError(f"{key}.estimator: {estimator!r} is not a valid choice; valid choices: {choices}")
-        if free_bits or groups is not None:
-            raise ValueError("objective.free_bits / objective.free_bits_groups do not apply to regulariser density_gap")
+        check_free_bits_apply(self.name, free_bits, groups)
         self.chunk_size = chunk_size
         self.samples = samples
         self.estimator: Estimator = estimator  # type: ignore[assignment]

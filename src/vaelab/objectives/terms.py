@@ -60,8 +60,11 @@ class Rate(Term):
 
     name = "kl"
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
+        from vaelab.checks import check_free_bits_apply
+
+        check_free_bits_apply(self.name, free_bits, groups)
 
     def forward(self, fp: ForwardPass) -> Tensor:
         return fp.rate_per_dim.sum(-1).mean()
@@ -105,11 +108,12 @@ class FineFreeBits(Term):
 
     name = "free_bits_fine"
 
-    def __init__(self, free_bits: float = 0.0, **_: Any) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
-        from vaelab.checks import check
+        from vaelab.checks import check, check_free_bits_apply
 
         check("objective.free_bits", free_bits)
+        check_free_bits_apply(self.name, free_bits, groups)
         self.free_bits = free_bits
 
     def forward(self, fp: ForwardPass) -> Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaelab.checks import check_batch_norm_batches
 from vaelab.config import ConfigError, RunConfig, TrainConfig, save_config, update_saved_config
 from vaelab.data import DataError, load_dataset
 from vaelab.data.loader import shard_bounds
@@ -184,6 +185,7 @@ class Trainer:
         cfg = self.cfg
         if evaluation_only:
             return
+        check_batch_norm_batches(cfg, self.train_loader.batch_sizes(), len(self.dataset.split("train")))
         final = cfg.eval.final_split
         if len(self.dataset.split(final)) == 0:
             raise DataError(
