@@ -75,7 +75,7 @@ def main() -> None:
 
     # IW-NLL on a fixed subset of the test set, same model (the best checkpoint is loaded by fit())
     cfg.data.eval_size = args.iw_sentences
-    trainer.dataset = load_dataset(cfg.data)
+    trainer.run.dataset = load_dataset(cfg.data)
     t1 = time.perf_counter()
     sub = trainer.evaluate("test", iw_samples=args.k, seed_offset=3 * 10**6)
     t_iw = time.perf_counter() - t1

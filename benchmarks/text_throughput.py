@@ -26,9 +26,10 @@ from vaelab.data import load_dataset
 from vaelab.metrics import iw_log_likelihood
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
+from vaelab.run import data_info
 from vaelab.training.distributed import DistInfo
 from vaelab.training.strategies import STRATEGIES, StepContext
-from vaelab.training.trainer import data_info, make_optimizer
+from vaelab.training.trainer import make_optimizer
 
 
 def matmul_gflops(seconds: float = 2.0) -> float:

@@ -12,6 +12,7 @@ import yaml
 
 from vaelab.cli import main
 from vaelab.config import ConfigError, load_config
+from vaelab.run import build_run
 from vaelab.training.tensorboard import TensorBoardLogger
 from vaelab.training.trainer import Trainer
 
@@ -111,7 +112,7 @@ def test_missing_tensorboard_is_a_clear_error(tiny_config, tmp_path, monkeypatch
     assert not (tmp_path / "cli").exists()
 
     # evaluating a run folder whose config asks for TensorBoard does not need it
-    Trainer(load_config(path), tmp_path / "ev", _evaluation_only=True)
+    build_run(load_config(path), tmp_path / "ev")
 
 
 def test_resume_hides_events_logged_after_the_checkpoint(tiny_config, tmp_path):

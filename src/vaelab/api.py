@@ -36,6 +36,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from vaelab import run as _run
 from vaelab.config import RunConfig, apply_overrides, read_yaml, run_config, to_dict
 from vaelab.data.user import TOKEN_OFFSET, UserData, as_user_data, tensor_data, token_data
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
@@ -70,30 +71,10 @@ _API_MODEL_KEYS = ("type", "factory", "factory_kwargs")
 # runs
 
 
-@dataclass
-class LoadedRun:
-    """A run folder loaded for use in Python: its validated ``config``, ``dataset`` (the splits as trained on),
-    ``model`` (the checkpoint's weights, in eval mode) and ``device``."""
-
-    path: Path
-    config: RunConfig
-    dataset: Any
-    model: VAE
-    device: torch.device
-
-    def batches(self, split: str = "test", batch_size: int | None = None) -> Iterator[Any]:
-        """The split's evaluation batches (fixed order and binarisation, as ``vaelab evaluate`` uses), each with
-        ``.x`` on the model's device and ``.y`` (labels or None)."""
-        ev = self.config.eval
-        loader = self.dataset.loader(
-            split,
-            batch_size or ev.batch_size,
-            seed=self.config.seed,
-            shuffle=False,
-            eval_binarize_seed=ev.binarize_seed,
-        )
-        for batch in loader.epoch(0):
-            yield batch.to(self.device)
+LoadedRun = _run.Run
+"""A run folder loaded for use in Python (:func:`load_run`): a :class:`vaelab.run.Run`, with its validated
+``config``, ``dataset`` (the splits as trained on), ``model`` (the checkpoint's weights, in eval mode), ``device``,
+``objective``, ``path`` and :meth:`~vaelab.run.Run.batches`."""
 
 
 @dataclass
@@ -143,11 +124,7 @@ def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str
     Safe by construction: the checkpoint is read with ``torch.load(weights_only=True)`` (no code runs); a run of
     a custom model imports only the module that config.yaml records in ``model.factory``. ``overrides``: the
     ``key=value`` settings ``vaelab evaluate`` accepts (``eval.*``, ``data.eval_size``, ``train.device``)."""
-    from vaelab.evaluation import load_trainer
-
-    trainer = load_trainer(path, checkpoint, list(overrides))
-    trainer.model.eval()
-    return LoadedRun(Path(path), trainer.cfg, trainer.dataset, trainer.model, trainer.device)
+    return _run.load_run(path, checkpoint, overrides=tuple(overrides))
 
 
 def write_report(path: str | Path, *, samples: bool = True) -> Path:

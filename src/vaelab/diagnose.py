@@ -22,9 +22,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaelab.training.runfolder import read_json_or_none as _read_json
+
+if TYPE_CHECKING:
+    from vaelab.run import Run
 
 MI_COLLAPSED = 0.05
 """Nats: below this I_q(x; z) the posterior carries (almost) no information about x."""
@@ -266,13 +269,25 @@ def run_metrics(run_dir: str | Path, *, evaluate: bool | None = None, split: str
 
 
 def _evaluate(root: Path, split: str) -> dict[str, Any]:
-    from vaelab.evaluation import load_trainer
+    from vaelab.run import load_run
 
-    trainer = load_trainer(root)
-    trainer.cfg.eval.extra_metrics = [*dict.fromkeys([*trainer.cfg.eval.extra_metrics, "holes"])]
-    trainer.cfg.eval.hole_prior_samples = min(trainer.cfg.eval.hole_prior_samples, 32_000)
-    result = {"split": split, "checkpoint": "best", **trainer.evaluate(split, seed_offset=4 * 10**6, extras=True)}
-    trainer.folder.write_json("diagnosis_eval.json", result)
+    return evaluate_for_diagnosis(load_run(root), split)
+
+
+def evaluate_for_diagnosis(run: Run, split: str = "test") -> dict[str, Any]:
+    """The metrics a diagnosis needs, of a loaded run (:func:`vaelab.run.load_run`) on ``split``: the evaluation
+    with the hole metrics added to ``eval.extra_metrics`` (at most 32,000 prior samples) and no IW-NLL, seed
+    offset :data:`~vaelab.evaluation.DIAGNOSE_OFFSET`; written to the run folder's diagnosis_eval.json."""
+    from vaelab.evaluation import DIAGNOSE_OFFSET, Evaluator
+
+    ev = run.config.eval
+    ev.extra_metrics = [*dict.fromkeys([*ev.extra_metrics, "holes"])]
+    ev.hole_prior_samples = min(ev.hole_prior_samples, 32_000)
+    checkpoint = run.checkpoint.stem if run.checkpoint is not None else None
+    evaluation = Evaluator(run).evaluate(split, seed_offset=DIAGNOSE_OFFSET, extras=True)
+    result = {"split": split, "checkpoint": checkpoint, **evaluation}
+    if run.folder is not None:
+        run.folder.write_json("diagnosis_eval.json", result)
     return result
 
 

@@ -1,43 +1,168 @@
-"""Evaluate a finished (or interrupted) run folder: ``vaelab evaluate DIR``."""
+"""The seeded evaluator of a run (:class:`Evaluator`), and ``vaelab evaluate DIR`` (:func:`evaluate_run`).
+
+The evaluator measures a :class:`~vaelab.run.Run`'s model on a split: ELBO, rate, distortion, MI with its pool,
+AU, KL per unit, IW-NLL with K samples, and the extra metrics of ``eval.extra_metrics``. The trainer uses it for
+each epoch's validation and the final evaluation; every command that reads a run folder uses it on a loaded run
+(:func:`vaelab.run.load_run`), so a number means the same wherever it is computed.
+
+Determinism: each batch is scored under the global RNG seeded by (seed, 29, offset, batch), the MI pool and the
+extra metrics by their own streams (:mod:`vaelab.seeds`), all inside a forked RNG. The numbers depend only on the
+model, the split and the seed offset: not on the number of processes, nor on what ran before, and evaluation
+never disturbs a training run's RNG. Each caller has its own offset, so two evaluations never share draws.
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vaelab.config import load_saved_config
-from vaelab.training.runfolder import RunFolder
+import torch
+from torch import Tensor
 
-if TYPE_CHECKING:
-    from vaelab.training.trainer import Trainer
+from vaelab.data import DataError
+from vaelab.metrics import collect, summarise
+from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
+from vaelab.metrics.extras import MetricContext, run_extra_metrics
+from vaelab.metrics.units import active_units
+from vaelab.models import batch_size
+from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
+from vaelab.run import Checkpoint, Run, load_run
+from vaelab.seeds import mix_seed
+from vaelab.training.distributed import all_gather_objects
+
+BN_REFRESH_BATCHES = 100
+"""Training batches over which BN-VAE's evaluation statistics are recomputed before each evaluation."""
+
+FINAL_OFFSET = 10**6
+"""Seed offset of the trainer's final evaluation (summary.json); each epoch's validation uses offset epoch + 1."""
+EVALUATE_OFFSET = 2 * 10**6
+"""Seed offset of ``vaelab evaluate`` (eval.json); the sweep's measurement uses 3 * 10**6
+(:data:`vaelab.sweep.measure.SEED_OFFSET`)."""
+DIAGNOSE_OFFSET = 4 * 10**6
+"""Seed offset of ``vaelab diagnose``'s evaluation (diagnosis_eval.json)."""
 
 
-def run_checkpoint(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunFolder, Path]:
-    """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
-    folder = RunFolder(run_dir)
-    if not folder.config.is_file():
-        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
-    ckpt = folder.best if checkpoint == "best" else folder.last
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
-    return folder, ckpt
+class Evaluator:
+    """Measures ``run``'s model (see the module's docstring). It reads ``run.config.eval`` at each call, so a
+    caller may change the evaluation settings of a loaded run (e.g. add an extra metric) before evaluating."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def evaluate(
+        self, split: str, *, iw_samples: int = 0, seed_offset: int = 0, extras: bool = False
+    ) -> dict[str, Any]:
+        """Metrics on a split (global across processes): ELBO, rate, distortion, MI (+pool), AU, KL per dim,
+        and IW-NLL when ``iw_samples`` > 0; the extra metrics of ``eval.extra_metrics`` with ``extras``.
+
+        Processes share the work by whole batches (batch b on rank b mod world_size), each batch scored under an
+        RNG seeded by (seed, offset, b); the results are gathered back into split order. So the numbers do not
+        depend on the number of processes, and evaluation never disturbs the training RNG.
+        """
+        run = self.run
+        cfg, dist = run.config, run.dist
+        ev = cfg.eval
+        if len(run.dataset.split(split)) == 0:
+            raise DataError(f"data set {cfg.data.name}: the {split} split is empty; there is nothing to evaluate")
+        self.refresh_batch_norm()
+        loader = run.eval_loader(split)
+        mine = [b for b in range(len(loader)) if b % dist.world_size == dist.rank]
+        local: list[tuple[int, EvalCollection]] = []
+        progress = self._progress(split, iw_samples) if iw_samples > 0 and dist.is_main else None
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for b, batch in enumerate(loader.epoch(0)):
+                    if b not in mine:
+                        continue
+                    torch.manual_seed(mix_seed(cfg.seed, 29, seed_offset, b))
+                    batch.x = batch.x.to(run.device)
+                    with run.precision.autocast():  # train.precision; the metrics themselves stay float32
+                        local.append((b, collect(run.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
+                    if progress is not None:  # the other processes score batches of about the same size meanwhile
+                        progress.update(batch_size(batch.x) * dist.world_size)
+        finally:
+            if progress is not None:
+                progress.close()
+        parts = sorted((p for rank_parts in all_gather_objects(local, dist) for p in rank_parts), key=lambda p: p[0])
+        col = EvalCollection.cat([c for _, c in parts])
+        gen = torch.Generator().manual_seed(mix_seed(cfg.seed, 31, seed_offset))
+        result = summarise(col, mi_pool=ev.mi_pool, au_threshold=ev.au_threshold, generator=gen)
+        if extras and ev.extra_metrics:
+            result.update(self._extra_metrics(split, col, result, seed_offset))
+        return result
+
+    def encoder_statistics(self, split: str, step: int) -> dict[str, float]:
+        """Encoder-only measurement of ``split`` (for a strategy between training steps): MI (nats, pool
+        ``eval.mi_pool``) and AU (``eval.au_threshold``), under a forked RNG seeded by (seed, step). Computed by
+        the calling process alone (the trainer calls it on the main process and broadcasts the numbers)."""
+        run = self.run
+        ev = run.config.eval
+        self.refresh_batch_norm()
+        mus: list[Tensor] = []
+        logvars: list[Tensor] = []
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(run.model), run.precision.autocast():
+            torch.manual_seed(mix_seed(run.config.seed, 43, step))
+            for batch in run.eval_loader(split).epoch(0):
+                q = run.model.encode(batch.x.to(run.device))
+                mus.append(q.mu.cpu())
+                logvars.append(q.logvar.cpu())
+        mu, logvar = torch.cat(mus), torch.cat(logvars)
+        gen = torch.Generator().manual_seed(mix_seed(run.config.seed, 47, step))
+        mi = pooled_mutual_information(mu, logvar, ev.mi_pool, generator=gen)
+        au = active_units(mu, ev.au_threshold)[0] if len(mu) >= 2 else 0
+        return {"mi": mi.value, "mi_pool": float(mi.pool), "au": float(au)}
+
+    def refresh_batch_norm(self) -> None:
+        """BN-VAE heads: evaluation statistics for the current encoder from the first ``BN_REFRESH_BATCHES``
+        training batches of a fixed order (every process the same batches, whole global batches), so evaluation
+        sees the posterior the model trains on (see :func:`~vaelab.models.posterior_heads.refresh_batch_norm`)."""
+        run = self.run
+        if not any(isinstance(m, BatchNormHead) for m in run.model.modules()):
+            return
+        cfg = run.config
+        loader = run.dataset.loader("train", cfg.train.batch_size, seed=mix_seed(cfg.seed, 59), shuffle=True)
+        batches = (b.x.to(run.device) for b in itertools.islice(loader.epoch(0), BN_REFRESH_BATCHES))
+        refresh_batch_norm(run.model, batches)
+
+    def _progress(self, split: str, iw_samples: int) -> Any:
+        """Progress of an IW-NLL evaluation of ``split`` (minutes on a CPU for K = 100 and more): a bar on a
+        terminal, else a line with the time left at most every 30 s (in a sweep point: its log.txt, shown by the
+        sweep prefixed by the point's name)."""
+        from vaelab.progress import EvalProgress
+
+        dataset = self.run.dataset
+        unit = "sentences" if hasattr(dataset, "vocab") else "examples"
+        return EvalProgress(len(dataset.split(split)), label=f"IW-NLL K={iw_samples} on {split}", unit=unit)
+
+    def _extra_metrics(self, split: str, col: EvalCollection, base: dict[str, Any], seed_offset: int) -> dict[str, Any]:
+        run = self.run
+        cfg = run.config
+
+        def batches(name: str) -> Iterator[Any]:
+            for batch in run.eval_loader(name).epoch(0):
+                batch.x = batch.x.to(run.device)
+                yield batch
+
+        ctx = MetricContext(
+            model=run.model,
+            dataset=run.dataset,
+            split=split,
+            collection=col,
+            config=cfg,
+            device=run.device,
+            generator=torch.Generator().manual_seed(mix_seed(cfg.seed, 37, seed_offset)),
+            batches=batches,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(cfg.seed, 41, seed_offset))
+            with eval_mode(run.model):
+                return run_extra_metrics(cfg.eval.extra_metrics, ctx, base)
 
 
-def load_trainer(run_dir: str | Path, checkpoint: str = "best", overrides: list[str] | None = None) -> Trainer:
-    """A trainer for evaluation only: the run's saved config (with ``overrides``, whose keys the caller checked)
-    and data set, the checkpoint's weights loaded. A saved device that this machine lacks (a run trained on a GPU)
-    is replaced by ``auto`` unless ``train.device`` is overridden."""
-    from vaelab.checks import device_available
-    from vaelab.training.trainer import Trainer
-
-    folder, ckpt = run_checkpoint(run_dir, checkpoint)
-    cfg = load_saved_config(folder.config, overrides)
-    cfg.train.progress = False
-    if not any(o.startswith("train.device=") for o in overrides or []) and not device_available(cfg.train.device):
-        cfg.train.device = "auto"
-    trainer = Trainer(cfg, folder.root, resume=False, _evaluation_only=True)
-    trainer._load(ckpt, weights_only=True)
-    return trainer
+# ------------------------------------------------------------------------------------------------------------
+# vaelab evaluate DIR
 
 
 def evaluate_run(
@@ -45,20 +170,50 @@ def evaluate_run(
     *,
     split: str = "test",
     iw_samples: int | None = None,
-    checkpoint: str = "best",
+    checkpoint: Checkpoint = "best",
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load the run's config and checkpoint, compute the split's metrics (IW-NLL with K samples, ELBO, rate,
     distortion, MI with its pool, AU, KL per dimension), write DIR/eval.json and return the metrics. ``overrides``
     (``key=value``; e.g. ``data.eval_size=1000``, ``eval.mi_pool=all``) change the evaluation, not the model; they
     are recorded in eval.json."""
-    trainer = load_trainer(run_dir, checkpoint, overrides)
-    k = trainer.cfg.eval.iw_samples if iw_samples is None else iw_samples
+    return evaluate_loaded(
+        load_run(run_dir, checkpoint, overrides=overrides or ()),
+        split=split,
+        iw_samples=iw_samples,
+        checkpoint=checkpoint,
+        overrides=overrides,
+    )
+
+
+def evaluate_loaded(
+    run: Run,
+    *,
+    split: str = "test",
+    iw_samples: int | None = None,
+    checkpoint: Checkpoint = "best",
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_run` on a loaded run (``checkpoint`` and ``overrides`` name how it was loaded, for
+    eval.json): the metrics with seed offset :data:`EVALUATE_OFFSET`, written to the run folder's eval.json."""
+    k = run.config.eval.iw_samples if iw_samples is None else iw_samples
     result = {
         "split": split,
         "checkpoint": checkpoint,
         **({"overrides": list(overrides)} if overrides else {}),
-        **trainer.evaluate(split, iw_samples=k, seed_offset=2 * 10**6, extras=True),
+        **Evaluator(run).evaluate(split, iw_samples=k, seed_offset=EVALUATE_OFFSET, extras=True),
     }
-    trainer.folder.write_json("eval.json", result)
+    if run.folder is not None:
+        run.folder.write_json("eval.json", result)
     return result
+
+
+__all__ = [
+    "BN_REFRESH_BATCHES",
+    "DIAGNOSE_OFFSET",
+    "EVALUATE_OFFSET",
+    "FINAL_OFFSET",
+    "Evaluator",
+    "evaluate_loaded",
+    "evaluate_run",
+]

@@ -20,7 +20,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -29,6 +29,9 @@ from vaelab.checks import SEED, Device, Int, Num, option
 from vaelab.data.text import TokenBatch, Vocabulary
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
+
+if TYPE_CHECKING:
+    from vaelab.run import Run
 
 
 @dataclass
@@ -40,6 +43,19 @@ class TextRun:
     lowercase: bool
     max_length: int
     """Longest training sentence in words (the default cap for decoding is a bit more than this)."""
+
+    @classmethod
+    def from_data(cls, model: VAE, dataset: Any) -> TextRun:
+        """A text model with the text data set it was trained on (its vocabulary and tokenisation)."""
+        info = dataset.model_info()
+        return cls(model, dataset.vocab, bool(dataset.lowercase), int(info.get("max_length", 80)))
+
+    @classmethod
+    def from_run(cls, run: Run) -> TextRun:
+        """A loaded text run (:func:`vaelab.run.load_run`), decoded on its device."""
+        if not hasattr(run.dataset, "vocab") or not isinstance(run.model.decoder, LSTMDecoder):
+            raise ValueError(f"{run.path} is not a text run (model.type={run.config.model.type!r})")
+        return cls.from_data(run.model, run.dataset)
 
     @property
     def decoder(self) -> LSTMDecoder:
@@ -90,13 +106,15 @@ def _read_run_yaml(config_path: Path) -> dict[str, Any]:
 
 
 def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> TextRun:
-    """Load a text run folder's model (``checkpoints/best.pt`` or ``last.pt``) and vocabulary, in eval mode.
+    """Load a text run folder's model (``checkpoints/best.pt`` or ``last.pt``) and vocabulary, in eval mode,
+    without its corpus (:func:`vaelab.run.load_run` loads the corpus too; :meth:`TextRun.from_run` decodes such a
+    run).
 
     The model sizes come from the run's config.yaml (``_meta.data.model_info``, written at training time); when
     that is missing (a config from elsewhere) the corpus is loaded again to get them.
     """
     from vaelab.config import load_saved_config
-    from vaelab.evaluation import run_checkpoint
+    from vaelab.run import run_checkpoint
     from vaelab.training.checkpoint import load_checkpoint
 
     folder, ckpt_path = run_checkpoint(run_dir, checkpoint)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from torch import Tensor
 
 from vaelab.checks import SEED, Int, option
 from vaelab.metrics.holes import per_dim_hole_kl
+
+if TYPE_CHECKING:
+    from vaelab.run import Run
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,15 +166,20 @@ def load_posteriors(
     run_dir: str | Path, *, split: str = "test", checkpoint: str = "best", max_examples: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor | None, Any]:
     """(mu, logvar, labels or None, config) of a run folder's ``split`` under its ``checkpoint`` (see
-    :func:`vaelab.evaluation.load_trainer`); the first ``max_examples`` examples."""
-    from vaelab.evaluation import load_trainer
+    :func:`vaelab.run.load_run` and :func:`run_posteriors`)."""
+    from vaelab.run import load_run
+
+    return run_posteriors(load_run(run_dir, "best" if checkpoint == "best" else "last"), split, max_examples)
+
+
+def run_posteriors(
+    run: Run, split: str = "test", max_examples: int | None = None
+) -> tuple[Tensor, Tensor, Tensor | None, Any]:
+    """(mu, logvar, labels or None, config) of a loaded run's ``split`` (its evaluation batches), the first
+    ``max_examples`` examples."""
     from vaelab.metrics.collect import collect
 
-    trainer = load_trainer(run_dir, checkpoint)
-    cfg = trainer.cfg
-    loader = trainer.dataset.loader(
-        split, cfg.eval.batch_size, seed=cfg.seed, shuffle=False, eval_binarize_seed=cfg.eval.binarize_seed
-    )
+    loader = run.eval_loader(split)
 
     def batches() -> Any:
         seen = 0
@@ -181,13 +189,13 @@ def load_posteriors(
             seen += int(batch.x.shape[0]) if isinstance(batch.x, Tensor) else int(batch.x.batch_size)
             yield batch
 
-    col = collect(trainer.model, batches(), iw_samples=0)
+    col = collect(run.model, batches(), iw_samples=0)
     assert col.mu is not None and col.logvar is not None
     mu, logvar, y = col.mu, col.logvar, col.y
     if max_examples is not None:
         mu, logvar = mu[:max_examples], logvar[:max_examples]
         y = None if y is None else y[:max_examples]
-    return mu, logvar, y, cfg
+    return mu, logvar, y, run.config
 
 
 def cmd_latent_plot(args: argparse.Namespace) -> int:
@@ -235,4 +243,4 @@ def add_latent_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_latent_plot)
 
 
-__all__ = ["add_latent_parser", "latent_figure", "load_posteriors", "pca_2d"]
+__all__ = ["add_latent_parser", "latent_figure", "load_posteriors", "pca_2d", "run_posteriors"]

@@ -145,13 +145,17 @@ def _diagnosis_section(page: Page, root: Path, metrics: dict[str, Any]) -> Any:
 def _sample_sections(page: Page, root: Path, log: Log, *, compact: bool = False, label: str = "") -> None:
     from vaelab.report import figures
     from vaelab.report.samples import image_samples, is_image_run, text_samples
+    from vaelab.run import load_run
 
     if not (root / "checkpoints" / "best.pt").is_file():
         page.note("No checkpoint (checkpoints/best.pt): no samples.")
         return
     try:
-        if is_image_run(root):
-            s = image_samples(root)
+        image = is_image_run(root)
+        # text runs decode on the CPU (the generator of the sampled words is a CPU one)
+        run = load_run(root, overrides=() if image else ("train.device=cpu",))
+        if image:
+            s = image_samples(run)
             fig = figures.image_grid(
                 [s.inputs, s.reconstructions, s.prior[: len(s.inputs)], s.prior[len(s.inputs) :]],
                 ["test input", "reconstruction", "prior sample", "prior sample"],
@@ -178,7 +182,7 @@ def _sample_sections(page: Page, root: Path, log: Log, *, compact: bool = False,
                     "Decoder means along the line between two test examples' posterior means.",
                 )
         else:
-            s = text_samples(root)
+            s = text_samples(run)
             page.heading(f"{label}Sentences")
             page.table(["z ~ p(z), greedy decoding"], [[t] for t in s.prior], css="sentences")
             page.table(

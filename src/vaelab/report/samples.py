@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vaelab.run import Run
 
 SEED = 0
 
@@ -42,25 +45,20 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 @torch.no_grad()
-def image_samples(run_dir: str | Path, *, n: int = 8, units: int = 5, steps: int = 9) -> ImageSamples:
-    """Image samples of a run folder's best checkpoint (see :class:`ImageSamples`)."""
-    from vaelab.evaluation import load_trainer
-
-    trainer = load_trainer(run_dir)
-    model = trainer.model.eval()
-    loader = trainer.dataset.loader(
-        "test", n, seed=trainer.cfg.seed, shuffle=False, eval_binarize_seed=trainer.cfg.eval.binarize_seed
-    )
-    batch = next(iter(loader.epoch(0)))
-    x = batch.x[:n].to(trainer.device)
+def image_samples(run: Run, *, n: int = 8, units: int = 5, steps: int = 9) -> ImageSamples:
+    """Image samples of a loaded run (:func:`vaelab.run.load_run`; see :class:`ImageSamples`)."""
+    model = run.model.eval()
+    batch = next(iter(run.eval_loader("test", n).epoch(0)))
+    device = run.device
+    x = batch.x[:n].to(device)
     q = model.encode(x)
     recon = model.decoder.sample(q.mu, mean=True)
     g = torch.Generator().manual_seed(SEED)
-    z = torch.randn(2 * n, model.latent_dim, generator=g).to(trainer.device)
+    z = torch.randn(2 * n, model.latent_dim, generator=g).to(device)
     prior = model.decoder.sample(z, mean=True)
     kl = (0.5 * (q.mu**2 + q.logvar.exp() - q.logvar - 1)).mean(0)
     order = torch.argsort(kl, descending=True)[: min(units, model.latent_dim)].tolist()
-    values = torch.linspace(-3, 3, steps, device=trainer.device)
+    values = torch.linspace(-3, 3, steps, device=device)
     traversals = []
     for d in order:
         zt = q.mu[0].expand(steps, -1).clone()
@@ -68,27 +66,24 @@ def image_samples(run_dir: str | Path, *, n: int = 8, units: int = 5, steps: int
         traversals.append((int(d), _to_numpy(model.decoder.sample(zt, mean=True))))
     interp = None
     if x.shape[0] >= 2:
-        t = torch.linspace(0, 1, steps, device=trainer.device).unsqueeze(1)
+        t = torch.linspace(0, 1, steps, device=device).unsqueeze(1)
         zi = (1 - t) * q.mu[0] + t * q.mu[1]
         interp = _to_numpy(model.decoder.sample(zi, mean=True))
     return ImageSamples(_to_numpy(x), _to_numpy(recon), _to_numpy(prior), traversals, interp)
 
 
 @torch.no_grad()
-def text_samples(run_dir: str | Path, *, n: int = 5, steps: int = 5) -> TextSamples:
-    """Sentences of a text run folder's best checkpoint (see :class:`TextSamples`)."""
-    from vaelab.config import load_saved_config
-    from vaelab.data import load_dataset
-    from vaelab.generation import interpolate, load_text_run, reconstruct, sample_prior
+def text_samples(run: Run, *, n: int = 5, steps: int = 5) -> TextSamples:
+    """Sentences of a loaded text run (:func:`vaelab.run.load_run`; see :class:`TextSamples`)."""
+    from vaelab.generation import TextRun, interpolate, reconstruct, sample_prior
 
-    run = load_text_run(run_dir)  # the model, once; the corpus is read only for its test sentences
-    cfg = load_saved_config(Path(run_dir) / "config.yaml")
-    loader = load_dataset(cfg.data).loader("test", n, seed=cfg.seed, shuffle=False)
+    text = TextRun.from_run(run)
+    loader = run.dataset.loader("test", n, seed=run.config.seed, shuffle=False)
     batch = next(iter(loader.epoch(0)))
-    sentences = [run.text(ids) for ids in batch.x.sentences()[:n]]
-    prior = sample_prior(run, n, greedy=True, seed=SEED)
-    recon = [(seen, outs[0]) for seen, outs in reconstruct(run, sentences, greedy=True, seed=SEED)]
-    interp = interpolate(run, sentences[0], sentences[1], steps=steps, seed=SEED) if len(sentences) >= 2 else []
+    sentences = [text.text(ids) for ids in batch.x.sentences()[:n]]
+    prior = sample_prior(text, n, greedy=True, seed=SEED)
+    recon = [(seen, outs[0]) for seen, outs in reconstruct(text, sentences, greedy=True, seed=SEED)]
+    interp = interpolate(text, sentences[0], sentences[1], steps=steps, seed=SEED) if len(sentences) >= 2 else []
     return TextSamples(prior, recon, interp)
 
 

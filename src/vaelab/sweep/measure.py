@@ -75,7 +75,8 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
     ``dataset``: the run's data set if already loaded (else loaded from the run's config). Returns the flat
     record of ``measurements.json``.
     """
-    from vaelab.training.trainer import Trainer
+    from vaelab.evaluation import Evaluator
+    from vaelab.run import build_run
 
     folder = RunFolder(run_dir)
     cfg = load_saved_config(folder.config)
@@ -93,14 +94,15 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
     dataset = dataset if dataset is not None else load_dataset(cfg.data)
     n_sub = train_subset_size(measure, dataset)
     eval_ds = with_train_subset(dataset, n_sub, cfg.data.split_seed)
-    trainer = Trainer(cfg, folder.root, dataset=eval_ds, _evaluation_only=True)
-    trainer._load(ckpt, weights_only=True)
+    run = build_run(cfg, folder.root, dataset=eval_ds)
+    run.load_weights(ckpt)
+    evaluator = Evaluator(run)
 
     record: dict[str, Any] = {"iw_samples": measure.iw_samples, "checkpoint": ckpt.stem}
     measured: dict[str, dict[str, Any]] = {}
     for j, split in enumerate(measure.splits):
         t0 = time.perf_counter()
-        result = trainer.evaluate(
+        result = evaluator.evaluate(
             split, iw_samples=measure.iw_samples, seed_offset=SEED_OFFSET + j, extras=bool(cfg.eval.extra_metrics)
         )
         rule = "whole split"

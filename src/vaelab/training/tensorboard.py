@@ -262,8 +262,7 @@ class TensorBoardLogger:
     def _log_sentences(self, model: Any, dataset: Any, step: int) -> None:
         from vaelab.generation import TextRun, reconstruct, sample_prior
 
-        info = dataset.model_info()
-        run = TextRun(model, dataset.vocab, bool(dataset.lowercase), int(info.get("max_length", 80)))
+        run = TextRun.from_data(model, dataset)
         samples = sample_prior(run, self.num_examples, greedy=True, seed=self.seed + 1)
         self.writer.add_text("text/prior_samples", _markdown_lines(samples), step)
         if self._sentences is None:

@@ -1,5 +1,8 @@
 """The training loop: one epoch = the strategy's steps over the training split, then a validation.
 
+The trainer builds its run with :func:`vaelab.run.build_run` (data set, model, objective) and measures it with
+:class:`vaelab.evaluation.Evaluator`; it adds the strategy, the optimisers, the loop and the run folder's files.
+
 Reading guide (top to bottom, ``Trainer.fit``):
   for each epoch: for each batch: ``strategy.train_step`` -> running sums -> periodic checkpoint
                   validation metrics -> metrics.jsonl -> best/plateau logic -> checkpoint
@@ -12,9 +15,7 @@ in a forked RNG. So a resumed run replays the uninterrupted one exactly on CPU, 
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
 import signal
 import sys
 import time
@@ -23,69 +24,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vaelab.checks import check_batch_norm_batches
 from vaelab.config import ConfigError, RunConfig, TrainConfig, save_config, update_saved_config
-from vaelab.data import DataError, load_dataset
+from vaelab.data import DataError
 from vaelab.data.loader import shard_bounds
-from vaelab.metrics import collect, summarise
-from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
-from vaelab.metrics.extras import EXTRA_METRICS, MetricContext, run_extra_metrics
-from vaelab.metrics.units import active_units
-from vaelab.models import VAE, batch_size, build_model
-from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
-from vaelab.objectives import NonFiniteLossError, build_objective
+from vaelab.evaluation import FINAL_OFFSET, Evaluator
+from vaelab.models import batch_size
+from vaelab.objectives import NonFiniteLossError
+from vaelab.run import build_run
+from vaelab.seeds import mix_seed
 from vaelab.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from vaelab.training.distributed import (
-    DistInfo,
-    all_gather_objects,
-    all_reduce_sum,
-    barrier,
-    broadcast_object,
-    broadcast_parameters,
-    init_distributed,
-)
-from vaelab.training.precision import Precision
-from vaelab.training.runfolder import RunFolder, provenance
+from vaelab.training.distributed import all_reduce_sum, barrier, broadcast_object
+from vaelab.training.runfolder import provenance
 from vaelab.training.runlock import RunLock
 from vaelab.training.strategies import STRATEGIES, StepContext
 from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
-BN_REFRESH_BATCHES = 100
-"""Training batches over which BN-VAE's evaluation statistics are recomputed before each evaluation."""
-
 
 class TrainingFailed(RuntimeError):
     """Training stopped early for a reason the user must act on (the message says which and what is kept)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """The device of ``train.device``; one that this machine lacks is a one-line ConfigError."""
-    from vaelab.checks import check_device_available
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device_available(name)
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (SplitMix64 finaliser), so that (seed, step) pairs give unrelated streams."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 29
-    return h & 0x7FFFFFFFFFFFFFFF
 
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
@@ -95,37 +55,17 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | Non
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def data_info(dataset: Any) -> dict[str, Any]:
-    """What a model builder needs to know about the data (image shape, vocabulary, ...).
-
-    A data set type describes itself through ``model_info()``; image data sets without it give their shape.
-    """
-    if hasattr(dataset, "model_info"):
-        return dict(dataset.model_info())
-    return {"image_shape": tuple(dataset.image_shape), "num_classes": dataset.num_classes}
-
-
 class Trainer:
     """Trains one run described by a :class:`RunConfig` into a run folder (see :mod:`vaelab.training.runfolder`)."""
 
-    def __init__(
-        self,
-        cfg: RunConfig,
-        run_dir: str | Path,
-        *,
-        resume: bool = False,
-        dataset: Any = None,
-        _evaluation_only: bool = False,
-    ) -> None:
-        self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
-        self.precision = Precision(cfg.train.precision, self.device)  # fp16 on a CPU: a one-line ConfigError
-        self.dist: DistInfo = init_distributed(self.device)
-        self.folder = RunFolder(run_dir)
-        seed_everything(cfg.seed)
-        self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
-        self.model: VAE = build_model(cfg.model, data_info(self.dataset)).to(self.device)
-        broadcast_parameters(self.model.parameters(), self.dist)
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, dataset: Any = None) -> None:
+        self.run = run = build_run(cfg, run_dir, dataset=dataset)  # data set, model, objective (vaelab.run)
+        assert run.folder is not None
+        self.cfg, self.folder, self.dataset, self.model = cfg, run.folder, run.dataset, run.model
+        self.objective, self.train_loader = run.objective, run.train_loader
+        self.device, self.precision, self.dist = run.device, run.precision, run.dist
+        self.evaluator = Evaluator(run)
+        self.steps_per_epoch, self.total_steps = run.steps_per_epoch, run.total_steps
 
         strategy_cls = STRATEGIES.get(cfg.train.strategy, key="train.strategy")
         self.strategy = strategy_cls(**cfg.train.strategy_options)
@@ -133,30 +73,11 @@ class Trainer:
             name: make_optimizer(cfg.train, params) for name, params in self.strategy.param_groups(self.model).items()
         }
         n_train = len(self.dataset.split("train"))
-        self.train_loader = self.dataset.loader(
-            "train",
-            cfg.train.batch_size,
-            seed=cfg.seed,
-            shuffle=True,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            drop_last=0 < n_train % cfg.train.batch_size < self.dist.world_size,
-        )
         self._first_global_batch = min(cfg.train.batch_size, n_train)
         self._random_global_batch = self._first_global_batch
-        self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"the training split is empty or smaller than one batch (train.batch_size={cfg.train.batch_size})"
-            )
         self.has_valid = len(self.dataset.split("valid")) > 0
-        self._check_splits(_evaluation_only)
-        total = cfg.train.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
-        self.objective = build_objective(cfg.objective, self.steps_per_epoch, self.total_steps).to(self.device)
-        for i, name in enumerate(cfg.eval.extra_metrics):  # fail now, not after training
-            EXTRA_METRICS.get(name, key=f"eval.extra_metrics[{i}]")
-        if cfg.train.tensorboard and not _evaluation_only:
+        self._check_splits()
+        if cfg.train.tensorboard:
             require_tensorboard()  # fail now (a ConfigError naming the key and the install command)
         self._tensorboard: TensorBoardLogger | None = None
 
@@ -176,15 +97,13 @@ class Trainer:
         self._random_batches = 0
         if resume:
             self._load(self.folder.last)
-        elif not _evaluation_only and (reason := self.folder.holds_run()):
+        elif reason := self.folder.holds_run():
             raise FileExistsError(reason)  # never overwrite another run (RunFolder.holds_run says what may be)
 
-    def _check_splits(self, evaluation_only: bool) -> None:
+    def _check_splits(self) -> None:
         """Before any training: the final split has examples, and without a validation split (``data.valid_size:
         0``) nothing needs one (LR decay, early stopping, a strategy that watches validation MI)."""
         cfg = self.cfg
-        if evaluation_only:
-            return
         check_batch_norm_batches(cfg, self.train_loader.batch_sizes(), len(self.dataset.split("train")))
         final = cfg.eval.final_split
         if len(self.dataset.split(final)) == 0:
@@ -270,32 +189,16 @@ class Trainer:
         )
 
     def _valid_mi(self) -> dict[str, float]:
-        """Encoder-only measurement of the validation split between training steps: MI (nats, pool
-        ``eval.mi_pool``) and AU (``eval.au_threshold``). The main process computes it under a forked RNG seeded
-        by (seed, step), so training is undisturbed, and every process gets its numbers (one decision for all)."""
+        """Encoder-only measurement of the validation split between training steps (MI, AU:
+        :meth:`~vaelab.evaluation.Evaluator.encoder_statistics`). The main process computes it under a forked RNG
+        seeded by (seed, step), so training is undisturbed, and every process gets its numbers (one decision for
+        all)."""
         if len(self.dataset.split("valid")) == 0:
             raise TrainingFailed(
                 "aggressive training checks MI on the validation split, which is empty: set data.valid_size > 0 "
                 "or check MI once per epoch (remove train.strategy_options.check_every_steps)"
             )
-        result: dict[str, float] | None = None
-        if self.dist.is_main:
-            ev = self.cfg.eval
-            self._refresh_batch_norm()
-            loader = self._eval_loader("valid")
-            mus: list[Tensor] = []
-            logvars: list[Tensor] = []
-            with torch.random.fork_rng(devices=[]), torch.no_grad(), eval_mode(self.model), self.precision.autocast():
-                torch.manual_seed(mix_seed(self.cfg.seed, 43, self.state["step"]))
-                for batch in loader.epoch(0):
-                    q = self.model.encode(batch.x.to(self.device))
-                    mus.append(q.mu.cpu())
-                    logvars.append(q.logvar.cpu())
-            mu, logvar = torch.cat(mus), torch.cat(logvars)
-            gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 47, self.state["step"]))
-            mi = pooled_mutual_information(mu, logvar, ev.mi_pool, generator=gen)
-            au = active_units(mu, ev.au_threshold)[0] if len(mu) >= 2 else 0
-            result = {"mi": mi.value, "mi_pool": float(mi.pool), "au": float(au)}
+        result = self.evaluator.encoder_statistics("valid", self.state["step"]) if self.dist.is_main else None
         return broadcast_object(result, self.dist)
 
     # ----------------------------------------------------------------------------------------------------------
@@ -316,8 +219,7 @@ class Trainer:
             save_checkpoint(path, self._checkpoint_state())
 
     def _load(self, path: Path, weights_only: bool = False) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(ckpt["model"])
+        ckpt = self.run.load_weights(path)
         if weights_only:
             return
         for k, o in self.optimizers.items():
@@ -330,97 +232,11 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # evaluation
 
-    def _eval_loader(self, split: str) -> Any:
-        """The split in fixed order, ``eval.batch_size`` at a time, binarised with ``eval.binarize_seed``."""
-        ev = self.cfg.eval
-        return self.dataset.loader(
-            split, ev.batch_size, seed=self.cfg.seed, shuffle=False, eval_binarize_seed=ev.binarize_seed
-        )
-
     def evaluate(
         self, split: str, *, iw_samples: int = 0, seed_offset: int = 0, extras: bool = False
     ) -> dict[str, Any]:
-        """Metrics on a split (global across processes): ELBO, rate, distortion, MI (+pool), AU, KL per dim,
-        and IW-NLL when ``iw_samples`` > 0.
-
-        Processes share the work by whole batches (batch b on rank b mod world_size), each batch scored under an
-        RNG seeded by (seed, offset, b); the results are gathered back into split order. So the numbers do not
-        depend on the number of processes, and evaluation never disturbs the training RNG.
-        """
-        ev = self.cfg.eval
-        if len(self.dataset.split(split)) == 0:
-            raise DataError(f"data set {self.cfg.data.name}: the {split} split is empty; there is nothing to evaluate")
-        self._refresh_batch_norm()
-        loader = self._eval_loader(split)
-        mine = [b for b in range(len(loader)) if b % self.dist.world_size == self.dist.rank]
-        local: list[tuple[int, EvalCollection]] = []
-        progress = self._eval_progress(split, iw_samples) if iw_samples > 0 and self.dist.is_main else None
-        try:
-            with torch.random.fork_rng(devices=[]):
-                for b, batch in enumerate(loader.epoch(0)):
-                    if b not in mine:
-                        continue
-                    torch.manual_seed(mix_seed(self.cfg.seed, 29, seed_offset, b))
-                    batch.x = batch.x.to(self.device)
-                    with self.precision.autocast():  # train.precision; the metrics themselves stay float32
-                        local.append((b, collect(self.model, [batch], iw_samples=iw_samples, iw_chunk=ev.iw_chunk)))
-                    if progress is not None:  # the other processes score batches of about the same size meanwhile
-                        progress.update(batch_size(batch.x) * self.dist.world_size)
-        finally:
-            if progress is not None:
-                progress.close()
-        parts = sorted(
-            (p for rank_parts in all_gather_objects(local, self.dist) for p in rank_parts), key=lambda p: p[0]
-        )
-        col = EvalCollection.cat([c for _, c in parts])
-        gen = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 31, seed_offset))
-        result = summarise(col, mi_pool=ev.mi_pool, au_threshold=ev.au_threshold, generator=gen)
-        if extras and ev.extra_metrics:
-            result.update(self._extra_metrics(split, col, result, seed_offset))
-        return result
-
-    def _refresh_batch_norm(self) -> None:
-        """BN-VAE heads: evaluation statistics for the current encoder from the first ``BN_REFRESH_BATCHES``
-        training batches of a fixed order (every process the same batches, whole global batches), so evaluation
-        sees the posterior the model trains on (see :func:`~vaelab.models.posterior_heads.refresh_batch_norm`)."""
-        if not any(isinstance(m, BatchNormHead) for m in self.model.modules()):
-            return
-        loader = self.dataset.loader("train", self.cfg.train.batch_size, seed=mix_seed(self.cfg.seed, 59), shuffle=True)
-        batches = (b.x.to(self.device) for b in itertools.islice(loader.epoch(0), BN_REFRESH_BATCHES))
-        refresh_batch_norm(self.model, batches)
-
-    def _eval_progress(self, split: str, iw_samples: int) -> Any:
-        """Progress of an IW-NLL evaluation of ``split`` (minutes on a CPU for K = 100 and more): a bar on a
-        terminal, else a line with the time left at most every 30 s (in a sweep point: its log.txt, shown by the
-        sweep prefixed by the point's name)."""
-        from vaelab.progress import EvalProgress
-
-        unit = "sentences" if hasattr(self.dataset, "vocab") else "examples"
-        total = len(self.dataset.split(split))
-        return EvalProgress(total, label=f"IW-NLL K={iw_samples} on {split}", unit=unit)
-
-    def _extra_metrics(self, split: str, col: EvalCollection, base: dict[str, Any], seed_offset: int) -> dict[str, Any]:
-        ev = self.cfg.eval
-
-        def batches(name: str) -> Iterator[Any]:
-            for batch in self._eval_loader(name).epoch(0):
-                batch.x = batch.x.to(self.device)
-                yield batch
-
-        ctx = MetricContext(
-            model=self.model,
-            dataset=self.dataset,
-            split=split,
-            collection=col,
-            config=self.cfg,
-            device=self.device,
-            generator=torch.Generator().manual_seed(mix_seed(self.cfg.seed, 37, seed_offset)),
-            batches=batches,
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.cfg.seed, 41, seed_offset))
-            with eval_mode(self.model):
-                return run_extra_metrics(ev.extra_metrics, ctx, base)
+        """The current model's metrics on a split (:meth:`vaelab.evaluation.Evaluator.evaluate`)."""
+        return self.evaluator.evaluate(split, iw_samples=iw_samples, seed_offset=seed_offset, extras=extras)
 
     # ----------------------------------------------------------------------------------------------------------
     # the loop
@@ -733,7 +549,7 @@ class Trainer:
             self._load(self.folder.best, weights_only=True)
         split = cfg.eval.final_split
         t0 = time.perf_counter()
-        final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=10**6, extras=True)
+        final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=FINAL_OFFSET, extras=True)
         summary = {
             "status": "completed",
             "stop_reason": stop_reason,

@@ -1,0 +1,208 @@
+"""The run layer: one run's pieces built from its config or loaded from its folder, below training.
+
+    run = build_run(config, "runs/x")           # data set, model (fresh weights), objective: what training starts from
+    run = load_run("runs/x", which="best")      # the same pieces, with a checkpoint's weights (eval mode)
+    Evaluator(run).evaluate("test", iw_samples=100)      # vaelab.evaluation
+
+A :class:`Run` bundles the validated config, the data set, the model, the objective (built for the run's step
+count, so its schedules are the training's), the run folder, and where it runs (device, precision, the process's
+place in a torchrun job). It holds no optimiser and no training state: the Trainer
+(:mod:`vaelab.training.trainer`) builds its run here and adds the strategy, the optimisers and the loop; every
+command that reads a run folder (evaluate, diagnose, plots, report, sweep measurement) loads it here.
+
+Building is deterministic: the global RNGs are seeded with the run's seed before the data set and the model are
+built (:func:`vaelab.seeds.seed_everything`), in the order training uses, so ``build_run`` gives the model a run
+started from, and ``load_run`` replaces its weights by the checkpoint's. Checkpoints are read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from vaelab.config import RunConfig, load_saved_config
+from vaelab.data import load_dataset
+from vaelab.data.loader import BatchLoader
+from vaelab.metrics.extras import EXTRA_METRICS
+from vaelab.models import VAE, build_model
+from vaelab.objectives import build_objective
+from vaelab.objectives.objective import Objective
+from vaelab.seeds import seed_everything
+from vaelab.training.checkpoint import load_checkpoint
+from vaelab.training.distributed import DistInfo, broadcast_parameters, init_distributed
+from vaelab.training.precision import Precision
+from vaelab.training.runfolder import RunFolder
+
+Checkpoint = Literal["best", "last"]
+
+
+@dataclass(eq=False)
+class Run:
+    """One run's pieces (see the module's docstring): ``config``, ``dataset`` (the splits as trained on),
+    ``model`` (on ``device``), ``objective``, ``folder`` (None for a run built without one), ``device``,
+    ``precision`` (``train.precision``'s autocast), ``dist`` (this process's rank of the job), ``train_loader``
+    (this process's shard of the shuffled training split, ``train.batch_size`` per global batch), ``total_steps``
+    (the training's step count, epochs x steps per epoch capped by ``train.max_steps``) and ``checkpoint`` (the
+    file whose weights the model holds; None: fresh weights)."""
+
+    config: RunConfig
+    dataset: Any
+    model: VAE
+    objective: Objective
+    folder: RunFolder | None
+    device: torch.device
+    precision: Precision
+    dist: DistInfo
+    train_loader: BatchLoader
+    total_steps: int
+    checkpoint: Path | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The run folder's path (None for a run built without a folder)."""
+        return None if self.folder is None else self.folder.root
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per epoch (batches of this process's shard of the training split)."""
+        return len(self.train_loader)
+
+    def load_weights(self, path: str | Path) -> dict[str, Any]:
+        """Load a checkpoint's model weights into :attr:`model` (read with ``weights_only=True``, onto
+        :attr:`device`); returns the whole checkpoint (the trainer restores its own state from it)."""
+        ckpt = load_checkpoint(Path(path), map_location=self.device)
+        self.model.load_state_dict(ckpt["model"])
+        self.checkpoint = Path(path)
+        return ckpt
+
+    def eval_loader(self, split: str, batch_size: int | None = None) -> BatchLoader:
+        """The split in fixed order, ``eval.batch_size`` (or ``batch_size``) at a time, binarised with
+        ``eval.binarize_seed``: the batches every evaluation reads."""
+        ev = self.config.eval
+        return self.dataset.loader(
+            split,
+            batch_size or ev.batch_size,
+            seed=self.config.seed,
+            shuffle=False,
+            eval_binarize_seed=ev.binarize_seed,
+        )
+
+    def batches(self, split: str = "test", batch_size: int | None = None) -> Iterator[Any]:
+        """The split's evaluation batches (:meth:`eval_loader`, as ``vaelab evaluate`` uses), each with ``.x`` on
+        the model's device and ``.y`` (labels or None)."""
+        for batch in self.eval_loader(split, batch_size).epoch(0):
+            yield batch.to(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device of ``train.device``; one that this machine lacks is a one-line ConfigError."""
+    from vaelab.checks import check_device_available
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device_available(name)
+    return torch.device(name)
+
+
+def data_info(dataset: Any) -> dict[str, Any]:
+    """What a model builder needs to know about the data (image shape, vocabulary, ...).
+
+    A data set type describes itself through ``model_info()``; image data sets without it give their shape.
+    """
+    if hasattr(dataset, "model_info"):
+        return dict(dataset.model_info())
+    return {"image_shape": tuple(dataset.image_shape), "num_classes": dataset.num_classes}
+
+
+def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: Any = None) -> Run:
+    """The run ``config`` describes, with fresh weights: the device (``train.device``; one this machine lacks is
+    a one-line ConfigError), the precision, the process group under torchrun, the data set (``dataset`` if given,
+    else loaded from ``config.data``), the model (initialised from the run's seed, the same on every process), the
+    training split's loader and the objective. Nothing is written; ``folder`` is only named.
+
+    Raises ValueError when the training split is smaller than one batch, and the registry's error for an unknown
+    ``eval.extra_metrics`` name (before any training)."""
+    device = resolve_device(config.train.device)
+    precision = Precision(config.train.precision, device)  # fp16 on a CPU: a one-line ConfigError
+    dist = init_distributed(device)
+    seed_everything(config.seed)
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    model: VAE = build_model(config.model, data_info(dataset)).to(device)
+    broadcast_parameters(model.parameters(), dist)
+    tr = config.train
+    n_train = len(dataset.split("train"))
+    train_loader = dataset.loader(
+        "train",
+        tr.batch_size,
+        seed=config.seed,
+        shuffle=True,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        drop_last=0 < n_train % tr.batch_size < dist.world_size,
+    )
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training split is empty or smaller than one batch (train.batch_size={tr.batch_size})")
+    total = tr.epochs * steps_per_epoch
+    total_steps = min(total, tr.max_steps) if tr.max_steps else total
+    objective = build_objective(config.objective, steps_per_epoch, total_steps).to(device)
+    for i, name in enumerate(config.eval.extra_metrics):  # fail now, not after training
+        EXTRA_METRICS.get(name, key=f"eval.extra_metrics[{i}]")
+    return Run(
+        config=config,
+        dataset=dataset,
+        model=model,
+        objective=objective,
+        folder=None if folder is None else RunFolder(folder),
+        device=device,
+        precision=precision,
+        dist=dist,
+        train_loader=train_loader,
+        total_steps=total_steps,
+    )
+
+
+def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunFolder, Path]:
+    """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
+    run_folder = RunFolder(folder)
+    if not run_folder.config.is_file():
+        raise FileNotFoundError(f"{run_folder.root} is not a run folder (no config.yaml)")
+    ckpt = run_folder.best if which == "best" else run_folder.last
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
+    return run_folder, ckpt
+
+
+def load_run(
+    folder: str | Path,
+    which: Checkpoint = "best",
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    dataset: Any = None,
+) -> Run:
+    """A run folder's run (any: ``vaelab train``, :func:`vaelab.train`, a sweep or study point) with the weights
+    of its ``best`` or ``last`` checkpoint, the model in eval mode.
+
+    The config is the folder's config.yaml with ``overrides`` (``key=value``; the caller checks which keys it
+    accepts, e.g. :data:`vaelab.checks.EVALUATE_KEYS`). A saved device that this machine lacks (a run trained on a
+    GPU) is replaced by ``auto`` unless ``train.device`` is overridden. ``dataset``: the run's data set if already
+    loaded. Old run folders load as they are (the checkpoint format is unchanged)."""
+    from vaelab.checks import device_available
+
+    run_folder, ckpt = run_checkpoint(folder, which)
+    cfg = load_saved_config(run_folder.config, list(overrides))
+    cfg.train.progress = False
+    if not any(o.startswith("train.device=") for o in overrides) and not device_available(cfg.train.device):
+        cfg.train.device = "auto"
+    run = build_run(cfg, run_folder.root, dataset=dataset)
+    run.load_weights(ckpt)
+    run.model.eval()
+    return run
+
+
+__all__ = ["Checkpoint", "Run", "build_run", "data_info", "load_run", "resolve_device", "run_checkpoint"]
