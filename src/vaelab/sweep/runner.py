@@ -124,21 +124,37 @@ def display_state(folder: Path) -> str:
 # the sweep folder
 
 
+def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
+    """Refuse, changing nothing, a folder ``out`` that ``spec`` cannot run in: one that holds a run (a run folder
+    is not a sweep folder) or a different sweep (:func:`prepare_out`). Returns the stored sweep, if any."""
+    out = Path(out)
+    stored_path = out / SWEEP_FILE
+    if not stored_path.is_file():
+        held = [name for name in ("config.yaml", "checkpoints", "summary.json") if (out / name).exists()]
+        if held:
+            raise SweepError(
+                f"{out} holds a run ({held[0]}); a sweep or study needs a folder of its own: choose another --out"
+            )
+        return None
+    stored = spec_from_dict(read_yaml(stored_path), str(stored_path))
+    was, now = asdict(stored.measure), asdict(spec.measure)
+    if was != now:
+        diff = ", ".join(f"measure.{k}: {was[k]!r} -> {now[k]!r}" for k in was if was[k] != now.get(k))
+        raise SweepError(f"{out} holds a sweep measured otherwise ({diff}); use another --out (or delete the folder)")
+    return stored
+
+
 def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
-    """Create ``DIR`` and write ``DIR/sweep.yaml``; refuse a folder that holds a different sweep.
+    """Create ``DIR`` and write ``DIR/sweep.yaml``; refuse a folder that holds a run or a different sweep
+    (:func:`check_sweep_folder`).
 
     A stored sweep is compatible when every index both sweeps have maps to the same run config and the
     measurements agree: appending seeds (the outermost factor) extends a sweep without changing any index.
     """
     out = Path(out)
     stored_path = out / SWEEP_FILE
-    if stored_path.is_file():
-        stored = spec_from_dict(read_yaml(stored_path), str(stored_path))
-        if asdict(stored.measure) != asdict(spec.measure):
-            raise SweepError(
-                f"{out} holds a sweep measured with {asdict(stored.measure)}, not {asdict(spec.measure)}; "
-                "use another --out (or delete the folder)"
-            )
+    stored = check_sweep_folder(spec, out)
+    if stored is not None:
         for i in range(min(len(stored), len(spec))):
             a, b = stored.point(i), spec.point(i)
             was, now = _resolved(stored, a), _resolved(spec, b)
@@ -210,15 +226,20 @@ def load_stored_spec(out: str | Path) -> SweepSpec:
     return spec_from_dict(read_yaml(path), str(path))
 
 
-def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
-    path = folder / POINT_FILE
-    record = {
+def _point_record(point: SweepPoint, digest: str) -> dict[str, Any]:
+    """What a point's point.json holds: its index, folder name, overrides, parameters and config hash."""
+    return {
         "index": point.index,
         "folder": point.folder_name,
         "overrides": list(point.overrides),
         "params": point.params,
         "config_hash": digest,
     }
+
+
+def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
+    path = folder / POINT_FILE
+    record = _point_record(point, digest)
     if path.is_file():
         old = json.loads(path.read_text())
         if old.get("config_hash") != digest and _same_config_as_saved(folder, digest):
@@ -306,15 +327,7 @@ def reuse_points(
         skip = (LOCK_FILE, ERROR_FILE, POINT_FILE, *(() if same_measure else (MEASUREMENTS_FILE,)))
         ignore = shutil.ignore_patterns(*skip)
         shutil.copytree(source, tmp, ignore=ignore)
-        record = {
-            "index": point.index,
-            "folder": point.folder_name,
-            "overrides": list(point.overrides),
-            "params": point.params,
-            "config_hash": digest,
-            "reused_from": str(source),
-        }
-        _write_point_record(tmp / POINT_FILE, record)
+        _write_point_record(tmp / POINT_FILE, {**_point_record(point, digest), "reused_from": str(source)})
         if folder.exists():  # an empty folder left by a point that never started
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -723,10 +736,10 @@ def run_sweep(
     log = _serialised(log or _line_writer(sys.stderr))
     if backend not in BACKENDS:
         raise SweepError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
-    out = prepare_out(spec, out)
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:
-        spec.point(i)  # range check before anything runs
+        spec.point(i)  # range check before anything runs or is written
+    out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)
     skipped: list[PointResult] = []
     todo: list[int] = []
