@@ -71,7 +71,7 @@ def test_sweep_aggregate_and_plots(write_sweep, tmp_path, capsys) -> None:
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 200_000, name
     written = capsys.readouterr().out
-    assert written.count("written:") == 3
+    assert written.count("written:") == len(FIGURES) == 4
 
 
 def test_plot_groups_follow_the_varying_parameters(write_sweep, tmp_path) -> None:

@@ -3,7 +3,7 @@
 vaelab sweep SWEEP.yaml [--out DIR] [--workers N] [--backend local|ray] [--address ADDR]
 vaelab sweep SWEEP.yaml --index I [--out DIR]      one point (a job-array task; SLURM_ARRAY_TASK_ID by default)
 vaelab sweep SWEEP.yaml --list [--out DIR]         the points, their folders and states
-vaelab sweep-aggregate DIR                         DIR/results.csv (+ .parquet with pyarrow)
+vaelab sweep-aggregate DIR                         DIR/results.csv (+ .parquet with pyarrow), cells.csv, results.md
 vaelab plot-sweep DIR                              DIR/plots/*.png
 """
 
@@ -94,10 +94,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     aggregate = args.aggregate if args.aggregate is not None else indices is None
     if aggregate:
         path = write_results(out)
-        from vaelab.sweep.aggregate import read_results
+        from vaelab.sweep.aggregate import read_results, write_summary
+        from vaelab.sweep.stopping import step_cap_line
 
-        counts = status_counts(read_results(path))
+        rows = read_results(path)
+        counts = status_counts(rows)
         print(f"results: {path} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+        print(f"{step_cap_line(rows)}; per cell (mean ± 95% CI over seeds): {write_summary(out)[1]}")
     else:
         print(f"sweep folder: {out} (aggregate with `vaelab sweep-aggregate {out}` when every task has finished)")
     bad = [r for r in results if r.status in ("failed", "not_run", "locked")]
@@ -107,11 +110,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from vaelab.sweep.aggregate import collect_rows, status_counts, write_results
+    from vaelab.sweep.aggregate import read_results, status_counts, write_results, write_summary
+    from vaelab.sweep.stopping import step_cap_line
 
     path = write_results(args.dir)
-    counts = status_counts(collect_rows(args.dir))
+    rows = read_results(path)
+    counts = status_counts(rows)
     print(f"written: {path} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    for extra in write_summary(args.dir):
+        print(f"written: {extra}")
+    print(step_cap_line(rows))
     return 0
 
 
@@ -121,7 +129,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if args.aggregate or not (Path(args.dir) / RESULTS_CSV).is_file():
         write_results(args.dir)
-    for path in plot_sweep(args.dir, beta_key=args.beta_key, plots_dir=args.plots_dir):
+    for path in plot_sweep(args.dir, beta_key=args.beta_key, plots_dir=args.plots_dir, error=args.error_bars):
         print(f"written: {path}")
     return 0
 
@@ -167,7 +175,10 @@ def add_sweep_parsers(subparsers: Any) -> None:
     )
     s.set_defaults(func=cmd_sweep)
 
-    a = subparsers.add_parser("sweep-aggregate", help="collect a sweep folder's points into DIR/results.csv")
+    a = subparsers.add_parser(
+        "sweep-aggregate",
+        help="collect a sweep folder's points into DIR/results.csv; mean ± CI over seeds into cells.csv, results.md",
+    )
     a.add_argument("dir", help="sweep folder")
     a.set_defaults(func=cmd_aggregate)
 
@@ -176,4 +187,10 @@ def add_sweep_parsers(subparsers: Any) -> None:
     p.add_argument("--beta-key", help="parameter column of beta (default objective.beta)")
     p.add_argument("--plots-dir", help="where the PNGs go (default DIR/plots)")
     p.add_argument("--aggregate", action="store_true", help="re-aggregate results.csv first")
+    p.add_argument(
+        "--error-bars",
+        default="ci",
+        choices=["ci", "range"],
+        help="over seeds: the 95%% Student-t confidence interval of the mean (default) or the range",
+    )
     p.set_defaults(func=cmd_plot)

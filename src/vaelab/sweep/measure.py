@@ -1,7 +1,8 @@
 """Per-point measurements on train and test (Bozkurt et al. 2021, *Rate-Regularization and Generalization in
 Variational Autoencoders*, AISTATS): rate R, distortion D, ELBO, IW-NLL with K samples, MI pooled over the whole
-measured split (pool size recorded, cap ln N), rate - MI = KL(q(z) || p(z)), active units; and the generalisation
-gaps test - train of the IW-NLL, D and R. All in nats per example.
+measured split (pool size recorded, cap ln N, and ln N - MI, the distance from that cap), rate - MI =
+KL(q(z) || p(z)), active units; the generalisation gaps test - train of the IW-NLL, D, R, ELBO, MI and rate - MI;
+and why and when training stopped (:mod:`vaelab.sweep.stopping`). All in nats per example.
 
 Each split is written to ``eval_<split>.json`` in the point's run folder (never ``eval.json``, which
 ``vaelab evaluate`` owns); ``measurements.json`` holds the flat ``<split>_<metric>`` record plus the gaps and is
@@ -23,6 +24,7 @@ from vaelab.config import load_saved_config
 from vaelab.data import ImageDataset, load_dataset
 from vaelab.data.base import fixed_permutation
 from vaelab.sweep.spec import MeasureSpec
+from vaelab.sweep.stopping import training_record
 from vaelab.training.runfolder import RunFolder
 
 MEASUREMENTS_FILE = "measurements.json"
@@ -43,9 +45,17 @@ SCALARS = (
 """Metrics copied from each split's evaluation into the flat record, with every other numeric scalar of it (those
 of the extra metrics too: ``probe_accuracy``, ``cu_0.03``, ``hole_kl``, ...). Lists such as ``kl_per_dim`` stay in
 the ``eval_<split>.json`` files."""
-GAPS = (("nll_iw", "gap_nll"), ("distortion", "gap_distortion"), ("rate", "gap_rate"), ("elbo", "gap_elbo"))
+GAPS = (
+    ("nll_iw", "gap_nll"),
+    ("distortion", "gap_distortion"),
+    ("rate", "gap_rate"),
+    ("elbo", "gap_elbo"),
+    ("mi", "gap_mi"),
+    ("marginal_kl", "gap_marginal_kl"),
+)
 """(metric, column): generalisation gaps = test value - train value. For the ELBO the gap is negative when the
-test bound is worse."""
+test bound is worse. The MI gaps compare like with like only when both splits have the same pool size (the
+default ``train_subset: test``)."""
 
 SEED_OFFSET = 3 * 10**6
 """Evaluation RNG offset of sweep measurements (the trainer uses 10**6 for summary.json, ``vaelab evaluate``
@@ -118,8 +128,10 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
             if key in SCALARS or (isinstance(value, int | float) and not isinstance(value, bool)):
                 record[f"{split}_{key}"] = value
         record[f"{split}_ln_n"] = math.log(len(eval_ds.split(split))) if len(eval_ds.split(split)) else None
+        record[f"{split}_ln_n_minus_mi"] = ln_n_minus_mi(result)
         record[f"{split}_seconds"] = seconds
     record.update(generalisation_gaps(record))
+    record.update(training_record(folder.root))  # why and when training stopped, and which model was measured
     complete_deferred_summary(folder, cfg.eval.final_split, measured)
     folder.write_json(MEASUREMENTS_FILE, record)
     return record
@@ -155,6 +167,15 @@ def complete_deferred_summary(folder: RunFolder, final_split: str, measured: dic
             "final_evaluation": f"eval_{split}.json",
         },
     )
+
+
+def ln_n_minus_mi(result: dict[str, Any]) -> float | None:
+    """ln N - MI, with N the MI's pool size (``mi_pool``): how far the pooled MI estimate is below its cap ln N
+    (0 = saturated; the estimate cannot exceed ln N). None without an MI or a pool."""
+    mi, pool = result.get("mi"), result.get("mi_pool")
+    if not isinstance(mi, int | float) or not isinstance(pool, int | float) or pool < 1:
+        return None
+    return math.log(pool) - float(mi)
 
 
 def generalisation_gaps(record: dict[str, Any]) -> dict[str, float]:

@@ -1,5 +1,9 @@
 """Figures of a sweep's results table (Bozkurt et al. 2021, AISTATS): ``vaelab plot-sweep DIR`` -> DIR/plots/.
 
+- ``test_nll.png``: test IW-NLL (solid) and train IW-NLL (dashed) against beta, one panel per training-set size
+  (``data.train_size``, else the last other varying parameter), one line per capacity (the remaining parameters);
+  a red ring marks a beta where at least one seed stopped at the step cap (``train.max_steps``), i.e. may not
+  have converged;
 - ``rate_distortion.png``: distortion against rate on train and test, one line per group (the sweep's other
   varying parameters: capacity, training-set size, ...) through its beta values, points coloured by beta;
 - ``nll_gap.png``: test IW-NLL and the generalisation gaps (test - train) of the IW-NLL, distortion and rate
@@ -7,7 +11,9 @@
 - ``mutual_information.png``: MI (train and test, pooled over the whole measured split) and rate - MI =
   KL(q(z) || p(z)) against beta, with ln N, the cap of the MI estimate, marked.
 
-Points are averaged over seeds (error bars: the range over seeds). Every quantity is in nats per example.
+Points are averaged over seeds; error bars: the two-sided 95% Student-t confidence interval of the mean over seeds
+(:func:`vaelab.sweep.aggregate.t_interval`, as in results.md), or the range over seeds with ``error="range"``.
+Every quantity is in nats per example.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.sweep.aggregate import read_results
+from vaelab.sweep.aggregate import CI_LEVEL, cell_keys, read_results, t_interval
 from vaelab.sweep.runner import load_stored_spec
 
-FIGURES = ("rate_distortion.png", "nll_gap.png", "mutual_information.png")
+FIGURES = ("rate_distortion.png", "nll_gap.png", "mutual_information.png", "test_nll.png")
+ERROR_BARS = ("ci", "range")
 MARKERS = "osD^v<>phX*"
 
 
@@ -42,14 +49,7 @@ def find_beta_key(columns: list[str]) -> str:
 def group_keys(out: str | Path, beta_key: str) -> list[str]:
     """The parameters that define a curve: every varying parameter but beta and the seed (a named variant
     stands for its own keys)."""
-    spec = load_stored_spec(out)
-    named = bool(spec.variants) and all("name" in v for v in spec.variants)
-    variant_keys = {k for v in spec.variants for k in v}
-    return [
-        k
-        for k in spec.varying_keys()
-        if k not in (beta_key, "seed") and not (named and k != "variant" and k in variant_keys)
-    ]
+    return cell_keys(load_stored_spec(out), exclude=(beta_key, "seed"))
 
 
 def _beta(value: Any) -> float:
@@ -75,9 +75,15 @@ def _label(keys: list[str], group: tuple[Any, ...]) -> str:
     return ", ".join(parts) or "all"
 
 
-def seed_means(rows: list[dict[str, Any]], beta_key: str, keys: list[str], metrics: list[str]) -> dict[Any, Any]:
-    """{group: {"beta": (n_b,), metric: (mean (n_b,), lo (n_b,), hi (n_b,))}} over completed rows, betas sorted;
-    mean and range over seeds, ignoring missing values."""
+def seed_means(
+    rows: list[dict[str, Any]], beta_key: str, keys: list[str], metrics: list[str], error: str = "ci"
+) -> dict[Any, Any]:
+    """{group: {"beta": (n_b,), "capped": (n_b,), metric: (mean (n_b,), lo (n_b,), hi (n_b,))}} over completed
+    rows, betas sorted; the mean over seeds and, with ``error="ci"``, mean -/+ the half-width of the 95% Student-t
+    interval (lo = hi = mean for one seed), with ``error="range"`` the minimum and maximum over seeds; missing
+    values ignored. ``capped``: the number of seeds stopped by the step cap."""
+    if error not in ERROR_BARS:
+        raise ValueError(f"error bars {error!r}: valid choices: {', '.join(ERROR_BARS)}")
     cells: dict[tuple[Any, ...], dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r.get("status") != "completed":
@@ -87,15 +93,25 @@ def seed_means(rows: list[dict[str, Any]], beta_key: str, keys: list[str], metri
     for group in sorted(cells, key=_sort_key):
         betas = sorted(b for b in cells[group] if math.isfinite(b))
         entry: dict[str, Any] = {"beta": np.array(betas)}
+        entry["capped"] = np.array([sum(r.get("stopped_by") == "step_cap" for r in cells[group][b]) for b in betas])
         for m in metrics:
             vals = [[r[m] for r in cells[group][b] if isinstance(r.get(m), int | float)] for b in betas]
-            entry[m] = tuple(np.array([f(v) if v else np.nan for v in vals]) for f in (np.mean, np.min, np.max))
+            if error == "range":
+                entry[m] = tuple(np.array([f(v) if v else np.nan for v in vals]) for f in (np.mean, np.min, np.max))
+                continue
+            stats = [t_interval(v, CI_LEVEL) for v in vals]
+            mean = np.array([s[0] for s in stats])
+            half = np.array([s[1] if s[1] is not None else 0.0 for s in stats])
+            entry[m] = (mean, mean - half, mean + half)
         out[group] = entry
     return out
 
 
-def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str | Path | None = None) -> list[Path]:
-    """Write the figures of :data:`FIGURES` from ``DIR/results.csv`` into ``DIR/plots`` (or ``plots_dir``)."""
+def plot_sweep(
+    out: str | Path, *, beta_key: str | None = None, plots_dir: str | Path | None = None, error: str = "ci"
+) -> list[Path]:
+    """Write the figures of :data:`FIGURES` from ``DIR/results.csv`` into ``DIR/plots`` (or ``plots_dir``);
+    ``error``: the error bars, ``ci`` (95% Student-t interval over seeds) or ``range`` (over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,6 +130,7 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
         "test_rate",
         "test_distortion",
         "test_nll_iw",
+        "train_nll_iw",
         "gap_nll",
         "gap_distortion",
         "gap_rate",
@@ -124,7 +141,7 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
         "train_mi_pool",
         "test_mi_pool",
     ]
-    data = seed_means(rows, beta_key, keys, metrics)
+    data = seed_means(rows, beta_key, keys, metrics, error)
     if not data:
         raise ValueError(f"{out}: no completed points to plot")
     target = Path(plots_dir) if plots_dir else out / "plots"
@@ -135,6 +152,7 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
     cmap = plt.get_cmap("viridis")
     colours = plt.get_cmap("tab10")
     n_seeds = len({r.get("seed") for r in rows if r.get("status") == "completed"})
+    bars = "95% t-interval over seeds" if error == "ci" else "range over seeds"
     note = f"mean over {n_seeds} seed(s)" if n_seeds > 1 else "one seed"
     written = []
 
@@ -190,7 +208,7 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
     for ax in axes[1]:
         ax.set_xlabel("beta")
     fig.legend(handles=group_handles, loc="outside lower center", ncol=ncol, fontsize=8)
-    fig.suptitle(f"Generalisation against beta ({note}; bars: range over seeds)", fontsize=10)
+    fig.suptitle(f"Generalisation against beta ({note}; bars: {bars})", fontsize=10)
     written.append(_save(fig, target / FIGURES[1]))
 
     # 3. MI and rate - MI against beta, with ln N
@@ -224,9 +242,72 @@ def plot_sweep(out: str | Path, *, beta_key: str | None = None, plots_dir: str |
         Line2D([], [], color="k", ls="--", marker="o", mfc="white", ms=4, label="train (subset)"),
     ]
     fig.legend(handles=group_handles + style, loc="outside lower center", ncol=min(4, ncol + 2), fontsize=8)
-    fig.suptitle(f"Mutual information pooled over the measured split ({note})", fontsize=10)
+    fig.suptitle(f"Mutual information pooled over the measured split ({note}; bars: {bars})", fontsize=10)
     written.append(_save(fig, target / FIGURES[2]))
+
+    # 4. test (and train) IW-NLL against beta, one panel per training-set size, one line per capacity
+    written.append(_save(_nll_panels(data, keys, note, bars), target / FIGURES[3]))
     return written
+
+
+def facet_key(keys: list[str]) -> str | None:
+    """The parameter that gets one panel each in ``test_nll.png``: ``data.train_size`` when it varies, else the
+    last of the group keys when there are two or more, else None (one panel)."""
+    if "data.train_size" in keys:
+        return "data.train_size"
+    return keys[-1] if len(keys) >= 2 else None
+
+
+def _nll_panels(data: dict[Any, Any], keys: list[str], note: str, bars: str) -> Any:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    colours = plt.get_cmap("tab10")
+    facet = facet_key(keys)
+    j_facet = keys.index(facet) if facet else None
+    panels = sorted({g[j_facet] for g in data} if facet else {None}, key=lambda v: _sort_key((v,)))
+    line_keys = [k for k in keys if k != facet]
+    lines = sorted({tuple(v for i, v in enumerate(g) if i != j_facet) for g in data}, key=_sort_key)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(8.0, 4.2 * len(panels) + 0.8), 4.8),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    capped_any = False
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for group, d in data.items():
+            if facet and group[j_facet] != panel:
+                continue
+            li = lines.index(tuple(v for i, v in enumerate(group) if i != j_facet))
+            c, mk = colours(li % 10), MARKERS[li % len(MARKERS)]
+            _errline(ax, d["beta"], d["test_nll_iw"], c, mk, None)
+            _errline(ax, d["beta"], d["train_nll_iw"], c, mk, None, ls="--", fill=False)
+            capped = d["capped"] > 0
+            if capped.any():
+                capped_any = True
+                ax.scatter(d["beta"][capped], d["test_nll_iw"][0][capped], s=140, facecolors="none", edgecolors="r")
+        ax.set_xscale("log")
+        ax.set_xlabel("beta")
+        ax.grid(alpha=0.3, which="both")
+        if facet:
+            ax.set_title(f"{facet.rsplit('.', 1)[-1]} = {panel}", fontsize=9)
+    axes[0][0].set_ylabel("IW-NLL (nats)")
+    handles = [
+        Line2D([], [], color=colours(i % 10), marker=MARKERS[i % len(MARKERS)], ms=5, label=_label(line_keys, g))
+        for i, g in enumerate(lines)
+    ]
+    handles += [
+        Line2D([], [], color="k", ls="-", marker="o", ms=4, label="test"),
+        Line2D([], [], color="k", ls="--", marker="o", mfc="white", ms=4, label="train (subset)"),
+    ]
+    if capped_any:
+        handles.append(Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="r", label="a seed hit the step cap"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)), fontsize=8)
+    fig.suptitle(f"IW-NLL against beta ({note}; bars: {bars})", fontsize=10)
+    return fig
 
 
 def _errline(
