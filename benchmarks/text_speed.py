@@ -47,9 +47,9 @@ from vaelab.data.text import TokenBatch
 from vaelab.metrics import iw_log_likelihood
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
-from vaelab.training.precision import Precision
+from vaelab.precision import Precision
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import StepContext, gradient_step
-from vaelab.training.trainer import make_optimizer
 
 PTB_LENGTHS = (21.1, 10.2)
 """Mean and standard deviation of PTB training sentence lengths in words (the synthetic fallback's)."""

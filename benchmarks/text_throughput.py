@@ -23,13 +23,13 @@ import torch
 
 from vaelab.config import load_config
 from vaelab.data import load_dataset
+from vaelab.distributed import DistInfo
 from vaelab.metrics import iw_log_likelihood
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
 from vaelab.run import data_info
-from vaelab.training.distributed import DistInfo
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext
-from vaelab.training.trainer import make_optimizer
 
 
 def matmul_gflops(seconds: float = 2.0) -> float:

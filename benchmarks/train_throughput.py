@@ -18,8 +18,8 @@ from vaelab.data import BatchLoader, load_dataset
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
 from vaelab.run import data_info
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext
-from vaelab.training.trainer import make_optimizer
 
 
 def measure(config: str, steps: int, batch_size: int) -> tuple[float, float]:

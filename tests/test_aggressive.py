@@ -13,8 +13,9 @@ from vaelab.config import load_config
 from vaelab.models import ModelConfig, build_model
 from vaelab.objectives import Objective, ObjectiveOutput
 from vaelab.training.aggressive import AggressiveStrategy
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import StepContext
-from vaelab.training.trainer import Trainer, make_optimizer
+from vaelab.training.trainer import Trainer
 
 
 class ScriptedObjective(Objective):
@@ -218,8 +219,8 @@ def test_aggressive_resume_after_crash_is_exact(tiny_config, tmp_path):
 def test_freezing_the_parameters_a_step_does_not_update_changes_no_number(tiny_config, tmp_path, monkeypatch, strategy):
     """gradient_step freezes the other optimisers' parameters (the speed-up of the inner loop); the trained
     parameters equal those of the same run with every gradient computed."""
+    from vaelab.checkpoint import load_checkpoint
     from vaelab.training import strategies
-    from vaelab.training.checkpoint import load_checkpoint
 
     cfg = load_config(
         tiny_config(),

@@ -517,7 +517,7 @@ def _disk_full(*args, **kwargs):
 
 
 def test_a_full_disk_is_one_line_with_the_path_and_what_was_written_stays(world, tmp_path, capsys, monkeypatch):
-    import vaelab.training.checkpoint as checkpoint
+    import vaelab.checkpoint as checkpoint
 
     run = _copy(world, tmp_path)
     (run / "eval.json").write_text('{"old": true}\n')

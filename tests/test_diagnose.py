@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaelab.checkpoint import load_checkpoint, save_checkpoint
 from vaelab.cli import main
 from vaelab.diagnose import diagnose_metrics, run_metrics, unit_table
-from vaelab.training.checkpoint import load_checkpoint, save_checkpoint
 
 D = 8
 

@@ -35,8 +35,10 @@ WITHOUT_TRAINER = (
     "vaelab.diagnose",
     "vaelab.plots.latent",
     "vaelab.report.samples",
+    "vaelab.lag",
 )
-"""Modules that read run folders and import nothing that imports :mod:`vaelab.training.trainer`."""
+"""Modules that read run folders (and the lag experiment, which builds its own loop) and import nothing that imports
+:mod:`vaelab.training.trainer`."""
 
 KNOWN_CIRCLES = (
     ("vaelab.config", "vaelab.checks"),

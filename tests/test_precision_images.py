@@ -8,7 +8,7 @@ import torch
 
 from vaelab.config import load_config
 from vaelab.metrics import collect
-from vaelab.training.precision import Precision
+from vaelab.precision import Precision
 from vaelab.training.trainer import Trainer
 
 

@@ -12,9 +12,10 @@ from conftest import crash_at_step
 from vaelab.config import TrainConfig, load_config
 from vaelab.models import ModelConfig, build_model
 from vaelab.objectives import ObjectiveConfig, build_objective
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.pretrain import PretrainResetStrategy
 from vaelab.training.strategies import StepContext
-from vaelab.training.trainer import Trainer, make_optimizer
+from vaelab.training.trainer import Trainer
 
 
 def _read(path):

@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from conftest import Crash, crash_at_step
+from vaelab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.cli import main
 from vaelab.config import load_config
-from vaelab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.training.runlock import RUN_LOCK, RunFolderLocked, RunLock, acquire_lock, lock_holder, release_lock
 from vaelab.training.trainer import Trainer
 
@@ -299,7 +299,7 @@ def test_train_out_may_restart_what_a_crashed_or_failed_start_left(tiny_config, 
 
 
 def test_rng_state_round_trip_is_exact():
-    from vaelab.training.checkpoint import rng_state, set_rng_state
+    from vaelab.checkpoint import rng_state, set_rng_state
 
     state = rng_state()
     a = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())

@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from conftest import crash_at_step
+from vaelab.checkpoint import load_checkpoint
 from vaelab.cli import main
 from vaelab.config import ConfigError, load_config
-from vaelab.training.checkpoint import load_checkpoint
 from vaelab.training.trainer import Trainer, TrainingFailed
 
 METRIC_KEYS = {

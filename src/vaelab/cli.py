@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run the command; under torchrun, wait for every process and leave the process group cleanly (letting it be
     torn down during interpreter exit can abort a gloo process with "terminate called without an active
     exception")."""
-    from vaelab.training.distributed import shutdown_distributed
+    from vaelab.distributed import shutdown_distributed
 
     ok = False
     try:

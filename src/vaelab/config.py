@@ -51,7 +51,7 @@ class TrainConfig:
 
     ``precision``: the matrix products of training and evaluation in ``fp32``, ``bf16`` (``torch.autocast``, CPU or
     CUDA) or ``fp16`` (CUDA only, with loss scaling); log-sum-exps, the rate and reported metrics stay float32
-    (see :mod:`vaelab.training.precision`).
+    (see :mod:`vaelab.precision`).
     """
 
     strategy: str = "joint"
@@ -346,7 +346,7 @@ def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> R
 def update_saved_config(path: str | Path, cfg: RunConfig, overrides: list[str]) -> None:
     """Rewrite a run folder's config.yaml with ``cfg``'s values, keeping its ``_meta`` block and recording the
     ``overrides`` that changed it (``_meta.overrides_on_resume``)."""
-    from vaelab.training.checkpoint import atomic_write_text
+    from vaelab.checkpoint import atomic_write_text
 
     meta = read_yaml(path).get("_meta") or {}
     meta["overrides_on_resume"] = [*meta.get("overrides_on_resume", []), *overrides]

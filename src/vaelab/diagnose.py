@@ -303,7 +303,7 @@ def run_context(run_dir: str | Path) -> tuple[str | None, float | None]:
 
 def diagnose_run(run_dir: str | Path, *, evaluate: bool | None = None, split: str = "test") -> Diagnosis:
     """Diagnose a run folder and write ``DIR/diagnosis.json`` and ``DIR/diagnosis.md``."""
-    from vaelab.training.checkpoint import atomic_write_text
+    from vaelab.checkpoint import atomic_write_text
 
     metrics, source = run_metrics(run_dir, evaluate=evaluate, split=split)
     model_type, beta = run_context(run_dir)

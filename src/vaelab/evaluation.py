@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from vaelab.data import DataError
+from vaelab.distributed import all_gather_objects
 from vaelab.metrics import collect, summarise
 from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
 from vaelab.metrics.extras import MetricContext, run_extra_metrics
@@ -30,7 +31,6 @@ from vaelab.models import batch_size
 from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.run import Checkpoint, Run, load_run
 from vaelab.seeds import mix_seed
-from vaelab.training.distributed import all_gather_objects
 
 BN_REFRESH_BATCHES = 100
 """Training batches over which BN-VAE's evaluation statistics are recomputed before each evaluation."""

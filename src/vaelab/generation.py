@@ -113,9 +113,9 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     The model sizes come from the run's config.yaml (``_meta.data.model_info``, written at training time); when
     that is missing (a config from elsewhere) the corpus is loaded again to get them.
     """
+    from vaelab.checkpoint import load_checkpoint
     from vaelab.config import load_saved_config
     from vaelab.run import run_checkpoint
-    from vaelab.training.checkpoint import load_checkpoint
 
     folder, ckpt_path = run_checkpoint(run_dir, checkpoint)
     cfg = load_saved_config(folder.config)

@@ -41,8 +41,8 @@ from vaelab.models.image import MLPEncoder
 from vaelab.models.pixelcnn import PixelCNNDecoder
 from vaelab.objectives import ObjectiveConfig, build_objective
 from vaelab.seeds import mix_seed
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext
-from vaelab.training.trainer import make_optimizer
 
 
 @dataclass

@@ -25,17 +25,17 @@ from typing import Any, Literal
 
 import torch
 
+from vaelab.checkpoint import load_checkpoint
 from vaelab.config import RunConfig, load_saved_config
 from vaelab.data import load_dataset
 from vaelab.data.loader import BatchLoader
+from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
 from vaelab.metrics.extras import EXTRA_METRICS
 from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
+from vaelab.precision import Precision
 from vaelab.seeds import seed_everything
-from vaelab.training.checkpoint import load_checkpoint
-from vaelab.training.distributed import DistInfo, broadcast_parameters, init_distributed
-from vaelab.training.precision import Precision
 from vaelab.training.runfolder import RunFolder
 
 Checkpoint = Literal["best", "last"]

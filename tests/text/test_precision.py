@@ -21,7 +21,7 @@ import torch
 from conftest import TINY_TEXT_RUN, write_corpus
 from vaelab.config import ConfigError, RunConfig, from_dict
 from vaelab.metrics import collect, iw_log_likelihood
-from vaelab.training.precision import Precision
+from vaelab.precision import Precision
 from vaelab.training.trainer import Trainer
 
 

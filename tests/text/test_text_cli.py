@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import crash_at_step
+from vaelab.checkpoint import load_checkpoint
 from vaelab.cli import main
 from vaelab.config import load_config
-from vaelab.training.checkpoint import load_checkpoint
 from vaelab.training.trainer import Trainer
 
 from .conftest import OBJECTS, SUBJECTS, TINY_TEXT_RUN, VERBS

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vaelab.checkpoint import atomic_write_text
 from vaelab.report.page import Page, esc, file_data_uri, fmt
-from vaelab.training.checkpoint import atomic_write_text
 from vaelab.training.runfolder import RunFolder, read_jsonl
 from vaelab.training.runfolder import read_json_or_none as _read_json
 

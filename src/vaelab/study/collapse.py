@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, RunConfig, from_dict, parse_scalar, read_yaml, run_config, to_dict
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
-from vaelab.training.checkpoint import atomic_write_text
 
 STUDY_FILE = "study.json"
 TABLE_CSV = "study.csv"

@@ -34,11 +34,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from vaelab.checkpoint import atomic_write_text
 from vaelab.sweep.measure import MEASUREMENTS_FILE
 from vaelab.sweep.runner import ERROR_FILE, display_state, load_stored_spec, point_dir
 from vaelab.sweep.spec import SweepSpec
 from vaelab.sweep.stopping import TRAINING_KEYS, step_cap_line, stop_counts, training_record
-from vaelab.training.checkpoint import atomic_write_text
 
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"

@@ -42,10 +42,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
-from vaelab.training.checkpoint import atomic_write_text
 from vaelab.training.runlock import acquire_lock, pid_alive, release_lock
 
 POINT_FILE = "point.json"

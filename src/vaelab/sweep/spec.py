@@ -418,6 +418,6 @@ def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:
 def dump_spec(spec: SweepSpec, path: str | Path) -> None:
     """Write ``spec`` as a self-contained sweep file (base config inline), atomically (job-array tasks may write
     the same folder's file at once)."""
-    from vaelab.training.checkpoint import atomic_write_text
+    from vaelab.checkpoint import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(spec.to_dict(), sort_keys=False))

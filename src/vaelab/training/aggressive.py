@@ -34,8 +34,8 @@ from typing import Any, Literal
 
 from torch import nn
 
+from vaelab.distributed import all_reduce_sum
 from vaelab.models.base import batch_size
-from vaelab.training.distributed import all_reduce_sum
 from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from vaelab.training.checkpoint import atomic_write_text
+from vaelab.checkpoint import atomic_write_text
 
 
 def _clean(v: Any) -> Any:

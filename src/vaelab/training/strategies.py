@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vaelab.distributed import DistInfo, average_gradients
 from vaelab.objectives import Objective, ObjectiveOutput
+from vaelab.precision import Precision
 from vaelab.registry import Registry
-from vaelab.training.distributed import DistInfo, average_gradients
-from vaelab.training.precision import Precision
 
 
 @dataclass
@@ -32,7 +32,7 @@ class StepContext:
     step's own batch); ``valid_mi()`` measures the encoder on the validation split between steps and returns
     ``{"mi": nats, "mi_pool": pool, "au": active units}``, the same number on every process (aggressive
     training's switch-off checked every few steps). ``precision`` (``train.precision``) runs the forward under
-    autocast and, for fp16, scales the loss (:mod:`vaelab.training.precision`).
+    autocast and, for fp16, scales the loss (:mod:`vaelab.precision`).
     """
 
     model: nn.Module

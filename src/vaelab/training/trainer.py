@@ -25,19 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from vaelab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from vaelab.checks import check_batch_norm_batches
-from vaelab.config import ConfigError, RunConfig, TrainConfig, save_config, update_saved_config
+from vaelab.config import ConfigError, RunConfig, save_config, update_saved_config
 from vaelab.data import DataError
 from vaelab.data.loader import shard_bounds
+from vaelab.distributed import all_reduce_sum, barrier, broadcast_object
 from vaelab.evaluation import FINAL_OFFSET, Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
 from vaelab.run import build_run
 from vaelab.seeds import mix_seed
-from vaelab.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from vaelab.training.distributed import all_reduce_sum, barrier, broadcast_object
+from vaelab.training.optimizers import make_optimizer
 from vaelab.training.runfolder import provenance
 from vaelab.training.runlock import RunLock
 from vaelab.training.strategies import STRATEGIES, StepContext
@@ -46,13 +47,6 @@ from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, requ
 
 class TrainingFailed(RuntimeError):
     """Training stopped early for a reason the user must act on (the message says which and what is kept)."""
-
-
-def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
-    lr = cfg.lr if lr is None else lr
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 class Trainer:

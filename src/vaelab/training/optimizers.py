@@ -1,0 +1,20 @@
+"""The optimisers of a run: one per parameter group of the training strategy, all from the ``train`` section."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaelab.config import TrainConfig
+
+
+def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+    """``train.optimizer`` (Adam, or SGD with ``train.momentum``) over ``params`` at ``train.lr`` (or ``lr``), with
+    ``train.weight_decay``."""
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+__all__ = ["make_optimizer"]
