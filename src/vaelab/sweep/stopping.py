@@ -16,6 +16,10 @@ lr_decay          ``lr decayed N times``                               ``train.l
 unknown           anything else                                        (a strategy's own reason)
 ================  ===================================================  ==================================
 
+The step cap is checked after every step; an epoch cut short by it is still validated (and may become the best).
+When the patience runs out at the same epoch as the cap is reached, the reason is early stopping. The validation
+ELBO is the true ELBO (beta = 1) whatever the training objective, estimated each epoch with fresh samples.
+
 Only ``early_stopping`` (and ``lr_decay``, which also waits for a plateau) says that the validation ELBO had stopped
 improving; a point stopped by the step cap or the epoch limit may still have been improving, and
 ``epochs_since_best`` (0 = the last epoch was the best) says how far it was from its best.
