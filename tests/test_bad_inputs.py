@@ -409,6 +409,555 @@ CASES: list[Case] = [
 ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# a second, fresh set (issue 16: "0 tracebacks, 0 silently wrong, 0 late errors on bad inputs nobody has seen"):
+# files written by a case's setup into its own tmp folder
+
+
+def _set(data: dict, key: str, value: object) -> None:
+    *sections, leaf = key.split(".")
+    for section in sections:
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data = data[section]
+    data[leaf] = value
+
+
+def bad_config(values: dict[str, object], *, text: bool = False) -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: the tiny image (or text) config with dotted ``values`` set, as a YAML file."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        data = yaml.safe_load(w["text_cfg" if text else "cfg"].read_text())
+        for key, value in values.items():
+            _set(data, key, value)
+        return {"bad": str(_yaml(tmp / "bad.yaml", data))}
+
+    return setup
+
+
+def bad_yaml_text(edit: Callable[[str], str], name: str = "bad.yaml") -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: the tiny config's YAML text, edited."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        (tmp / name).write_text(edit(yaml.safe_dump(yaml.safe_load(w["cfg"].read_text()))))
+        return {"bad": str(tmp / name)}
+
+    return setup
+
+
+def bad_corpus(files: dict[str, str | None], **data: object) -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: the text config on a copy of the corpus whose ``files`` are replaced (None: removed), with ``data``
+    keys set."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        corpus = tmp / "corp"
+        shutil.copytree(w["corpus"], corpus)
+        for name, text in files.items():
+            if text is None:
+                (corpus / name).unlink()
+            else:
+                (corpus / name).write_text(text)
+        cfg = yaml.safe_load(w["text_cfg"].read_text())
+        cfg["data"] = {"name": "text", "path": str(corpus), **data}
+        return {"bad": str(_yaml(tmp / "bad.yaml", cfg))}
+
+    return setup
+
+
+def _lines(w: dict, name: str = "train.txt") -> list[str]:
+    return (w["corpus"] / name).read_text().splitlines()
+
+
+def corpus_edit(edit: Callable[[dict], dict[str, str | None]], **data: object) -> Callable[[dict, Path], dict]:
+    """:func:`bad_corpus` with files computed from the world's corpus."""
+    return lambda w, tmp: bad_corpus(edit(w), **data)(w, tmp)
+
+
+def bad_npz(arrays: Callable[[np.random.Generator], dict] | None, raw: bytes | None = None, **data: object):
+    """{bad}: the tiny config on an .npz file of ``arrays`` (or ``raw`` bytes)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        path = tmp / "d.npz"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            np.savez(path, **arrays(np.random.default_rng(0)))
+        cfg = yaml.safe_load(w["cfg"].read_text())
+        cfg["data"] = {"name": "npz", "path": str(path), "image_shape": [1, 6, 6], "valid_size": 16, **data}
+        return {"bad": str(_yaml(tmp / "bad.yaml", cfg))}
+
+    return setup
+
+
+def _bits(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (rng.random((n, 36)) > 0.5).astype("float32")
+
+
+def _with_nan(rng: np.random.Generator) -> dict:
+    x = _bits(rng, 64)
+    x[3, 4] = np.nan
+    return {"train": x, "test": _bits(rng, 16)}
+
+
+def bad_sweep(body: dict | str) -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: a sweep file over the tiny config (``body`` updates it; a string is the whole file, with {cfg})."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        path = tmp / "s.yaml"
+        if isinstance(body, str):
+            path.write_text(body.format(cfg=w["cfg"]))
+        else:
+            _yaml(path, {"name": "s", "base": str(w["cfg"]), "measure": {"iw_samples": 2}, **body})
+        return {"bad": str(path)}
+
+    return setup
+
+
+def edited_copy(edit: Callable[[Path, dict], None], which: str = "run") -> Callable[[dict, Path], dict[str, str]]:
+    """{copy}: a copy of a run folder, edited (``edit(folder, world)``)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        d = _copy(w, tmp, which)
+        edit(d, w)
+        return {"copy": str(d)}
+
+    return setup
+
+
+def _edit_config(key: str, value: object) -> Callable[[Path, dict], None]:
+    def edit(d: Path, w: dict) -> None:
+        data = yaml.safe_load((d / "config.yaml").read_text())
+        _set(data, key, value)
+        (d / "config.yaml").write_text(yaml.safe_dump(data))
+
+    return edit
+
+
+def folder_with(files: dict[str, str]) -> Callable[[dict, Path], dict[str, str]]:
+    """{dir}: a folder holding ``files`` (name -> text; a name ending in / is a folder), e.g. a sweep folder."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        d = tmp / "dir"
+        d.mkdir()
+        for name, text in files.items():
+            if name.endswith("/"):
+                (d / name).mkdir()
+            else:
+                (d / name).write_text(text.format(cfg=w["cfg"]))
+        return {"dir": str(d)}
+
+    return setup
+
+
+def B(id: str, values: dict[str, object], expect: str, *, text: bool = False) -> Case:
+    """``train BAD --out NEW`` with a config file holding ``values``."""
+    return Case(id, "train {bad} --out {new}", expect, bad_config(values, text=text))
+
+
+_LONG = "a b c d e f g h i j k l\n" * 5
+
+
+def _labelled(label: Callable[[int], object]) -> Callable[[dict], dict[str, str]]:
+    """The corpus's three files with ``label(i)<TAB>`` in front of line i."""
+    return lambda w: {
+        n: "".join(f"{label(i)}\t{s}\n" for i, s in enumerate(_lines(w, n)))
+        for n in ("train.txt", "valid.txt", "test.txt")
+    }
+
+
+_SWEEP_FOLDER = {"sweep.yaml": "name: s\nbase: {cfg}\n", "points/": ""}
+
+CASES += [
+    # ---- YAML: wrong types, keys written twice ----
+    Case(
+        "yaml-section-twice",
+        "train {bad} --out {new}",
+        "key 'train' appears twice",
+        bad_yaml_text(lambda t: t + "train:\n  lr: 0.5\n"),
+    ),
+    Case(
+        "yaml-key-twice",
+        "train {bad} --out {new}",
+        "key 'lr' appears twice",
+        bad_yaml_text(lambda t: t.replace("  lr: 0.003\n", "  lr: 0.003\n  lr: 0.5\n")),
+    ),
+    Case(
+        "yaml-tab-indent",
+        "train {bad} --out {new}",
+        "tab.yaml",
+        bad_yaml_text(lambda t: "train:\n\tlr: 0.1\n", "tab.yaml"),
+    ),
+    B("yaml-lr-a-word", {"train.lr": "fast"}, "train.lr"),
+    B("yaml-progress-quoted-yes", {"train.progress": "yes"}, "train.progress"),
+    B("yaml-hidden-a-scalar", {"model.hidden": 64}, "model.hidden"),
+    B("yaml-latent-dim-a-list", {"model.latent_dim": [4]}, "model.latent_dim"),
+    B("yaml-epochs-fraction", {"train.epochs": 1.5}, "train.epochs"),
+    B("yaml-mi-pool-fraction", {"eval.mi_pool": 2.5}, "eval.mi_pool"),
+    B("yaml-image-shape-a-string", {"data.image_shape": "1,6,6"}, "data.image_shape"),
+    B("yaml-seed-a-boolean", {"seed": True}, "seed"),
+    B("yaml-beta-a-list", {"objective.beta": [0.5]}, "objective.beta"),
+    B("yaml-lr-decay-a-boolean", {"train.lr_decay": True}, "train.lr_decay"),
+    B("yaml-extra-metrics-a-string", {"eval.extra_metrics": "probe"}, "eval.extra_metrics"),
+    B("yaml-lr-infinite", {"train.lr": float("inf")}, "train.lr"),
+    B("yaml-device-upper-case", {"train.device": "CPU"}, "train.device"),
+    B("yaml-seed-beyond-int64", {"seed": 2**64}, "seed"),
+    # ---- overrides on the command line ----
+    Case("override-list-without-brackets", "train {cfg} model.hidden=64,32 --out {new}", "model.hidden"),
+    Case("override-empty-leaf", "train {cfg} train.=1 --out {new}", "train."),
+    Case("override-section-a-scalar", "train {cfg} data=1 --out {new}", "data"),
+    Case("override-subsection-a-scalar", "train {cfg} train.lr_decay=0.5 --out {new}", "train.lr_decay"),
+    Case("override-wrong-type-named-as-given", "evaluate {run} data.eval_size=abc", "data.eval_size must be"),
+    Case("override-after-a-flag-still-checked", "evaluate {run} --iw-samples 2 eval.iw_chunk=0", "eval.iw_chunk"),
+    # ---- options of strategies, regularisers and terms ----
+    B("options-aggressive-typo", {"train.strategy": "aggressive", "train.strategy_options": {"windw": 5}}, "windw"),
+    B(
+        "options-aggressive-window-string",
+        {"train.strategy": "aggressive", "train.strategy_options": {"window": "5"}},
+        "train.strategy_options.window",
+    ),
+    B("options-strategy-options-a-list", {"train.strategy_options": [1, 2]}, "train.strategy_options"),
+    B(
+        "options-pretrain-unknown",
+        {"train.strategy": "pretrain_reset", "train.strategy_options": {"epochs": 1}},
+        "'epochs'",
+    ),
+    B(
+        "options-density-gap-typo",
+        {"objective.regulariser": "density_gap", "objective.regulariser_options": {"chunk": 4}},
+        "'chunk'",
+    ),
+    B(
+        "options-density-gap-estimator",
+        {"objective.regulariser": "density_gap", "objective.regulariser_options": {"estimator": "nope"}},
+        "objective.regulariser_options.estimator",
+    ),
+    B(
+        "options-density-gap-samples-string",
+        {"objective.regulariser": "density_gap", "objective.regulariser_options": {"samples": "32"}},
+        "objective.regulariser_options.samples",
+    ),
+    B("options-regulariser-options-a-list", {"objective.regulariser_options": ["a"]}, "objective.regulariser_options"),
+    B("options-term-a-string", {"objective.terms": ["aug_rate"]}, "objective.terms[0]"),
+    B("options-term-unknown-option", {"objective.terms": [{"type": "aug_rate", "foo": 1}]}, "objective.terms[0]"),
+    B(
+        "options-term-weight-negative",
+        {"objective.terms": [{"type": "aug_rate", "weight": -1}]},
+        "objective.terms[0].weight",
+    ),
+    B(
+        "options-term-weight-unknown-key",
+        {"objective.terms": [{"type": "aug_rate", "weight": {"type": "linear", "nope": 1, "warmup_steps": 3}}]},
+        "objective.terms[0].weight.nope",
+    ),
+    B("options-terms-a-mapping", {"objective.terms": {"type": "aug_rate"}}, "objective.terms"),
+    B("options-term-without-type", {"objective.terms": [{"weight": 1}]}, "objective.terms[0]"),
+    B("options-free-bits-with-kl", {"objective.free_bits": 0.5}, "objective.free_bits=0.5 is read only by"),
+    B(
+        "options-groups-with-fine-fb",
+        {"objective.regulariser": "free_bits_fine", "objective.free_bits": 1.0, "objective.free_bits_groups": 2},
+        "objective.free_bits_groups=2 is read only by",
+    ),
+    B("options-pretraining-fills-the-epochs", {"train.strategy": "pretrain_reset"}, "pretrain_epochs=1"),
+    B(
+        "options-pretraining-fills-max-steps",
+        {"train.strategy": "pretrain_reset", "train.strategy_options": {"pretrain_steps": 5}, "train.max_steps": 2},
+        "pretrain_steps=5",
+    ),
+    B(
+        "options-pretraining-epoch-fills-max-steps",
+        {"train.strategy": "pretrain_reset", "train.epochs": 3, "train.max_steps": 2},
+        "pretrain_epochs=1",
+    ),
+    # ---- relations between keys, and between keys and the data ----
+    B("relation-bn-batch-of-1", {"model.posterior": "bn", "train.batch_size": 1}, "model.posterior=bn"),
+    B("relation-bn-last-batch-of-1", {"model.posterior": "bn", "train.batch_size": 85}, "train.batch_size=85"),
+    B("relation-text-model-on-images", {"model.type": "lstm_vae"}, "model.type=lstm_vae"),
+    B("relation-image-model-on-text", {"model.type": "mlp"}, "model.type=mlp", text=True),
+    B(
+        "relation-bernoulli-on-real-data",
+        {"data.name": "synthetic_gaussian", "data.image_shape": [1, 4, 4]},
+        "model.likelihood=bernoulli",
+    ),
+    B("relation-likelihood-on-text-model", {"model.likelihood": "gaussian"}, "model.likelihood=gaussian", text=True),
+    B("relation-conv-without-channels", {"model.type": "conv", "model.channels": []}, "model.channels"),
+    B("relation-extra-metric-twice", {"eval.extra_metrics": ["probe", "probe"]}, "eval.extra_metrics"),
+    B("relation-eval-size-1", {"data.eval_size": 1}, "data.eval_size"),
+    B(
+        "relation-labels-as-words-with-label-tab",
+        {"data.labels_as_words": True, "data.format": "label_tab"},
+        "data.labels_as_words",
+        text=True,
+    ),
+    # ---- sweep files ----
+    Case(
+        "sweep-grid-empty-list",
+        "sweep {bad} --workers 1 --out {new}",
+        "grid.train.lr",
+        bad_sweep({"grid": {"train.lr": []}}),
+    ),
+    Case(
+        "sweep-key-in-grid-and-zip",
+        "sweep {bad} --workers 1 --out {new}",
+        "train.lr is varied by both zip and grid",
+        bad_sweep({"grid": {"train.lr": [0.1, 0.2]}, "zip": {"train.lr": [0.3, 0.4]}}),
+    ),
+    Case(
+        "sweep-seed-in-grid-and-seeds",
+        "sweep {bad} --workers 1 --out {new}",
+        "seed is varied by both",
+        bad_sweep({"grid": {"seed": [1, 2]}, "seeds": [0, 1]}),
+    ),
+    Case(
+        "sweep-grid-key-twice",
+        "sweep {bad} --workers 1 --out {new}",
+        "key 'train.lr' appears twice",
+        bad_sweep("name: d\nbase: {cfg}\ngrid:\n  train.lr: [0.1]\n  train.lr: [0.2, 0.3]\n"),
+    ),
+    Case("sweep-seeds-strings", "sweep {bad} --workers 1 --out {new}", "seeds", bad_sweep({"seeds": ["0", "1"]})),
+    Case("sweep-seeds-a-scalar", "sweep {bad} --workers 1 --out {new}", "seeds", bad_sweep({"seeds": 3})),
+    Case(
+        "sweep-measure-iw-chunk-0",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.iw_chunk",
+        bad_sweep({"measure": {"iw_samples": 2, "iw_chunk": 0}}),
+    ),
+    Case(
+        "sweep-measure-mi-pool-1",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.mi_pool",
+        bad_sweep({"measure": {"iw_samples": 2, "mi_pool": 1}}),
+    ),
+    Case(
+        "sweep-measure-no-splits",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.splits",
+        bad_sweep({"measure": {"iw_samples": 2, "splits": []}}),
+    ),
+    Case(
+        "sweep-measure-metric-twice",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.extra_metrics",
+        bad_sweep({"measure": {"iw_samples": 2, "extra_metrics": ["probe", "probe"]}}),
+    ),
+    Case("sweep-index-out-of-range", "sweep {bad} --workers 1 --index 99 --out {new}", "point index 99", bad_sweep({})),
+    Case("sweep-index-empty-item", "sweep {bad} --workers 1 --index 0,,0 --out {new}", "--index", bad_sweep({})),
+    Case(
+        "sweep-out-a-run",
+        "sweep {bad} --workers 1 --out {copy}",
+        "holds a run",
+        lambda w, tmp: {**bad_sweep({})(w, tmp), "copy": str(_copy(w, tmp))},
+    ),
+    Case("sweep-file-empty", "sweep {bad} --out {new}", "s.yaml", bad_sweep("")),
+    Case(
+        "sweep-variants-a-mapping",
+        "sweep {bad} --out {new}",
+        "variants",
+        bad_sweep({"variants": {"a": {"train.lr": 1}}}),
+    ),
+    # ---- study options ----
+    Case("study-seeds-empty-item", "study collapse --data {cfg} --seeds 0,,1 --out {new}", "--seeds"),
+    Case("study-methods-empty", "study collapse --data {cfg} |--methods=| --out {new}", "--methods"),
+    Case("study-methods-trailing-comma", "study collapse --data {cfg} --methods plain, --out {new}", "--methods"),
+    Case(
+        "study-out-a-run",
+        "study collapse --data {cfg} --out {copy}",
+        "holds a run",
+        lambda w, tmp: {"copy": str(_copy(w, tmp))},
+    ),
+    Case(
+        "study-method-set-without-colon",
+        "study collapse --data {cfg} --methods plain --method-set train.lr=1 --out {new}",
+        "--method-set",
+    ),
+    Case("study-budget-in-minutes", "study collapse --data {cfg} --budget 10min --out {new}", "--budget"),
+    # ---- text corpora ----
+    Case("corpus-empty-train-file", "train {bad} --out {new}", "train.txt", bad_corpus({"train.txt": ""})),
+    Case("corpus-blank-lines-only", "train {bad} --out {new}", "train.txt:1", bad_corpus({"train.txt": "\n\n  \n\n"})),
+    Case(
+        "corpus-blank-lines-skipped",
+        "train {bad} --out {new}",
+        "all 4 lines were skipped",
+        bad_corpus({"train.txt": "\n\n  \n\n"}, skip_malformed=True),
+    ),
+    Case(
+        "corpus-every-sentence-too-long",
+        "train {bad} --out {new}",
+        "data.max_length=2",
+        bad_corpus({}, max_length=2, length_policy="drop"),
+    ),
+    Case(
+        "corpus-test-sentences-too-long",
+        "train {bad} --out {new}",
+        "test.txt",
+        bad_corpus({"test.txt": _LONG}, max_length=9),
+    ),
+    Case(
+        "corpus-valid-sentences-too-long",
+        "train {bad} --out {new}",
+        "valid.txt",
+        bad_corpus({"valid.txt": _LONG}, max_length=9),
+    ),
+    Case(
+        "corpus-one-valid-sentence",
+        "train {bad} --out {new}",
+        "valid split holds 1 example",
+        bad_corpus({"valid.txt": "the cat sees it\n"}),
+    ),
+    Case(
+        "corpus-vocab-repeats",
+        "train {bad} --out {new}",
+        "vocab.txt:3",
+        bad_corpus({"vocab.txt": "the\ncat\nthe\n"}, vocab_file="vocab.txt"),
+    ),
+    Case(
+        "corpus-vocab-with-counts",
+        "train {bad} --out {new}",
+        "vocab.txt:1",
+        bad_corpus({"vocab.txt": "the\t10\ncat\t5\n"}, vocab_file="vocab.txt"),
+    ),
+    Case(
+        "corpus-vocab-empty",
+        "train {bad} --out {new}",
+        "vocab.txt",
+        bad_corpus({"vocab.txt": ""}, vocab_file="vocab.txt"),
+    ),
+    Case(
+        "corpus-vocab-only-specials",
+        "train {bad} --out {new}",
+        "vocab.txt",
+        bad_corpus({"vocab.txt": "<pad>\n<s>\n</s>\n<unk>\n"}, vocab_file="vocab.txt"),
+    ),
+    Case(
+        "corpus-label-tab-empty-label",
+        "train {bad} --out {new}",
+        "train.txt:1",
+        bad_corpus({"train.txt": "\tthe cat sees it\n1\ta dog\n"}, format="label_tab"),
+    ),
+    Case(
+        "corpus-label-tab-empty-sentence",
+        "train {bad} --out {new}",
+        "train.txt:1",
+        bad_corpus({"train.txt": "3\t\n1\ta dog\n"}, format="label_tab"),
+    ),
+    Case(
+        "corpus-label-an-id",
+        "train {bad} --out {new}",
+        "999999999",
+        corpus_edit(_labelled(lambda i: 999999999 if i == 0 else i % 2), format="label_tab"),
+    ),
+    Case(
+        "corpus-plain-lines-start-with-number-tab",
+        "train {bad} --out {new}",
+        "data.labels_as_words=true",
+        corpus_edit(_labelled(lambda i: 100 + i)),
+    ),
+    Case(
+        "corpus-holds-vaelab-tokens",
+        "train {bad} --out {new}",
+        "train.txt:1",
+        corpus_edit(lambda w: {"train.txt": "the <pad> sees </s> it\n" + "\n".join(_lines(w)) + "\n"}),
+    ),
+    Case(
+        "corpus-path-a-file",
+        "train {bad} --out {new}",
+        "data.path",
+        lambda w, tmp: bad_corpus({}, path=str(w["corpus"] / "train.txt"))(w, tmp),
+    ),
+    # ---- npz files ----
+    Case("npz-nan", "train {bad} --out {new}", "d.npz[train]", bad_npz(_with_nan)),
+    Case(
+        "npz-floats-0-255",
+        "train {bad} --out {new}",
+        "d.npz[train]",
+        bad_npz(lambda r: {"train": r.random((64, 36)).astype("float32") * 255, "test": _bits(r, 16)}),
+    ),
+    Case(
+        "npz-negative-labels",
+        "train {bad} --out {new}",
+        "d.npz",
+        bad_npz(
+            lambda r: {
+                "train": _bits(r, 64),
+                "test": _bits(r, 16),
+                "train_labels": -np.ones(64, int),
+                "test_labels": np.zeros(16, int),
+            }
+        ),
+    ),
+    Case(
+        "npz-no-train-array",
+        "train {bad} --out {new}",
+        "d.npz",
+        bad_npz(lambda r: {"images": _bits(r, 64), "test": _bits(r, 16)}),
+    ),
+    Case("npz-not-a-zip", "train {bad} --out {new}", "not a zip archive", bad_npz(None, raw=b"hello, not a zip\n")),
+    Case(
+        "npz-no-training-examples",
+        "train {bad} --out {new}",
+        "d.npz",
+        bad_npz(lambda r: {"train": np.zeros((0, 36), "float32"), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "npz-static-binarisation-of-grey",
+        "train {bad} --out {new}",
+        "data.binarize",
+        bad_npz(lambda r: {"train": r.random((64, 36)).astype("float32"), "test": _bits(r, 16)}, binarize="static"),
+    ),
+    # ---- command-line values ----
+    Case(
+        "resume-finished-with-overrides",
+        "resume {copy} eval.iw_samples=7",
+        "already finished",
+        lambda w, tmp: {"copy": str(_copy(w, tmp))},
+    ),
+    Case("train-out-empty", "train {cfg} |--out=|", "--out is empty"),
+    Case("report-out-empty", "report {run} |--out=|", "--out is empty"),
+    Case("evaluate-dir-empty", "evaluate ||", "DIR is empty"),
+    Case("sample-max-length-negative", "sample {text_run} --max-length -1", "--max-length"),
+    Case(
+        "reconstruct-file-without-sentences",
+        "reconstruct {text_run} --file {dir}/e.txt",
+        "e.txt",
+        folder_with({"e.txt": "\n\n"}),
+    ),
+    Case("interpolate-empty-sentence", "interpolate {text_run} || |a dog|", "empty sentence"),
+    Case("evaluate-mi-pool-1", "evaluate {run} eval.mi_pool=1", "eval.mi_pool"),
+    # ---- folders that are not what the command needs ----
+    Case(
+        "train-out-a-users-folder",
+        "train {dir}/config.yaml --out {dir}",
+        "not a config.yaml that vaelab wrote",
+        lambda w, tmp: folder_with({"config.yaml": w["cfg"].read_text(), "notes.txt": "mine"})(w, tmp),
+    ),
+    Case("train-out-a-sweep-folder", "train {cfg} --out {dir}", "is a sweep folder", folder_with(_SWEEP_FOLDER)),
+    Case("evaluate-a-sweep-folder", "evaluate {dir}", "sweep or study folder", folder_with(_SWEEP_FOLDER)),
+    Case(
+        "evaluate-config-edited-after-training",
+        "evaluate {copy}",
+        "does not fit the model",
+        edited_copy(_edit_config("model.latent_dim", 8)),
+    ),
+    Case(
+        "evaluate-checkpoint-of-another-run",
+        "evaluate {copy}",
+        "does not fit the model",
+        edited_copy(lambda d, w: shutil.copy(w["text_run"] / "checkpoints" / "best.pt", d / "checkpoints" / "best.pt")),
+    ),
+    Case(
+        "evaluate-best-a-folder",
+        "evaluate {copy}",
+        "best.pt is not a file",
+        edited_copy(lambda d, w: ((d / "checkpoints" / "best.pt").unlink(), (d / "checkpoints" / "best.pt").mkdir())),
+    ),
+    Case(
+        "evaluate-eval-json-a-folder",
+        "evaluate {copy} --iw-samples 2",
+        "eval.json: a folder",
+        edited_copy(lambda d, w: (d / "eval.json").mkdir()),
+    ),
+]
+
+
 def _argv(template: str, values: dict[str, str]) -> list[str]:
     parts = template.split("|")
     argv: list[str] = []
@@ -584,3 +1133,134 @@ def test_as_a_process(argv, expect, world, tmp_path, cli_env):
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and expect in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the Python API (vaelab.api): one-line exceptions naming the argument, nothing written
+
+
+class _Enc(torch.nn.Module):
+    def __init__(self, latent: int = 3) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(12, 2 * latent)
+
+    def forward(self, x):
+        return self.net(x.flatten(1)).chunk(2, -1)
+
+
+class _Dec(torch.nn.Module):
+    def __init__(self, latent: int = 3) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(latent, 12)
+
+    def log_prob(self, x, z):
+        return -torch.nn.functional.binary_cross_entropy_with_logits(self.net(z), x.flatten(1), reduction="none").sum(1)
+
+
+def tiny_factory(latent: int = 3):
+    """A module-level factory (vaelab.train records it) of 12-pixel encoders and decoders."""
+    return _Enc(latent), _Dec(latent)
+
+
+_X = (torch.rand(120, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+_X_NAN = _X.clone()
+_X_NAN[0, 0] = float("nan")
+_API_FAST = ["train.epochs=1", "train.batch_size=40", "eval.iw_samples=2", "train.progress=false"]
+
+
+def _sweep_folder(out: Path) -> Path:
+    out.mkdir()
+    (out / "sweep.yaml").write_text("name: s\n")
+    return out
+
+
+API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
+    ("train-nan-data", lambda out, w: vaelab_api().train(tiny_factory, _X_NAN, out, overrides=_API_FAST), "finite"),
+    (
+        "train-into-a-sweep-folder",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, _sweep_folder(out.parent / "sw"), overrides=_API_FAST),
+        "is a sweep folder",
+    ),
+    (
+        "train-modules-do-not-fit-the-data",
+        lambda out, w: vaelab_api().train(tiny_factory, _X[:, :5], out, overrides=_API_FAST),
+        "failed on the first training batch, x of shape (40, 5)",
+    ),
+    (
+        "train-latent-dim-0",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, out, model_kwargs={"latent": 0}, overrides=_API_FAST),
+        "model.latent_dim",
+    ),
+    (
+        "iw-nll-fractional-samples",
+        lambda out, w: vaelab_api().iw_nll(tiny_factory(), _X, num_samples=2.5),
+        "num_samples",
+    ),
+    ("mi-pool-of-1", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, pool=1), "mi_pool"),
+    ("au-threshold-negative", lambda out, w: vaelab_api().active_units(tiny_factory(), _X, threshold=-1), "threshold"),
+    ("evaluate-batch-size-0", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=0), "batch_size"),
+    ("evaluate-nan-data", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X_NAN), "NaN"),
+    ("load-run-checkpoint-name", lambda out, w: vaelab_api().load_run(w["run"], checkpoint="middle"), "checkpoint"),
+    ("load-run-model-override", lambda out, w: vaelab_api().load_run(w["run"], overrides=["train.lr=1"]), "train.lr"),
+]
+
+
+def vaelab_api():
+    import vaelab.api
+
+    return vaelab.api
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # the encoder of latent_dim 0
+@pytest.mark.parametrize(("call", "expect"), [(c, e) for _, c, e in API_CASES], ids=[i for i, _, _ in API_CASES])
+def test_python_api_bad_input_is_one_line_and_writes_nothing(call, expect, world, tmp_path):
+    from vaelab.data import DataError
+
+    out = tmp_path / "new"
+    before = _hashes(world["root"])
+    with pytest.raises((ValueError, TypeError, FileExistsError, DataError)) as e:
+        call(out, world)
+    assert expect in str(e.value) and "\n" not in str(e.value).strip(), str(e.value)
+    assert not out.exists() and not (tmp_path / "sw" / "config.yaml").exists()
+    assert _hashes(world["root"]) == before
+
+
+# --------------------------------------------------------------------------------------------------------------
+# what the fresh set showed should work: the override for numbered plain text, overrides after options, Ctrl-C
+
+
+def test_labels_as_words_reads_a_plain_file_whose_lines_start_with_a_number_and_a_tab(world, tmp_path):
+    from vaelab.data import load_dataset
+
+    corpus = tmp_path / "numbered"
+    corpus.mkdir()
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        lines = (world["corpus"] / name).read_text().splitlines()
+        (corpus / name).write_text("".join(f"{100 + i}\t{s}\n" for i, s in enumerate(lines)))
+    cfg = load_config(world["text_cfg"], [f"data.path={corpus}", "data.labels_as_words=true"]).data
+    ds = load_dataset(cfg)
+    assert "100" in ds.vocab and ds.num_classes is None
+
+
+def test_overrides_may_follow_the_options(world, tmp_path, capsys):
+    run = _copy(world, tmp_path)
+    code, err = run_cli(["evaluate", str(run), "--iw-samples", "2", "eval.iw_chunk=1"], capsys)
+    assert code == 0, err
+    assert json.loads((run / "eval.json").read_text())["overrides"] == ["eval.iw_chunk=1"]
+
+
+def test_ctrl_c_while_evaluate_writes_leaves_the_old_eval_json(world, tmp_path, capsys, monkeypatch):
+    import vaelab.checkpoint as checkpoint
+
+    run = _copy(world, tmp_path)
+    (run / "eval.json").write_text('{"old": true}\n')
+    before = _hashes(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.os, "fsync", interrupted)
+    code, err = run_cli(["evaluate", str(run), "--iw-samples", "2"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 130 and len(lines) == 1 and "Traceback" not in err and "run it again" in lines[0], err
+    assert _hashes(run) == before and not list(run.glob(".eval.json.*"))

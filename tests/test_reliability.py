@@ -425,7 +425,7 @@ def test_text_bom_unknown_token_and_labelled_plain_files(tmp_path):
     (d / "train.txt").write_bytes("\ufeffhello world _UNK\nhello _UNK there\n".encode())
     (d / "test.txt").write_text("hello world\n")
     (d / "valid.txt").write_text("world _UNK\n")
-    cfg = load_config(None, ["data.name=text", f"data.path={d}", "data.unk_token=_UNK"]).data
+    cfg = load_config(None, ["model.type=lstm_vae", "data.name=text", f"data.path={d}", "data.unk_token=_UNK"]).data
     ds = load_dataset(cfg)
     assert "hello" in ds.vocab and not any("\ufeff" in w for w in ds.vocab.itos) and "_UNK" not in ds.vocab
     assert ds.info["unk_rate"]["train"] == pytest.approx(2 / 6) and ds.info["unk_rate"]["valid"] == 0.5

@@ -124,6 +124,11 @@ def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str
     Safe by construction: the checkpoint is read with ``torch.load(weights_only=True)`` (no code runs); a run of
     a custom model imports only the module that config.yaml records in ``model.factory``. ``overrides``: the
     ``key=value`` settings ``vaelab evaluate`` accepts (``eval.*``, ``data.eval_size``, ``train.device``)."""
+    from vaelab.checks import EVALUATE_KEYS, check_override_keys
+
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    check_override_keys(list(overrides), EVALUATE_KEYS, "vaelab.load_run")
     return _run.load_run(path, checkpoint, overrides=tuple(overrides))
 
 
@@ -227,6 +232,7 @@ def train(
     cfg = run_config(mapping)
 
     created = not data_dir.exists()
+    root_created = not root.exists()
     user.write(data_dir)
     try:
         dataset = load_dataset(cfg.data)
@@ -239,14 +245,16 @@ def train(
         if shape and isinstance(x, Tensor) and not isinstance(made, VAE):
             x = x.reshape(x.shape[0], *shape)
         latent = check_first_batch(enc, dec, x, cfg.model.latent_dim if latent_given else None)
-    except BaseException:
-        if created:
+        if not latent_given:
+            cfg.model.latent_dim = latent
+            cfg = validate_config(cfg)
+        trainer = Trainer(cfg, root, dataset=dataset)  # its checks too, before anything but the data is written
+    except BaseException:  # nothing of a run that never started stays behind
+        if root_created:
+            shutil.rmtree(root, ignore_errors=True)
+        elif created:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    if not latent_given:
-        cfg.model.latent_dim = latent
-        cfg = validate_config(cfg)
-    trainer = Trainer(cfg, root, dataset=dataset)
     trainer.fit()
     return Run(root)
 
@@ -348,9 +356,15 @@ class _Batch:
 
 
 def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = None) -> tuple[VAE, list[_Batch]]:
+    from vaelab.checks import COUNT, check
+
+    check("batch_size", batch_size, COUNT)
     parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
     if not parts:
         raise ValueError("the data have no examples")
+    for i, p in enumerate(parts):
+        if isinstance(p.x, Tensor) and p.x.is_floating_point() and not torch.isfinite(p.x).all():
+            raise ValueError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
     vae = _resolve_model(model, parts[0].x)
     device = _device_of(vae)
     for p in parts:

@@ -226,6 +226,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit the model (config.yaml edited after training, a
+    checkpoint copied from another run) are a one-line :class:`CheckpointError` naming the file and the first
+    mismatch, not torch's many-line RuntimeError."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model that the run's config.yaml describes ({first[:300]}); was "
+            "config.yaml edited after training, or the checkpoint copied from another run?"
+        ) from None
+
+
 def _refused(path: Path, e: BaseException) -> CheckpointError:
     return CheckpointError(
         f"checkpoint {path} refused: it holds more than tensors and plain data, and loading it could run code "

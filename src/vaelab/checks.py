@@ -138,16 +138,20 @@ class Items(Rule):
     item: Rule = dataclasses.field(default_factory=lambda: Int(1))
     min_len: int = 0
     max_len: int | None = None
+    unique: bool = False
+    """No item twice."""
 
     def describe(self) -> str:
         n = f"{self.min_len} to {self.max_len} " if self.max_len is not None else ""
         n = n or (f"at least {self.min_len} " if self.min_len else "")
-        return f"a list of {n}items, each {self.item.describe()}"
+        return f"a list of {n}{'distinct ' if self.unique else ''}items, each {self.item.describe()}"
 
     def ok(self, value: Any) -> bool:
         if not isinstance(value, list | tuple) or len(value) < self.min_len:
             return False
         if self.max_len is not None and len(value) > self.max_len:
+            return False
+        if self.unique and len({repr(v) for v in value}) != len(value):
             return False
         return all(self.item.ok(v) for v in value)
 
@@ -270,7 +274,7 @@ RULES: dict[str, Rule] = {
     "data.binarize": Typed(why="a binarisation mode"),
     "data.valid_size": Int(0),
     "data.train_size": Int(1, optional=True),
-    "data.eval_size": Int(1, optional=True),
+    "data.eval_size": Int(2, optional=True),  # MI and active units need two examples
     "data.split_seed": SEED,
     "data.path": Typed(why="a path"),
     "data.files": Typed(why="a mapping of roles to file names (roles checked by the data set)"),
@@ -290,6 +294,7 @@ RULES: dict[str, Rule] = {
     "data.length_policy": Typed(),
     "data.lowercase": Typed(),
     "data.skip_malformed": Typed(),
+    "data.labels_as_words": Typed(),
     "data.bucketing": Typed(),
     "data.unk_token": Text(optional=True, one_token=True),
     # model
@@ -298,7 +303,7 @@ RULES: dict[str, Rule] = {
     "model.factory": Typed(why="'package.module:function' or '/path/file.py:function' (checked when built)"),
     "model.factory_kwargs": Typed(why="keyword arguments of model.factory"),
     "model.hidden": Items(item=Int(1)),
-    "model.channels": Items(item=Int(1)),
+    "model.channels": Items(item=Int(1), min_len=1),
     "model.activation": Choice(registry=_activations),
     "model.likelihood": Choice(registry=_likelihoods),
     "model.gaussian_std": Num(lo=0, lo_open=True),
@@ -355,7 +360,7 @@ RULES: dict[str, Rule] = {
     "eval.au_threshold": Num(lo=0),
     "eval.final_split": Typed(),
     "eval.binarize_seed": SEED,
-    "eval.extra_metrics": Items(item=Choice(registry=_extra_metrics)),
+    "eval.extra_metrics": Items(item=Choice(registry=_extra_metrics), unique=True),
     "eval.extras_every_epoch": Typed(),
     "eval.hole_prior_samples": COUNT,
 }
@@ -419,8 +424,9 @@ def check_override_keys(overrides: list[str], allowed: tuple[str, ...], command:
 
 
 def check_override_values(overrides: list[str]) -> None:
-    """Check each ``key=value`` override's value against its key's rule, so that the error names the key as
-    given on the command line (the loaded config is checked as a whole afterwards)."""
+    """Check each ``key=value`` override's value (its type too) against its key's rule, so that the error names
+    the key as given on the command line, not the config file (the loaded config is checked as a whole
+    afterwards)."""
     from vaelab.config import parse_scalar
 
     for item in overrides:
@@ -432,9 +438,9 @@ def check_override_values(overrides: list[str]) -> None:
         if isinstance(rule, Num) and not rule.integer and isinstance(value, str):
             with contextlib.suppress(ValueError):
                 value = float(value)  # "1e-3" is a string to YAML, a number to the config loader
-        if isinstance(rule, Num) and (isinstance(value, bool) or not isinstance(value, int | float)):
-            continue  # a wrong type: the loader's type check names it
-        rule.check(key.strip(), value)
+        if isinstance(rule, Num) and rule.integer and isinstance(value, float) and value.is_integer():
+            value = int(value)  # the loader reads 2.0 as 2
+        rule.check(key.strip(), value)  # a wrong type too: named as given on the command line, not as the file's
 
 
 def check(key: str, value: Any, rule: Rule | None = None) -> Any:
@@ -470,6 +476,8 @@ def check_data(d: Any) -> None:
             raise ConfigError(
                 f"data.num_templates must be an integer >= 2 (topics) for synthetic_text, got {d.num_templates}"
             )
+    if d.labels_as_words and d.format != "plain":
+        raise ConfigError(f"data.labels_as_words applies to data.format=plain, not {d.format}")
     if d.name == "ptb" and d.format != "plain":
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
 
@@ -480,6 +488,9 @@ TEXT_DATASETS = ("text", "ptb", "synthetic_text")
 """Data sets of sentences (the others hold images or arrays)."""
 LIKELIHOOD_READERS = ("mlp", "conv")
 """Model types whose decoder's likelihood is ``model.likelihood``."""
+FIXED_LIKELIHOOD = {"linear": "gaussian", "pixelcnn": "bernoulli"}
+"""The likelihood a model type always has (``model.likelihood`` may name it; ``bernoulli``, the default, is
+accepted for every type)."""
 OWN_LIKELIHOOD = {
     "linear": "its decoder is always Gaussian, with model.gaussian_std",
     "pixelcnn": "its decoder is always Bernoulli",
@@ -502,7 +513,7 @@ def check_model(m: Any) -> None:
         raise ConfigError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {m.type!r}")
     if m.posterior != "gaussian" and m.type == "lstm_lm":
         raise ConfigError(f"model.posterior={m.posterior} needs a model with an encoder (lstm_lm has none)")
-    if m.likelihood != "bernoulli" and m.type not in LIKELIHOOD_READERS:
+    if m.likelihood not in ("bernoulli", FIXED_LIKELIHOOD.get(m.type)) and m.type not in LIKELIHOOD_READERS:
         raise ConfigError(
             f"model.likelihood={m.likelihood} is read only by model.type={' or '.join(LIKELIHOOD_READERS)}; "
             f"{m.type} would ignore it ({OWN_LIKELIHOOD.get(m.type, 'its decoder defines its own likelihood')})"
@@ -607,7 +618,8 @@ def _components(cfg: RunConfig) -> None:
     from vaelab.training.strategies import STRATEGIES
 
     try:
-        STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
+        strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
+        strategy.check_budget(cfg.train.epochs, cfg.train.max_steps)  # the trainer checks again with the data
         build_objective(cfg.objective, 1, 1)
     except (UnknownChoiceError, ValueError) as e:
         raise ConfigError(str(e)) from None

@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.checks import RESUME_KEYS, check_device_available, check_override_keys
-    from vaelab.config import load_saved_config
+    from vaelab.config import ConfigError, load_saved_config
     from vaelab.oserrors import check_output_folder
     from vaelab.training.runfolder import RunFolder
     from vaelab.training.runlock import check_unlocked
@@ -84,6 +84,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, folder.root, resume=True)
     trainer.resume_overrides = tuple(args.overrides)
     if trainer.state["done"] and folder.summary.is_file():
+        if args.overrides:  # nothing is left to run, so they would change nothing
+            raise ConfigError(
+                f"{folder.root} already finished, so the overrides {' '.join(args.overrides)} would change nothing "
+                "(resume's overrides apply to what is left of a run); to evaluate it again with other settings use "
+                f"`vaelab evaluate {folder.root} eval.KEY=value ...`"
+            )
         print(f"{folder.root} already finished; see {folder.summary}")
         return 0
     print(
@@ -249,11 +255,42 @@ def _run(args: argparse.Namespace) -> int:
         shutdown_distributed(wait=ok)
 
 
+PATH_ARGUMENTS = {
+    "config": "CONFIG",
+    "dir": "DIR",
+    "sweep": "SWEEP",
+    "out": "--out",
+    "file": "--file",
+    "plots_dir": "--plots-dir",
+    "data": "--data",
+}
+"""Arguments that name a file or folder (argparse dest -> how the user wrote it): an empty one is refused (an unset
+shell variable in ``--out "$OUT"`` would otherwise mean the default folder, or the working directory)."""
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but ``key=value`` overrides may also follow the options (``vaelab evaluate DIR
+    --iw-samples 50 eval.iw_chunk=10``: argparse alone stops collecting the positional overrides at the first
+    option and calls the rest unrecognised); an empty file or folder argument is refused."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in a and not a.startswith("-") for a in extra
+        ):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for dest, name in PATH_ARGUMENTS.items():
+        if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
+            parser.error(f"{name} is empty: give a file or folder name")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from vaelab.config import ConfigError
     from vaelab.registry import UnknownChoiceError
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return _run(args)
     except (ConfigError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
@@ -280,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print("vaelab: interrupted; `vaelab resume DIR` continues from the last checkpoint", file=sys.stderr)
+        if args.command in ("train", "resume"):
+            where = args.dir if args.command == "resume" else (args.out or "DIR")
+            print(f"vaelab: interrupted; `vaelab resume {where}` continues from the last checkpoint", file=sys.stderr)
+        else:  # evaluate writes eval.json atomically: an interrupted evaluation leaves the previous one
+            print(f"vaelab {args.command}: interrupted before it finished; run it again", file=sys.stderr)
         return 130
 
 

@@ -113,7 +113,7 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     The model sizes come from the run's config.yaml (``_meta.data.model_info``, written at training time); when
     that is missing (a config from elsewhere) the corpus is loaded again to get them.
     """
-    from vaelab.checkpoint import load_checkpoint
+    from vaelab.checkpoint import load_checkpoint, load_model_state
     from vaelab.config import load_saved_config
     from vaelab.run import run_checkpoint
 
@@ -133,7 +133,7 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     if not isinstance(model.decoder, LSTMDecoder):
         raise ValueError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
     state = load_checkpoint(ckpt_path, map_location="cpu")["model"]
-    model.load_state_dict(state)
+    load_model_state(model, state, ckpt_path)
     words = model.decoder.vocab
     if words is None:
         raise ValueError(f"{ckpt_path} holds no vocabulary (decoder extra state)")
@@ -264,7 +264,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise ValueError("give sentences or --file, not both")
     sentences = _read_sentences(Path(args.file)) if args.file else list(args.sentences)
     if not sentences:
-        raise ValueError("no sentences to reconstruct (give them as arguments or with --file)")
+        where = f"--file {args.file} holds no sentences" if args.file else "no sentences to reconstruct"
+        raise ValueError(f"{where} (give them as arguments or with --file, one a line)")
     run = _load(args)
     for seen, outs in reconstruct(
         run,

@@ -72,6 +72,8 @@ def with_path(e: BaseException, path: str | Path) -> BaseException:
         return e
     if found.filename is None:
         return OSError(found.errno, found.strerror, str(path))
+    if found.filename2 is not None:  # os.replace(tmp, path): the target is what the user named (eval.json a folder)
+        return OSError(found.errno, found.strerror, found.filename2)
     return found
 
 

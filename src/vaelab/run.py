@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from vaelab.checkpoint import load_checkpoint
+from vaelab.checkpoint import load_checkpoint, load_model_state
 from vaelab.config import RunConfig, load_saved_config
 from vaelab.data import load_dataset
 from vaelab.data.loader import BatchLoader
@@ -76,7 +76,7 @@ class Run:
         """Load a checkpoint's model weights into :attr:`model` (read with ``weights_only=True``, onto
         :attr:`device`); returns the whole checkpoint (the trainer restores its own state from it)."""
         ckpt = load_checkpoint(Path(path), map_location=self.device)
-        self.model.load_state_dict(ckpt["model"])
+        load_model_state(self.model, ckpt["model"], path)
         self.checkpoint = Path(path)
         return ckpt
 
@@ -171,8 +171,15 @@ def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunF
     """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
     run_folder = RunFolder(folder)
     if not run_folder.config.is_file():
+        if (run_folder.root / "sweep.yaml").is_file():
+            raise FileNotFoundError(
+                f"{run_folder.root} is a sweep or study folder, not a run folder; give one of its points "
+                f"({run_folder.root / 'points'}/NNNN-...)"
+            )
         raise FileNotFoundError(f"{run_folder.root} is not a run folder (no config.yaml)")
     ckpt = run_folder.best if which == "best" else run_folder.last
+    if ckpt.exists() and not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} is not a file (a checkpoint is one file)")
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
     return run_folder, ckpt

@@ -112,7 +112,7 @@ def test_label_tab_parsing(tmp_path):
 
 def test_lowercase_and_length_limits(tmp_path):
     words = " ".join(f"w{i}" for i in range(10))
-    d = _write(tmp_path / "c", train=f"A B\n{words}\nx\n", valid="a\n", test=f"{words}\n")
+    d = _write(tmp_path / "c", train=f"A B\n{words}\nx\n", valid="a b\n", test=f"{words}\na b c\n")
     ds = load_dataset(DataConfig(name="text", path=str(d), lowercase=True, max_length=4, length_policy="truncate"))
     assert ds.decode(ds.train.sentence(0)) == "a b" and ds.train.lengths.tolist() == [2, 4, 1]
     assert ds.info["length_limits"]["train"]["truncated"] == 1 and ds.info["length_limits"]["test"]["truncated"] == 1
@@ -123,6 +123,8 @@ def test_lowercase_and_length_limits(tmp_path):
         "truncated": 0,
     }
     assert ds.info["model_info"]["max_length"] == 2
+    with pytest.raises(DataError, match=r"valid\.txt: all 1 sentences were dropped by the length limits"):
+        load_dataset(DataConfig(name="text", path=str(d), max_length=10, min_length=3))  # an emptied split: refused
 
 
 def test_train_size_is_nested_and_vocab_fixed(corpus_dir):
@@ -142,7 +144,7 @@ def test_held_out_validation_and_missing_files(tmp_path, corpus_dir):
     )
     assert len(ds.train) == 130 and len(ds.valid) == 30 and "valid_rule" in ds.info
     assert not set(ds.train.line.tolist()) & set(ds.valid.line.tolist())
-    with pytest.raises(DataError, match=r"nope.txt: does not exist.*data folder"):
+    with pytest.raises(DataError, match=r"nope.txt: does not exist.*folder given by data.path"):
         load_dataset(DataConfig(name="text", path=str(corpus_dir), files={"train": "nope.txt", "test": "test.txt"}))
     with pytest.raises(ValueError, match="valid roles"):
         load_dataset(DataConfig(name="text", path=str(corpus_dir), files={"train": "a", "test": "b", "dev": "c"}))

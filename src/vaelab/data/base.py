@@ -310,6 +310,8 @@ def holdout_split(train: Split, valid_size: int, seed: int, source: str) -> tupl
     Returns the two splits and a one-line description for ``info``.
     """
     n = len(train)
+    if n == 0:
+        raise DataError(f"{source}: the training split has no examples")
     if valid_size < 0 or valid_size >= n:
         raise ValueError(f"data.valid_size={valid_size} must be in [0, {n - 1}] for {source} ({n} training examples)")
     perm = fixed_permutation(n, seed, "valid")
@@ -481,12 +483,36 @@ def images_to_split(
     return Split(xt, yt)
 
 
-def num_classes_of(*splits: Split) -> int | None:
-    """1 + the largest label over the splits, or None when any split lacks labels."""
+def num_classes_of(*splits: Split, source: str = "the labels") -> int | None:
+    """1 + the largest label over the splits, or None when any split lacks labels (:func:`class_count`; errors
+    name ``source``)."""
     if any(s.y is None for s in splits):
         return None
-    tops = [int(s.y.max()) for s in splits if s.y is not None and len(s.y)]
-    return (max(tops) + 1) if tops else None
+    ys = [s.y for s in splits if s.y is not None and len(s.y)]
+    return class_count([int(y.min()) for y in ys], [int(y.max()) for y in ys], sum(len(y) for y in ys), source)
+
+
+MAX_SPARSE_CLASSES = 1000
+"""Labels up to this many classes are accepted whatever the number of examples (small test sets of a large label
+set); beyond it there must be at least one labelled example per class index."""
+
+
+def class_count(lows: list[int], tops: list[int], n: int, source: str = "the labels") -> int | None:
+    """The number of classes C of labels that are class indices 0..C-1 (1 + the largest; None without labels).
+    A negative label, or a largest label beyond both :data:`MAX_SPARSE_CLASSES` and the ``n`` labelled examples
+    (e.g. an id such as 999999999: a probe would need a weight per class) raises a one-line DataError naming
+    ``source``."""
+    if not tops:
+        return None
+    if min(lows) < 0:
+        raise DataError(f"{source}: labels must be class indices >= 0, found {min(lows)}")
+    top = max(tops)
+    if top >= MAX_SPARSE_CLASSES and top >= n:
+        raise DataError(
+            f"{source}: labels must be class indices 0..C-1, but the largest is {top} for {n} labelled examples; "
+            "renumber the classes 0, 1, 2, ..."
+        )
+    return top + 1
 
 
 def empty_like(split: Split) -> Split:

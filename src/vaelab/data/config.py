@@ -139,6 +139,11 @@ class DataConfig:
     ``<unk>``, so it counts in the reported unknown rate and never becomes a vocabulary word. PTB's ``<unk>`` is
     vaelab's already. None: no such token."""
 
+    labels_as_words: bool = False
+    """Text, ``format: plain``: a file whose lines mostly look like ``LABEL<TAB>sentence`` (an integer, then a TAB)
+    is refused, since read as plain text its labels would become words; ``true`` reads such leading numbers as
+    ordinary words (the file really is plain text whose sentences start with a number and a TAB)."""
+
     lowercase: bool = False
     """Text: lower-case every word before the vocabulary lookup (PTB is already lower-case)."""
 

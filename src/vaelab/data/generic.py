@@ -98,7 +98,7 @@ def _assemble(
         valid,
         test,
         default_binarize="static" if binary else "dynamic",
-        num_classes=num_classes_of(train, valid, test),
+        num_classes=num_classes_of(train, valid, test, source=source),
         info=info,
     )
 
@@ -173,10 +173,17 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
     path, where = resolve_data_file(cfg, ".npz file")
     if cfg.files is not None:
         _check_roles(cfg.files, NPZ_ROLES, "npz")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    not_npz = "cannot be read as .npz: not a zip archive of arrays (as numpy.savez writes)"
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip archive (or an empty one); np.load would unpickle others
+        raise data_error(path, not_npz, None, where)
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:
         raise data_error(path, f"cannot be read as .npz ({type(e).__name__}: {e})", None, where) from e
+    if not hasattr(z, "files"):  # a zip that np.load returned as something else
+        raise data_error(path, not_npz, None, where)
     with z:
         present = sorted(z.files)
         keys: dict[str, str] = {}

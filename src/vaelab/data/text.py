@@ -58,6 +58,7 @@ from vaelab.data.base import (
     DATASETS,
     SPLITS,
     DataError,
+    class_count,
     derive_seed,
     fixed_permutation,
     resolve_data_root,
@@ -71,6 +72,8 @@ from vaelab.data.loader import shard_bounds
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS: tuple[str, str, str, str] = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+RESERVED = frozenset((PAD, BOS, EOS))
+"""Tokens a corpus may not hold as words (``<unk>`` may: it is read as vaelab's unknown word, as in PTB)."""
 
 POOL_BATCHES = 50
 """``bucketing: pool``: sentences are sorted by length within random pools of this many global batches."""
@@ -145,6 +148,11 @@ class Vocabulary:
             seen[w] = lineno
             if w not in SPECIALS and w != unk_token:
                 words.append(w)
+        if not words:
+            raise DataError(
+                f"{path}: the vocabulary file holds no words besides the special tokens, so every word would be "
+                "<unk>; give one word per line (data.vocab_file)"
+            )
         if max_size is not None:
             words = words[: max(0, max_size - len(SPECIALS))]
         return cls(words)
@@ -676,7 +684,7 @@ def _looks_labelled(path: Path, raw: list[str], sample: int = 1000) -> None:
         raise DataError(
             f"{path}: {len(labelled)} of the first {len(lines)} lines look like LABEL<TAB>sentence (e.g. "
             f"{labelled[0][:40]!r}), but data.format is plain, which would read the labels as words; set "
-            "data.format=label_tab (or remove the labels from the file)"
+            "data.format=label_tab, or data.labels_as_words=true if the numbers are words of the text"
         )
 
 
@@ -687,18 +695,20 @@ def parse_corpus(
     lowercase: bool = False,
     skip_malformed: bool = False,
     unk_token: str | None = None,
+    labels_as_words: bool = False,
 ) -> _Parsed:
     """Read a sentence-per-line file into word lists (and labels for ``label_tab``), cached per process.
 
     Malformed lines (empty, no TAB or a label that is not an integer >= 0 for ``label_tab``, no words after the
     label) raise a DataError "FILE:LINE: problem", or are skipped and returned in ``skipped`` as (line, problem).
-    A ``plain`` file that looks like ``LABEL<TAB>sentence`` is refused. ``unk_token``: the corpus's own unknown
-    token, read as ``<unk>``.
+    A ``plain`` file that looks like ``LABEL<TAB>sentence`` is refused unless ``labels_as_words``. ``unk_token``:
+    the corpus's own unknown token, read as ``<unk>``. A line holding one of vaelab's own tokens (``<pad>``, ``<s>``,
+    ``</s>``) raises a DataError.
     """
     if fmt not in ("plain", "label_tab"):
         raise ValueError(f"unknown data.format {fmt!r}; valid choices: plain, label_tab")
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed, unk_token)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed, unk_token, labels_as_words)
     if key in _PARSE_CACHE:
         return _PARSE_CACHE[key]
     sentences: list[list[str]] = []
@@ -706,7 +716,7 @@ def parse_corpus(
     kept_lines: list[int] = []
     skipped: list[tuple[int, str]] = []
     raw = _read_lines(path)
-    if fmt == "plain":
+    if fmt == "plain" and not labels_as_words:
         _looks_labelled(path, raw)
     for lineno, line in enumerate(raw, start=1):
         problem = None
@@ -727,6 +737,12 @@ def parse_corpus(
             words = text.split()
             if not words:
                 problem = "empty line" if not line.strip() else "empty sentence"
+            elif reserved := RESERVED.intersection(words):
+                raise DataError(
+                    f"{path}:{lineno}: the word {sorted(reserved)[0]!r} is one of vaelab's own tokens (<pad>, <s>, "
+                    "</s>: padding and sentence boundaries, added by vaelab), so it would not be read as a word; "
+                    "remove it or rename it in the file"
+                )
         if problem is not None:
             if not skip_malformed:
                 raise DataError(f"{path}:{lineno}: {problem}; set data.skip_malformed=true to skip such lines")
@@ -775,10 +791,16 @@ def corpus_info(
 def _resolve_folder(cfg: DataConfig, default: str | None) -> tuple[Path, str]:
     root, setting = resolve_data_root(cfg)
     where = root_note(root, setting)
+    folder = root / default if default else root
     if cfg.path:
         p = Path(cfg.path).expanduser()
-        return (p if p.is_absolute() else root / p), where
-    return (root / default if default else root), where
+        folder, where = (p, "folder given by data.path") if p.is_absolute() else (root / p, f"data.path in the {where}")
+    if folder.is_file():
+        raise DataError(
+            f"data.path {folder} is a file; give the folder that holds the corpus files (train.txt, valid.txt, "
+            "test.txt, or the names in data.files)"
+        )
+    return folder, where
 
 
 def _apply_length_limits(
@@ -832,7 +854,12 @@ def load_text_corpus(
         if not path.is_file():
             raise DataError(f"file {path}: does not exist (data.files.{role}); {where}")
         p = parse_corpus(
-            path, cfg.format, lowercase=cfg.lowercase, skip_malformed=cfg.skip_malformed, unk_token=cfg.unk_token
+            path,
+            cfg.format,
+            lowercase=cfg.lowercase,
+            skip_malformed=cfg.skip_malformed,
+            unk_token=cfg.unk_token,
+            labels_as_words=cfg.labels_as_words,
         )
         rec: dict[str, Any] = {"path": str(path), "lines": p.num_lines, "sentences": len(p.sentences)}
         if cfg.verify_checksum:
@@ -911,6 +938,13 @@ def load_text_corpus(
         kept, pos, lim = _apply_length_limits(sents, list(range(len(sents))), cfg)
         if any(lim.values()):
             info["length_limits"][role] = lim
+        if sents and not kept:
+            source = folder / files[role] if role in files else f"the valid split held out of {folder / files['train']}"
+            raise DataError(
+                f"{source}: all {len(sents)} sentences were dropped by the length limits (data.min_length="
+                f"{cfg.min_length}, data.max_length={cfg.max_length}, data.length_policy={cfg.length_policy}); "
+                "loosen them"
+            )
         encoded = [vocab.encode(s) for s in kept]
         split = TextSplit.from_sentences(encoded, None if ys is None else [ys[i] for i in pos], [lines[i] for i in pos])
         n_words = split.num_words
@@ -922,7 +956,9 @@ def load_text_corpus(
     train = splits["train"]
     n_train = len(train)
     if n_train == 0:
-        raise DataError(f"{name}: the training split is empty (after length limits / skipped lines)")
+        p = parsed["train"]
+        why = f"all {len(p.skipped)} lines were skipped as malformed" if p.skipped else "it holds no sentences"
+        raise DataError(f"{folder / files['train']}: the training split is empty: {why}")
     if cfg.train_size is not None:
         if not 0 < cfg.train_size <= n_train:
             raise ValueError(
@@ -947,8 +983,10 @@ def load_text_corpus(
     labels = [s.y for s in splits.values()]
     num_classes = None
     if all(y is not None for y in labels):
-        tops = [int(y.max()) for y in labels if y is not None and len(y)]
-        num_classes = max(tops) + 1 if tops else None
+        ys = [y for y in labels if y is not None and len(y)]
+        num_classes = class_count(
+            [int(y.min()) for y in ys], [int(y.max()) for y in ys], sum(len(y) for y in ys), f"{folder} (labels)"
+        )
 
     info.update(corpus_info(splits, len(vocab), num_classes, cfg, lowercase=cfg.lowercase))
     return TextDataset(

@@ -214,11 +214,12 @@ def pooled_mutual_information(
 ) -> MIEstimate:
     """I_q(x; z) in nats of the posteriors (P, D) under a pool setting: ``"all"`` pools over all P rows (cap
     ln P); an int B pools within consecutive minibatches of B rows (He et al., ICLR 2019; cap ln B)."""
+    from vaelab.checks import RULES, check
+
+    check("mi_pool", mi_pool, RULES["eval.mi_pool"])  # 'all' or >= 2: a pool of 1 has MI 0 by construction
     if mi_pool == "all":
         return mutual_information(mu, logvar, generator=generator)
-    if isinstance(mi_pool, int) and not isinstance(mi_pool, bool) and mi_pool >= 1:
-        return mutual_information_minibatches(mu, logvar, mi_pool, generator=generator)
-    raise ValueError(f"mi_pool must be 'all' or a positive minibatch size, got {mi_pool!r}")
+    return mutual_information_minibatches(mu, logvar, int(mi_pool), generator=generator)
 
 
 def summarise(

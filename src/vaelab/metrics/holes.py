@@ -100,8 +100,9 @@ def joint_hole_kl(
     _check(mu, logvar)
     d = mu.shape[1]
     total = num_samples if z is None else int(z.shape[0])
-    if total < 1:
-        raise ValueError(f"num_samples must be >= 1, got {total}")
+    from vaelab.checks import COUNT, check
+
+    check("num_samples", total, COUNT)
     s1 = 0.0
     s2 = 0.0
     for s in range(0, total, chunk_size):

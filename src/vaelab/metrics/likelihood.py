@@ -44,10 +44,8 @@ def iw_log_likelihood_from_posterior(
 
     Lets a caller that also needs ``q`` for other metrics (the ELBO, MI, active units) encode once.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _count("num_samples", num_samples)
+    _count("chunk_size", chunk_size)
     b, d = q.mu.shape
     # Running log-sum-exp over chunks, kept in float64 so that many chunks add no rounding drift.
     running = torch.full((b,), -math.inf, dtype=torch.float64, device=q.mu.device)
@@ -102,8 +100,7 @@ def elbo_terms_from_posterior(
     eps_generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """:func:`elbo_terms` given an already computed posterior ``q = model.encode(x)``."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    _count("num_samples", num_samples)
     z = q.rsample(num_samples, eps=_standard_normal((num_samples, *q.mu.shape), q.mu, eps_generator))
     distortion = -model.log_likelihood(x, z).mean(0)
     if isinstance(model.prior, StandardNormalPrior):
@@ -152,3 +149,10 @@ def perplexity(total_nll: float | Tensor, num_tokens: int) -> float:
         raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
     total = float(total_nll.sum()) if isinstance(total_nll, Tensor) else float(total_nll)
     return math.exp(total / num_tokens)
+
+
+def _count(name: str, value: Any) -> None:
+    """``value`` is an integer >= 1 (the rule of every sample count; one-line error naming ``name``)."""
+    from vaelab.checks import COUNT, check
+
+    check(name, value, COUNT)

@@ -18,6 +18,9 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     ``mu``: (N, D) posterior means, N >= 2. Returns ``(count, variances)`` with ``variances`` of shape (D,),
     in squared latent units.
     """
+    from vaelab.checks import RULES, check
+
+    check("threshold", threshold, RULES["eval.au_threshold"])
     if mu.dim() != 2:
         raise ValueError(f"mu must be (N, D), got shape {tuple(mu.shape)}")
     if mu.shape[0] < 2:

@@ -237,12 +237,12 @@ def check_first_batch(encoder: nn.Module, decoder: nn.Module, x: Any, latent_dim
     check_modules(encoder, decoder)
     n = batch_size(x)
     with torch.enable_grad():
-        mu, logvar = check_posterior(encoder(x), n, latent_dim)
+        mu, logvar = check_posterior(_call("encoder(x)", encoder, x), n, latent_dim)
         for name, t in (("mu", mu), ("logvar", logvar)):
             if not torch.isfinite(t).all():
                 raise ContractError(f"encoder(x) returned non-finite values in {name} on the first batch")
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        lp = check_log_prob(decoder.log_prob(x, z), n)
+        lp = check_log_prob(_call("decoder.log_prob(x, z)", decoder.log_prob, x, z), n)
         if not torch.isfinite(lp).all():
             raise ContractError("decoder.log_prob(x, z) returned non-finite values on the first batch")
         if any(p.requires_grad for p in encoder.parameters()) and not mu.requires_grad:
@@ -250,6 +250,23 @@ def check_first_batch(encoder: nn.Module, decoder: nn.Module, x: Any, latent_dim
         if any(p.requires_grad for p in decoder.parameters()) and not lp.requires_grad:
             raise ContractError("decoder.log_prob(x, z) returned values without gradient: remove .detach()")
     return int(mu.shape[1])
+
+
+def _call(what: str, fn: Any, x: Any, *args: Any) -> Any:
+    """``fn(x, *args)`` on the first batch; an exception inside the user's code (a shape mismatch: the modules do
+    not fit the data) becomes a one-line :class:`ContractError` naming the call and the batch's shape, chained to
+    the original (``raise ... from``), so the user's traceback is kept."""
+    try:
+        return fn(x, *args)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        if isinstance(e, ContractError):
+            raise
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ContractError(
+            f"{what} failed on the first training batch, x of shape {shape}: {type(e).__name__}: {first} (do the "
+            "modules fit the data's shape?)"
+        ) from e
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -17,8 +17,13 @@ from vaelab.checks import RULES, Int, option
 from vaelab.config import ConfigError
 
 
-def _csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _csv_list(text: str, flag: str = "--methods") -> list[str]:
+    """``a,b,c`` -> [a, b, c]; an empty list or item (``''``, ``a,,b``, ``a,``) is refused: it is a typo, not a
+    request for the default."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"{flag} {text!r}: expected NAME or NAME,NAME,... without empty items")
+    return items
 
 
 def _seeds(text: str) -> list[int]:
@@ -45,7 +50,7 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
         raise ConfigError("--data is required: a data set name (mnist, fashion_mnist, ptb, ...) or a run config YAML")
     req = StudyRequest(
         data=args.data,
-        methods=_csv_list(args.methods) if args.methods else list(DEFAULT_PANEL),
+        methods=_csv_list(args.methods) if args.methods is not None else list(DEFAULT_PANEL),
         budget=args.budget,
         seeds=_seeds(args.seeds),
         iw_samples=args.iw_samples,
@@ -59,9 +64,12 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     from vaelab.oserrors import check_output_folder
     from vaelab.study.collapse import study_spec
     from vaelab.sweep import spec_from_dict
+    from vaelab.sweep.runner import check_sweep_folder
 
     check_output_folder(out)
-    spec_from_dict(study_spec(req), "study").validate()  # every run's config, before anything is written
+    spec = spec_from_dict(study_spec(req), "study")
+    spec.validate()  # every run's config, before anything is written
+    check_sweep_folder(spec, out)  # a run folder, or a study of other methods or measurements: refused now
     print(
         f"study: {len(req.methods)} methods x {len(req.seeds)} seed(s) on {args.data}, budget {req.budget} each -> "
         f"{out}",

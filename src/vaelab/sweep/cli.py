@@ -24,8 +24,8 @@ def parse_indices(text: str) -> list[int]:
     out: set[int] = set()
     for part in text.split(","):
         part = part.strip()
-        if not part:
-            continue
+        if not part:  # "0,,1" or "0,": a typo, refused rather than guessed
+            raise SweepError(f"--index {text!r}: expected I, I,J,K or A-B (non-negative integers, no empty items)")
         try:
             if "-" in part[1:]:
                 a, b = part.split("-", 1)

@@ -140,7 +140,9 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
     was, now = asdict(stored.measure), asdict(spec.measure)
     if was != now:
         diff = ", ".join(f"measure.{k}: {was[k]!r} -> {now[k]!r}" for k in was if was[k] != now.get(k))
-        raise SweepError(f"{out} holds a sweep measured otherwise ({diff}); use another --out (or delete the folder)")
+        raise SweepError(
+            f"{out} holds a sweep measured with other settings ({diff}); use another --out (or delete the folder)"
+        )
     return stored
 
 

@@ -92,8 +92,14 @@ class MeasureSpec:
                 raise SweepError(f"measure.splits: {s!r} is not a valid split; valid choices: train, valid, test")
         from vaelab.checks import COUNT, RULES, check
 
+        if not self.splits or len(set(self.splits)) != len(self.splits):
+            raise SweepError(
+                f"measure.splits must name each measured split once (train, valid, test), got {self.splits}"
+            )
         try:
             check("measure.iw_samples", self.iw_samples, RULES["eval.iw_samples"])  # 0 = no IW-NLL
+            check("measure.iw_chunk", self.iw_chunk, dataclasses.replace(RULES["eval.iw_chunk"], optional=True))
+            check("measure.mi_pool", self.mi_pool, RULES["eval.mi_pool"])
             if isinstance(self.train_subset, int):
                 check("measure.train_subset", self.train_subset, COUNT)
         except ConfigError as e:
@@ -107,6 +113,10 @@ class MeasureSpec:
 
             for i, name in enumerate(self.extra_metrics):
                 EXTRA_METRICS.get(name, key=f"measure.extra_metrics[{i}]")
+            try:
+                check("measure.extra_metrics", self.extra_metrics, RULES["eval.extra_metrics"])  # no name twice
+            except ConfigError as e:
+                raise SweepError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -384,7 +394,10 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         measure = from_dict(MeasureSpec, _flat_mapping(data.get("measure"), "measure"), "measure")
     except ConfigError as e:
         raise SweepError(f"{where}: {e}") from None
-    measure.validate()
+    try:
+        measure.validate()
+    except SweepError as e:
+        raise SweepError(f"{where}: {e}") from None
     name = data.get("name") or (Path(where).stem if where != "sweep" else "sweep")
     spec = SweepSpec(
         name=_safe(str(name)),
@@ -397,12 +410,31 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         seeds=seeds,
         measure=measure,
     )
+    _check_factors_disjoint(spec, where)
     values = [*spec.fixed.items(), *((k, v) for var in variants for k, v in var.items() if k != "name")]
     values += [(k, v) for section in (zipped, spec.grid) for k, options in section.items() for v in options]
     for key, value in values:  # every value must come back unchanged from its override text
         if apply_overrides({}, [f"v={yaml_value(value)}"])["v"] != value:
             raise SweepError(f"{where}: the value {value!r} of {key} cannot be written as an override")
     return spec
+
+
+def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
+    """A key varies in one factor only: the same key in ``variants``, ``zip`` and ``grid`` (or ``seed`` there while
+    ``seeds`` is given) would let the later factor overwrite the earlier one at every point, so that the sweep
+    holds copies of the same runs under different names."""
+    owners: dict[str, str] = {}
+    factors = [("variants", k) for var in spec.variants for k in var if k != "name"]
+    factors += [("zip", k) for k in spec.zip] + [("grid", k) for k in spec.grid]
+    if spec.seeds:
+        factors.append(("seeds", "seed"))
+    for factor, key in factors:
+        first = owners.setdefault(key, factor)
+        if first != factor:
+            raise SweepError(
+                f"{where}: {key} is varied by both {first} and {factor}; the later would overwrite the earlier at "
+                "every point: vary it in one of them"
+            )
 
 
 def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:

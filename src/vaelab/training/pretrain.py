@@ -65,6 +65,27 @@ class PretrainResetStrategy(Strategy):
         self.reset_step: int | None = None
         self._restart = False
 
+    def check_budget(self, epochs: int, total_steps: int | None, steps_per_epoch: int | None = None) -> None:
+        """The autoencoder phase must end before the training does: otherwise the run ends as an autoencoder
+        (beta 0, the decoder never reset) reported as a completed VAE."""
+        from vaelab.config import ConfigError
+
+        key = "train.strategy_options"
+        if self.pretrain_epochs is not None:
+            phase, what = self.pretrain_epochs, f"{key}.pretrain_epochs={self.pretrain_epochs}"
+            budget, of = epochs, f"train.epochs={epochs}"
+            if steps_per_epoch is not None and total_steps is not None and total_steps < epochs * steps_per_epoch:
+                phase, budget = self.pretrain_epochs * steps_per_epoch, total_steps
+                of = f"the {total_steps} steps of train.max_steps"
+        else:
+            phase, what = self.pretrain_steps or 0, f"{key}.pretrain_steps={self.pretrain_steps}"
+            budget, of = total_steps, f"the run's {total_steps} steps"
+        if budget is not None and phase >= budget:
+            raise ConfigError(
+                f"{what} (the autoencoder phase, 1 epoch unless set) fills {of}, so no VAE would be trained: "
+                "train longer or shorten the pretraining"
+            )
+
     def _pretraining(self, step: int) -> bool:
         if self.reset_step is not None:
             return False

@@ -140,9 +140,18 @@ class RunFolder:
         a summary.json with ``"status": "failed"`` (and the metrics.jsonl of that failed attempt), a stale
         run.lock, files that are not a run's. The new run replaces those files. Anything else is a run: a
         checkpoint (it can be resumed), a summary.json that does not say failed (a finished run), or metrics.jsonl
-        records without a failed summary (a run whose checkpoints are gone).
+        records without a failed summary (a run whose checkpoints are gone). Never a run folder either: a sweep or
+        study folder, or a folder whose config.yaml vaelab did not write (the user's own config file).
         """
         root = self.root
+        for marker, kind in (("sweep.yaml", "sweep"), ("study.json", "study"), ("points", "sweep")):
+            if (root / marker).exists():
+                return f"{root} is a {kind} folder ({marker}), not a run folder; choose another --out"
+        if self.config.is_file() and not _saved_by_vaelab(self.config):
+            return (
+                f"{self.config} is not a config.yaml that vaelab wrote (no _meta block): a run here would overwrite "
+                "it; choose another --out"
+            )
         for ckpt in (self.last, self.best):
             if ckpt.exists():
                 return (
@@ -210,3 +219,15 @@ class RunFolder:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         return json.loads(path.read_text())
+
+
+def _saved_by_vaelab(path: Path) -> bool:
+    """Whether ``path`` is a run's config.yaml as vaelab writes it (a mapping with a ``_meta`` provenance block),
+    rather than the user's own config file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("_meta"), dict)

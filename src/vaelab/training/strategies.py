@@ -93,6 +93,12 @@ class Strategy:
     def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
         raise NotImplementedError
 
+    def check_budget(self, epochs: int, total_steps: int | None, steps_per_epoch: int | None = None) -> None:
+        """Refuse (one-line ConfigError naming the keys) options that do not fit the training budget: ``epochs``
+        (``train.epochs``), ``total_steps`` (the run's steps; ``train.max_steps`` or None before the data are read)
+        and ``steps_per_epoch`` (None before the data are read). Called when the config is read and again by the
+        trainer."""
+
     def on_validation(self, epoch: int, metrics: dict[str, Any]) -> None:
         """Called after each validation with its metrics (aggressive training switches itself off here)."""
 

@@ -63,6 +63,7 @@ class Trainer:
 
         strategy_cls = STRATEGIES.get(cfg.train.strategy, key="train.strategy")
         self.strategy = strategy_cls(**cfg.train.strategy_options)
+        self.strategy.check_budget(cfg.train.epochs, self.total_steps, self.steps_per_epoch)
         self.optimizers = {
             name: make_optimizer(cfg.train, params) for name, params in self.strategy.param_groups(self.model).items()
         }
@@ -100,6 +101,12 @@ class Trainer:
         cfg = self.cfg
         check_batch_norm_batches(cfg, self.train_loader.batch_sizes(), len(self.dataset.split("train")))
         final = cfg.eval.final_split
+        for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
+            if len(self.dataset.split(split)) == 1:
+                raise DataError(
+                    f"data set {cfg.data.name}: the {split} split holds 1 example; its evaluation (MI, active units) "
+                    "needs at least 2: give it more examples"
+                )
         if len(self.dataset.split(final)) == 0:
             raise DataError(
                 f"data set {cfg.data.name}: the {final} split is empty, so the final evaluation (eval.final_split) "
