@@ -77,7 +77,7 @@ def main() -> None:
     cfg.data.eval_size = args.iw_sentences
     trainer.run.dataset = load_dataset(cfg.data)
     t1 = time.perf_counter()
-    sub = trainer.evaluate("test", iw_samples=args.k, seed_offset=3 * 10**6)
+    sub = trainer.evaluator.evaluate("test", iw_samples=args.k, seed_offset=3 * 10**6)
     t_iw = time.perf_counter() - t1
 
     record = {

@@ -340,13 +340,13 @@ def test_trainer_valid_mi_is_zero_when_q_equals_the_prior_and_matches_the_valida
     trainer = Trainer(cfg, tmp_path / "r")
     trainer.fit()
     m = trainer._valid_mi()
-    val = trainer.evaluate("valid")
+    val = trainer.evaluator.evaluate("valid")
     assert m["mi_pool"] == val["mi_pool"] and m["au"] == val["au"]
     assert m["mi"] == pytest.approx(val["mi"], abs=5 * val["mi_se"] + 1e-3)  # same posteriors, other z draws
     state = torch.get_rng_state()
     assert trainer._valid_mi() == m  # seeded by the step: repeatable, and the training RNG is untouched
     assert torch.equal(state, torch.get_rng_state())
-    head = trainer.model.encoder.head if hasattr(trainer.model.encoder, "head") else None
+    head = trainer.run.model.encoder.head if hasattr(trainer.run.model.encoder, "head") else None
     assert head is not None, "the tiny model's encoder ends in a linear head"
     with torch.no_grad():
         head.weight.zero_()

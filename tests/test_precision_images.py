@@ -27,9 +27,9 @@ def test_bf16_image_run_matches_float32_roughly(tiny_config, tmp_path):
 def test_bf16_image_metrics_are_float32(tiny_config, tmp_path):
     cfg = load_config(tiny_config(), ["train.epochs=1"])
     trainer = Trainer(cfg, tmp_path / "run")
-    x = next(iter(trainer.dataset.loader("test", 16, seed=0, shuffle=False).epoch(0)))
+    x = next(iter(trainer.run.dataset.loader("test", 16, seed=0, shuffle=False).epoch(0)))
     with Precision("bf16").autocast():
-        col = collect(trainer.model, [x], iw_samples=4, iw_chunk=2)
+        col = collect(trainer.run.model, [x], iw_samples=4, iw_chunk=2)
     for t in (col.elbo, col.rate, col.distortion, col.nll_iw, col.mu):
         assert t is not None and t.dtype == torch.float32 and torch.isfinite(t).all()
 

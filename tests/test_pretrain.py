@@ -101,7 +101,7 @@ def test_trainer_selects_a_vae_phase_model_and_resumes_bit_exactly(tiny_config, 
     tr = Trainer(cfg, tmp_path / "run")
     summary = tr.fit()
     steps = _read(tmp_path / "run" / "steps.jsonl")
-    per_epoch = tr.steps_per_epoch
+    per_epoch = tr.run.steps_per_epoch
     metrics = [r for r in _read(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
     assert metrics[0]["pretraining"] == 1.0 and metrics[0]["beta"] == 0.0 and metrics[0]["decoder_reset_step"] is None
     assert metrics[1]["pretraining"] == 0.0 and metrics[1]["decoder_reset_step"] == per_epoch

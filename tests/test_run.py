@@ -156,10 +156,10 @@ def test_build_run_gives_the_model_training_starts_from(trained, tmp_path):
     fresh = build_run(cfg)
     trainer = Trainer(load_config(path), tmp_path / "t")
     assert fresh.folder is None and fresh.checkpoint is None
-    a, b = fresh.model.state_dict(), trainer.model.state_dict()
+    a, b = fresh.model.state_dict(), trainer.run.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert fresh.steps_per_epoch == trainer.steps_per_epoch and fresh.total_steps == trainer.total_steps
-    assert type(fresh.objective) is type(trainer.objective)
+    assert fresh.steps_per_epoch == trainer.run.steps_per_epoch and fresh.total_steps == trainer.run.total_steps
+    assert type(fresh.objective) is type(trainer.run.objective)
     assert not (tmp_path / "t").exists()  # neither building nor the trainer's constructor writes anything
 
 

@@ -13,6 +13,7 @@ import yaml
 from vaelab.cli import main
 from vaelab.config import ConfigError, load_config
 from vaelab.run import build_run
+from vaelab.training.callbacks import Checkpoints, TensorBoardLog
 from vaelab.training.tensorboard import TensorBoardLogger
 from vaelab.training.trainer import Trainer
 
@@ -121,18 +122,20 @@ def test_resume_hides_events_logged_after_the_checkpoint(tiny_config, tmp_path):
     cfg = load_config(tiny_config(train={"epochs": 3, "checkpoint_every_steps": 3, "tensorboard": True}))
     run = tmp_path / "crash"
     trainer = Trainer(cfg, run)
-    assert trainer.steps_per_epoch == 8
-    real_save = trainer._save
+    assert trainer.run.steps_per_epoch == 8
+    checkpoints = next(c for c in trainer.callbacks if isinstance(c, Checkpoints))
+    tensorboard = next(c for c in trainer.callbacks if isinstance(c, TensorBoardLog))
+    real_save = checkpoints.save
 
-    def save(path):
+    def save(trainer, path):
         if path == trainer.folder.last and trainer.state["step"] == 16:
             raise RuntimeError("crash after logging epoch 2")
-        real_save(path)
+        real_save(trainer, path)
 
-    trainer._save = save
+    checkpoints.save = save
     with pytest.raises(RuntimeError, match="crash after logging"):
         trainer.fit()
-    assert trainer._tensorboard is None  # closed by fit's finally
+    assert tensorboard.logger is None  # closed by fit's finally (on_train_end)
     assert max(r["step"] for r in _records(run)) == 16
     assert max(e.step for e in _events(run).Scalars("valid/elbo")) == 16
 

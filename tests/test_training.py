@@ -137,7 +137,7 @@ def _tiny_train():
 def test_non_finite_loss_stops_cleanly_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
     cfg = load_config(tiny_config())
     tr = Trainer(cfg, tmp_path / "nan")
-    real = tr.objective.forward
+    real = tr.run.objective.forward
 
     def poisoned(model, x, step, eps=None):
         out = real(model, x, step, eps)
@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_cleanly_and_keeps_last_good_checkpoint(tiny_confi
             out.stats["rate"] = torch.tensor(float("nan"))
         return out
 
-    tr.objective.forward = poisoned
+    tr.run.objective.forward = poisoned
     with pytest.raises(TrainingFailed, match=r"'rate' is nan at step 10.*last good checkpoint.*step 8"):
         tr.fit()
     s = _summary(tmp_path / "nan")

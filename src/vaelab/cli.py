@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_unlocked(out)  # a live writer is named at once (the trainer takes the lock itself)
     trainer = Trainer(cfg, out)
     summary = trainer.fit()
-    if trainer.dist.is_main:
+    if trainer.run.dist.is_main:
         _print_table(summary, title=f"{cfg.name}: {summary['split']} split (best epoch {summary['best_epoch']})")
         print(f"\nrun folder: {out}\n{_how_to_read(out, summary)}")
     return 0
@@ -97,7 +97,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     summary = trainer.fit()
-    if trainer.dist.is_main:
+    if trainer.run.dist.is_main:
         _print_table(summary, title=f"{cfg.name}: {summary['split']} split")
     return 0
 

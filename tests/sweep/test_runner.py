@@ -118,8 +118,8 @@ def test_a_killed_point_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     spec = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
     original = Trainer._run_epoch
 
-    def killed_after_first_epoch(self, ctx, t_start):
-        reason = original(self, ctx, t_start)
+    def killed_after_first_epoch(self, *args):
+        reason = original(self, *args)
         if self.state["epoch"] == 1:
             raise KeyboardInterrupt  # as if the job were killed right after the epoch's checkpoint
         return reason

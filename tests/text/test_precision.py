@@ -54,12 +54,12 @@ def runs(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tu
 
 
 def _test_batch(trainer: Trainer):
-    return next(iter(trainer.dataset.loader("test", 40, seed=0).epoch(0))).x
+    return next(iter(trainer.run.dataset.loader("test", 40, seed=0).epoch(0))).x
 
 
 def test_shared_work_iw_nll_equals_the_reference_computation(runs):
     trainer, _ = runs["fp32"]
-    model, x = trainer.model.eval(), _test_batch(trainer)
+    model, x = trainer.run.model.eval(), _test_batch(trainer)
     values = {}
     for shared in (True, False):
         model.decoder.share_sentence_work = shared
@@ -71,7 +71,7 @@ def test_shared_work_iw_nll_equals_the_reference_computation(runs):
 
 def test_bf16_iw_nll_equals_the_float32_one_within_tolerance(runs):
     trainer, _ = runs["fp32"]
-    model, x = trainer.model.eval(), _test_batch(trainer)
+    model, x = trainer.run.model.eval(), _test_batch(trainer)
     values = {}
     for precision in ("fp32", "bf16"):
         g = torch.Generator().manual_seed(3)
@@ -85,7 +85,7 @@ def test_bf16_iw_nll_equals_the_float32_one_within_tolerance(runs):
 def test_metrics_stay_float32_under_bf16(runs):
     trainer, _ = runs["bf16"]
     with Precision("bf16").autocast():
-        col = collect(trainer.model, [_test_batch(trainer)], iw_samples=4, iw_chunk=2)
+        col = collect(trainer.run.model, [_test_batch(trainer)], iw_samples=4, iw_chunk=2)
     for t in (col.elbo, col.rate, col.distortion, col.nll_iw, col.mu, col.logvar):
         assert t is not None and t.dtype == torch.float32 and torch.isfinite(t).all()
 
