@@ -19,6 +19,7 @@ NO_CIRCLE = (
     "vaelab.run",
     "vaelab.evaluation",
     "vaelab.distributed",
+    "vaelab.runfolder",
     "vaelab.training.trainer",
     "vaelab.training.callbacks",
     "vaelab.training.sharding",
@@ -44,6 +45,23 @@ WITHOUT_TRAINER = (
 )
 """Modules that read run folders (and the lag experiment, which builds its own loop) and import nothing that imports
 :mod:`vaelab.training.trainer`."""
+
+BELOW_TRAINING = (
+    "vaelab.seeds",
+    "vaelab.checkpoint",
+    "vaelab.precision",
+    "vaelab.distributed",
+    "vaelab.runfolder",
+    "vaelab.run",
+    "vaelab.evaluation",
+    "vaelab.generation",
+    "vaelab.diagnose",
+    "vaelab.plots.latent",
+    "vaelab.report",
+    "vaelab.report.samples",
+)
+"""Modules of the run layer (and the commands on a run folder) that import no module of :mod:`vaelab.training`
+themselves: checkpoints, precision, processes and the run folder sit below training, not inside it."""
 
 KNOWN_CIRCLES = (
     ("vaelab.config", "vaelab.checks"),
@@ -113,6 +131,13 @@ def test_the_commands_that_read_a_run_folder_do_not_import_the_trainer():
     graph = import_graph()
     for module in WITHOUT_TRAINER:
         assert "vaelab.training.trainer" not in reachable(graph, module), module
+
+
+def test_the_run_layer_imports_nothing_from_the_training_package():
+    graph = import_graph()
+    for module in BELOW_TRAINING:
+        upward = sorted(m for m in graph[module] if m == "vaelab.training" or m.startswith("vaelab.training."))
+        assert not upward, f"{module} imports {upward}"
 
 
 def test_no_new_import_circle():

@@ -11,7 +11,7 @@ import pytest
 from vaelab.cli import main
 from vaelab.report import write_report
 from vaelab.report.page import Page, fmt
-from vaelab.training.runfolder import read_jsonl
+from vaelab.runfolder import read_jsonl
 
 
 def _figures(html: str) -> int:

@@ -28,8 +28,8 @@ from vaelab.metrics.extras import MetricContext, run_extra_metrics
 from vaelab.metrics.units import active_units
 from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.run import Run, build_run, load_run
+from vaelab.runfolder import _clean
 from vaelab.seeds import mix_seed
-from vaelab.training.runfolder import _clean
 from vaelab.training.trainer import Trainer
 
 # ------------------------------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def train(
     """
     from vaelab.checks import check_override_values, validate_config
     from vaelab.data import load_dataset
-    from vaelab.training.runfolder import RunFolder
+    from vaelab.runfolder import RunFolder
     from vaelab.training.trainer import Trainer
 
     spec = factory_spec(model)

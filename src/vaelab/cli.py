@@ -65,7 +65,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.checks import RESUME_KEYS, check_device_available, check_override_keys
     from vaelab.config import ConfigError, load_saved_config
     from vaelab.oserrors import check_output_folder
-    from vaelab.training.runfolder import RunFolder
+    from vaelab.runfolder import RunFolder
     from vaelab.training.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 

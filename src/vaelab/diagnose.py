@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaelab.training.runfolder import read_json_or_none as _read_json
+from vaelab.runfolder import read_json_or_none as _read_json
 
 if TYPE_CHECKING:
     from vaelab.run import Run

@@ -35,8 +35,8 @@ from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
 from vaelab.precision import Precision
+from vaelab.runfolder import RunFolder
 from vaelab.seeds import seed_everything
-from vaelab.training.runfolder import RunFolder
 
 Checkpoint = Literal["best", "last"]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.report.page import Page, esc, file_data_uri, fmt
-from vaelab.training.runfolder import RunFolder, read_jsonl
-from vaelab.training.runfolder import read_json_or_none as _read_json
+from vaelab.runfolder import RunFolder, read_jsonl
+from vaelab.runfolder import read_json_or_none as _read_json
 
 REPORT_FILE = "report.html"
 

@@ -379,7 +379,7 @@ def aggressive_phase(run_dir: Path) -> dict[str, Any] | None:
     """How long an aggressive run (He et al. 2019) was aggressive, from its metrics.jsonl: ``stopped_step``
     (None: never switched off), ``aggressive_steps``, ``steps`` (all outer steps) and ``inner_per_step`` (mean
     encoder steps per aggressive outer step). None for runs of another strategy."""
-    from vaelab.training.runfolder import read_jsonl
+    from vaelab.runfolder import read_jsonl
 
     path = run_dir / "metrics.jsonl"
     recs = [r for r in read_jsonl(path) if r.get("split") == "valid"] if path.is_file() else []
@@ -399,7 +399,7 @@ def aggressive_phase(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _read_eval(run_dir: Path) -> dict[str, Any] | None:
-    from vaelab.training.runfolder import read_json_or_none
+    from vaelab.runfolder import read_json_or_none
 
     return read_json_or_none(run_dir / "eval_test.json")
 

@@ -33,7 +33,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from vaelab.training.runfolder import RunFolder, read_json_or_none, read_jsonl
+from vaelab.runfolder import RunFolder, read_json_or_none, read_jsonl
 
 STOP_KINDS = ("early_stopping", "step_cap", "epoch_limit", "lr_decay", "unknown")
 

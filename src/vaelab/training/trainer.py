@@ -34,10 +34,10 @@ from vaelab.evaluation import FINAL_OFFSET, Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
 from vaelab.run import build_run
+from vaelab.runfolder import RunFolder, provenance
 from vaelab.training.callbacks import Callback, standard_callbacks
 from vaelab.training.interrupt import graceful_interrupt, stop_requested
 from vaelab.training.optimizers import make_optimizer
-from vaelab.training.runfolder import RunFolder, provenance
 from vaelab.training.runlock import RunLock
 from vaelab.training.sharding import GlobalBatch
 from vaelab.training.strategies import STRATEGIES, StepContext
@@ -51,7 +51,7 @@ class TrainingFailed(RuntimeError):
 
 
 class Trainer:
-    """Trains one run described by a :class:`RunConfig` into a run folder (see :mod:`vaelab.training.runfolder`).
+    """Trains one run described by a :class:`RunConfig` into a run folder (see :mod:`vaelab.runfolder`).
 
     ``callbacks`` run after the run folder's own (:func:`~vaelab.training.callbacks.standard_callbacks`)."""
 
