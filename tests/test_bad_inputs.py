@@ -682,6 +682,7 @@ CASES += [
     B("relation-conv-without-channels", {"model.type": "conv", "model.channels": []}, "model.channels"),
     B("relation-extra-metric-twice", {"eval.extra_metrics": ["probe", "probe"]}, "eval.extra_metrics"),
     B("relation-eval-size-1", {"data.eval_size": 1}, "data.eval_size"),
+    B("relation-valid-size-on-a-synthetic-set", {"data.valid_size": 0}, "data.valid_size=0 is not read by"),
     B(
         "relation-labels-as-words-with-label-tab",
         {"data.labels_as_words": True, "data.format": "label_tab"},

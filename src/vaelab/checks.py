@@ -460,6 +460,17 @@ def check_section(section: Any, prefix: str) -> None:
             rule.check(key, get_key(section, key[len(prefix) + 1 :]))
 
 
+FIXED_VALID_SPLIT = {
+    "synthetic_blobs": "data.eval_size examples (default num_examples // 4)",
+    "synthetic_gaussian": "data.eval_size examples (default num_examples // 4)",
+    "synthetic_text": "data.eval_size examples (default num_examples // 4)",
+    "binarized_mnist": "the official one (10,000 images)",
+}
+"""Data sets whose validation split does not come from ``data.valid_size``, and what it is."""
+FIXED_VALID_SPLIT_DEFAULT = 10000
+"""``DataConfig.valid_size``'s default: the value those data sets accept (a saved config always holds it)."""
+
+
 def check_data(d: Any) -> None:
     """Every rule of the ``data`` section (:data:`RULES` and the relations between its keys and the data set)."""
     check_section(d, "data")
@@ -476,6 +487,11 @@ def check_data(d: Any) -> None:
             raise ConfigError(
                 f"data.num_templates must be an integer >= 2 (topics) for synthetic_text, got {d.num_templates}"
             )
+    if d.name in FIXED_VALID_SPLIT and d.valid_size != FIXED_VALID_SPLIT_DEFAULT:
+        raise ConfigError(
+            f"data.valid_size={d.valid_size} is not read by data.name={d.name}, whose validation split is "
+            f"{FIXED_VALID_SPLIT[d.name]}; remove data.valid_size"
+        )
     if d.labels_as_words and d.format != "plain":
         raise ConfigError(f"data.labels_as_words applies to data.format=plain, not {d.format}")
     if d.name == "ptb" and d.format != "plain":
