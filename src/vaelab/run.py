@@ -26,8 +26,8 @@ from typing import Any, Literal
 import torch
 
 from vaelab.checkpoint import load_checkpoint, load_model_state
-from vaelab.config import RunConfig, load_saved_config
-from vaelab.data import load_dataset
+from vaelab.config import ConfigError, RunConfig, load_saved_config
+from vaelab.data import DataError, load_dataset
 from vaelab.data.loader import BatchLoader
 from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
 from vaelab.metrics.extras import EXTRA_METRICS
@@ -167,6 +167,46 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: A
     )
 
 
+def check_trainable(run: Run) -> None:
+    """Before any training: BN-VAE's training batches hold >= 2 examples, the final split (``eval.final_split``)
+    has examples, the final and validation splits are not of 1 example (MI and active units of one example are
+    undefined), and without a validation split (``data.valid_size: 0``) nothing needs one (LR decay, early stopping,
+    a strategy that watches validation MI). Raises a one-line DataError or ConfigError."""
+    from vaelab.checks import check_batch_norm_batches
+
+    cfg, dataset = run.config, run.dataset
+    check_batch_norm_batches(cfg, run.train_loader.batch_sizes(), len(dataset.split("train")))
+    final = cfg.eval.final_split
+    for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
+        if len(dataset.split(split)) == 1:
+            raise DataError(
+                f"data set {cfg.data.name}: the {split} split holds 1 example; its evaluation (MI, active units) "
+                "needs at least 2: give it more examples"
+            )
+    if len(dataset.split(final)) == 0:
+        raise DataError(
+            f"data set {cfg.data.name}: the {final} split is empty, so the final evaluation (eval.final_split) "
+            "has nothing to measure; give it examples or set eval.final_split to another split"
+        )
+    if len(dataset.split("valid")) > 0:
+        return
+    tr = cfg.train
+    needs = [
+        key
+        for key, on in (
+            ("train.lr_decay.enabled", tr.lr_decay.enabled),
+            ("train.early_stopping_patience", tr.early_stopping_patience is not None),
+            (f"train.strategy={tr.strategy}", tr.strategy != "joint"),
+        )
+        if on
+    ]
+    if needs:
+        raise ConfigError(
+            f"data set {cfg.data.name} has no validation split (data.valid_size=0), which {', '.join(needs)} "
+            "needs; set data.valid_size > 0"
+        )
+
+
 def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunFolder, Path]:
     """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
     run_folder = RunFolder(folder)
@@ -212,4 +252,13 @@ def load_run(
     return run
 
 
-__all__ = ["Checkpoint", "Run", "build_run", "data_info", "load_run", "resolve_device", "run_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "Run",
+    "build_run",
+    "check_trainable",
+    "data_info",
+    "load_run",
+    "resolve_device",
+    "run_checkpoint",
+]

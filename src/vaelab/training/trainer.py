@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checkpoint import load_checkpoint, rng_state, set_rng_state
-from vaelab.checks import check_batch_norm_batches
-from vaelab.config import ConfigError, RunConfig, save_config, update_saved_config
-from vaelab.data import DataError
+from vaelab.config import RunConfig, save_config, update_saved_config
 from vaelab.distributed import all_reduce_sum, barrier, broadcast_object
 from vaelab.evaluation import FINAL_OFFSET, Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
-from vaelab.run import build_run
+from vaelab.run import build_run, check_trainable
 from vaelab.runfolder import RunFolder, provenance
 from vaelab.training.callbacks import Callback, standard_callbacks
 from vaelab.training.interrupt import graceful_interrupt, stop_requested
@@ -86,7 +84,7 @@ class Trainer:
         }
         self.batch = GlobalBatch(run)
         self.has_valid = len(run.dataset.split("valid")) > 0
-        self._check_splits()
+        check_trainable(run)  # the splits hold what training and its evaluations need
         self.callbacks: list[Callback] = [*standard_callbacks(cfg), *callbacks]
         self.state: dict[str, Any] = {
             "step": 0,
@@ -111,41 +109,6 @@ class Trainer:
     def folder(self) -> RunFolder:
         assert self.run.folder is not None
         return self.run.folder
-
-    def _check_splits(self) -> None:
-        """Before any training: the final split has examples, and without a validation split (``data.valid_size:
-        0``) nothing needs one (LR decay, early stopping, a strategy that watches validation MI)."""
-        cfg, dataset = self.run.config, self.run.dataset
-        check_batch_norm_batches(cfg, self.run.train_loader.batch_sizes(), len(dataset.split("train")))
-        final = cfg.eval.final_split
-        for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
-            if len(dataset.split(split)) == 1:
-                raise DataError(
-                    f"data set {cfg.data.name}: the {split} split holds 1 example; its evaluation (MI, active units) "
-                    "needs at least 2: give it more examples"
-                )
-        if len(dataset.split(final)) == 0:
-            raise DataError(
-                f"data set {cfg.data.name}: the {final} split is empty, so the final evaluation (eval.final_split) "
-                "has nothing to measure; give it examples or set eval.final_split to another split"
-            )
-        if self.has_valid:
-            return
-        tr = cfg.train
-        needs = [
-            key
-            for key, on in (
-                ("train.lr_decay.enabled", tr.lr_decay.enabled),
-                ("train.early_stopping_patience", tr.early_stopping_patience is not None),
-                (f"train.strategy={tr.strategy}", tr.strategy != "joint"),
-            )
-            if on
-        ]
-        if needs:
-            raise ConfigError(
-                f"data set {cfg.data.name} has no validation split (data.valid_size=0), which {', '.join(needs)} "
-                "needs; set data.valid_size > 0"
-            )
 
     # ----------------------------------------------------------------------------------------------------------
     # what a strategy and a checkpoint see
