@@ -499,6 +499,20 @@ def _with_nan(rng: np.random.Generator) -> dict:
     return {"train": x, "test": _bits(rng, 16)}
 
 
+def npz_sweep_without_valid(w: dict, tmp: Path) -> dict[str, str]:
+    """{bad}: a sweep over an .npz data set with data.valid_size=0 that measures the validation split."""
+    rng = np.random.default_rng(1)
+    np.savez(tmp / "nv.npz", train=_bits(rng, 64), test=_bits(rng, 16))
+    data = {"name": "npz", "path": str(tmp / "nv.npz"), "image_shape": [1, 6, 6], "valid_size": 0}
+    body = {
+        "name": "nv",
+        "base": str(w["cfg"]),
+        "fixed": {"data": data},
+        "measure": {"iw_samples": 2, "splits": ["valid"]},
+    }
+    return {"bad": str(_yaml(tmp / "nv.yaml", body))}
+
+
 def bad_sweep(body: dict | str) -> Callable[[dict, Path], dict[str, str]]:
     """{bad}: a sweep file over the tiny config (``body`` updates it; a string is the whole file, with {cfg})."""
 
@@ -739,6 +753,12 @@ CASES += [
         "sweep {bad} --workers 1 --out {new}",
         "measure.extra_metrics",
         bad_sweep({"measure": {"iw_samples": 2, "extra_metrics": ["probe", "probe"]}}),
+    ),
+    Case(
+        "sweep-measures-an-empty-split",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.splits names valid",
+        npz_sweep_without_valid,
     ),
     Case("sweep-index-out-of-range", "sweep {bad} --workers 1 --index 99 --out {new}", "point index 99", bad_sweep({})),
     Case("sweep-index-empty-item", "sweep {bad} --workers 1 --index 0,,0 --out {new}", "--index", bad_sweep({})),

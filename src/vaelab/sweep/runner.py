@@ -146,6 +146,28 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
     return stored
 
 
+def check_measured_splits(spec: SweepSpec, indices: Iterable[int]) -> None:
+    """Before any point trains: every split that ``measure.splits`` names has examples. Only the validation split
+    can be left empty by a config (``data.valid_size: 0``); such points' data sets are loaded once per distinct
+    data config and checked, so the error comes now rather than after the training it would waste."""
+    if "valid" not in spec.measure.splits:
+        return
+    from vaelab.data import load_dataset
+
+    seen: set[str] = set()
+    for i in indices:
+        data = spec.config(spec.point(i)).data
+        key = json.dumps(to_dict(data), sort_keys=True, default=str)
+        if data.valid_size != 0 or key in seen:
+            continue
+        seen.add(key)
+        if len(load_dataset(data).split("valid")) == 0:
+            raise SweepError(
+                f"point {i}: measure.splits names valid, but data.valid_size=0 leaves data set {data.name} without a "
+                "validation split; remove valid from measure.splits or set data.valid_size > 0"
+            )
+
+
 def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
     """Create ``DIR`` and write ``DIR/sweep.yaml``; refuse a folder that holds a run or a different sweep
     (:func:`check_sweep_folder`).
@@ -741,6 +763,7 @@ def run_sweep(
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:
         spec.point(i)  # range check before anything runs or is written
+    check_measured_splits(spec, wanted)
     out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)
     skipped: list[PointResult] = []
