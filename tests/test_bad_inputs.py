@@ -513,6 +513,15 @@ def npz_sweep_without_valid(w: dict, tmp: Path) -> dict[str, str]:
     return {"bad": str(_yaml(tmp / "nv.yaml", body))}
 
 
+def run_without_valid(w: dict, tmp: Path) -> dict[str, str]:
+    """{copy}: a run trained on an .npz data set with data.valid_size=0 (no validation split)."""
+    rng = np.random.default_rng(1)
+    np.savez(tmp / "nv.npz", train=_bits(rng, 64), test=_bits(rng, 16))
+    data = f"data={{name: npz, path: {tmp / 'nv.npz'}, image_shape: [1, 6, 6], valid_size: 0}}"
+    Trainer(load_config(w["cfg"], [data, "train.max_steps=2", "eval.iw_samples=2"]), tmp / "nv").fit()
+    return {"copy": str(tmp / "nv")}
+
+
 def bad_sweep(body: dict | str) -> Callable[[dict, Path], dict[str, str]]:
     """{bad}: a sweep file over the tiny config (``body`` updates it; a string is the whole file, with {cfg})."""
 
@@ -943,6 +952,12 @@ CASES += [
     ),
     Case("interpolate-empty-sentence", "interpolate {text_run} || |a dog|", "empty sentence"),
     Case("evaluate-mi-pool-1", "evaluate {run} eval.mi_pool=1", "eval.mi_pool"),
+    Case(
+        "latent-plot-empty-split",
+        "latent-plot {copy} --split valid --out {new}/l.png",
+        "valid split is empty",
+        run_without_valid,
+    ),
     # ---- folders that are not what the command needs ----
     Case(
         "train-out-a-users-folder",

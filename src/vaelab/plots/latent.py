@@ -177,8 +177,11 @@ def run_posteriors(
 ) -> tuple[Tensor, Tensor, Tensor | None, Any]:
     """(mu, logvar, labels or None, config) of a loaded run's ``split`` (its evaluation batches), the first
     ``max_examples`` examples."""
+    from vaelab.data import DataError
     from vaelab.metrics.collect import collect
 
+    if len(run.dataset.split(split)) == 0:
+        raise DataError(f"data set {run.config.data.name}: the {split} split is empty; there is nothing to plot")
     loader = run.eval_loader(split)
 
     def batches() -> Any:
