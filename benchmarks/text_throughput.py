@@ -27,7 +27,6 @@ from vaelab.distributed import DistInfo
 from vaelab.metrics import iw_log_likelihood
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
-from vaelab.run import data_info
 from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext
 
@@ -46,7 +45,7 @@ def matmul_gflops(seconds: float = 2.0) -> float:
 def train_throughput(cfg, ds, steps: int) -> tuple[float, float, float]:
     """(tokens/s, sentences/s, ms/step) of the joint SGD step on training batches of 32, after 5 warm-up steps."""
     torch.manual_seed(0)
-    model = build_model(cfg.model, data_info(ds))
+    model = build_model(cfg.model, ds.model_info())
     strategy = STRATEGIES.get("joint")()
     opts = {k: make_optimizer(cfg.train, p) for k, p in strategy.param_groups(model).items()}
     loader = ds.loader("train", cfg.train.batch_size, seed=0)
@@ -70,7 +69,7 @@ def train_throughput(cfg, ds, steps: int) -> tuple[float, float, float]:
 
 def iw_throughput(cfg, ds, k: int, chunk: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = build_model(cfg.model, data_info(ds)).eval()
+    model = build_model(cfg.model, ds.model_info()).eval()
     test = ds.split("test")
     batch = next(iter(ds.loader("test", len(test), seed=0).epoch(0)))  # all sentences, sorted by length
     x = batch.x

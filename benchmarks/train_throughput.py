@@ -17,7 +17,6 @@ from vaelab.config import load_config
 from vaelab.data import BatchLoader, load_dataset
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
-from vaelab.run import data_info
 from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext
 
@@ -26,7 +25,7 @@ def measure(config: str, steps: int, batch_size: int) -> tuple[float, float]:
     cfg = load_config(config, [f"train.batch_size={batch_size}"])
     ds = load_dataset(cfg.data)
     torch.manual_seed(0)
-    model = build_model(cfg.model, data_info(ds))
+    model = build_model(cfg.model, ds.model_info())
     strategy = STRATEGIES.get("joint")()
     opts = {k: make_optimizer(cfg.train, p) for k, p in strategy.param_groups(model).items()}
     loader = BatchLoader(ds.train, batch_size, shuffle=True, binarize=ds.binarize, seed=0)

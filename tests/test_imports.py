@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 NO_CIRCLE = (
     "vaelab.seeds",
+    "vaelab.data.dataset",
     "vaelab.run",
     "vaelab.evaluation",
     "vaelab.distributed",

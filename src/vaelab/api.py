@@ -238,7 +238,7 @@ def train(
         dataset = load_dataset(cfg.data)
         made = call_factory(spec, kwargs)
         enc, dec = (made.encoder, made.decoder) if isinstance(made, VAE) else made
-        info = dataset.model_info() if hasattr(dataset, "model_info") else {}
+        info = dataset.model_info()
         batch = next(iter(dataset.loader("train", cfg.train.batch_size, seed=cfg.seed).epoch(0)))
         x = batch.x
         shape = info.get("example_shape")

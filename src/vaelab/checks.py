@@ -217,6 +217,13 @@ def _datasets() -> Any:
     return DATASETS
 
 
+def _text_data(name: str) -> bool:
+    """Whether ``data.name`` holds sentences: the modality its loader registered with (:mod:`vaelab.data.dataset`;
+    the others hold images or arrays)."""
+    datasets = _datasets()
+    return name in datasets and datasets.modality(name) == "text"
+
+
 def _activations() -> Any:
     from vaelab.models.image import ACTIVATIONS
 
@@ -500,8 +507,6 @@ def check_data(d: Any) -> None:
 
 TEXT_MODELS = ("lstm_vae", "lstm_lm")
 """Model types that read sentences (the others but ``custom`` read images)."""
-TEXT_DATASETS = ("text", "ptb", "synthetic_text")
-"""Data sets of sentences (the others hold images or arrays)."""
 LIKELIHOOD_READERS = ("mlp", "conv")
 """Model types whose decoder's likelihood is ``model.likelihood``."""
 FIXED_LIKELIHOOD = {"linear": "gaussian", "pixelcnn": "bernoulli"}
@@ -567,7 +572,7 @@ def check_batch_norm_batches(cfg: RunConfig, batch_sizes: list[int], n_train: in
     """BN-VAE (``model.posterior=bn``) normalises over the batch: every training batch (``batch_sizes``, this
     process's batches of an epoch) needs >= 2 examples, checked before training rather than at the batch of 1."""
     if cfg.model.posterior == "bn" and min(batch_sizes, default=2) < 2:
-        hint = " or data.bucketing=none" if cfg.data.name in TEXT_DATASETS and cfg.data.bucketing == "exact" else ""
+        hint = " or data.bucketing=none" if _text_data(cfg.data.name) and cfg.data.bucketing == "exact" else ""
         raise ConfigError(
             f"model.posterior=bn (BN-VAE) normalises over the batch and needs >= 2 examples in every training "
             f"batch, but train.batch_size={cfg.train.batch_size} leaves a batch of 1 of the {n_train} training "
@@ -606,9 +611,9 @@ def _relations(cfg: RunConfig) -> None:
     check_data(cfg.data)
     check_model(cfg.model)
     m, d = cfg.model, cfg.data
-    if m.type != "custom" and (m.type in TEXT_MODELS) != (d.name in TEXT_DATASETS):
+    if m.type != "custom" and (m.type in TEXT_MODELS) != _text_data(d.name):
         kind, other = ("a text", "sentences") if m.type in TEXT_MODELS else ("an image", "images")
-        fit = "sentences (lstm_vae, lstm_lm)" if d.name in TEXT_DATASETS else "images (mlp, conv, ...)"
+        fit = "sentences (lstm_vae, lstm_lm)" if _text_data(d.name) else "images (mlp, conv, ...)"
         raise ConfigError(
             f"model.type={m.type} is {kind} model, but data.name={d.name} does not hold {other}; choose a "
             f"model.type for {fit}"

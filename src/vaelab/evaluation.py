@@ -133,8 +133,7 @@ class Evaluator:
         from vaelab.progress import EvalProgress
 
         dataset = self.run.dataset
-        unit = "sentences" if hasattr(dataset, "vocab") else "examples"
-        return EvalProgress(len(dataset.split(split)), label=f"IW-NLL K={iw_samples} on {split}", unit=unit)
+        return EvalProgress(len(dataset.split(split)), label=f"IW-NLL K={iw_samples} on {split}", unit=dataset.unit)
 
     def _extra_metrics(self, split: str, col: EvalCollection, base: dict[str, Any], seed_offset: int) -> dict[str, Any]:
         run = self.run

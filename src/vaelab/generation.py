@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from vaelab.checks import SEED, Device, Int, Num, option
-from vaelab.data.text import TokenBatch, Vocabulary
+from vaelab.data.text import TextDataset, TokenBatch, Vocabulary
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
 
@@ -45,7 +45,7 @@ class TextRun:
     """Longest training sentence in words (the default cap for decoding is a bit more than this)."""
 
     @classmethod
-    def from_data(cls, model: VAE, dataset: Any) -> TextRun:
+    def from_data(cls, model: VAE, dataset: TextDataset) -> TextRun:
         """A text model with the text data set it was trained on (its vocabulary and tokenisation)."""
         info = dataset.model_info()
         return cls(model, dataset.vocab, bool(dataset.lowercase), int(info.get("max_length", 80)))
@@ -53,7 +53,7 @@ class TextRun:
     @classmethod
     def from_run(cls, run: Run) -> TextRun:
         """A loaded text run (:func:`vaelab.run.load_run`), decoded on its device."""
-        if not hasattr(run.dataset, "vocab") or not isinstance(run.model.decoder, LSTMDecoder):
+        if not isinstance(run.dataset, TextDataset) or not isinstance(run.model.decoder, LSTMDecoder):
             raise ValueError(f"{run.path} is not a text run (model.type={run.config.model.type!r})")
         return cls.from_data(run.model, run.dataset)
 
@@ -124,7 +124,7 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
         from vaelab.data import load_dataset
 
         dataset = load_dataset(cfg.data)
-        if not hasattr(dataset, "vocab"):
+        if not isinstance(dataset, TextDataset):
             raise ValueError(f"{folder.root} is not a text run (data.name={cfg.data.name!r})")
         info = dataset.model_info()
     if "vocab_size" not in info:

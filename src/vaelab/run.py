@@ -27,8 +27,7 @@ import torch
 
 from vaelab.checkpoint import load_checkpoint, load_model_state
 from vaelab.config import ConfigError, RunConfig, load_saved_config
-from vaelab.data import DataError, load_dataset
-from vaelab.data.loader import BatchLoader
+from vaelab.data import DataError, Dataset, Loader, load_dataset
 from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
 from vaelab.metrics.extras import EXTRA_METRICS
 from vaelab.models import VAE, build_model
@@ -51,14 +50,14 @@ class Run:
     file whose weights the model holds; None: fresh weights)."""
 
     config: RunConfig
-    dataset: Any
+    dataset: Dataset
     model: VAE
     objective: Objective
     folder: RunFolder | None
     device: torch.device
     precision: Precision
     dist: DistInfo
-    train_loader: BatchLoader
+    train_loader: Loader
     total_steps: int
     checkpoint: Path | None = None
 
@@ -80,7 +79,7 @@ class Run:
         self.checkpoint = Path(path)
         return ckpt
 
-    def eval_loader(self, split: str, batch_size: int | None = None) -> BatchLoader:
+    def eval_loader(self, split: str, batch_size: int | None = None) -> Loader:
         """The split in fixed order, ``eval.batch_size`` (or ``batch_size``) at a time, binarised with
         ``eval.binarize_seed``: the batches every evaluation reads."""
         ev = self.config.eval
@@ -109,17 +108,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def data_info(dataset: Any) -> dict[str, Any]:
-    """What a model builder needs to know about the data (image shape, vocabulary, ...).
-
-    A data set type describes itself through ``model_info()``; image data sets without it give their shape.
-    """
-    if hasattr(dataset, "model_info"):
-        return dict(dataset.model_info())
-    return {"image_shape": tuple(dataset.image_shape), "num_classes": dataset.num_classes}
-
-
-def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: Any = None) -> Run:
+def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: Dataset | None = None) -> Run:
     """The run ``config`` describes, with fresh weights: the device (``train.device``; one this machine lacks is
     a one-line ConfigError), the precision, the process group under torchrun, the data set (``dataset`` if given,
     else loaded from ``config.data``), the model (initialised from the run's seed, the same on every process), the
@@ -132,7 +121,7 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: A
     dist = init_distributed(device)
     seed_everything(config.seed)
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    model: VAE = build_model(config.model, data_info(dataset)).to(device)
+    model: VAE = build_model(config.model, dataset.model_info()).to(device)
     broadcast_parameters(model.parameters(), dist)
     tr = config.train
     n_train = len(dataset.split("train"))
@@ -230,7 +219,7 @@ def load_run(
     which: Checkpoint = "best",
     *,
     overrides: list[str] | tuple[str, ...] = (),
-    dataset: Any = None,
+    dataset: Dataset | None = None,
 ) -> Run:
     """A run folder's run (any: ``vaelab train``, :func:`vaelab.train`, a sweep or study point) with the weights
     of its ``best`` or ``last`` checkpoint, the model in eval mode.
@@ -257,7 +246,6 @@ __all__ = [
     "Run",
     "build_run",
     "check_trainable",
-    "data_info",
     "load_run",
     "resolve_device",
     "run_checkpoint",

@@ -35,13 +35,16 @@ from vaelab.data.base import (
     resolve_data_root,
 )
 from vaelab.data.config import BINARIZE_MODES, BinarizeMode, DataConfig
+from vaelab.data.dataset import MODALITIES, DataBatch, Dataset, DataSplit, Loader, Modality
 from vaelab.data.idx import read_idx, write_idx
 from vaelab.data.loader import Batch, BatchLoader
 from vaelab.data.synthetic import linear_gaussian_log_likelihood
 
 
-def load_dataset(cfg: DataConfig) -> ImageDataset:
-    """The data set named by ``cfg.name`` (config key ``data.name``), loaded and split.
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """The data set named by ``cfg.name`` (config key ``data.name``), loaded and split: an implementation of the
+    contract :class:`~vaelab.data.dataset.Dataset` (an :class:`ImageDataset` or a
+    :class:`~vaelab.data.text.TextDataset`; ``modality`` says which).
 
     An unknown name raises an error listing the registered ones; missing or corrupt files raise
     :class:`DataError` naming the file, the setting that chose the data folder and what was expected. Every
@@ -55,18 +58,31 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     return loader(cfg)
 
 
+def dataset_modality(name: str, key: str | None = "data.name") -> Modality:
+    """The modality ("image" or "text") of the registered data set ``name``, known without loading it (each
+    loader registers with its modality); an unknown name raises the registry's error naming ``key``."""
+    return DATASETS.modality(name, key=key)
+
+
 __all__ = [
     "BINARIZE_MODES",
     "DATASETS",
     "DEFAULT_EVAL_BINARIZE_SEED",
+    "MODALITIES",
     "SPLITS",
     "Batch",
     "BatchLoader",
     "BinarizeMode",
+    "DataBatch",
     "DataConfig",
     "DataError",
+    "DataSplit",
+    "Dataset",
     "ImageDataset",
+    "Loader",
+    "Modality",
     "Split",
+    "dataset_modality",
     "linear_gaussian_log_likelihood",
     "load_dataset",
     "read_idx",

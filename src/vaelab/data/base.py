@@ -18,17 +18,18 @@ import hashlib
 import math
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from vaelab.data.config import BINARIZE_MODES, DataConfig
-from vaelab.registry import Registry
+from vaelab.data.dataset import DATASETS as _DATASETS
+from vaelab.data.dataset import Dataset, Modality
 
 if TYPE_CHECKING:
     from vaelab.data.loader import BatchLoader
@@ -41,8 +42,9 @@ binarisation (fixed, independent of the run seed, so evaluation numbers are comp
 runs)."""
 
 
-DATASETS: Registry[Callable[[DataConfig], ImageDataset]] = Registry("data set")
-"""Data set name (config key ``data.name``) -> loader ``f(cfg: DataConfig) -> ImageDataset``."""
+DATASETS = _DATASETS
+"""Data set name (config key ``data.name``) -> loader ``f(cfg: DataConfig) -> Dataset``, registered with its
+modality (:class:`vaelab.data.dataset.DatasetRegistry`)."""
 
 
 class DataError(Exception):
@@ -227,8 +229,9 @@ def is_binary(x: Tensor) -> bool:
 
 
 @dataclass
-class ImageDataset:
-    """An image data set with train / valid / test splits in memory.
+class ImageDataset(Dataset):
+    """An image data set with train / valid / test splits in memory (``modality`` "image" of the contract
+    :class:`~vaelab.data.dataset.Dataset`).
 
     ``image_shape`` is (C, H, W); ``binarize`` is the resolved binarisation mode (one of
     :data:`vaelab.data.config.BINARIZE_MODES`); ``num_classes`` is None without labels; ``info`` is a
@@ -245,6 +248,7 @@ class ImageDataset:
     num_classes: int | None
     info: dict[str, Any] = field(default_factory=dict)
     truth: dict[str, Any] = field(default_factory=dict)
+    modality: ClassVar[Modality] = "image"
 
     def split(self, name: str) -> Split:
         """The split called ``name``: "train", "valid" or "test"."""
@@ -257,6 +261,10 @@ class ImageDataset:
         """Number of observed values per example, C * H * W."""
         c, h, w = self.image_shape
         return c * h * w
+
+    def model_info(self) -> dict[str, Any]:
+        """What a model builder needs: ``image_shape`` (C, H, W) and ``num_classes``."""
+        return {"image_shape": tuple(self.image_shape), "num_classes": self.num_classes}
 
     def loader(
         self,

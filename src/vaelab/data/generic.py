@@ -103,7 +103,7 @@ def _assemble(
     )
 
 
-@DATASETS.register("idx")
+@DATASETS.register("idx", modality="image")
 def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
     """An image data set from IDX files (see the module docstring for the ``data.files`` roles)."""
     root, setting = resolve_data_root(cfg)
@@ -167,7 +167,7 @@ def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
     return _assemble("idx", cfg, parts, info, str(folder))
 
 
-@DATASETS.register("npz")
+@DATASETS.register("npz", modality="image")
 def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
     """An image data set from one .npz file (see the module docstring for the ``data.files`` roles)."""
     path, where = resolve_data_file(cfg, ".npz file")

@@ -225,7 +225,7 @@ def _idx_pair_cached(folder: str, where: str, name: str) -> tuple[Split, Split, 
     return _idx_folder_splits(Path(folder), where, counts, name)
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist", modality="image")
 def load_mnist(cfg: DataConfig) -> ImageDataset:
     """MNIST (LeCun et al. 1998): 28x28 grey-level digits, uint8 0..255, labels 0..9.
 
@@ -274,7 +274,7 @@ def fashion_mnist_candidates(cfg: DataConfig) -> list[tuple[Path, str]]:
     return out
 
 
-@DATASETS.register("fashion_mnist")
+@DATASETS.register("fashion_mnist", modality="image")
 def load_fashion_mnist(cfg: DataConfig) -> ImageDataset:
     """Fashion-MNIST (Xiao et al. 2017): 28x28 grey-level clothing images, uint8 0..255, 10 classes.
 
@@ -342,7 +342,7 @@ def _read_binarized_mnist(path: str, where: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-@DATASETS.register("binarized_mnist")
+@DATASETS.register("binarized_mnist", modality="image")
 def load_binarized_mnist(cfg: DataConfig) -> ImageDataset:
     """Statically binarised MNIST of Larochelle & Murray (2011): 50,000 / 10,000 / 10,000 fixed 0/1 images.
 
@@ -443,7 +443,7 @@ def _omniglot_28(background: str, evaluation: str, verify: bool, where: str) -> 
     return x, torch.from_numpy(np.concatenate(labels)).long()
 
 
-@DATASETS.register("omniglot")
+@DATASETS.register("omniglot", modality="image")
 def load_omniglot(cfg: DataConfig) -> ImageDataset:
     """Omniglot (Lake et al. 2015) at 28x28, grey levels in [0, 1] (ink = 1), labels = character 0..1622.
 

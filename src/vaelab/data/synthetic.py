@@ -29,7 +29,7 @@ def _sizes(cfg: DataConfig) -> tuple[int, int]:
     return cfg.num_examples, n_eval
 
 
-@DATASETS.register("synthetic_blobs")
+@DATASETS.register("synthetic_blobs", modality="image")
 def load_synthetic_blobs(cfg: DataConfig) -> ImageDataset:
     """Binary template images with flip noise (uint8 0/255), labels = template id; default shape (1, 8, 8).
 
@@ -68,7 +68,7 @@ def load_synthetic_blobs(cfg: DataConfig) -> ImageDataset:
     )
 
 
-@DATASETS.register("synthetic_gaussian")
+@DATASETS.register("synthetic_gaussian", modality="image")
 def load_synthetic_gaussian(cfg: DataConfig) -> ImageDataset:
     """x = W z + b + s * eps, float32 of shape (N, C, H, W) (default (1, 4, 4), D = 16), no labels.
 

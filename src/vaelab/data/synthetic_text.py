@@ -168,7 +168,7 @@ def reference(sentences: list[list[str]], num_topics: int, noise: float, seed: i
     }
 
 
-@DATASETS.register("synthetic_text")
+@DATASETS.register("synthetic_text", modality="text")
 def load_synthetic_text(cfg: DataConfig) -> TextDataset:
     """The generated topic corpus (see the module docs): ``num_templates`` topics (= classes), ``noise`` = the
     probability that a content word comes from the shared lists, ``num_examples`` / ``eval_size`` sentences."""

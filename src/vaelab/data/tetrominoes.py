@@ -325,7 +325,7 @@ def load_or_render(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, dict[str, A
     return images, factors, info
 
 
-@DATASETS.register("tetrominoes")
+@DATASETS.register("tetrominoes", modality="image")
 def load_tetrominoes(cfg: DataConfig) -> ImageDataset:
     """The Tetrominoes set split by ``data.split_kind`` (``random`` or ``checkerboard``); see the module doc."""
     images, factors, cache_info = load_or_render(cfg)

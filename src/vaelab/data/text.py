@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ from vaelab.data.base import (
     torch_generator,
 )
 from vaelab.data.config import DataConfig
+from vaelab.data.dataset import Dataset, Modality
 from vaelab.data.loader import shard_bounds
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -567,8 +568,9 @@ class TextLoader:
 
 
 @dataclass
-class TextDataset:
-    """A text corpus with train / valid / test splits and one vocabulary.
+class TextDataset(Dataset):
+    """A text corpus with train / valid / test splits and one vocabulary (``modality`` "text" of the contract
+    :class:`~vaelab.data.dataset.Dataset`).
 
     ``num_classes``: None without labels. ``info``: JSON-serialisable record for the run folder (files, sha256,
     line / sentence / word / token counts, vocabulary size and source, <unk> rates, dropped or truncated
@@ -584,6 +586,7 @@ class TextDataset:
     lowercase: bool = False
     bucketing: str = "pool"
     info: dict[str, Any] = field(default_factory=dict)
+    modality: ClassVar[Modality] = "text"
 
     def split(self, name: str) -> TextSplit:
         """The split called ``name``: "train", "valid" or "test"."""
@@ -1002,7 +1005,7 @@ def load_text_corpus(
     )
 
 
-@DATASETS.register("text")
+@DATASETS.register("text", modality="text")
 def load_text(cfg: DataConfig) -> TextDataset:
     """Any sentence-per-line corpus: ``data.path`` (folder, default the data folder) and ``data.files``
     (roles train / valid / test; default train.txt / valid.txt / test.txt)."""
@@ -1013,7 +1016,7 @@ def load_text(cfg: DataConfig) -> TextDataset:
     return load_text_corpus("text", cfg, folder, files, where)
 
 
-@DATASETS.register("ptb")
+@DATASETS.register("ptb", modality="text")
 def load_ptb(cfg: DataConfig) -> TextDataset:
     """Penn Treebank, Mikolov et al. (2010) version: ``<data>/ptb/ptb.{train,valid,test}.txt`` (plain text,
     10,000 word types incl. <unk>; 42,068 / 3,370 / 3,761 sentences)."""

@@ -23,7 +23,7 @@ Splits that are not given are held out of the training examples by a fixed permu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,7 +102,7 @@ def _array_split(x: np.ndarray, y: np.ndarray | None, source: str) -> tuple[Spli
     return Split(xt, yt), shape
 
 
-@DATASETS.register("arrays")
+@DATASETS.register("arrays", modality="image")
 def load_arrays(cfg: DataConfig) -> ArrayDataset:
     """Arrays of any numeric range from one .npz file (``data.path``; written by :func:`write_user_data`):
     keys ``train``, ``test``, optional ``valid`` (else ``data.valid_size`` training examples are held out) and
@@ -147,7 +147,7 @@ def load_arrays(cfg: DataConfig) -> ArrayDataset:
     )
     shape = shapes.pop()
     ds.info["example_shape"] = list(shape)
-    return ArrayDataset(**{k: getattr(ds, k) for k in ImageDataset.__dataclass_fields__}, example_shape=shape)
+    return ArrayDataset(**{f.name: getattr(ds, f.name) for f in fields(ImageDataset)}, example_shape=shape)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vaelab.metrics.collect import EvalCollection
 from vaelab.registry import Registry
 
+if TYPE_CHECKING:
+    from vaelab.data.dataset import Dataset
+
 
 @dataclass
 class MetricContext:
     """What an extra metric may use. ``collection``: per-example results on ``split`` (gathered over processes);
     ``batches(split)``: that split's evaluation batches (fixed binarisation), each with ``.x`` on ``device`` and
-    ``.y``; ``generator``: a seeded CPU generator for the metric's own randomness; ``config``: the RunConfig."""
+    ``.y``; ``generator``: a seeded CPU generator for the metric's own randomness; ``config``: the RunConfig;
+    ``dataset``: the run's data set (:class:`~vaelab.data.dataset.Dataset`; None for batches without one)."""
 
     model: torch.nn.Module
-    dataset: Any
+    dataset: Dataset | None
     split: str
     collection: EvalCollection
     config: Any

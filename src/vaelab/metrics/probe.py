@@ -187,7 +187,7 @@ def probe_metric(ctx: MetricContext) -> dict[str, Any]:
     if len(y_te) == 0:
         return {"probe_skipped": f"no examples on the {ctx.split} split"}
     k = int(max(y_tr.max(), y_te.max())) + 1
-    num_classes = getattr(ctx.dataset, "num_classes", None)
+    num_classes = None if ctx.dataset is None else ctx.dataset.num_classes
     if isinstance(num_classes, int) and num_classes >= k:
         k = num_classes
     z_tr = posterior_draws(mu_tr, logvar_tr, 1, torch.Generator().manual_seed(PROBE_SEED))

@@ -88,8 +88,10 @@ def text_samples(run: Run, *, n: int = 5, steps: int = 5) -> TextSamples:
 
 
 def is_image_run(run_dir: str | Path) -> bool:
-    """Whether the run's model decodes images (not a text model)."""
+    """Whether the run's data are images (the modality its data set registered with), so its samples are
+    pictures rather than sentences."""
     from vaelab.config import load_saved_config
+    from vaelab.data import dataset_modality
 
     cfg = load_saved_config(Path(run_dir) / "config.yaml")
-    return not cfg.model.type.startswith("lstm")
+    return dataset_modality(cfg.data.name) == "image"

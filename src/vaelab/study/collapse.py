@@ -122,20 +122,16 @@ def _synthetic_text_preset(data: str) -> dict[str, Any]:
 PRESETS = {"synthetic_text": _synthetic_text_preset}
 """Data sets with a preset of their own (else: the image or the text preset)."""
 
-TEXT_DATA_MODULES = ("vaelab.data.text", "vaelab.data.synthetic_text")
-"""Modules whose registered data sets are text corpora."""
-
 LABELLED_TEXT_DATA = ("synthetic_text",)
 """Text data sets that always carry labels (files carry them with ``data.format: label_tab``)."""
 
 
 def is_text_data(name: str) -> bool:
-    """Whether ``data.name`` is a text corpus (registered by :mod:`vaelab.data.text` or
-    :mod:`vaelab.data.synthetic_text`)."""
-    from vaelab.data import DATASETS
+    """Whether ``data.name`` is a text corpus: its loader registered with modality "text"
+    (:func:`vaelab.data.dataset_modality`); an unknown name is the registry's error naming ``--data``."""
+    from vaelab.data import dataset_modality
 
-    loader = DATASETS.get(name, key="--data")
-    return getattr(loader, "__module__", "") in TEXT_DATA_MODULES
+    return dataset_modality(name, key="--data") == "text"
 
 
 def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], bool]:
@@ -161,7 +157,7 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
         cfg = run_config(raw)
     except ConfigError as e:
         raise ConfigError(f"--data {data}: {e}") from None
-    text = cfg.model.type.startswith("lstm") or is_text_data(cfg.data.name)
+    text = is_text_data(cfg.data.name)  # a text model on images is refused when the config is read
     out = to_dict(cfg)
     out["train"]["progress"] = False
     return out, text

@@ -12,7 +12,6 @@ measurement (a study point), the measured final split also completes summary.jso
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaelab.config import load_saved_config
-from vaelab.data import ImageDataset, load_dataset
+from vaelab.data import Dataset, load_dataset
 from vaelab.data.base import fixed_permutation
 from vaelab.runfolder import RunFolder
 from vaelab.sweep.spec import MeasureSpec
@@ -62,24 +61,25 @@ SEED_OFFSET = 3 * 10**6
 2 * 10**6), so the three never share draws."""
 
 
-def train_subset_size(measure: MeasureSpec, dataset: ImageDataset) -> int | None:
+def train_subset_size(measure: MeasureSpec, dataset: Dataset) -> int | None:
     """Number of training examples measured (None = all): ``test`` means the size of the test split."""
-    n_train = len(dataset.train)
+    n_train = len(dataset.split("train"))
     if measure.train_subset == "all":
         return None
-    n = len(dataset.test) if measure.train_subset == "test" else int(measure.train_subset)
+    n = len(dataset.split("test")) if measure.train_subset == "test" else int(measure.train_subset)
     return None if n >= n_train else n
 
 
-def with_train_subset(dataset: ImageDataset, n: int | None, split_seed: int) -> ImageDataset:
+def with_train_subset(dataset: Dataset, n: int | None, split_seed: int) -> Dataset:
     """``dataset`` whose training split is the first ``n`` of a fixed permutation (sorted), or unchanged."""
     if n is None:
         return dataset
-    keep = np.sort(fixed_permutation(len(dataset.train), split_seed, "sweep/train_measure")[:n])
-    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
+    train = dataset.split("train")
+    keep = np.sort(fixed_permutation(len(train), split_seed, "sweep/train_measure")[:n])
+    return dataset.with_split("train", train.subset(keep))
 
 
-def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageDataset | None = None) -> dict[str, Any]:
+def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: Dataset | None = None) -> dict[str, Any]:
     """Measure a trained run folder on ``measure.splits``; write ``eval_<split>.json`` and ``measurements.json``.
 
     ``dataset``: the run's data set if already loaded (else loaded from the run's config). Returns the flat
@@ -118,7 +118,7 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: ImageData
         rule = "whole split"
         if split == "train" and n_sub is not None:
             rule = (
-                f"first {n_sub} of a fixed permutation of the {len(dataset.train)} training examples "
+                f"first {n_sub} of a fixed permutation of the {len(dataset.split('train'))} training examples "
                 f"(split_seed={cfg.data.split_seed}); measure.train_subset={measure.train_subset}"
             )
         seconds = time.perf_counter() - t0

@@ -38,6 +38,8 @@ import torch
 from torch import Tensor
 
 from vaelab.config import ConfigError
+from vaelab.data import Dataset, ImageDataset
+from vaelab.data.text import TextDataset
 
 TENSORBOARD_DIR = "tensorboard"
 """Sub-folder of the run folder that holds the event files."""
@@ -210,7 +212,7 @@ class TensorBoardLogger:
     # pictures
 
     @torch.no_grad()
-    def log_images(self, model: Any, dataset: Any, step: int) -> None:
+    def log_images(self, model: Any, dataset: Dataset, step: int) -> None:
         """Reconstructions of fixed validation examples and decodings of fixed prior samples: images for image
         models, sentences for text models (nothing for other models)."""
         if self.writer is None or not self._images:
@@ -224,12 +226,12 @@ class TensorBoardLogger:
             torch.random.fork_rng(devices=_cuda_devices(model)),
             eval_mode(model),
         ):
-            if isinstance(model.decoder, ImageDecoder) and hasattr(dataset, "image_shape"):
+            if isinstance(model.decoder, ImageDecoder) and isinstance(dataset, ImageDataset):
                 self._log_image_grids(model, dataset, step)
-            elif isinstance(model.decoder, LSTMDecoder) and hasattr(dataset, "vocab"):
+            elif isinstance(model.decoder, LSTMDecoder) and isinstance(dataset, TextDataset):
                 self._log_sentences(model, dataset, step)
 
-    def _fixed_examples(self, dataset: Any, device: torch.device) -> Tensor:
+    def _fixed_examples(self, dataset: ImageDataset, device: torch.device) -> Tensor:
         """The first ``num_examples`` validation examples, binarised as the trainer's evaluation does (cached)."""
         if self._examples is None:
             split = "valid" if len(dataset.split("valid")) else "train"
@@ -247,7 +249,7 @@ class TensorBoardLogger:
         t = ((t.float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
         return t if t.shape[1] in (1, 3) else t[:, :1]
 
-    def _log_image_grids(self, model: Any, dataset: Any, step: int) -> None:
+    def _log_image_grids(self, model: Any, dataset: ImageDataset, step: int) -> None:
         _, h, w = dataset.image_shape
         if h == 1 or w == 1:
             return  # vectors, not pictures
@@ -259,7 +261,7 @@ class TensorBoardLogger:
         samples = model.sample(x.shape[0], mean=True, generator=g)
         self.writer.add_image("images/prior_samples", image_grid([self._to_unit(samples)]), step)
 
-    def _log_sentences(self, model: Any, dataset: Any, step: int) -> None:
+    def _log_sentences(self, model: Any, dataset: TextDataset, step: int) -> None:
         from vaelab.generation import TextRun, reconstruct, sample_prior
 
         run = TextRun.from_data(model, dataset)

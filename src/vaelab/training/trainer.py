@@ -3,7 +3,7 @@
 The trainer builds its run with :func:`vaelab.run.build_run` (data set, model, objective), measures it with
 :class:`vaelab.evaluation.Evaluator`, and adds the strategy, the optimisers and the loop. It writes config.yaml and
 summary.json; the rest of the run folder hangs on it as callbacks (:mod:`vaelab.training.callbacks`: checkpoints,
-metrics.jsonl and steps.jsonl, TensorBoard, the progress bar).
+metrics.jsonl and steps.jsonl, TensorBoard, the progress bar, the epoch's line on stderr).
 
 Reading guide (``Trainer.fit``, top to bottom):
   for each epoch: for each batch: ``strategy.train_step`` -> running sums -> on_step_end (steps.jsonl, checkpoint)
@@ -27,6 +27,7 @@ from typing import Any
 
 from vaelab.checkpoint import load_checkpoint, rng_state, set_rng_state
 from vaelab.config import RunConfig, save_config, update_saved_config
+from vaelab.data import Dataset
 from vaelab.distributed import all_reduce_sum, barrier, broadcast_object
 from vaelab.evaluation import FINAL_OFFSET, Evaluator
 from vaelab.models import batch_size
@@ -72,7 +73,7 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: bool = False,
-        dataset: Any = None,
+        dataset: Dataset | None = None,
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.run = run = build_run(cfg, run_dir, dataset=dataset)  # data set, model, objective (vaelab.run)
@@ -188,7 +189,7 @@ class Trainer:
                     meta = {
                         **provenance(),
                         "world_size": dist.world_size,
-                        "data": getattr(self.run.dataset, "info", {}),
+                        "data": self.run.dataset.info,
                     }
                     save_config(self.run.config, self.folder.config, extra=meta)
                 elif self.resume_overrides:  # evaluation/logging/device settings given to `vaelab resume`
