@@ -43,6 +43,8 @@ def test_a_study_extended_by_a_method_reuses_the_finished_runs(tmp_path: Path):
     for name in ("0001-free_bits-seed0", "0003-free_bits-seed1"):  # new: trained here
         assert "reused_from" not in json.loads((points / name / "point.json").read_text())
     assert [r["seeds_completed"] for r in table] == [2, 2]
+    assert [r["seeds_reused"] for r in table] == [2, 0]
+    assert "2 of the 4 runs were copied from earlier study folders" in (second / "study.md").read_text()
 
 
 def test_reuse_matches_the_run_config_seed_included_and_remeasures_other_settings(tmp_path: Path):

@@ -360,6 +360,7 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
         row["mi_pool"] = done[0].get("test_mi_pool") if done else None
         row["iw_samples"] = done[0].get("iw_samples") if done else None
         row["latent_dim"] = next((len(ev["kl_per_dim"]) for ev in evals if ev.get("kl_per_dim")), None)
+        row["seeds_reused"] = sum(_reused(Path(r["run_dir"])) for r in done)
         phases = [p for p in (aggressive_phase(Path(r["run_dir"])) for r in done) if p]
         if phases:
             row["aggressive_phase"] = phases
@@ -369,6 +370,14 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
         if plain and r.get("train_time") is not None:
             r["time_ratio"] = r["train_time"] / plain["train_time"]
     return table
+
+
+def _reused(run_dir: Path) -> bool:
+    """Whether a point was copied from another study folder (``--reuse``; its point.json names the source)."""
+    try:
+        return "reused_from" in json.loads((run_dir / "point.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def aggressive_phase(run_dir: Path) -> dict[str, Any] | None:
@@ -455,6 +464,13 @@ def table_markdown(table: list[dict[str, Any]], req: dict[str, Any]) -> str:
         f"training loop with its per-epoch validation, final test measurement excluded; {req.get('workers', 1)} "
         "run(s) at a time."
     )
+    reused = sum(r.get("seeds_reused", 0) for r in table)
+    if reused:
+        done = sum(r["seeds_completed"] for r in table)
+        caption += (
+            f" {reused} of the {done} runs were copied from earlier study folders with the same run config "
+            "(`--reuse`; each point.json names its source): their train times were measured there."
+        )
     errors = [f"- {r['label']}: {r['errors']}" for r in table if r.get("errors")]
     body = "\n".join(lines) + "\n\n" + caption + "\n"
     phases = [(r["label"], r["aggressive_phase"]) for r in table if r.get("aggressive_phase")]
