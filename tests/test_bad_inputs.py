@@ -180,6 +180,8 @@ class Case:
     """A piece of the one stderr line (the key, file or path at fault)."""
     setup: Callable[[dict, Path], dict[str, str]] | None = None
     skip: bool = False
+    env: dict[str, str] | None = None
+    """Environment variables set while the case runs."""
 
 
 def T(key_value: str, expect: str | None = None) -> Case:
@@ -701,6 +703,11 @@ CASES += [
         {"data.name": "synthetic_gaussian", "data.image_shape": [1, 4, 4]},
         "model.likelihood=bernoulli",
     ),
+    B(
+        "relation-pixelcnn-on-real-data",
+        {"model.type": "pixelcnn", "data.name": "synthetic_gaussian", "data.image_shape": [1, 4, 4]},
+        "model.type=pixelcnn",
+    ),
     B("relation-likelihood-on-text-model", {"model.likelihood": "gaussian"}, "model.likelihood=gaussian", text=True),
     B("relation-conv-without-channels", {"model.type": "conv", "model.channels": []}, "model.channels"),
     B("relation-extra-metric-twice", {"eval.extra_metrics": ["probe", "probe"]}, "eval.extra_metrics"),
@@ -736,6 +743,26 @@ CASES += [
         "sweep {bad} --workers 1 --out {new}",
         "key 'train.lr' appears twice",
         bad_sweep("name: d\nbase: {cfg}\ngrid:\n  train.lr: [0.1]\n  train.lr: [0.2, 0.3]\n"),
+    ),
+    Case(
+        "sweep-grid-duplicate-values",
+        "sweep {bad} --workers 1 --out {new}",
+        "grid.train.lr: values must be distinct",
+        bad_sweep({"grid": {"train.lr": [0.1, 0.1]}}),
+    ),
+    Case(
+        "sweep-slurm-task-id-a-word",
+        "sweep {bad} --workers 1 --out {new}",
+        "SLURM_ARRAY_TASK_ID='abc'",
+        bad_sweep({}),
+        env={"SLURM_ARRAY_TASK_ID": "abc"},
+    ),
+    Case(
+        "sweep-slurm-task-id-out-of-range",
+        "sweep {bad} --workers 1 --out {new}",
+        "SLURM_ARRAY_TASK_ID='7': point index 7 is out of range",
+        bad_sweep({}),
+        env={"SLURM_ARRAY_TASK_ID": "7"},
     ),
     Case("sweep-seeds-strings", "sweep {bad} --workers 1 --out {new}", "seeds", bad_sweep({"seeds": ["0", "1"]})),
     Case("sweep-seeds-a-scalar", "sweep {bad} --workers 1 --out {new}", "seeds", bad_sweep({"seeds": 3})),
@@ -1032,6 +1059,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp
     if case.skip:
         pytest.skip("this machine has the device")
     monkeypatch.chdir(tmp_path)  # nothing may land in a default folder either
+    for name, value in (case.env or {}).items():
+        monkeypatch.setenv(name, value)
     new = tmp_path / "new"
     values = {k: str(v) for k, v in world.items()}
     values["new"] = str(new)
@@ -1235,6 +1264,7 @@ API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
     ("mi-pool-of-1", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, pool=1), "mi_pool"),
     ("au-threshold-negative", lambda out, w: vaelab_api().active_units(tiny_factory(), _X, threshold=-1), "threshold"),
     ("evaluate-batch-size-0", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=0), "batch_size"),
+    ("evaluate-one-example-1d", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[0]), "shape (N, ...)"),
     ("evaluate-nan-data", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X_NAN), "NaN"),
     ("load-run-checkpoint-name", lambda out, w: vaelab_api().load_run(w["run"], checkpoint="middle"), "checkpoint"),
     ("load-run-model-override", lambda out, w: vaelab_api().load_run(w["run"], overrides=["train.lr=1"]), "train.lr"),
@@ -1276,6 +1306,13 @@ def test_labels_as_words_reads_a_plain_file_whose_lines_start_with_a_number_and_
     cfg = load_config(world["text_cfg"], [f"data.path={corpus}", "data.labels_as_words=true"]).data
     ds = load_dataset(cfg)
     assert "100" in ds.vocab and ds.num_classes is None
+
+
+def test_evaluate_converts_float64_data_for_a_float32_model_as_train_does():
+    api = vaelab_api()
+    torch.manual_seed(0)
+    model = tiny_factory()
+    assert api.evaluate(model, _X.double())["elbo"] == pytest.approx(api.evaluate(model, _X)["elbo"])
 
 
 def test_overrides_may_follow_the_options(world, tmp_path, capsys):

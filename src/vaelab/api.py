@@ -363,14 +363,33 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
     if not parts:
         raise ValueError("the data have no examples")
     for i, p in enumerate(parts):
+        if isinstance(p.x, Tensor) and p.x.ndim < 2:
+            raise ValueError(
+                f"data: expected a tensor of shape (N, ...), one row per example, got a batch of shape "
+                f"{tuple(p.x.shape)} (a single example x: pass x[None])"
+            )
         if isinstance(p.x, Tensor) and p.x.is_floating_point() and not torch.isfinite(p.x).all():
             raise ValueError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
+    dtype = _float_dtype(model)
+    for p in parts:  # float64 data for a float32 model: converted, as train() does
+        if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
+            p.x = p.x.to(dtype)
     vae = _resolve_model(model, parts[0].x)
     device = _device_of(vae)
     for p in parts:
         if hasattr(p.x, "to"):
             p.x = p.x.to(device)
     return vae, parts
+
+
+def _float_dtype(model: Any) -> torch.dtype | None:
+    """The dtype of the first floating-point parameter of ``model`` (a module, or a tuple of modules)."""
+    for m in model if isinstance(model, tuple | list) else (model,):
+        if isinstance(m, nn.Module):
+            for t in m.parameters():
+                if t.is_floating_point():
+                    return t.dtype
+    return None
 
 
 def _generator(model: nn.Module, seed: int) -> torch.Generator:

@@ -623,6 +623,11 @@ def _relations(cfg: RunConfig) -> None:
             "model.likelihood=bernoulli needs data in [0, 1], but data.name=synthetic_gaussian holds real numbers "
             "(x = W z + b + noise); set model.likelihood=gaussian"
         )
+    if d.name == "synthetic_gaussian" and FIXED_LIKELIHOOD.get(m.type) == "bernoulli":
+        raise ConfigError(
+            f"model.type={m.type} ({OWN_LIKELIHOOD[m.type]}) needs data in [0, 1], but data.name=synthetic_gaussian "
+            "holds real numbers (x = W z + b + noise); choose model.type=mlp or conv with model.likelihood=gaussian"
+        )
     check_free_bits_groups(cfg.objective.free_bits_groups, cfg.model.latent_dim)
     for i, spec in enumerate(cfg.objective.terms):
         if isinstance(spec, dict) and isinstance(spec.get("weight"), dict):

@@ -68,10 +68,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     check_output_folder(out)
     index_text = args.index
-    if index_text is None and not args.all and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        index_text = os.environ["SLURM_ARRAY_TASK_ID"]
+    slurm = os.environ.get("SLURM_ARRAY_TASK_ID") if index_text is None and not args.all else None
+    if slurm:
+        index_text = slurm
+    try:
+        indices = parse_indices(index_text) if index_text is not None else None
+        for i in indices or ():
+            spec.point(i)  # out of range: refused here, before any point runs
+    except SweepError as e:
+        if slurm:  # the index came from the environment: name it (one line)
+            raise SweepError(f"SLURM_ARRAY_TASK_ID={slurm!r}: {e} (unset it, or pass --index or --all)") from None
+        raise
+    if slurm:
         print(f"vaelab sweep: point {index_text} from SLURM_ARRAY_TASK_ID (--all runs every point)", file=sys.stderr)
-    indices = parse_indices(index_text) if index_text is not None else None
     options = RunOptions(retry_failed=args.retry_failed, ignore_locks=args.ignore_locks)
     try:
         results = run_sweep(

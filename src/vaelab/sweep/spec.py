@@ -349,11 +349,15 @@ def _flat_mapping(value: Any, key: str) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def _value_lists(value: Any, key: str) -> dict[str, list[Any]]:
+def _value_lists(value: Any, key: str, distinct: bool = False) -> dict[str, list[Any]]:
+    """``distinct``: no value twice in a list (a grid; a zip list may repeat a value that its partners vary)."""
     mapping = _flat_mapping(value, key)
     for k, v in mapping.items():
         if not isinstance(v, list) or not v:
             raise SweepError(f"{key}.{k}: expected a non-empty list of values, got {v!r}")
+        seen = [repr(x) for x in v]
+        if distinct and len(set(seen)) != len(seen):  # identical points: twice the work, counted twice in cells
+            raise SweepError(f"{key}.{k}: values must be distinct, got {v!r}")
     return mapping
 
 
@@ -406,7 +410,7 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         fixed=_flat_mapping(data.get("fixed"), "fixed"),
         variants=variants,
         zip=zipped,
-        grid=_value_lists(data.get("grid"), "grid"),
+        grid=_value_lists(data.get("grid"), "grid", distinct=True),
         seeds=seeds,
         measure=measure,
     )
