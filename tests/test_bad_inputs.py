@@ -713,6 +713,9 @@ CASES += [
     B("relation-extra-metric-twice", {"eval.extra_metrics": ["probe", "probe"]}, "eval.extra_metrics"),
     B("relation-eval-size-1", {"data.eval_size": 1}, "data.eval_size"),
     B("relation-valid-size-on-a-synthetic-set", {"data.valid_size": 0}, "data.valid_size=0 is not read by"),
+    B("relation-text-key-on-images", {"data.max_length": 5}, "data.max_length=5 is not read by"),
+    B("relation-unk-token-on-images", {"data.unk_token": "_UNK"}, "data.unk_token='_UNK' is not read by"),
+    B("relation-binarize-on-text", {"data.binarize": "dynamic"}, "data.binarize='dynamic' is not read by", text=True),
     B(
         "relation-labels-as-words-with-label-tab",
         {"data.labels_as_words": True, "data.format": "label_tab"},

@@ -499,10 +499,46 @@ def check_data(d: Any) -> None:
             f"data.valid_size={d.valid_size} is not read by data.name={d.name}, whose validation split is "
             f"{FIXED_VALID_SPLIT[d.name]}; remove data.valid_size"
         )
+    _check_modality_keys(d)
     if d.labels_as_words and d.format != "plain":
         raise ConfigError(f"data.labels_as_words applies to data.format=plain, not {d.format}")
     if d.name == "ptb" and d.format != "plain":
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
+
+
+TEXT_ONLY_DATA_KEYS = (
+    "format",
+    "vocab_size",
+    "vocab_file",
+    "max_length",
+    "min_length",
+    "length_policy",
+    "unk_token",
+    "lowercase",
+    "skip_malformed",
+    "bucketing",
+    "labels_as_words",
+)
+"""``data`` keys that only a text corpus reads; on image data each must keep its default."""
+IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
+"""``data`` keys that only image data read; on text each must keep its default (None)."""
+
+
+def _check_modality_keys(d: Any) -> None:
+    """A key that the data set's modality does not read is refused rather than ignored (``data.max_length`` on
+    MNIST, ``data.binarize`` on a corpus). Unknown data set names are left to the registry's own error."""
+    if d.name not in _datasets():
+        return
+    from vaelab.data.config import DataConfig
+
+    default = DataConfig()
+    text = _text_data(d.name)
+    keys = IMAGE_ONLY_DATA_KEYS if text else TEXT_ONLY_DATA_KEYS
+    for key in keys:
+        value = getattr(d, key)
+        if value != getattr(default, key):
+            kind = "a text corpus" if text else "image data"
+            raise ConfigError(f"data.{key}={value!r} is not read by data.name={d.name} ({kind}); remove data.{key}")
 
 
 TEXT_MODELS = ("lstm_vae", "lstm_lm")

@@ -44,3 +44,17 @@ def test_at_he_et_al_init_the_encoder_means_hardly_differ_across_sentences() -> 
     # U(-0.3, 0.3): the means differ by a fair fraction of the posterior's width from the first step
     assert au_wide >= 16 and act_wide > 1e-2
     assert act_wide > 1e4 * act_small
+
+
+def test_every_registered_data_set_has_a_study_preset_that_validates() -> None:
+    """The study's presets are valid configs for every registered data set (a real-valued set gets a Gaussian
+    decoder, a corpus no image keys): ``base_config`` validates with the same rules as ``vaelab train``."""
+    from vaelab.data import DATASETS
+    from vaelab.study.collapse import base_config
+
+    for name in DATASETS.names():
+        overrides = ["data.path=corpus"] if name == "text" else []
+        base, text = base_config(name, overrides)
+        assert text == (DATASETS.modality(name) == "text"), name
+        if name == "synthetic_gaussian":
+            assert base["model"]["likelihood"] == "gaussian"
