@@ -133,3 +133,9 @@ def test_repo_sweep_files_validate(path: Path) -> None:
         return
     spec = load_sweep(path)  # builds every point's config
     assert len(spec) >= 2 and len({p.folder_name for p in spec.points()}) == len(spec)
+
+
+@pytest.mark.parametrize("name", ["", "  ", 3, None])
+def test_a_sweep_name_must_be_a_non_empty_string(name):
+    with pytest.raises(SweepError, match="name must be a non-empty string"):
+        spec_from_dict({"name": name, "base_config": {"name": "r"}, "seeds": [0]}, "s.yaml")

@@ -81,6 +81,7 @@ def test_tokens_and_counts(tiny_text):
         ("1\ta b\n-1\tc\n", "label_tab", 2, "bad label"),
         ("1\ta b\n2 c d\n", "label_tab", 2, "no TAB"),
         ("1\ta b\n0\t \n", "label_tab", 2, "empty sentence"),
+        ("a b\n\u200b \u2060\n", "plain", 2, "empty sentence"),  # only zero-width characters: nothing to read
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, text, fmt, line, problem):

@@ -44,6 +44,7 @@ padded to the global batch's longest sentence) and get the same dropout masks.
 from __future__ import annotations
 
 import itertools
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -737,7 +738,7 @@ def parse_corpus(
                 except ValueError:
                     problem = f"bad label {head!r} (expected an integer >= 0)"
         if problem is None:
-            words = text.split()
+            words = [w for w in text.split() if w.isascii() or not _invisible(w)]
             if not words:
                 problem = "empty line" if not line.strip() else "empty sentence"
             elif reserved := RESERVED.intersection(words):
@@ -762,6 +763,13 @@ def parse_corpus(
     parsed = _Parsed(sentences, labels, kept_lines, len(raw), skipped)
     _PARSE_CACHE[key] = parsed
     return parsed
+
+
+def _invisible(word: str) -> bool:
+    """Whether ``word`` is made only of invisible format characters (Unicode category Cf: zero-width space,
+    zero-width joiner, word joiner, a stray byte-order mark), which ``str.split`` does not treat as space: such a
+    "word" is not read as one, so a line holding only them is an empty line."""
+    return all(unicodedata.category(c) == "Cf" for c in word)
 
 
 def corpus_info(

@@ -402,6 +402,8 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         measure.validate()
     except SweepError as e:
         raise SweepError(f"{where}: {e}") from None
+    if "name" in data and (not isinstance(data["name"], str) or not data["name"].strip()):
+        raise SweepError(f"{where}: name must be a non-empty string (the sweep's name), got {data['name']!r}")
     name = data.get("name") or (Path(where).stem if where != "sweep" else "sweep")
     spec = SweepSpec(
         name=_safe(str(name)),
