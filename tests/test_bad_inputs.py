@@ -1267,6 +1267,8 @@ API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
     ("mi-pool-of-1", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, pool=1), "mi_pool"),
     ("au-threshold-negative", lambda out, w: vaelab_api().active_units(tiny_factory(), _X, threshold=-1), "threshold"),
     ("evaluate-batch-size-0", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=0), "batch_size"),
+    ("evaluate-seed-negative", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, seed=-1), "seed must be"),
+    ("mi-seed-negative", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, seed=-1), "seed must be"),
     ("evaluate-one-example-1d", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[0]), "shape (N, ...)"),
     ("evaluate-nan-data", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X_NAN), "NaN"),
     ("load-run-checkpoint-name", lambda out, w: vaelab_api().load_run(w["run"], checkpoint="middle"), "checkpoint"),

@@ -392,8 +392,16 @@ def _float_dtype(model: Any) -> torch.dtype | None:
     return None
 
 
+def _seed(seed: int) -> int:
+    """``seed`` checked with the rule of the config's ``seed`` (an integer in [0, 2**63 - 1])."""
+    from vaelab.checks import RULES, check
+
+    check("seed", seed, RULES["seed"])
+    return int(seed)
+
+
 def _generator(model: nn.Module, seed: int) -> torch.Generator:
-    return torch.Generator(device=_device_of(model)).manual_seed(int(seed))
+    return torch.Generator(device=_device_of(model)).manual_seed(_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -419,7 +427,7 @@ def evaluate(
     vae, parts = _model_and_batches(model, data, batch_size, labels)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
-    return summarise(col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(seed))
+    return summarise(col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(_seed(seed)))
 
 
 def iw_nll(
@@ -482,7 +490,7 @@ def mutual_information(
     pools over every example of ``data`` (cap ln N), an int B within consecutive groups of B (cap ln B). Report
     ``.value`` with ``.pool``: an MI near ln(pool) is at the estimator's ceiling."""
     mu, logvar = posteriors(model, data, batch_size=batch_size)
-    return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(seed))
+    return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(_seed(seed)))
 
 
 def active_units(model: Any, data: Any, *, threshold: float = 0.01, batch_size: int = 500) -> tuple[int, Tensor]:
@@ -512,7 +520,7 @@ def hole_metrics(
     ``hole_kl`` = KL(p || q_agg) by Monte Carlo over ``prior_samples`` draws (with ``hole_kl_se``),
     ``hole_kl_per_dim`` (quadrature) and ``cu_<tau>``, the dimensions whose per-dimension hole KL is below tau."""
     mu, logvar = posteriors(model, data, batch_size=batch_size)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(_seed(seed))
     return _hole_metrics(mu, logvar, prior_samples=prior_samples, taus=taus, generator=gen)
 
 
