@@ -427,7 +427,9 @@ def evaluate(
     vae, parts = _model_and_batches(model, data, batch_size, labels)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
-    return summarise(col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(_seed(seed)))
+    return summarise(
+        col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(_seed(seed))
+    )
 
 
 def iw_nll(
