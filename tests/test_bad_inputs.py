@@ -1267,6 +1267,7 @@ API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
     ("mi-pool-of-1", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, pool=1), "mi_pool"),
     ("au-threshold-negative", lambda out, w: vaelab_api().active_units(tiny_factory(), _X, threshold=-1), "threshold"),
     ("evaluate-batch-size-0", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=0), "batch_size"),
+    ("evaluate-meta-tensor", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X.to("meta")), "meta device"),
     ("evaluate-seed-negative", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, seed=-1), "seed must be"),
     ("mi-seed-negative", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, seed=-1), "seed must be"),
     ("evaluate-one-example-1d", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[0]), "shape (N, ...)"),
@@ -1318,6 +1319,15 @@ def test_evaluate_converts_float64_data_for_a_float32_model_as_train_does():
     torch.manual_seed(0)
     model = tiny_factory()
     assert api.evaluate(model, _X.double())["elbo"] == pytest.approx(api.evaluate(model, _X)["elbo"])
+
+
+def test_evaluate_reads_uint8_and_bool_data_as_train_does():
+    """uint8 tensors are intensities 0..255 and bool tensors 0/1 (vaelab.data.user), as for api.train."""
+    api = vaelab_api()
+    model = tiny_factory()
+    reference = api.evaluate(model, _X)["elbo"]
+    assert api.evaluate(model, (_X * 255).to(torch.uint8))["elbo"] == pytest.approx(reference)
+    assert api.evaluate(model, _X.bool())["elbo"] == pytest.approx(reference)
 
 
 def test_overrides_may_follow_the_options(world, tmp_path, capsys):

@@ -368,9 +368,16 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
                 f"data: expected a tensor of shape (N, ...), one row per example, got a batch of shape "
                 f"{tuple(p.x.shape)} (a single example x: pass x[None])"
             )
+        if isinstance(p.x, Tensor) and p.x.is_meta:
+            raise ValueError("data: a tensor on the meta device holds no values; pass real data")
         if isinstance(p.x, Tensor) and p.x.is_floating_point() and not torch.isfinite(p.x).all():
             raise ValueError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
     dtype = _float_dtype(model)
+    for p in parts:  # as train() reads them (vaelab.data.user): uint8 = intensities 0..255, bool = 0/1
+        if isinstance(p.x, Tensor) and p.x.dtype == torch.uint8:
+            p.x = p.x.to(dtype or torch.float32) / 255.0
+        elif isinstance(p.x, Tensor) and p.x.dtype == torch.bool:
+            p.x = p.x.to(dtype or torch.float32)
     for p in parts:  # float64 data for a float32 model: converted, as train() does
         if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
             p.x = p.x.to(dtype)
