@@ -35,7 +35,7 @@ format: $(STAMP)
 # The main job: a short collapse study on a generated corpus (no download): 4,000 sentences of 10 words, 8 topics
 # (src/vaelab/data/synthetic_text.py). The plain LSTM VAE collapses on it (its decoder infers the topic from the
 # first words, z is ignored) and the remedies bring z back; one comparison table, one HTML report (its path is the
-# last line printed). About 3-4 minutes with 2 workers on 2 cores (docs/study.md, "The demo").
+# last line printed). 146 s with 2 workers on 2 idle cores (docs/study.md, "The demo").
 # Re-running continues where it stopped; `make demo DEMO_OUT=elsewhere` starts afresh elsewhere.
 DEMO_OUT ?= runs/demo
 DEMO_METHODS ?= plain,free_bits,pretrain_fb,bn_vae,beta_vae,density_gap
