@@ -1328,6 +1328,7 @@ def test_evaluate_reads_uint8_and_bool_data_as_train_does():
     reference = api.evaluate(model, _X)["elbo"]
     assert api.evaluate(model, (_X * 255).to(torch.uint8))["elbo"] == pytest.approx(reference)
     assert api.evaluate(model, _X.bool())["elbo"] == pytest.approx(reference)
+    assert api.evaluate(model, _X.to(torch.uint8))["elbo"] == pytest.approx(reference)  # uint8 0/1, as train reads
 
 
 def test_overrides_may_follow_the_options(world, tmp_path, capsys):

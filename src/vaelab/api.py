@@ -38,7 +38,8 @@ from torch import Tensor, nn
 
 from vaelab import run as _run
 from vaelab.config import RunConfig, apply_overrides, read_yaml, run_config, to_dict
-from vaelab.data.user import TOKEN_OFFSET, UserData, as_user_data, tensor_data, token_data
+from vaelab.data.base import to_float
+from vaelab.data.user import TOKEN_OFFSET, UserData, as_intensities, as_user_data, tensor_data, token_data
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
 from vaelab.metrics.holes import DEFAULT_PRIOR_SAMPLES, DEFAULT_TAUS
 from vaelab.metrics.holes import hole_metrics as _hole_metrics
@@ -373,14 +374,11 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
         if isinstance(p.x, Tensor) and p.x.is_floating_point() and not torch.isfinite(p.x).all():
             raise ValueError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
     dtype = _float_dtype(model)
-    for p in parts:  # as train() reads them (vaelab.data.user): uint8 = intensities 0..255, bool = 0/1
-        if isinstance(p.x, Tensor) and p.x.dtype == torch.uint8:
-            p.x = p.x.to(dtype or torch.float32) / 255.0
-        elif isinstance(p.x, Tensor) and p.x.dtype == torch.bool:
-            p.x = p.x.to(dtype or torch.float32)
-    for p in parts:  # float64 data for a float32 model: converted, as train() does
+    for p in parts:  # read as train() reads the user's arrays: bool and uint8 through as_intensities, then [0, 1]
+        if isinstance(p.x, Tensor) and p.x.dtype in (torch.uint8, torch.bool):
+            p.x = to_float(torch.from_numpy(as_intensities(p.x.cpu().numpy())))
         if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
-            p.x = p.x.to(dtype)
+            p.x = p.x.to(dtype)  # float64 data for a float32 model: converted, as train() does
     vae = _resolve_model(model, parts[0].x)
     device = _device_of(vae)
     for p in parts:

@@ -77,16 +77,24 @@ class ArrayDataset(ImageDataset):
         }
 
 
+def as_intensities(x: np.ndarray) -> np.ndarray:
+    """A bool or uint8 array as uint8 intensities 0..255, the way the user's arrays are read: bool and uint8 0/1
+    data become 0/255, other uint8 arrays are intensities already. (Split.to_float then reads them in [0, 1].)"""
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8) * np.uint8(255)
+    if x.dtype == np.uint8:
+        return x * np.uint8(255) if x.size and int(x.max()) <= 1 else x
+    raise TypeError(f"as_intensities: expected a bool or uint8 array, got {x.dtype}")
+
+
 def _array_split(x: np.ndarray, y: np.ndarray | None, source: str) -> tuple[Split, tuple[int, ...]]:
     """An (N, *shape) array (shape of 1 to 3 dims) as a Split (N, C, H, W), and the example shape."""
     if x.ndim < 2 or x.ndim > 4:
         raise DataError(f"{source}: arrays must be (N, D), (N, H, W) or (N, C, H, W), got shape {x.shape}")
     shape = tuple(int(d) for d in x.shape[1:])
     chw = normalize_image_shape(shape, what=f"{source} example shape")
-    if x.dtype == np.bool_:
-        arr = x.astype(np.uint8) * np.uint8(255)
-    elif x.dtype == np.uint8:
-        arr = x * np.uint8(255) if x.size and int(x.max()) <= 1 else x
+    if x.dtype in (np.bool_, np.uint8):
+        arr = as_intensities(x)
     elif np.issubdtype(x.dtype, np.number):
         arr = x.astype(np.float32)
         if arr.size and not np.isfinite(arr).all():
