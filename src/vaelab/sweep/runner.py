@@ -281,15 +281,21 @@ def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
     _write_point_record(path, record)
 
 
-def _same_config_as_saved(folder: Path, digest: str) -> bool:
-    """Whether the run folder's config.yaml, read with today's defaults, hashes to ``digest``."""
+def _saved_config_hash(folder: Path) -> str | None:
+    """The hash of the run folder's config.yaml read with today's defaults; None if it has none this version
+    can read."""
     saved = folder / "config.yaml"
     if not saved.is_file():
-        return False
+        return None
     try:
-        return config_hash(load_saved_config(saved)) == digest
+        return config_hash(load_saved_config(saved))
     except ConfigError:
-        return False
+        return None
+
+
+def _same_config_as_saved(folder: Path, digest: str) -> bool:
+    """Whether the run folder's config.yaml, read with today's defaults, hashes to ``digest``."""
+    return _saved_config_hash(folder) == digest
 
 
 def _write_point_record(path: Path, record: dict[str, Any]) -> None:
@@ -313,11 +319,9 @@ def _donors(folders: Iterable[str | Path], out: Path, spec: SweepSpec) -> dict[s
         for folder in sorted(points_dir(source).glob("*")):
             if not folder.is_dir() or display_state(folder) in ("failed", "running", "missing"):
                 continue
-            try:
-                digest = config_hash(load_saved_config(folder / "config.yaml"))
-            except (ConfigError, OSError):
-                continue  # not readable as a run of this version: not offered
-            found.setdefault(digest, (folder, same_measure))
+            digest = _saved_config_hash(folder)
+            if digest is not None:  # else not readable as a run of this version: not offered
+                found.setdefault(digest, (folder, same_measure))
     return found
 
 
