@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
+from vaelab.sweep.claims import write_claims
 from vaelab.sweep.measure import MEASUREMENTS_FILE
 from vaelab.sweep.runner import ERROR_FILE, display_state, load_stored_spec, point_dir
 from vaelab.sweep.spec import SweepSpec
@@ -186,9 +187,11 @@ CELL_METRICS: tuple[tuple[str, str], ...] = (
     ("gap_marginal_kl", "R - MI"),
     ("steps", "steps"),
     ("best_step", "best step"),
+    ("best_epoch", "best epoch"),
     ("train_time", "train time (s)"),
 )
 """(column, short label) of the metrics summarised per cell, in table order."""
+TRAINING_LENGTH = ("steps", "best_step", "best_epoch", "train_time")
 
 
 def t_interval(values: list[float], level: float = CI_LEVEL) -> tuple[float, float | None, int]:
@@ -298,7 +301,7 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
         ("Test split", [(f"test_{m}", lbl) for m, lbl in SPLIT_METRICS]),
         ("Train split (measured subset)", [(f"train_{m}", lbl) for m, lbl in SPLIT_METRICS]),
         ("Generalisation gaps (test - train)", [(m, lbl) for m, lbl in CELL_METRICS if m.startswith("gap_")]),
-        ("Training length", [(m, lbl) for m, lbl in CELL_METRICS if m in ("steps", "best_step", "train_time")]),
+        ("Training length", [(m, lbl) for m, lbl in CELL_METRICS if m in TRAINING_LENGTH]),
     ]
     for title, metrics in sections:
         metrics = [(m, lbl) for m, lbl in metrics if cells and f"{m}_mean" in cells[0]]
@@ -333,9 +336,10 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
     return "\n".join(lines)
 
 
-def write_summary(out: str | Path, level: float = CI_LEVEL) -> tuple[Path, Path]:
-    """Write ``DIR/cells.csv`` (one row per cell: :func:`seed_cells`) and ``DIR/results.md``
-    (:func:`results_markdown`); return their paths."""
+def write_summary(out: str | Path, level: float = CI_LEVEL) -> tuple[Path, ...]:
+    """Write ``DIR/cells.csv`` (one row per cell: :func:`seed_cells`), ``DIR/results.md``
+    (:func:`results_markdown`) and, for a beta sweep measured with the IW-NLL, ``DIR/claims.md``
+    (:mod:`vaelab.sweep.claims`); return their paths."""
     spec = load_stored_spec(out)
     rows = collect_rows(out)
     cells = seed_cells(rows, cell_keys(spec), level)
@@ -352,4 +356,5 @@ def write_summary(out: str | Path, level: float = CI_LEVEL) -> tuple[Path, Path]
     atomic_write_text(csv_path, buf.getvalue())
     md_path = Path(out) / RESULTS_MD
     atomic_write_text(md_path, results_markdown(out, rows, level))
-    return csv_path, md_path
+    claims = write_claims(out, cells, cell_keys(spec))
+    return (csv_path, md_path) if claims is None else (csv_path, md_path, claims)
