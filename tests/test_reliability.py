@@ -27,7 +27,7 @@ from conftest import Crash, crash_at_step
 from vaelab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.cli import main
 from vaelab.config import load_config
-from vaelab.training.runlock import RUN_LOCK, RunFolderLocked, RunLock, acquire_lock, lock_holder, release_lock
+from vaelab.runlock import RUN_LOCK, RunFolderLocked, RunLock, acquire_lock, lock_holder, release_lock
 from vaelab.training.trainer import Trainer
 
 

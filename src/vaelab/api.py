@@ -80,7 +80,10 @@ LoadedRun = _run.Run
 
 @dataclass
 class Run:
-    """A run folder written by :func:`train` (or ``vaelab train``): the files are the record, these are shortcuts."""
+    """A run folder written by :func:`train` (or ``vaelab train``): the files are the record, these are shortcuts.
+
+    ``vaelab.Run`` is this handle on a folder; the run layer's bundle of config, data set, model and objective
+    is another class, :class:`vaelab.run.Run`, served here as :data:`LoadedRun` (what :meth:`load` returns)."""
 
     path: Path
 

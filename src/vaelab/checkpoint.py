@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.oserrors import with_path
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -59,8 +61,6 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        from vaelab.oserrors import with_path
-
         named = with_path(e, path)  # a full disk inside torch.save: the OSError, naming the file
         if named is not e:
             raise named from None

@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vaelab.checks import check_device_available
     from vaelab.config import load_config
     from vaelab.oserrors import check_output_folder
-    from vaelab.training.runlock import check_unlocked
+    from vaelab.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
@@ -66,7 +66,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.config import ConfigError, load_saved_config
     from vaelab.oserrors import check_output_folder
     from vaelab.runfolder import RunFolder
-    from vaelab.training.runlock import check_unlocked
+    from vaelab.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     check_override_keys(args.overrides, RESUME_KEYS, "vaelab resume")
@@ -287,7 +287,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaelab.config import ConfigError
+    from vaelab.errors import ConfigError
     from vaelab.registry import UnknownChoiceError
 
     args = parse_args(build_parser(), argv)

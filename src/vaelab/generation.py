@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from vaelab.checks import SEED, Device, Int, Num, option
 from vaelab.data.text import TextDataset, TokenBatch, Vocabulary
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
+from vaelab.rules import SEED, Device, Int, Num, option
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -229,7 +229,7 @@ def interpolate(
 
 
 def _load(args: argparse.Namespace) -> TextRun:
-    from vaelab.checks import check_device_available
+    from vaelab.rules import check_device_available
 
     check_device_available(args.device, key="--device")
     return load_text_run(args.dir, checkpoint=args.checkpoint, device=args.device)

@@ -32,14 +32,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.checks import SEED, Int, Num, option
-from vaelab.config import TrainConfig
 from vaelab.distributions import log_standard_normal
 from vaelab.metrics import mutual_information
 from vaelab.models.base import VAE
 from vaelab.models.image import MLPEncoder
 from vaelab.models.pixelcnn import PixelCNNDecoder
 from vaelab.objectives import ObjectiveConfig, build_objective
+from vaelab.rules import SEED, Int, Num, option
+from vaelab.runconfig import TrainConfig
 from vaelab.seeds import mix_seed
 from vaelab.training.optimizers import make_optimizer
 from vaelab.training.strategies import STRATEGIES, StepContext

@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 USER_ERRNOS: dict[int, str] = {
     errno.EACCES: "permission denied",

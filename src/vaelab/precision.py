@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

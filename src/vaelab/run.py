@@ -47,7 +47,10 @@ class Run:
     ``precision`` (``train.precision``'s autocast), ``dist`` (this process's rank of the job), ``train_loader``
     (this process's shard of the shuffled training split, ``train.batch_size`` per global batch), ``total_steps``
     (the training's step count, epochs x steps per epoch capped by ``train.max_steps``) and ``checkpoint`` (the
-    file whose weights the model holds; None: fresh weights)."""
+    file whose weights the model holds; None: fresh weights).
+
+    The Python API serves this class as ``vaelab.LoadedRun``; ``vaelab.Run`` is another class, the handle on a run
+    folder that :func:`vaelab.train` returns (:class:`vaelab.api.Run`)."""
 
     config: RunConfig
     dataset: Dataset
@@ -161,10 +164,12 @@ def check_trainable(run: Run) -> None:
     has examples, the final and validation splits are not of 1 example (MI and active units of one example are
     undefined), and without a validation split (``data.valid_size: 0``) nothing needs one (LR decay, early stopping,
     a strategy that watches validation MI). Raises a one-line DataError or ConfigError."""
-    from vaelab.checks import check_batch_norm_batches
+    from vaelab.checks import check_batch_norm_batches, check_metrics_have_labels
 
     cfg, dataset = run.config, run.dataset
     check_batch_norm_batches(cfg, run.train_loader.batch_sizes(), len(dataset.split("train")))
+    check_metrics_have_labels(cfg.eval.extra_metrics, dataset.num_classes, "eval.extra_metrics", cfg.data.name)
+    check_data_range(run)
     final = cfg.eval.final_split
     for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
         if len(dataset.split(split)) == 1:
@@ -194,6 +199,19 @@ def check_trainable(run: Run) -> None:
             f"data set {cfg.data.name} has no validation split (data.valid_size=0), which {', '.join(needs)} "
             "needs; set data.valid_size > 0"
         )
+
+
+def check_data_range(run: Run) -> None:
+    """A built-in Bernoulli decoder sees data in [0, 1] (:func:`vaelab.checks.check_bernoulli_data`): only the
+    user's arrays (``data.name: arrays``) can hold other floats; the range is that of every split, as stored."""
+    from vaelab.checks import check_bernoulli_data
+
+    if run.config.model.type == "custom" or run.dataset.modality != "image":
+        return
+    xs = [run.dataset.split(s).x for s in ("train", "valid", "test")]
+    xs = [x for x in xs if isinstance(x, torch.Tensor) and x.numel() and x.is_floating_point()]
+    if xs:
+        check_bernoulli_data(run.config, min(float(x.min()) for x in xs), max(float(x.max()) for x in xs))
 
 
 def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunFolder, Path]:
@@ -245,6 +263,7 @@ __all__ = [
     "Checkpoint",
     "Run",
     "build_run",
+    "check_data_range",
     "check_trainable",
     "load_run",
     "resolve_device",

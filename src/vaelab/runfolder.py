@@ -29,6 +29,10 @@ import torch
 
 from vaelab.checkpoint import atomic_write_text
 
+DEFERRED = "deferred"
+"""summary.json's ``final_evaluation`` when the trainer left the evaluation to the sweep's measurement
+(:func:`vaelab.sweep.measure.complete_deferred_summary` fills it in)."""
+
 
 def _clean(v: Any) -> Any:
     """JSON-safe values: tensors to numbers, NaN/inf to strings (JSON has no NaN)."""

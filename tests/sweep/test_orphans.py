@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from vaelab.runlock import pid_alive
 from vaelab.sweep import spec_from_dict
 from vaelab.sweep.runner import LOCK_FILE, point_dir
-from vaelab.training.runlock import pid_alive
 
 from .helpers import sweep_dict
 

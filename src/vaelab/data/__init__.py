@@ -34,6 +34,7 @@ from vaelab.data.base import (
     Split,
     resolve_data_root,
 )
+from vaelab.data.checks import DATA_RULES, check_data
 from vaelab.data.config import BINARIZE_MODES, BinarizeMode, DataConfig
 from vaelab.data.dataset import MODALITIES, DataBatch, Dataset, DataSplit, Loader, Modality
 from vaelab.data.idx import read_idx, write_idx
@@ -48,11 +49,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
     An unknown name raises an error listing the registered ones; missing or corrupt files raise
     :class:`DataError` naming the file, the setting that chose the data folder and what was expected. Every
-    ``data.*`` value is checked first, by the rules of :mod:`vaelab.checks` (a config that was loaded has passed
-    them already; this is the guard of a :class:`DataConfig` built in Python).
+    ``data.*`` value is checked first, by the rules of :mod:`vaelab.data.checks` (a config that was loaded has
+    passed them already; this is the guard of a :class:`DataConfig` built in Python).
     """
-    from vaelab.checks import check_data
-
     loader = DATASETS.get(cfg.name, key="data.name")
     check_data(cfg)
     return loader(cfg)
@@ -67,6 +66,7 @@ def dataset_modality(name: str, key: str | None = "data.name") -> Modality:
 __all__ = [
     "BINARIZE_MODES",
     "DATASETS",
+    "DATA_RULES",
     "DEFAULT_EVAL_BINARIZE_SEED",
     "MODALITIES",
     "SPLITS",
@@ -82,6 +82,7 @@ __all__ = [
     "Loader",
     "Modality",
     "Split",
+    "check_data",
     "dataset_modality",
     "linear_gaussian_log_likelihood",
     "load_dataset",

@@ -1,4 +1,4 @@
-"""Deterministic, resumable, DDP-aware mini-batches over an in-memory :class:`~vaelab.data.base.Split`.
+"""Deterministic, resumable, DDP-aware mini-batches over an in-memory :class:`~vaelab.data.split.Split`.
 
 Determinism. Everything a batch contains is a function of (seed, epoch, batch index):
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vaelab.data.base import Split, derive_seed, is_binary, to_float, torch_generator
 from vaelab.data.config import BINARIZE_MODES
+from vaelab.data.split import Split, derive_seed, is_binary, to_float, torch_generator
 
 _EVAL_CHUNK = 4096
 

@@ -67,9 +67,11 @@ from vaelab.data.base import (
     sha256_file,
     torch_generator,
 )
+from vaelab.data.checks import DATA_RULES, check_data
 from vaelab.data.config import DataConfig
 from vaelab.data.dataset import Dataset, Modality
 from vaelab.data.loader import shard_bounds
+from vaelab.rules import check
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS: tuple[str, str, str, str] = (PAD, BOS, EOS, UNK)
@@ -125,9 +127,7 @@ class Vocabulary:
         at most ``max_size`` (None: every word)."""
         words = sorted((w for w in counts if w not in SPECIALS), key=lambda w: (-counts[w], w))
         if max_size is not None:
-            from vaelab.checks import check
-
-            check("data.vocab_size", max_size)  # more than the 4 special tokens
+            check("data.vocab_size", max_size, DATA_RULES["data.vocab_size"])  # more than the 4 special tokens
             words = words[: max_size - len(SPECIALS)]
         return cls(words)
 
@@ -844,8 +844,6 @@ def load_text_corpus(
     standard: dict[str, tuple[str, int]] | None = None,
 ) -> TextDataset:
     """Read, check, split, subset and encode a corpus (the shared body of ``text`` and ``ptb``)."""
-    from vaelab.checks import check_data
-
     check_data(cfg)  # as load_dataset does: this function is public
     unknown = sorted(set(files) - set(SPLITS))
     if unknown:

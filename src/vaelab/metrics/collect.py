@@ -29,6 +29,10 @@ from vaelab.metrics.likelihood import (
 )
 from vaelab.metrics.units import active_units, kl_per_dim
 from vaelab.models.base import VAE
+from vaelab.rules import Either, Int, check
+
+MI_POOL = Either(words=("all",), rule=Int(2))
+"""The rule of ``eval.mi_pool``: ``all`` or a pool of B >= 2 rows (a pool of 1 has MI 0 by construction)."""
 
 
 @dataclass
@@ -214,9 +218,7 @@ def pooled_mutual_information(
 ) -> MIEstimate:
     """I_q(x; z) in nats of the posteriors (P, D) under a pool setting: ``"all"`` pools over all P rows (cap
     ln P); an int B pools within consecutive minibatches of B rows (He et al., ICLR 2019; cap ln B)."""
-    from vaelab.checks import RULES, check
-
-    check("mi_pool", mi_pool, RULES["eval.mi_pool"])  # 'all' or >= 2: a pool of 1 has MI 0 by construction
+    check("mi_pool", mi_pool, MI_POOL)  # 'all' or >= 2: a pool of 1 has MI 0 by construction
     if mi_pool == "all":
         return mutual_information(mu, logvar, generator=generator)
     return mutual_information_minibatches(mu, logvar, int(mi_pool), generator=generator)

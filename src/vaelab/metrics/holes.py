@@ -30,6 +30,7 @@ from torch import Tensor
 
 from vaelab.distributions import LOG_2PI
 from vaelab.metrics.extras import EXTRA_METRICS, MetricContext
+from vaelab.rules import COUNT, check
 
 DEFAULT_PRIOR_SAMPLES = 128_000
 """Prior draws for the joint hole KL: 1000 x 128, as in Zhang et al. (2022)."""
@@ -100,8 +101,6 @@ def joint_hole_kl(
     _check(mu, logvar)
     d = mu.shape[1]
     total = num_samples if z is None else int(z.shape[0])
-    from vaelab.checks import COUNT, check
-
     check("num_samples", total, COUNT)
     s1 = 0.0
     s2 = 0.0

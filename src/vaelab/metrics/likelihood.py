@@ -21,6 +21,7 @@ from torch import Tensor
 
 from vaelab.distributions import DiagonalGaussian
 from vaelab.models.base import VAE, StandardNormalPrior
+from vaelab.rules import COUNT, check
 
 #: Default number of importance samples drawn per example at once. Memory grows as chunk_size * B decoded
 #: examples; for an MNIST-sized MLP decoder and B = 100 that is ~60 MB of float32 activations per chunk.
@@ -153,6 +154,4 @@ def perplexity(total_nll: float | Tensor, num_tokens: int) -> float:
 
 def _count(name: str, value: Any) -> None:
     """``value`` is an integer >= 1 (the rule of every sample count; one-line error naming ``name``)."""
-    from vaelab.checks import COUNT, check
-
     check(name, value, COUNT)

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from vaelab.rules import Num, check
+
+AU_THRESHOLD = Num(lo=0)
+"""The rule of ``eval.au_threshold``: the variance of the posterior mean above which a unit is active."""
+
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     """Number of active latent units and the per-dimension activity statistic.
@@ -18,9 +23,7 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     ``mu``: (N, D) posterior means, N >= 2. Returns ``(count, variances)`` with ``variances`` of shape (D,),
     in squared latent units.
     """
-    from vaelab.checks import RULES, check
-
-    check("threshold", threshold, RULES["eval.au_threshold"])
+    check("threshold", threshold, AU_THRESHOLD)
     if mu.dim() != 2:
         raise ValueError(f"mu must be (N, D), got shape {tuple(mu.shape)}")
     if mu.shape[0] < 2:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vaelab.errors import ConfigError
 from vaelab.models.base import VAE, Decoder, Encoder, StandardNormalPrior, batch_size
 from vaelab.models.config import ModelConfig
 from vaelab.models.image import (
+    ACTIVATIONS,
     ConvDecoder,
     ConvEncoder,
     LinearEncoder,
@@ -20,13 +22,78 @@ from vaelab.models.image import (
     MLPDecoder,
     MLPEncoder,
 )
-from vaelab.models.likelihoods import LIKELIHOODS
-from vaelab.models.posterior_heads import apply_posterior_head
-from vaelab.models.text import LSTMDecoder, LSTMEncoder, PriorEncoder
+from vaelab.models.likelihoods import GAUSSIAN_STD, LIKELIHOODS
+from vaelab.models.posterior_heads import BN_GAMMA, DELTA_RATE, apply_posterior_head
+from vaelab.models.text import WORD_DROPOUT, LSTMDecoder, LSTMEncoder, PriorEncoder
 from vaelab.registry import Registry
+from vaelab.rules import COUNT, PROBABILITY_OPEN, Choice, Int, Items, Num, Rule, Typed, check_section
 
 ModelBuilder = Callable[[ModelConfig, dict[str, Any]], VAE]
 MODELS: Registry[ModelBuilder] = Registry("model type")
+
+
+MODEL_RULES: dict[str, Rule] = {
+    "model.type": Choice(registry=lambda: MODELS),
+    "model.latent_dim": COUNT,
+    "model.factory": Typed(why="'package.module:function' or '/path/file.py:function' (checked when built)"),
+    "model.factory_kwargs": Typed(why="keyword arguments of model.factory"),
+    "model.hidden": Items(item=Int(1)),
+    "model.channels": Items(item=Int(1), min_len=1),
+    "model.activation": Choice(registry=lambda: ACTIVATIONS),
+    "model.likelihood": Choice(registry=lambda: LIKELIHOODS),
+    "model.gaussian_std": GAUSSIAN_STD,
+    "model.learn_std": Typed(),
+    "model.posterior": Typed(),
+    "model.bn_gamma": BN_GAMMA,
+    "model.delta_rate": DELTA_RATE,
+    "model.emb_dim": COUNT,
+    "model.hidden_dim": COUNT,
+    "model.dropout_in": PROBABILITY_OPEN,
+    "model.dropout_out": PROBABILITY_OPEN,
+    "model.word_dropout": WORD_DROPOUT,
+    "model.init_range": Num(lo=0, lo_open=True),
+    "model.emb_init_range": Num(lo=0, lo_open=True),
+    "model.decoder_init_from_z": Typed(),
+    "model.skip": Typed(),
+    "model.pixelcnn_channels": COUNT,
+    "model.pixelcnn_layers": COUNT,
+}
+"""The rule of every ``model.*`` key."""
+
+TEXT_MODELS = ("lstm_vae", "lstm_lm")
+"""Model types that read sentences (the others but ``custom`` read images)."""
+LIKELIHOOD_READERS = ("mlp", "conv")
+"""Model types whose decoder's likelihood is ``model.likelihood``."""
+FIXED_LIKELIHOOD = {"linear": "gaussian", "pixelcnn": "bernoulli"}
+"""The likelihood a model type always has (``model.likelihood`` may name it; ``bernoulli``, the default, is
+accepted for every type)."""
+OWN_LIKELIHOOD = {
+    "linear": "its decoder is always Gaussian, with model.gaussian_std",
+    "pixelcnn": "its decoder is always Bernoulli",
+    "lstm_vae": "its decoder is a softmax over words",
+    "lstm_lm": "its decoder is a softmax over words",
+    "custom": "the factory's decoder defines log_prob",
+}
+
+
+def check_model(m: Any) -> None:
+    """Every rule of the ``model`` section (:data:`MODEL_RULES` and the relations between its keys)."""
+    check_section(m, "model", MODEL_RULES)
+    if (m.type == "custom") != (m.factory is not None):
+        raise ConfigError(
+            "model.type=custom needs model.factory ('package.module:function' or '/path/file.py:function')"
+            if m.type == "custom"
+            else f"model.factory is only read by model.type=custom, not {m.type!r}"
+        )
+    if m.skip and m.type != "lstm_vae":
+        raise ConfigError(f"model.skip (skip-VAE) is implemented for model.type=lstm_vae, not {m.type!r}")
+    if m.posterior != "gaussian" and m.type == "lstm_lm":
+        raise ConfigError(f"model.posterior={m.posterior} needs a model with an encoder (lstm_lm has none)")
+    if m.likelihood not in ("bernoulli", FIXED_LIKELIHOOD.get(m.type)) and m.type not in LIKELIHOOD_READERS:
+        raise ConfigError(
+            f"model.likelihood={m.likelihood} is read only by model.type={' or '.join(LIKELIHOOD_READERS)}; "
+            f"{m.type} would ignore it ({OWN_LIKELIHOOD.get(m.type, 'its decoder defines its own likelihood')})"
+        )
 
 
 def _likelihood(cfg: ModelConfig):
@@ -131,9 +198,7 @@ def _build_lstm_lm(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
 
 def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
     """Build the VAE named by ``cfg.type`` for data described by ``data_info``. Every ``model.*`` value is checked
-    first, by the rules of :mod:`vaelab.checks` (the guard of a :class:`ModelConfig` built in Python)."""
-    from vaelab.checks import check_model
-
+    first, by :func:`check_model` (the guard of a :class:`ModelConfig` built in Python)."""
     builder = MODELS.get(cfg.type, key="model.type")
     check_model(cfg)
     model = builder(cfg, data_info)
@@ -148,6 +213,7 @@ def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
 
 __all__ = [
     "MODELS",
+    "MODEL_RULES",
     "VAE",
     "Decoder",
     "Encoder",
@@ -155,4 +221,5 @@ __all__ = [
     "StandardNormalPrior",
     "batch_size",
     "build_model",
+    "check_model",
 ]

@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaelab.registry import Registry
+from vaelab.rules import Num, check
+
+GAUSSIAN_STD = Num(lo=0, lo_open=True)
+"""The rule of ``model.gaussian_std``: the (initial) standard deviation of the Gaussian likelihood."""
 
 LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood")
 
@@ -62,9 +66,7 @@ class Gaussian(Likelihood):
 
     def __init__(self, event_dims: int = 3, std: float = 1.0, learn_std: bool = False, **_: object) -> None:
         super().__init__()
-        from vaelab.checks import check
-
-        check("model.gaussian_std", std)
+        check("model.gaussian_std", std, GAUSSIAN_STD)
         self.event_dims = event_dims
         self.init_std = float(std)
         log_std = torch.tensor(math.log(std))

@@ -52,6 +52,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaelab.models.base import Encoder
+from vaelab.rules import Num, check
+
+BN_GAMMA = Num(lo=0, lo_open=True)
+"""The rule of ``model.bn_gamma`` (BN-VAE's fixed scale of the posterior means)."""
+DELTA_RATE = Num(lo=0, lo_open=True)
+"""The rule of ``model.delta_rate`` (delta-VAE's committed rate per unit)."""
 
 BN_EPS = 1e-12
 """BatchNorm epsilon of the BN-VAE head: far below the batch variance of any encoder's raw means, so the rate bound
@@ -86,9 +92,7 @@ class BatchNormHead(PosteriorHead):
 
     def __init__(self, inner: Encoder, gamma: float = 0.5, momentum: float | None = 0.1, eps: float = BN_EPS) -> None:
         super().__init__(inner)
-        from vaelab.checks import check
-
-        check("model.bn_gamma", gamma)
+        check("model.bn_gamma", gamma, BN_GAMMA)
         self.gamma = float(gamma)
         self.norm = nn.BatchNorm1d(self.latent_dim, affine=False, momentum=momentum, eps=eps)
         self.shift = nn.Parameter(torch.zeros(self.latent_dim))
@@ -143,9 +147,7 @@ def refresh_batch_norm(model: nn.Module, batches: Iterable[Any]) -> bool:
 def delta_variance_bounds(delta: float, tol: float = 1e-15) -> tuple[float, float]:
     """(s_l, s_u): the two roots of ln s - s + 2 delta + 1 = 0, s_l < 1 < s_u (Razavi et al. 2019), by bisection in
     double precision. For s in [s_l, s_u], f(s) = s - ln s - 1 <= 2 delta."""
-    from vaelab.checks import check
-
-    check("model.delta_rate", delta)
+    check("model.delta_rate", delta, DELTA_RATE)
 
     def g(s: float) -> float:  # f(s) - 2 delta: positive outside [s_l, s_u]
         return s - math.log(s) - 1.0 - 2.0 * delta

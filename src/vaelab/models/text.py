@@ -37,6 +37,10 @@ from torch import Tensor, nn
 
 from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch, hashed_uniform
 from vaelab.models.base import Decoder, Encoder
+from vaelab.rules import Num, check
+
+WORD_DROPOUT = Num(lo=0, hi=1)
+"""The rule of ``model.word_dropout``: the probability of replacing a decoder input word by <unk>."""
 
 DEFAULT_MAX_ACTIVATION_ELEMENTS = 1 << 24
 """On a CPU, rows of (S * B) sequences are decoded in chunks of at most this many activation floats (64 MiB; less
@@ -186,9 +190,7 @@ class LSTMDecoder(Decoder):
         skip: bool = False,
     ) -> None:
         super().__init__()
-        from vaelab.checks import check
-
-        check("model.word_dropout", word_dropout)
+        check("model.word_dropout", word_dropout, WORD_DROPOUT)
         if vocab is not None and len(vocab) != vocab_size:
             raise ValueError(f"vocabulary of {len(vocab)} words for vocab_size {vocab_size}")
         self.latent_dim = latent_dim

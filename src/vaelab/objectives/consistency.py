@@ -66,16 +66,17 @@ the variance, and the reconstruction term is summed over pixels, like the KL (me
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from vaelab.data.base import torch_generator
+from vaelab.data.split import torch_generator
 from vaelab.distributions import DiagonalGaussian
 from vaelab.objectives.objective import EXTRA_TERMS
-from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term
+from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
+from vaelab.rules import SEED, check
 from vaelab.transforms import Transform, build_transform, describe
 
 DEFAULT_TRANSFORM = "simple"
@@ -159,10 +160,6 @@ class ConsistencyTerm(Term):
         where = f"objective.terms[type={self.name}]"
         if noise is not None and noise not in NOISE_MODES:
             raise ValueError(f"{where}.noise: {noise!r} is not a valid choice; valid choices: {', '.join(NOISE_MODES)}")
-        from dataclasses import replace
-
-        from vaelab.checks import SEED, check
-
         check(f"{where}.seed", seed, replace(SEED, optional=True))
         spec = DEFAULT_TRANSFORM if transform is None else transform
         self.transform: Transform = build_transform(spec, key=f"{where}.transform")
@@ -247,8 +244,6 @@ class AugmentedRate(ConsistencyTerm):
     ) -> None:
         super().__init__(**pass_options)
         reg_cls = REGULARISERS.get(regulariser, key=f"objective.terms[type={self.name}].regulariser")
-        from vaelab.checks import check_free_bits_apply
-
         check_free_bits_apply(regulariser, free_bits, free_bits_groups, prefix=f"objective.terms[type={self.name}]")
         self.regulariser = reg_cls(free_bits=free_bits, groups=free_bits_groups, **dict(regulariser_options or {}))
 

@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 
 from vaelab.distributions import LOG_2PI, log_standard_normal
-from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term
+from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
+from vaelab.rules import COUNT, Int, check
 
 Estimator = Literal["sampled", "analytic_rate"]
 ESTIMATORS: tuple[str, ...] = ("sampled", "analytic_rate")
@@ -220,8 +221,6 @@ class DensityGap(Term):
         **_: Any,
     ) -> None:
         super().__init__()
-        from vaelab.checks import COUNT, Int, check, check_free_bits_apply
-
         key = "objective.regulariser_options"
         check(f"{key}.chunk_size", chunk_size, Int(1, optional=True))  # null: the whole batch
         check(f"{key}.samples", samples, COUNT)

@@ -18,9 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaelab.objectives.schedules import Schedule, ScheduleConfig, build_schedule
-from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term
+from vaelab.configio import from_dict
+from vaelab.objectives.schedules import SCHEDULE_RULES, Schedule, ScheduleConfig, build_schedule
+from vaelab.objectives.terms import FREE_BITS, FREE_BITS_GROUPS, REGULARISERS, ForwardPass, Term
 from vaelab.registry import Registry
+from vaelab.rules import Choice, Rule, Typed
 
 EXTRA_TERMS: Registry[Callable[..., Term]] = Registry("loss term")
 
@@ -45,6 +47,17 @@ class ObjectiveConfig:
     regulariser_options: dict[str, Any] = field(default_factory=dict)
     beta: ScheduleConfig = field(default_factory=ScheduleConfig)
     terms: list[dict[str, Any]] = field(default_factory=list)
+
+
+OBJECTIVE_RULES: dict[str, Rule] = {
+    "objective.regulariser": Choice(registry=lambda: REGULARISERS),
+    "objective.free_bits": FREE_BITS,
+    "objective.free_bits_groups": FREE_BITS_GROUPS,
+    "objective.regulariser_options": Typed(why="options the regulariser names (checked by it)"),
+    **{f"objective.beta.{k}": r for k, r in SCHEDULE_RULES.items()},
+    "objective.terms": Typed(why="a list of {type: TERM, weight: ..., options} (checked by each term)"),
+}
+"""The rule of every ``objective.*`` key (the options of the regulariser and the terms are checked by each)."""
 
 
 @dataclass
@@ -168,8 +181,6 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
         factory = EXTRA_TERMS.get(opts.pop("type"), key=f"{key}.type")
         weight_cfg = opts.pop("weight", getattr(factory, "default_weight", 1.0))  # a term may set its paper default
         if isinstance(weight_cfg, dict):
-            from vaelab.config import from_dict
-
             weight_cfg = from_dict(ScheduleConfig, weight_cfg, f"{key}.weight")
         try:
             term = factory(**opts)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from vaelab.errors import ConfigError
 from vaelab.registry import Registry
+from vaelab.rules import COUNT, Int, Num, Rule, Typed
 
 
 class Schedule(Protocol):
@@ -101,6 +103,44 @@ SCHEDULES.register("cosine")(Ramp)
 SCHEDULES.register("cyclical")(Cyclical)
 
 
+SCHEDULE_RULES: dict[str, Rule] = {
+    "type": Typed(why="a schedule type"),
+    "value": Num(lo=0),
+    "start": Num(lo=0),
+    "warmup_steps": Int(0, optional=True),
+    "warmup_epochs": Num(lo=0, optional=True),
+    "cycles": COUNT,
+    "ratio": Num(lo=0, hi=1),
+    "total_steps": Int(1, optional=True),
+    "delay_steps": Int(0, optional=True),
+    "delay_epochs": Num(lo=0, optional=True),
+}
+"""The rule of each key of a schedule (``objective.beta.*`` and every term's ``weight.*``)."""
+
+
+def check_schedule(value: Any, key: str) -> None:
+    """A schedule (``objective.beta``, ``objective.terms[i].weight``): a number >= 0, or a
+    :class:`ScheduleConfig` whose keys follow :data:`SCHEDULE_RULES` and fit its
+    type (a ramp needs its length; a delay applies to ramps only)."""
+    if not isinstance(value, ScheduleConfig):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number >= 0 or a schedule mapping, got {value!r}")
+        Num(lo=0).check(key, value)
+        return
+    for k, rule in SCHEDULE_RULES.items():
+        rule.check(f"{key}.{k}", getattr(value, k))
+    for part, other in (("warmup_steps", "warmup_epochs"), ("delay_steps", "delay_epochs")):
+        if getattr(value, part) is not None and getattr(value, other) is not None:
+            raise ConfigError(f"{key}: give {part} or {other}, not both")
+    if value.type in ("constant", "cyclical"):
+        if value.delay_steps or value.delay_epochs:
+            raise ConfigError(
+                f"{key}: delay_steps/delay_epochs apply to ramps (linear, sigmoid, cosine), not {value.type}"
+            )
+    elif value.warmup_steps is None and value.warmup_epochs is None:
+        raise ConfigError(f"{key}: a {value.type} schedule needs warmup_steps or warmup_epochs")
+
+
 def build_schedule(
     cfg: ScheduleConfig | float | int, steps_per_epoch: int, total_steps: int, key: str = "beta"
 ) -> Schedule:
@@ -108,11 +148,9 @@ def build_schedule(
 
     ``key`` is the config path, named in errors.
     """
-    from vaelab.checks import check_schedule
-
     if isinstance(cfg, ScheduleConfig):
         SCHEDULES.get(cfg.type, key=f"{key}.type")
-    check_schedule(cfg, key)  # the ranges and the keys a type needs (vaelab.checks.SCHEDULE_RULES)
+    check_schedule(cfg, key)  # the ranges and the keys a type needs (SCHEDULE_RULES)
     if isinstance(cfg, int | float):
         return Constant(float(cfg))
     delay = cfg.delay_steps if cfg.delay_steps is not None else round((cfg.delay_epochs or 0.0) * steps_per_epoch)

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.distributions import DiagonalGaussian
+from vaelab.errors import ConfigError
 from vaelab.registry import Registry
+from vaelab.rules import Int, Num, check
 
 
 @dataclass
@@ -53,6 +55,38 @@ class Term(nn.Module):
 
 REGULARISERS: Registry[type[Term]] = Registry("regulariser")
 
+FREE_BITS = Num(lo=0)
+"""The rule of ``objective.free_bits``: the floor of the rate, nats."""
+FREE_BITS_GROUPS = Int(1, optional=True)
+"""The rule of ``objective.free_bits_groups``: null (one group per latent unit) or the number of groups."""
+
+
+def check_free_bits_groups(groups: int | None, latent_dim: int) -> None:
+    """``objective.free_bits_groups`` (null or an integer >= 1) divides the latent dimension."""
+    check("objective.free_bits_groups", groups, FREE_BITS_GROUPS)
+    if groups is not None and latent_dim % groups:
+        raise ConfigError(f"objective.free_bits_groups={groups} must divide model.latent_dim={latent_dim}")
+
+
+FREE_BITS_READERS: dict[str, tuple[str, ...]] = {
+    "free_bits": ("free_bits_batch", "free_bits_fine"),
+    "free_bits_groups": ("free_bits_batch",),
+}
+"""Which regularisers read ``objective.free_bits`` and ``objective.free_bits_groups`` (the others ignore them)."""
+
+
+def check_free_bits_apply(regulariser: str, free_bits: float, groups: int | None, prefix: str = "objective") -> None:
+    """``free_bits`` (> 0) and ``free_bits_groups`` (not null) only with a regulariser that reads them
+    (:data:`FREE_BITS_READERS`): the plain rate (``kl``) or the density gap would ignore them without a word."""
+    for key, given in (("free_bits", bool(free_bits)), ("free_bits_groups", groups is not None)):
+        readers = FREE_BITS_READERS[key]
+        if given and regulariser not in readers:
+            value = free_bits if key == "free_bits" else groups
+            raise ConfigError(
+                f"{prefix}.{key}={value} is read only by {prefix}.regulariser={' or '.join(readers)}, not "
+                f"{regulariser!r}, which would ignore it; set {prefix}.regulariser={readers[0]} or remove {key}"
+            )
+
 
 @REGULARISERS.register("kl")
 class Rate(Term):
@@ -62,8 +96,6 @@ class Rate(Term):
 
     def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
-        from vaelab.checks import check_free_bits_apply
-
         check_free_bits_apply(self.name, free_bits, groups)
 
     def forward(self, fp: ForwardPass) -> Tensor:
@@ -82,18 +114,14 @@ class BatchFreeBits(Term):
 
     def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
-        from vaelab.checks import check
-
-        check("objective.free_bits", free_bits)
-        check("objective.free_bits_groups", groups)
+        check("objective.free_bits", free_bits, FREE_BITS)
+        check("objective.free_bits_groups", groups, FREE_BITS_GROUPS)
         self.free_bits = free_bits
         self.groups = groups
 
     def forward(self, fp: ForwardPass) -> Tensor:
         kl = fp.rate_per_dim.mean(0)  # (D,)
         if self.groups is not None:
-            from vaelab.checks import check_free_bits_groups
-
             d = kl.shape[0]
             check_free_bits_groups(self.groups, d)
             kl = kl.view(self.groups, d // self.groups).sum(-1)
@@ -110,9 +138,7 @@ class FineFreeBits(Term):
 
     def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
         super().__init__()
-        from vaelab.checks import check, check_free_bits_apply
-
-        check("objective.free_bits", free_bits)
+        check("objective.free_bits", free_bits, FREE_BITS)
         check_free_bits_apply(self.name, free_bits, groups)
         self.free_bits = free_bits
 

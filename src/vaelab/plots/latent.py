@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.checks import SEED, Int, option
 from vaelab.metrics.holes import per_dim_hole_kl
+from vaelab.rules import SEED, Int, option
 
 if TYPE_CHECKING:
     from vaelab.run import Run

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checks import RULES, Int, option
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 
 def _csv_list(text: str, flag: str = "--methods") -> list[str]:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vaelab.checks import Int, option
+from vaelab.rules import Int, option
 from vaelab.sweep.spec import SweepError
 
 
@@ -109,7 +109,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows = read_results(path)
         counts = status_counts(rows)
         print(f"results: {path} ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
-        print(f"{step_cap_line(rows)}; per cell (mean ± 95% CI over seeds): {write_summary(out)[1]}")
+        written = write_summary(out)
+        print(f"{step_cap_line(rows)}; per cell (mean ± 95% CI over seeds): {written[1]}")
+        if len(written) > 2:
+            print(f"claims of Bozkurt et al. decided from the cells: {written[2]}")
     else:
         print(f"sweep folder: {out} (aggregate with `vaelab sweep-aggregate {out}` when every task has finished)")
     bad = [r for r in results if r.status in ("failed", "not_run", "locked")]

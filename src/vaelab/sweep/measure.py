@@ -22,7 +22,7 @@ import numpy as np
 from vaelab.config import load_saved_config
 from vaelab.data import Dataset, load_dataset
 from vaelab.data.base import fixed_permutation
-from vaelab.runfolder import RunFolder
+from vaelab.runfolder import DEFERRED, RunFolder, read_json_or_none
 from vaelab.sweep.spec import MeasureSpec
 from vaelab.sweep.stopping import training_record
 
@@ -145,9 +145,6 @@ def complete_deferred_summary(folder: RunFolder, final_split: str, measured: dic
     ``eval_time`` and ``"final_evaluation": "eval_<split>.json"``: the run folder then holds one evaluation, and
     summary.json says which. Summaries of runs that evaluated themselves are left alone.
     """
-    from vaelab.runfolder import read_json_or_none
-    from vaelab.training.trainer import DEFERRED
-
     summary = read_json_or_none(folder.summary)
     if not summary or summary.get("final_evaluation") != DEFERRED or not measured:
         return

@@ -44,9 +44,9 @@ from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
+from vaelab.runlock import acquire_lock, pid_alive, release_lock
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
-from vaelab.training.runlock import acquire_lock, pid_alive, release_lock
 
 POINT_FILE = "point.json"
 ERROR_FILE = "error.json"
@@ -85,6 +85,10 @@ class RunOptions:
     final_evaluation: bool = True
     """False: the trainer skips its own final evaluation (``eval.iw_samples`` on ``eval.final_split``) and the
     point's measurement, the only one, completes summary.json (a study: it decides what it measures)."""
+    probe_where_labelled: bool = False
+    """True: ``probe`` in ``measure.extra_metrics`` is measured where the data have labels and reported as
+    ``probe_skipped`` elsewhere (a study adds it itself); False: a point without labels is refused before any
+    training (:func:`check_measured_data`)."""
 
 
 def points_dir(out: str | Path) -> Path:
@@ -146,26 +150,48 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
     return stored
 
 
-def check_measured_splits(spec: SweepSpec, indices: Iterable[int]) -> None:
-    """Before any point trains: every split that ``measure.splits`` names has examples. Only the validation split
-    can be left empty by a config (``data.valid_size: 0``); such points' data sets are loaded once per distinct
-    data config and checked, so the error comes now rather than after the training it would waste."""
-    if "valid" not in spec.measure.splits:
-        return
+def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOptions | None = None) -> None:
+    """Before any point trains, what a point's data must hold for its measurement: every split that
+    ``measure.splits`` names has examples (only the validation split can be left empty, by ``data.valid_size: 0``),
+    an integer ``measure.train_subset`` does not exceed the training split, and a metric that needs labels
+    (``probe``, in ``measure.extra_metrics`` or a point's ``eval.extra_metrics``) has them. The data set of each
+    distinct data config that needs a look is loaded once, so the error comes now rather than after the training it
+    would waste. ``options.probe_where_labelled`` (the study's own probe): points without labels report
+    ``probe_skipped`` instead."""
+    from vaelab.checks import LABEL_METRICS, check_metrics_have_labels
     from vaelab.data import load_dataset
 
+    m = spec.measure
     seen: set[str] = set()
     for i in indices:
-        data = spec.config(spec.point(i)).data
-        key = json.dumps(to_dict(data), sort_keys=True, default=str)
-        if data.valid_size != 0 or key in seen:
+        cfg = spec.config(spec.point(i))
+        data = cfg.data
+        asked = {"eval.extra_metrics": cfg.eval.extra_metrics}
+        if m.extra_metrics is not None and not (options is not None and options.probe_where_labelled):
+            asked["measure.extra_metrics"] = m.extra_metrics
+        needs_labels = any(name in LABEL_METRICS for names in asked.values() for name in names)
+        needs_valid = "valid" in m.splits and data.valid_size == 0
+        key = json.dumps([to_dict(data), needs_labels], sort_keys=True, default=str)
+        if not (needs_valid or needs_labels or isinstance(m.train_subset, int)) or key in seen:
             continue
         seen.add(key)
-        if len(load_dataset(data).split("valid")) == 0:
+        dataset = load_dataset(data)
+        if needs_valid and len(dataset.split("valid")) == 0:
             raise SweepError(
                 f"point {i}: measure.splits names valid, but data.valid_size=0 leaves data set {data.name} without a "
                 "validation split; remove valid from measure.splits or set data.valid_size > 0"
             )
+        n_train = len(dataset.split("train"))
+        if isinstance(m.train_subset, int) and m.train_subset > n_train:
+            raise SweepError(
+                f"point {i}: measure.train_subset={m.train_subset} exceeds the {n_train} training examples of data "
+                f"set {data.name}; use an integer <= {n_train} or all"
+            )
+        for where, names in asked.items():
+            try:
+                check_metrics_have_labels(names, dataset.num_classes, where, data.name)
+            except ConfigError as e:
+                raise SweepError(f"point {i}: {e}") from None
 
 
 def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
@@ -372,7 +398,7 @@ def reuse_points(
 
 def _acquire(folder: Path, ignore: bool) -> bool:
     """Create the point's lock file; a lock left by a dead process on this host is taken over
-    (:func:`vaelab.training.runlock.acquire_lock`)."""
+    (:func:`vaelab.runlock.acquire_lock`)."""
     return acquire_lock(folder / LOCK_FILE, ignore=ignore)
 
 
@@ -531,7 +557,15 @@ def _worker_point(
     limit_threads()
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    return run_point(spec, index, out, options)
+        with contextlib.suppress(OSError, AttributeError):  # a group of its own: the terminal's Ctrl-C reaches only
+            os.setpgid(0, 0)  # the sweep process, which stops each worker once (:func:`_stop_workers`)
+    try:
+        return run_point(spec, index, out, options)
+    except KeyboardInterrupt:  # stopped by the sweep (the point's trainer saved its checkpoint first): take no
+        with contextlib.suppress(Exception):  # further point from the pool's queue
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(130)
 
 
 def default_workers() -> int:
@@ -660,9 +694,11 @@ def run_local(
             _report(log, len(results), len(indices), results[-1], follower)
         return results
     ctx = _worker_context()
-    with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=ctx)
+    stopped = False
+    try:
         futures = {pool.submit(_worker_point, spec, i, str(out), options, os.getpid()): i for i in indices}
-        try:
+        with _sigterm_as_interrupt():
             for fut in as_completed(futures):
                 i = futures[fut]
                 try:
@@ -676,11 +712,61 @@ def run_local(
                 res.folder = res.folder or str(point_dir(out, spec.point(i)))
                 results.append(res)
                 _report(log, len(results), len(indices), res, follower)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    except BaseException:
+        stopped = True
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=not stopped, cancel_futures=True)
     return results
+
+
+STOP_GRACE_S = 10.0
+"""Seconds that the workers of an interrupted sweep get to save their point's checkpoint before they are killed."""
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = STOP_GRACE_S) -> None:
+    """Stop an interrupted sweep's workers promptly: queued points are cancelled; each running worker gets one
+    SIGTERM (its trainer saves last.pt after the current step and the worker exits: :func:`_worker_point`), and
+    what still runs after ``grace`` seconds (or at a second Ctrl-C) is killed. Every point stays resumable (atomic
+    checkpoints; a lock of a dead process is taken over), so the same command continues the sweep."""
+    import signal
+
+    for f in list(getattr(pool, "_pending_work_items", {}).values()):
+        f.future.cancel()
+    pids = [p.pid for p in list(getattr(pool, "_processes", {}).values()) if p.pid]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    try:
+        while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        pass
+    finally:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():  # type: ignore[no-untyped-def]
+    """Within (main thread only): SIGTERM stops the sweep as Ctrl-C does (:func:`_stop_workers`)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run_ray(
@@ -767,7 +853,7 @@ def run_sweep(
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:
         spec.point(i)  # range check before anything runs or is written
-    check_measured_splits(spec, wanted)
+    check_measured_data(spec, wanted, options)
     out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)
     skipped: list[PointResult] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaelab.config import TrainConfig
+from vaelab.runconfig import TrainConfig
 
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:

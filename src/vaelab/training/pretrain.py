@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import nn
 
+from vaelab.errors import ConfigError
 from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
 
 
@@ -68,8 +69,6 @@ class PretrainResetStrategy(Strategy):
     def check_budget(self, epochs: int, total_steps: int | None, steps_per_epoch: int | None = None) -> None:
         """The autoencoder phase must end before the training does: otherwise the run ends as an autoencoder
         (beta 0, the decoder never reset) reported as a completed VAE."""
-        from vaelab.config import ConfigError
-
         key = "train.strategy_options"
         if self.pretrain_epochs is not None:
             phase, what = self.pretrain_epochs, f"{key}.pretrain_epochs={self.pretrain_epochs}"

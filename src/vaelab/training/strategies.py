@@ -19,6 +19,7 @@ from vaelab.distributed import DistInfo, average_gradients
 from vaelab.objectives import Objective, ObjectiveOutput
 from vaelab.precision import Precision
 from vaelab.registry import Registry
+from vaelab.rules import COUNT, check
 
 
 @dataclass
@@ -137,10 +138,8 @@ class Strategy:
 
 def check_positive_ints(**options: Any) -> None:
     """Raise a one-line error naming ``train.strategy_options.KEY`` for any option that is set but not an
-    integer >= 1 (None means unset), with the rule and message of :mod:`vaelab.checks`:
+    integer >= 1 (None means unset), with the rule and message of :mod:`vaelab.rules`:
     ``train.strategy_options.window must be an integer >= 1, got 0``."""
-    from vaelab.checks import COUNT, check
-
     for key, value in options.items():
         if value is not None:
             check(f"train.strategy_options.{key}", value, COUNT)
@@ -229,8 +228,3 @@ class JointStrategy(Strategy):
     def train_step(self, ctx: StepContext, x: Any, step: int) -> dict[str, float]:
         out = gradient_step(ctx, x, step, ["model"])
         return {k: float(v) for k, v in out.stats.items()}
-
-
-# Strategies defined in their own modules register themselves on import.
-from vaelab.training import aggressive as _aggressive  # noqa: E402, F401
-from vaelab.training import pretrain as _pretrain  # noqa: E402, F401

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.config import ConfigError
 from vaelab.data import Dataset, ImageDataset
 from vaelab.data.text import TextDataset
+from vaelab.errors import ConfigError
 
 TENSORBOARD_DIR = "tensorboard"
 """Sub-folder of the run folder that holds the event files."""

@@ -33,16 +33,13 @@ from vaelab.evaluation import FINAL_OFFSET, Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
 from vaelab.run import build_run, check_trainable
-from vaelab.runfolder import RunFolder, provenance
+from vaelab.runfolder import DEFERRED, RunFolder, provenance
+from vaelab.runlock import RunLock
 from vaelab.training.callbacks import Callback, standard_callbacks
 from vaelab.training.interrupt import graceful_interrupt, stop_requested
 from vaelab.training.optimizers import make_optimizer
-from vaelab.training.runlock import RunLock
 from vaelab.training.sharding import GlobalBatch
 from vaelab.training.strategies import STRATEGIES, StepContext
-
-DEFERRED = "deferred"
-"""summary.json's ``final_evaluation`` when the trainer left the evaluation to the sweep's measurement."""
 
 
 class TrainingFailed(RuntimeError):
@@ -167,7 +164,7 @@ class Trainer:
         """Train to the end (or early stop), evaluate the best model on the final split, write summary.json.
 
         Holds the run folder's lock (``DIR/run.lock``, rank 0 only) throughout: a second writer is refused with
-        :class:`~vaelab.training.runlock.RunFolderLocked` naming the holder."""
+        :class:`~vaelab.runlock.RunFolderLocked` naming the holder."""
         dist, st = self.run.dist, self.state
         lock = RunLock(self.folder.root, ignore=self.ignore_lock)
         fresh = st["step"] == 0 and st["batch_in_epoch"] == 0

@@ -1,0 +1,124 @@
+"""The rule of every ``data.*`` key (:data:`DATA_RULES`) and the rules relating them to each other and to the
+data set (:func:`check_data`): what :func:`vaelab.data.load_dataset` checks first, and what
+:func:`vaelab.checks.validate_config` applies to a loaded config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaelab.data.config import DataConfig
+from vaelab.data.dataset import DATASETS
+from vaelab.errors import ConfigError
+from vaelab.rules import COUNT, SEED, Choice, Int, Items, Num, Rule, Text, Typed, check_section
+
+
+def is_text_data(name: str) -> bool:
+    """Whether ``data.name`` holds sentences: the modality its loader registered with (:mod:`vaelab.data.dataset`;
+    the others hold images or arrays)."""
+    return name in DATASETS and DATASETS.modality(name) == "text"
+
+
+DATA_RULES: dict[str, Rule] = {
+    "data.name": Choice(registry=lambda: DATASETS),
+    "data.root": Typed(why="a folder"),
+    "data.binarize": Typed(why="a binarisation mode"),
+    "data.valid_size": Int(0),
+    "data.train_size": Int(1, optional=True),
+    "data.eval_size": Int(2, optional=True),  # MI and active units need two examples
+    "data.split_seed": SEED,
+    "data.path": Typed(why="a path"),
+    "data.files": Typed(why="a mapping of roles to file names (roles checked by the data set)"),
+    "data.image_shape": Items(optional=True, item=Int(1), min_len=1, max_len=3),
+    "data.num_examples": COUNT,
+    "data.latent_dim": COUNT,
+    "data.noise": Num(lo=0),
+    "data.num_templates": COUNT,
+    "data.verify_checksum": Typed(),
+    "data.split_kind": Typed(),
+    "data.cache_dir": Typed(why="a folder"),
+    "data.format": Typed(),
+    "data.vocab_size": Int(5, optional=True),
+    "data.vocab_file": Typed(why="a file"),
+    "data.max_length": Int(1, optional=True),
+    "data.min_length": COUNT,
+    "data.length_policy": Typed(),
+    "data.lowercase": Typed(),
+    "data.skip_malformed": Typed(),
+    "data.labels_as_words": Typed(),
+    "data.bucketing": Typed(),
+    "data.unk_token": Text(optional=True, one_token=True),
+}
+"""The rule of every ``data.*`` key."""
+
+
+FIXED_VALID_SPLIT = {
+    "synthetic_blobs": "data.eval_size examples (default num_examples // 4)",
+    "synthetic_gaussian": "data.eval_size examples (default num_examples // 4)",
+    "synthetic_text": "data.eval_size examples (default num_examples // 4)",
+    "binarized_mnist": "the official one (10,000 images)",
+}
+"""Data sets whose validation split does not come from ``data.valid_size``, and what it is."""
+FIXED_VALID_SPLIT_DEFAULT = 10000
+"""``DataConfig.valid_size``'s default: the value those data sets accept (a saved config always holds it)."""
+
+
+def check_data(d: Any) -> None:
+    """Every rule of the ``data`` section (:data:`DATA_RULES` and the relations between its keys and the data set)."""
+    check_section(d, "data", DATA_RULES)
+    if d.max_length is not None and d.min_length > d.max_length:
+        raise ConfigError(f"data.min_length={d.min_length} exceeds data.max_length={d.max_length}")
+    if d.name == "synthetic_blobs" and d.noise > 0.5:
+        raise ConfigError(f"data.noise must be a flip probability in [0, 0.5] for synthetic_blobs, got {d.noise}")
+    if d.name == "synthetic_gaussian" and not d.noise > 0:
+        raise ConfigError(f"data.noise must be a number > 0 (the noise sd) for synthetic_gaussian, got {d.noise}")
+    if d.name == "synthetic_text":
+        if not d.noise < 1:
+            raise ConfigError(f"data.noise must be a probability in [0, 1) for synthetic_text, got {d.noise}")
+        if d.num_templates < 2:
+            raise ConfigError(
+                f"data.num_templates must be an integer >= 2 (topics) for synthetic_text, got {d.num_templates}"
+            )
+    if d.name in FIXED_VALID_SPLIT and d.valid_size != FIXED_VALID_SPLIT_DEFAULT:
+        raise ConfigError(
+            f"data.valid_size={d.valid_size} is not read by data.name={d.name}, whose validation split is "
+            f"{FIXED_VALID_SPLIT[d.name]}; remove data.valid_size"
+        )
+    _check_modality_keys(d)
+    if d.labels_as_words and d.format != "plain":
+        raise ConfigError(f"data.labels_as_words applies to data.format=plain, not {d.format}")
+    if d.name == "ptb" and d.format != "plain":
+        raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
+
+
+TEXT_ONLY_DATA_KEYS = (
+    "format",
+    "vocab_size",
+    "vocab_file",
+    "max_length",
+    "min_length",
+    "length_policy",
+    "unk_token",
+    "lowercase",
+    "skip_malformed",
+    "bucketing",
+    "labels_as_words",
+)
+"""``data`` keys that only a text corpus reads; on image data each must keep its default."""
+IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
+"""``data`` keys that only image data read; on text each must keep its default (None)."""
+
+
+def _check_modality_keys(d: Any) -> None:
+    """A key that the data set's modality does not read is refused rather than ignored (``data.max_length`` on
+    MNIST, ``data.binarize`` on a corpus). Unknown data set names are left to the registry's own error."""
+    if d.name not in DATASETS:
+        return
+    default = DataConfig()
+    text = is_text_data(d.name)
+    keys = IMAGE_ONLY_DATA_KEYS if text else TEXT_ONLY_DATA_KEYS
+    for key in keys:
+        value = getattr(d, key)
+        if value != getattr(default, key):
+            kind = "a text corpus" if text else "image data"
+            raise ConfigError(f"data.{key}={value!r} is not read by data.name={d.name} ({kind}); remove data.{key}")
