@@ -269,3 +269,32 @@ def test_extra_metrics_hook(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match=r"eval.extra_metrics\[0\] must be one of .*got 'nope'"):
         load_config(tiny_config(), ["eval.extra_metrics=[nope]", "train.epochs=1"])
     assert not (tmp_path / "y").exists()
+
+
+def test_model_selection_follows_train_selection(tiny_config, tmp_path):
+    # beta = 0.05: the ELBO (beta = 1) peaks early, while the beta-VAE objective D + beta R keeps improving; the best
+    # model is the epoch that minimises the chosen validation loss, computed here from metrics.jsonl.
+    loss = {"elbo": lambda r: -r["elbo"], "beta_elbo": lambda r: r["distortion"] + 0.05 * r["rate"]}
+    best = {}
+    for selection, key in loss.items():
+        overrides = [
+            "train.epochs=6",
+            "objective.beta.type=constant",
+            "objective.beta.value=0.05",
+            f"train.selection={selection}",
+            "train.lr=3e-3",
+        ]
+        s = Trainer(load_config(tiny_config(), overrides), tmp_path / selection).fit()
+        recs = [json.loads(x) for x in (tmp_path / selection / "metrics.jsonl").read_text().splitlines()]
+        valid = [r for r in recs if r["split"] == "valid"]
+        best[selection] = s["best_epoch"]
+        assert s["best_epoch"] == min(valid, key=key)["epoch"]
+    assert best["elbo"] != best["beta_elbo"]  # the case tells the two rules apart
+
+
+def test_beta_elbo_selection_needs_a_constant_beta(tiny_config):
+    bad = ["train.selection=beta_elbo", "objective.beta.type=linear", "objective.beta.warmup_steps=10"]
+    with pytest.raises(ConfigError, match=r"train.selection=beta_elbo .* objective.beta.type=linear"):
+        load_config(tiny_config(), bad)
+    with pytest.raises(ConfigError, match=r"train\.selection"):
+        load_config(tiny_config(), ["train.selection=nll"])

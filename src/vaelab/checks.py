@@ -90,6 +90,7 @@ RULES: dict[str, Rule] = {
     "train.max_steps": Int(1, optional=True),
     "train.grad_clip": Num(lo=0, lo_open=True, optional=True),
     "train.early_stopping_patience": Int(1, optional=True),
+    "train.selection": Typed(),
     "train.lr_decay.enabled": Typed(),
     "train.lr_decay.factor": Num(lo=0, hi=1, lo_open=True, hi_open=True),
     "train.lr_decay.patience": COUNT,
@@ -267,6 +268,11 @@ def _relations(cfg: RunConfig) -> None:
         raise ConfigError(
             f"model.type={m.type} ({OWN_LIKELIHOOD[m.type]}) needs data in [0, 1], but data.name=synthetic_gaussian "
             "holds real numbers (x = W z + b + noise); choose model.type=mlp or conv with model.likelihood=gaussian"
+        )
+    if cfg.train.selection == "beta_elbo" and cfg.objective.beta.type != "constant":
+        raise ConfigError(
+            f"train.selection=beta_elbo compares epochs at one beta, but objective.beta.type={cfg.objective.beta.type} "
+            "changes beta during training; use train.selection=elbo or a constant beta"
         )
     check_free_bits_groups(cfg.objective.free_bits_groups, cfg.model.latent_dim)
     for i, spec in enumerate(cfg.objective.terms):

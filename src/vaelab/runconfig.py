@@ -39,6 +39,12 @@ class TrainConfig:
     event files in DIR/tensorboard/; view them with ``tensorboard --logdir DIR/tensorboard``. Needs
     ``pip install 'vaelab[tensorboard]'`` (see :mod:`vaelab.training.tensorboard`).
 
+    ``selection``: what the best model, LR decay and early stopping are judged by, on the validation split:
+    ``elbo`` (the ELBO, beta = 1) or ``beta_elbo`` (-(D + beta R) with the constant ``objective.beta.value``: the
+    objective a beta-VAE minimises). For a beta sweep ``beta_elbo`` is the convergence criterion: with beta << 1 the
+    validation ELBO peaks in the first epochs, before the rate grows, and falls for hundreds of epochs while the
+    model still improves (Bozkurt et al. 2021 train every point to convergence).
+
     ``precision``: the matrix products of training and evaluation in ``fp32``, ``bf16`` (``torch.autocast``, CPU or
     CUDA) or ``fp16`` (CUDA only, with loss scaling); log-sum-exps, the rate and reported metrics stay float32
     (see :mod:`vaelab.precision`).
@@ -54,6 +60,7 @@ class TrainConfig:
     max_steps: int | None = None
     grad_clip: float | None = None
     early_stopping_patience: int | None = None
+    selection: Literal["elbo", "beta_elbo"] = "elbo"
     lr_decay: LRDecayConfig = field(default_factory=LRDecayConfig)
     checkpoint_every_steps: int | None = None
     log_every_steps: int = 50

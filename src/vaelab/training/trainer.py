@@ -305,8 +305,16 @@ class Trainer:
         self._emit("on_epoch_end")
         return reason
 
+    def _selection_loss(self, val: dict[str, Any]) -> float:
+        """The validation loss of ``train.selection``: -ELBO, or D + beta R (``beta_elbo``, constant beta)."""
+        cfg = self.run.config
+        if cfg.train.selection == "beta_elbo":
+            return float(val["distortion"]) + float(cfg.objective.beta.value) * float(val["rate"])
+        return -float(val["elbo"])
+
     def _select(self, val: dict[str, Any] | None) -> str | None:
-        """Best model by validation loss (-ELBO; every epoch's without validation), then the plateau: LR decay
+        """Best model by validation loss (``train.selection``: -ELBO or D + beta R; every epoch's without
+        validation), then the plateau: LR decay
         with a reload of the best model, early stopping. Returns a stop reason or None."""
         st, tr = self.state, self.run.config.train
         if val is None:  # no validation split: every epoch's model is the best so far
@@ -315,8 +323,9 @@ class Trainer:
             return None
         if self.strategy.restart_selection():  # a new phase: its models are compared among themselves only
             st["best_val"], st["best_epoch"], st["bad_epochs"] = math.inf, -1, 0
-        if -val["elbo"] < st["best_val"] - 1e-6:
-            st["best_val"], st["best_epoch"], st["bad_epochs"] = -val["elbo"], st["epoch"], 0
+        loss = self._selection_loss(val)
+        if loss < st["best_val"] - 1e-6:
+            st["best_val"], st["best_epoch"], st["bad_epochs"] = loss, st["epoch"], 0
             self._emit("on_best_model")
             return None
         if not self.strategy.counts_plateaus():
