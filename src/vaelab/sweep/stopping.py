@@ -7,7 +7,7 @@ one of these reasons, written to summary.json's ``stop_reason``:
 ================  ===================================================  ==================================
 ``stopped_by``    summary.json ``stop_reason``                         meaning
 ================  ===================================================  ==================================
-early_stopping    ``early stopping (no improvement for P epochs)``     the validation ELBO did not improve
+early_stopping    ``early stopping (no improvement for P epochs)``     the validation loss did not improve
                                                                        for ``train.early_stopping_patience``
                                                                        epochs: converged (on validation)
 step_cap          ``max_steps``                                        ``train.max_steps`` reached first
@@ -18,9 +18,10 @@ unknown           anything else                                        (a strate
 
 The step cap is checked after every step; an epoch cut short by it is still validated (and may become the best).
 When the patience runs out at the same epoch as the cap is reached, the reason is early stopping. The validation
-ELBO is the true ELBO (beta = 1) whatever the training objective, estimated each epoch with fresh samples.
+loss is ``train.selection``'s: the negative ELBO (beta = 1, whatever the training objective) or D + beta R
+(``beta_elbo``), estimated each epoch with fresh samples.
 
-Only ``early_stopping`` (and ``lr_decay``, which also waits for a plateau) says that the validation ELBO had stopped
+Only ``early_stopping`` (and ``lr_decay``, which also waits for a plateau) says that the validation loss had stopped
 improving; a point stopped by the step cap or the epoch limit may still have been improving, and
 ``epochs_since_best`` (0 = the last epoch was the best) says how far it was from its best.
 
