@@ -71,6 +71,9 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["model.hidden=[7]", "objective.beta.value=0.3", "seed=5"])
     save_config(cfg, tmp_path / "config.yaml", extra={"torch": "x"})
     assert load_saved_config(tmp_path / "config.yaml") == cfg
+    # a run folder's config.yaml trains again as it is (its _meta provenance is not config), with overrides
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert load_config(tmp_path / "config.yaml", ["seed=6"]).seed == 6
 
 
 def test_int_float_coercion_rules():

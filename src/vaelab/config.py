@@ -42,8 +42,11 @@ def run_config(data: dict[str, Any]) -> RunConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it."""
+    """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it. A run
+    folder's config.yaml may be given: its ``_meta`` provenance block is not part of the config and is dropped."""
     data = read_yaml(path) if path is not None else {}
+    if isinstance(data.get("_meta"), dict):
+        data.pop("_meta")
     data = apply_overrides(data, overrides or [])
     check_override_values(overrides or [])  # a bad value given on the command line is named as such
     where = f"{path}: " if path is not None else ""
