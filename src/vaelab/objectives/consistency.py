@@ -66,17 +66,19 @@ the variance, and the reconstruction term is summed over pixels, like the KL (me
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vaelab.data.split import torch_generator
 from vaelab.distributions import DiagonalGaussian
+from vaelab.errors import ConfigError
 from vaelab.objectives.objective import EXTRA_TERMS
 from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
-from vaelab.rules import SEED, check
+from vaelab.options import Options, setting
+from vaelab.rules import SEED
 from vaelab.transforms import Transform, build_transform, describe
 
 DEFAULT_TRANSFORM = "simple"
@@ -145,22 +147,39 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+@dataclass
+class PassOptions(Options):
+    """The options of every consistency term (an ``objective.terms`` entry's keys besides ``type`` and ``weight``):
+    the policy ``transform`` (a name or a mapping, checked by :func:`vaelab.transforms.build_transform`), the
+    ``noise`` of the pass on t(x) and its ``seed``; given on the first consistency term, or the same on all."""
+
+    transform: Any = None
+    noise: Literal["independent", "shared"] | None = None
+    seed: int | None = setting(None, replace(SEED, optional=True))
+
+
+@dataclass
+class AugmentedRateOptions(PassOptions):
+    """The options of ``aug_rate``: the pass options, and the regulariser of ELBO(t(x)) with its options."""
+
+    regulariser: str = "kl"
+    free_bits: float = 0.0
+    free_bits_groups: int | None = None
+    regulariser_options: dict[str, Any] = field(default_factory=dict)
+
+
 class ConsistencyTerm(Term):
-    """Base of the three consistency terms: owns the pass options and the shared pass on t(x)."""
+    """Base of the three consistency terms: owns the pass options (:class:`PassOptions`) and the shared pass on
+    t(x)."""
 
     name = "consistency"
+    Options: ClassVar[type[Options]] = PassOptions
 
-    def __init__(
-        self,
-        transform: str | Mapping[str, Any] | None = None,
-        noise: Literal["independent", "shared"] | None = None,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
         where = f"objective.terms[type={self.name}]"
-        if noise is not None and noise not in NOISE_MODES:
-            raise ValueError(f"{where}.noise: {noise!r} is not a valid choice; valid choices: {', '.join(NOISE_MODES)}")
-        check(f"{where}.seed", seed, replace(SEED, optional=True))
+        self.options = self.Options.parse(options, where, f"loss term {self.name!r}")
+        transform, noise, seed = self.options.transform, self.options.noise, self.options.seed
         spec = DEFAULT_TRANSFORM if transform is None else transform
         self.transform: Transform = build_transform(spec, key=f"{where}.transform")
         self.settings = PassSettings(
@@ -195,7 +214,7 @@ class ConsistencyTerm(Term):
         if shared is not None:
             for key, value in self.explicit.items():
                 if getattr(shared.settings, key) != value:
-                    raise ValueError(
+                    raise ConfigError(
                         f"objective.terms: consistency terms disagree on {key!r}: {getattr(shared.settings, key)!r} "
                         f"(term {shared.maker!r}, which makes the shared pass on t(x)) vs {value!r} (term "
                         f"{self.name!r}); give {key} on the first consistency term only, or the same on all"
@@ -233,19 +252,15 @@ class AugmentedRate(ConsistencyTerm):
     The term's weight is the beta of ELBO(t(x))."""
 
     name = "aug_rate"
+    Options = AugmentedRateOptions
 
-    def __init__(
-        self,
-        regulariser: str = "kl",
-        free_bits: float = 0.0,
-        free_bits_groups: int | None = None,
-        regulariser_options: Mapping[str, Any] | None = None,
-        **pass_options: Any,
-    ) -> None:
-        super().__init__(**pass_options)
-        reg_cls = REGULARISERS.get(regulariser, key=f"objective.terms[type={self.name}].regulariser")
-        check_free_bits_apply(regulariser, free_bits, free_bits_groups, prefix=f"objective.terms[type={self.name}]")
-        self.regulariser = reg_cls(free_bits=free_bits, groups=free_bits_groups, **dict(regulariser_options or {}))
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        where = f"objective.terms[type={self.name}]"
+        reg_cls = REGULARISERS.get(o.regulariser, key=f"{where}.regulariser")
+        check_free_bits_apply(o.regulariser, o.free_bits, o.free_bits_groups, prefix=where)
+        self.regulariser = reg_cls(free_bits=o.free_bits, groups=o.free_bits_groups, **o.regulariser_options)
 
     def forward(self, fp: ForwardPass) -> Tensor:
         return self.regulariser(self.augmented(fp))

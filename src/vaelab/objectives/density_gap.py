@@ -33,6 +33,7 @@ bit-identical across process counts (the trainer's shared-noise scheme covers on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -40,7 +41,8 @@ from torch import Tensor
 
 from vaelab.distributions import LOG_2PI, log_standard_normal
 from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
-from vaelab.rules import COUNT, Int, check
+from vaelab.options import Options, setting
+from vaelab.rules import COUNT, Int
 
 Estimator = Literal["sampled", "analytic_rate"]
 ESTIMATORS: tuple[str, ...] = ("sampled", "analytic_rate")
@@ -199,6 +201,16 @@ def density_gap(
     return per_dim
 
 
+@dataclass
+class DensityGapOptions(Options):
+    """``objective.regulariser_options`` of ``density_gap``: ``chunk_size`` b (null: the batch), ``samples`` M,
+    ``estimator``."""
+
+    chunk_size: int | None = setting(None, Int(1, optional=True))
+    samples: int = setting(DEFAULT_SAMPLES, COUNT)
+    estimator: Estimator = "sampled"
+
+
 @REGULARISERS.register("density_gap")
 class DensityGap(Term):
     """Density-gap regulariser Reg_DG (Zhang et al., NeurIPS 2022), in nats per example; replaces the rate.
@@ -210,27 +222,15 @@ class DensityGap(Term):
     """
 
     name = "density_gap"
+    Options = DensityGapOptions
 
-    def __init__(
-        self,
-        chunk_size: int | None = None,
-        samples: int = DEFAULT_SAMPLES,
-        estimator: str = "sampled",
-        free_bits: float = 0.0,
-        groups: int | None = None,
-        **_: Any,
-    ) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **options: Any) -> None:
         super().__init__()
-        key = "objective.regulariser_options"
-        check(f"{key}.chunk_size", chunk_size, Int(1, optional=True))  # null: the whole batch
-        check(f"{key}.samples", samples, COUNT)
-        if estimator not in ESTIMATORS:
-            choices = ", ".join(ESTIMATORS)
-            raise ValueError(f"{key}.estimator: {estimator!r} is not a valid choice; valid choices: {choices}")
+        o = self.regulariser_options(options)
         check_free_bits_apply(self.name, free_bits, groups)
-        self.chunk_size = chunk_size
-        self.samples = samples
-        self.estimator: Estimator = estimator  # type: ignore[assignment]
+        self.chunk_size: int | None = o.chunk_size
+        self.samples: int = o.samples
+        self.estimator: Estimator = o.estimator
 
     def forward(self, fp: ForwardPass) -> Tensor:
         q = fp.posterior

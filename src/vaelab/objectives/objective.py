@@ -9,7 +9,6 @@ unweighted distortion, rate and ELBO = -(D + R) are always reported (methods.md 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.configio import from_dict
+from vaelab.errors import ConfigError
 from vaelab.objectives.schedules import SCHEDULE_RULES, Schedule, ScheduleConfig, build_schedule
-from vaelab.objectives.terms import FREE_BITS, FREE_BITS_GROUPS, REGULARISERS, ForwardPass, Term
+from vaelab.objectives.terms import (
+    FREE_BITS,
+    FREE_BITS_GROUPS,
+    REGULARISER_OPTIONS_KEY,
+    REGULARISERS,
+    ForwardPass,
+    Term,
+)
+from vaelab.options import Options
 from vaelab.registry import Registry
 from vaelab.rules import Choice, Rule, Typed
 
@@ -141,25 +149,13 @@ class Objective(nn.Module):
             raise NonFiniteLossError("loss", step, float(out.loss))
 
 
-def _regulariser_options(reg_cls: Callable[..., Term], name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Check ``objective.regulariser_options`` against the keyword parameters the regulariser names explicitly
-    (``free_bits`` and ``groups`` have their own keys); a catch-all ``**kwargs`` does not count, so a typo is never
-    silently ignored."""
-    key = "objective.regulariser_options"
-    if not options:
-        return {}
-    params = inspect.signature(reg_cls).parameters
-    valid = sorted(
-        n
-        for n, p in params.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("self", "free_bits", "groups")
-    )
-    for opt in options:
-        if opt in ("free_bits", "groups"):
-            raise ValueError(f"{key}.{opt}: use objective.{'free_bits' if opt == 'free_bits' else 'free_bits_groups'}")
-        if opt not in valid:
-            choices = ", ".join(valid) if valid else "none (it takes no options)"
-            raise ValueError(f"{key}: unknown option {opt!r} for regulariser {name!r}; valid options: {choices}")
+def _regulariser_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``objective.regulariser_options`` without the two options that have their own keys (the regulariser reads
+    and checks the rest: :meth:`~vaelab.objectives.terms.Term.regulariser_options`)."""
+    for opt in ("free_bits", "groups"):
+        if opt in options:
+            own = "free_bits" if opt == "free_bits" else "free_bits_groups"
+            raise ConfigError(f"{REGULARISER_OPTIONS_KEY}.{opt}: use objective.{own}")
     return dict(options)
 
 
@@ -169,22 +165,26 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
     regulariser = reg_cls(
         free_bits=cfg.free_bits,
         groups=cfg.free_bits_groups,
-        **_regulariser_options(reg_cls, cfg.regulariser, cfg.regulariser_options),
+        **_regulariser_options(cfg.regulariser_options),
     )
     beta = build_schedule(cfg.beta, steps_per_epoch, total_steps, key="objective.beta")
     terms: list[tuple[Term, Schedule]] = []
     for i, spec in enumerate(cfg.terms):
         key = f"objective.terms[{i}]"
         if not isinstance(spec, dict) or "type" not in spec:
-            raise ValueError(f"{key} must be a mapping with a 'type' key; got {spec!r}")
+            raise ConfigError(f"{key} must be a mapping with a 'type' key; got {spec!r}")
         opts = dict(spec)
-        factory = EXTRA_TERMS.get(opts.pop("type"), key=f"{key}.type")
+        name = opts.pop("type")
+        factory = EXTRA_TERMS.get(name, key=f"{key}.type")
         weight_cfg = opts.pop("weight", getattr(factory, "default_weight", 1.0))  # a term may set its paper default
         if isinstance(weight_cfg, dict):
             weight_cfg = from_dict(ScheduleConfig, weight_cfg, f"{key}.weight")
+        declared = getattr(factory, "Options", Options)
+        if declared is not Options:  # an unknown option is named with the entry's index: objective.terms[0].lambda
+            declared.check_keys(opts, key, f"loss term {name!r}")
         try:
             term = factory(**opts)
-        except TypeError as e:
-            raise ValueError(f"{key}: {e}") from None
+        except TypeError as e:  # a factory without declared options
+            raise ConfigError(f"{key}: {e}") from None
         terms.append((term, build_schedule(weight_cfg, steps_per_epoch, total_steps, key=f"{key}.weight")))
     return Objective(regulariser, beta, terms)

@@ -9,15 +9,19 @@ density gap, ... replace it); **extra terms** are added on top (consistency regu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from vaelab.distributions import DiagonalGaussian
 from vaelab.errors import ConfigError
+from vaelab.options import Options
 from vaelab.registry import Registry
 from vaelab.rules import Int, Num, check
+
+REGULARISER_OPTIONS_KEY = "objective.regulariser_options"
+"""The config key of the regulariser's options."""
 
 
 @dataclass
@@ -45,9 +49,21 @@ class ForwardPass:
 
 
 class Term(nn.Module):
-    """A loss term: ``forward(fp) -> scalar`` (nats per example, averaged over the batch)."""
+    """A loss term: ``forward(fp) -> scalar`` (nats per example, averaged over the batch).
+
+    A term declares its options as :attr:`Options` (an :class:`~vaelab.options.Options` dataclass; the base: none).
+    A regulariser reads them from ``objective.regulariser_options`` (:meth:`regulariser_options`); an extra term
+    (``objective.terms``) from the keys of its entry."""
 
     name: str = "term"
+    Options: ClassVar[type[Options]] = Options
+    """The declared options (the base: none)."""
+
+    def regulariser_options(self, options: dict[str, Any]) -> Any:
+        """``options`` (``objective.regulariser_options``) read into :attr:`Options` and kept as ``self.options``;
+        an unknown key, a wrong type or a value out of range is a one-line error naming the key."""
+        self.options = self.Options.parse(options, REGULARISER_OPTIONS_KEY, f"regulariser {self.name!r}")
+        return self.options
 
     def forward(self, fp: ForwardPass) -> Tensor:
         raise NotImplementedError
@@ -94,8 +110,9 @@ class Rate(Term):
 
     name = "kl"
 
-    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **options: Any) -> None:
         super().__init__()
+        self.regulariser_options(options)
         check_free_bits_apply(self.name, free_bits, groups)
 
     def forward(self, fp: ForwardPass) -> Tensor:
@@ -112,8 +129,9 @@ class BatchFreeBits(Term):
 
     name = "free_bits_batch"
 
-    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **options: Any) -> None:
         super().__init__()
+        self.regulariser_options(options)
         check("objective.free_bits", free_bits, FREE_BITS)
         check("objective.free_bits_groups", groups, FREE_BITS_GROUPS)
         self.free_bits = free_bits
@@ -136,8 +154,9 @@ class FineFreeBits(Term):
 
     name = "free_bits_fine"
 
-    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **_: Any) -> None:
+    def __init__(self, free_bits: float = 0.0, groups: int | None = None, **options: Any) -> None:
         super().__init__()
+        self.regulariser_options(options)
         check("objective.free_bits", free_bits, FREE_BITS)
         check_free_bits_apply(self.name, free_bits, groups)
         self.free_bits = free_bits

@@ -30,13 +30,38 @@ pass per outer step (1.0 for a plain VAE), so the cost ratio to a plain run is r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from torch import nn
 
 from vaelab.distributed import all_reduce_sum
+from vaelab.errors import ConfigError
 from vaelab.models.base import batch_size
-from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
+from vaelab.options import Options, setting
+from vaelab.rules import COUNT
+from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, gradient_step
+
+
+@dataclass
+class AggressiveOptions(Options):
+    """``train.strategy_options`` of ``aggressive`` (see :class:`AggressiveStrategy`)."""
+
+    window: int = setting(10, COUNT)
+    max_inner_steps: int = setting(100, COUNT)
+    rule: Literal["first_decrease", "patience"] = "patience"
+    patience: int = setting(5, COUNT)
+    check_every_steps: int | None = setting(None, COUNT)
+    max_aggressive_steps: int | None = setting(None, COUNT)
+    min_aggressive_steps: int | None = setting(None, COUNT)
+    monitor_every_steps: int | None = setting(None, COUNT)
+    clip_scope: Literal["stepped", "model"] = "stepped"
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        low, high = self.min_aggressive_steps, self.max_aggressive_steps
+        if low and high and low > high:
+            raise ConfigError(f"{key}.min_aggressive_steps={low} exceeds max_aggressive_steps={high}")
 
 
 @STRATEGIES.register("aggressive")
@@ -56,52 +81,10 @@ class AggressiveStrategy(Strategy):
 
     name = "aggressive"
 
-    def __init__(
-        self,
-        window: int = 10,
-        max_inner_steps: int = 100,
-        rule: Literal["first_decrease", "patience"] = "patience",
-        patience: int = 5,
-        check_every_steps: int | None = None,
-        max_aggressive_steps: int | None = None,
-        min_aggressive_steps: int | None = None,
-        monitor_every_steps: int | None = None,
-        clip_scope: Literal["stepped", "model"] = "stepped",
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        check_positive_ints(
-            window=window,
-            max_inner_steps=max_inner_steps,
-            patience=patience,
-            check_every_steps=check_every_steps,
-            max_aggressive_steps=max_aggressive_steps,
-            min_aggressive_steps=min_aggressive_steps,
-            monitor_every_steps=monitor_every_steps,
-        )
-        if clip_scope not in ("stepped", "model"):
-            raise ValueError(
-                f"train.strategy_options.clip_scope: {clip_scope!r} is not a valid choice; "
-                "valid choices: stepped, model"
-            )
-        if rule not in ("first_decrease", "patience"):
-            raise ValueError(
-                f"train.strategy_options.rule: {rule!r} is not a valid choice; valid choices: first_decrease, patience"
-            )
-        self.window = window
-        self.max_inner_steps = max_inner_steps
-        self.rule = rule
-        self.patience = patience
-        self.check_every_steps = check_every_steps
-        self.max_aggressive_steps = max_aggressive_steps
-        if min_aggressive_steps and max_aggressive_steps and min_aggressive_steps > max_aggressive_steps:
-            raise ValueError(
-                f"train.strategy_options.min_aggressive_steps={min_aggressive_steps} exceeds "
-                f"max_aggressive_steps={max_aggressive_steps}"
-            )
-        self.min_aggressive_steps = min_aggressive_steps
-        self.monitor_every_steps = monitor_every_steps
-        self.clip_scope = clip_scope
+    Options = AggressiveOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # window, max_inner_steps, rule, ... (AggressiveOptions) become attributes
         self.aggressive = True
         self.stopped_epoch: int | None = None
         self.stopped_step: int | None = None

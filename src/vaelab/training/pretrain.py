@@ -26,12 +26,29 @@ As a training strategy (``train.strategy: pretrain_reset``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from vaelab.errors import ConfigError
-from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, check_positive_ints, gradient_step
+from vaelab.options import Options, setting
+from vaelab.rules import COUNT
+from vaelab.training.strategies import STRATEGIES, StepContext, Strategy, gradient_step
+
+
+@dataclass
+class PretrainOptions(Options):
+    """``train.strategy_options`` of ``pretrain_reset`` (see :class:`PretrainResetStrategy`)."""
+
+    pretrain_epochs: int | None = setting(None, COUNT)
+    pretrain_steps: int | None = setting(None, COUNT)
+    reset_decoder: bool = True
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        if self.pretrain_epochs is not None and self.pretrain_steps is not None:
+            raise ConfigError(f"{key}: give pretrain_epochs or pretrain_steps, not both")
 
 
 @STRATEGIES.register("pretrain_reset")
@@ -44,24 +61,12 @@ class PretrainResetStrategy(Strategy):
 
     name = "pretrain_reset"
 
-    def __init__(
-        self,
-        pretrain_epochs: int | None = None,
-        pretrain_steps: int | None = None,
-        reset_decoder: bool = True,
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        check_positive_ints(pretrain_epochs=pretrain_epochs, pretrain_steps=pretrain_steps)
-        if pretrain_epochs is not None and pretrain_steps is not None:
-            raise ValueError("train.strategy_options: give pretrain_epochs or pretrain_steps, not both")
-        if not isinstance(reset_decoder, bool):
-            raise ValueError(f"train.strategy_options.reset_decoder must be true or false, got {reset_decoder!r}")
-        if pretrain_epochs is None and pretrain_steps is None:
-            pretrain_epochs = 1
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_steps = pretrain_steps
-        self.reset_decoder = reset_decoder
+    Options = PretrainOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)  # pretrain_epochs, pretrain_steps, reset_decoder (PretrainOptions)
+        if self.pretrain_epochs is None and self.pretrain_steps is None:
+            self.pretrain_epochs = 1
         self.epochs_done = 0
         self.reset_step: int | None = None
         self._restart = False

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from vaelab.distributed import DistInfo, average_gradients
 from vaelab.objectives import Objective, ObjectiveOutput
+from vaelab.options import Options
 from vaelab.precision import Precision
 from vaelab.registry import Registry
-from vaelab.rules import COUNT, check
+
+OPTIONS_KEY = "train.strategy_options"
+"""The config key of a strategy's options."""
 
 
 @dataclass
@@ -79,14 +82,21 @@ def _unavailable(name: str) -> Any:
 
 
 class Strategy:
-    """Base class. Subclasses define :meth:`param_groups` and :meth:`train_step`."""
+    """Base class. Subclasses define :meth:`param_groups` and :meth:`train_step`, and declare their options
+    (``train.strategy_options``) as :attr:`Options`, an :class:`~vaelab.options.Options` dataclass: the keyword
+    arguments are read into it (an unknown key, a wrong type or a value out of range is a one-line
+    :class:`~vaelab.errors.ConfigError` naming ``train.strategy_options.KEY``), kept as :attr:`options` and set
+    as attributes of the same names."""
 
     name = "strategy"
+    Options: ClassVar[type[Options]] = Options
+    """The declared options (the base: none)."""
 
     def __init__(self, **options: Any) -> None:
         self._messages: list[str] = []
-        if options:
-            raise ValueError(f"train.strategy_options: unknown option(s) {sorted(options)} for strategy {self.name!r}")
+        self.options = self.Options.parse(options, OPTIONS_KEY, f"strategy {self.name!r}")
+        for name, value in self.options.as_kwargs().items():
+            setattr(self, name, value)
 
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"model": list(model.parameters())}
@@ -134,15 +144,6 @@ class Strategy:
         """Restore what :meth:`state_dict` saved (attribute by attribute)."""
         for k, v in state.items():
             setattr(self, k, v)
-
-
-def check_positive_ints(**options: Any) -> None:
-    """Raise a one-line error naming ``train.strategy_options.KEY`` for any option that is set but not an
-    integer >= 1 (None means unset), with the rule and message of :mod:`vaelab.rules`:
-    ``train.strategy_options.window must be an integer >= 1, got 0``."""
-    for key, value in options.items():
-        if value is not None:
-            check(f"train.strategy_options.{key}", value, COUNT)
 
 
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
