@@ -1024,6 +1024,72 @@ CASES += [
 ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# leftovers of the second fresh set: explicit requests the data cannot honour, refused before any training
+
+
+def _text_sweep(measure: dict) -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: a sweep file over the tiny text config (an unlabelled corpus)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        body = {"name": "t", "base": str(w["text_cfg"]), "measure": {"iw_samples": 2, **measure}}
+        return {"bad": str(_yaml(tmp / "t.yaml", body))}
+
+    return setup
+
+
+def _float_255(r: np.random.Generator) -> dict:
+    return {"train": np.round(r.random((64, 36)) * 255).astype("float32"), "test": _bits(r, 16).astype("float32")}
+
+
+CASES += [
+    Case(
+        "probe-on-unlabelled-corpus", "train {text_cfg} eval.extra_metrics=[probe] --out {new}", "=probe needs labels"
+    ),
+    Case(
+        "evaluate-probe-on-unlabelled-corpus", "evaluate {text_run} eval.extra_metrics=[probe]", "=probe needs labels"
+    ),
+    Case(
+        "sweep-probe-on-unlabelled-corpus",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.extra_metrics[0]=probe needs labels",
+        _text_sweep({"extra_metrics": ["probe"]}),
+    ),
+    Case(
+        "sweep-point-probe-on-unlabelled-corpus",
+        "sweep {bad} --workers 1 --out {new}",
+        "eval.extra_metrics[0]=probe needs labels",
+        lambda w, tmp: {
+            "bad": str(
+                _yaml(
+                    tmp / "t.yaml",
+                    {"name": "t", "base": str(w["text_cfg"]), "fixed": {"eval.extra_metrics": ["probe"]}},
+                )
+            )
+        },
+    ),
+    Case(
+        "sweep-train-subset-beyond-the-split",
+        "sweep {bad} --workers 1 --out {new}",
+        "measure.train_subset=100000 exceeds",
+        bad_sweep({"measure": {"iw_samples": 2, "train_subset": 100000}}),
+    ),
+    Case(
+        "arrays-floats-0-255-under-bernoulli",
+        "train {bad} --out {new}",
+        "model.likelihood=bernoulli",
+        bad_npz(_float_255, name="arrays", image_shape=None),
+    ),
+    Case(
+        "vaelab-data-env-a-file",
+        "train {cfg} data.name=binarized_mnist --out {new}",
+        "VAELAB_DATA: ",
+        env={"VAELAB_DATA": __file__},
+    ),
+    Case("data-root-a-file", "train {cfg} data.name=binarized_mnist data.root={file} --out {new}", "data.root: "),
+]
+
+
 def _argv(template: str, values: dict[str, str]) -> list[str]:
     parts = template.split("|")
     argv: list[str] = []
@@ -1274,6 +1340,11 @@ API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
     ("evaluate-nan-data", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X_NAN), "NaN"),
     ("load-run-checkpoint-name", lambda out, w: vaelab_api().load_run(w["run"], checkpoint="middle"), "checkpoint"),
     ("load-run-model-override", lambda out, w: vaelab_api().load_run(w["run"], overrides=["train.lr=1"]), "train.lr"),
+    (
+        "train-floats-0-255",
+        lambda out, w: vaelab_api().train(tiny_factory, _X * 255, out, overrides=_API_FAST),
+        "raw=True",
+    ),
 ]
 
 
@@ -1353,3 +1424,26 @@ def test_ctrl_c_while_evaluate_writes_leaves_the_old_eval_json(world, tmp_path, 
     lines = err.strip().splitlines()
     assert code == 130 and len(lines) == 1 and "Traceback" not in err and "run it again" in lines[0], err
     assert _hashes(run) == before and not list(run.glob(".eval.json.*"))
+
+
+class _GaussDec(_Dec):
+    def log_prob(self, x, z):
+        return -0.5 * ((x.flatten(1) - self.net(z)) ** 2).sum(1)
+
+
+def gauss_factory(latent: int = 3):
+    """12-pixel encoders and decoders of real values (a unit-variance Gaussian decoder)."""
+    return _Enc(latent), _GaussDec(latent)
+
+
+def test_float_intensities_train_with_raw_true_as_given(tmp_path):
+    """Floats of whole numbers 0..255 are refused by default (above) and used as given with raw=True."""
+    api = vaelab_api()
+    from vaelab.data import DataError
+
+    with pytest.raises(DataError, match="raw=True"):
+        api.train(gauss_factory, _X * 20, tmp_path / "refused", overrides=_API_FAST)
+    api.train(gauss_factory, api.tensor_data(_X * 20, raw=True), tmp_path / "raw", overrides=_API_FAST)
+    with np.load(tmp_path / "raw" / "data" / "arrays.npz") as z:
+        assert float(z["train"].max()) == 20.0
+    api.train(gauss_factory, _X * 3, tmp_path / "counts", overrides=_API_FAST)  # small counts: as given

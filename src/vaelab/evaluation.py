@@ -176,8 +176,14 @@ def evaluate_run(
     distortion, MI with its pool, AU, KL per dimension), write DIR/eval.json and return the metrics. ``overrides``
     (``key=value``; e.g. ``data.eval_size=1000``, ``eval.mi_pool=all``) change the evaluation, not the model; they
     are recorded in eval.json."""
+    run = load_run(run_dir, checkpoint, overrides=overrides or ())
+    if any(o.partition("=")[0].strip() == "eval.extra_metrics" for o in overrides or ()):
+        from vaelab.checks import check_metrics_have_labels
+
+        cfg = run.config
+        check_metrics_have_labels(cfg.eval.extra_metrics, run.dataset.num_classes, "eval.extra_metrics", cfg.data.name)
     return evaluate_loaded(
-        load_run(run_dir, checkpoint, overrides=overrides or ()),
+        run,
         split=split,
         iw_samples=iw_samples,
         checkpoint=checkpoint,

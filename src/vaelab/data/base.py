@@ -69,14 +69,23 @@ def resolve_data_root(cfg: DataConfig | None = None) -> tuple[Path, str]:
     The folder is not required to exist; loaders report missing files with the setting named here.
     """
     if cfg is not None and cfg.root:
-        return Path(cfg.root).expanduser(), "config key data.root"
+        setting = "config key data.root"
+        return _folder(Path(cfg.root).expanduser(), setting), setting
     env = os.environ.get("VAELAB_DATA")
     if env:
-        return Path(env).expanduser(), "environment variable VAELAB_DATA"
+        setting = "environment variable VAELAB_DATA"
+        return _folder(Path(env).expanduser(), setting), setting
     shared = Path.cwd().parent / "shared" / "data"
     if shared.is_dir():
         return shared.resolve(), "default ../shared/data (relative to the working directory)"
     return Path("~/.vaelab/data").expanduser(), "default ~/.vaelab/data (data.root and VAELAB_DATA unset)"
+
+
+def _folder(path: Path, setting: str) -> Path:
+    """``path``, unless it exists and is not a folder (a one-line :class:`DataError` naming ``setting``)."""
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{setting}: {path} is a file, not a folder; set it to the data folder (or unset it)")
+    return path
 
 
 def data_error(path: Path | str, problem: str, expected: str | None = None, where: str | None = None) -> DataError:

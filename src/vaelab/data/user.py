@@ -372,15 +372,39 @@ def tensor_data(
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
     split_seed: int = 0,
+    raw: bool = False,
 ) -> UserData:
     """Arrays as a vaelab data set. Each split is a tensor or numpy array (N, ...) (1 to 3 dims per example), a
     pair ``(x, labels)`` or a torch ``Dataset`` whose items are ``x`` or ``(x, label)``; missing ``valid`` /
     ``test`` splits are held out of ``train`` (fractions of it, fixed permutation seeded by ``split_seed``).
-    ``binarize``: ``data.binarize`` (``dynamic`` for grey images under a Bernoulli decoder; default: as given)."""
+    ``binarize``: ``data.binarize`` (``dynamic`` for grey images under a Bernoulli decoder; default: as given).
+
+    Float arrays are used as given. Float arrays of whole numbers 0..255 with a maximum above 15 (8-bit images
+    stored as floats) are refused unless ``raw=True``: a Bernoulli decoder would train on targets > 1 without a
+    word; divide them by 255 (or pass uint8, read as intensities), or pass ``raw=True`` for a decoder of real
+    values."""
     splits, rules = _prepare(
         "arrays", train, valid, test, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed
     )
+    if not raw:
+        _refuse_float_intensities(splits)
     return UserData("arrays", splits, binarize=binarize, rules=rules)
+
+
+def _refuse_float_intensities(splits: Mapping[str, tuple[Any, Any]]) -> None:
+    """Refuse float arrays whose values are all whole numbers in 0..255 with a maximum above 15 (see
+    :func:`tensor_data`; small counts are left alone)."""
+    for name, (x, _) in splits.items():
+        arr = np.asarray(x) if x is not None else None
+        if arr is None or arr.dtype.kind != "f" or not arr.size or not np.isfinite(arr).all():
+            continue
+        lo, hi = float(arr.min()), float(arr.max())
+        if 15 < hi <= 255 and lo >= 0 and bool(np.all(arr == np.round(arr))):
+            raise DataError(
+                f"data {name}: float values are whole numbers {lo:g}..{hi:g}, 8-bit intensities stored as floats; "
+                "vaelab uses float data as given, so a Bernoulli decoder would see targets > 1: divide by 255 (or "
+                "pass uint8), or pass vaelab.tensor_data(x, raw=True) for a decoder of real values"
+            )
 
 
 def token_data(

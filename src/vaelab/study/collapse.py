@@ -310,7 +310,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, json.dumps(record, indent=2) + "\n")
     # the study decides what it measures: no point runs its base config's own final evaluation (eval.iw_samples)
-    options = RunOptions(retry_failed=retry_failed, final_evaluation=False)
+    options = RunOptions(retry_failed=retry_failed, final_evaluation=False, probe_where_labelled=True)
     run_sweep(spec, out, workers=workers, backend=backend, address=address, options=options, reuse=reuse or [])
     write_results(out)
     return write_table(out)
