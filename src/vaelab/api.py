@@ -40,6 +40,7 @@ from vaelab import run as _run
 from vaelab.config import RunConfig, apply_overrides, read_yaml, run_config, to_dict
 from vaelab.data.base import to_float
 from vaelab.data.user import TOKEN_OFFSET, UserData, as_intensities, as_user_data, tensor_data, token_data
+from vaelab.errors import ConfigError, UserError
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
 from vaelab.metrics.holes import DEFAULT_PRIOR_SAMPLES, DEFAULT_TAUS
 from vaelab.metrics.holes import hole_metrics as _hole_metrics
@@ -131,7 +132,7 @@ def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str
     from vaelab.checks import EVALUATE_KEYS, check_override_keys
 
     if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     check_override_keys(list(overrides), EVALUATE_KEYS, "vaelab.load_run")
     return _run.load_run(path, checkpoint, overrides=tuple(overrides))
 
@@ -222,11 +223,11 @@ def train(
     for section, keys in (("data", _API_DATA_KEYS), ("model", _API_MODEL_KEYS)):
         given = sorted(set(mapping.get(section) or {}) & set(keys))
         if given:
-            raise ValueError(f"config sets {section}.{given[0]}, which vaelab.train sets itself; leave it out")
+            raise ConfigError(f"config sets {section}.{given[0]}, which vaelab.train sets itself; leave it out")
     for item in overrides:
         key = item.partition("=")[0].strip()
         if any(key == f"data.{k}" for k in _API_DATA_KEYS) or any(key == f"model.{k}" for k in _API_MODEL_KEYS):
-            raise ValueError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")
+            raise ConfigError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")
     data_dir = (root / DATA_DIR).resolve()
     mapping["data"] = {**(mapping.get("data") or {}), **user.section(data_dir)}
     mapping["model"] = {**(mapping.get("model") or {}), "type": "custom", "factory": spec, "factory_kwargs": kwargs}
@@ -286,7 +287,7 @@ def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | No
     d = latent_dim or getattr(model, "latent_dim", None) or getattr(decoder, "latent_dim", None)
     if d is None:
         if example is None:
-            raise ValueError("as_vae needs latent_dim= (or example=, a batch the encoder can read)")
+            raise UserError("as_vae needs latent_dim= (or example=, a batch the encoder can read)")
         check_modules(model, decoder)
         with torch.no_grad(), eval_mode(model):
             mu, _ = check_posterior(model(example), _num_examples(example), None)
@@ -342,7 +343,7 @@ def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[A
             yield x, None if y_all is None else y_all[rows]
         return
     if labels is not None:
-        raise ValueError("labels= goes with a tensor or token lists; batches carry their own labels (.y or (x, y))")
+        raise UserError("labels= goes with a tensor or token lists; batches carry their own labels (.y or (x, y))")
     for batch in data:
         if isinstance(batch, tuple | list) and len(batch) == 2:
             yield batch[0], (None if batch[1] is None else torch.as_tensor(batch[1]))
@@ -365,17 +366,17 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
     check("batch_size", batch_size, COUNT)
     parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
     if not parts:
-        raise ValueError("the data have no examples")
+        raise UserError("the data have no examples")
     for i, p in enumerate(parts):
         if isinstance(p.x, Tensor) and p.x.ndim < 2:
-            raise ValueError(
+            raise UserError(
                 f"data: expected a tensor of shape (N, ...), one row per example, got a batch of shape "
                 f"{tuple(p.x.shape)} (a single example x: pass x[None])"
             )
         if isinstance(p.x, Tensor) and p.x.is_meta:
-            raise ValueError("data: a tensor on the meta device holds no values; pass real data")
+            raise UserError("data: a tensor on the meta device holds no values; pass real data")
         if isinstance(p.x, Tensor) and p.x.is_floating_point() and not torch.isfinite(p.x).all():
-            raise ValueError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
+            raise UserError(f"data: batch {i} holds NaN or infinite values; every metric would be NaN")
     dtype = _float_dtype(model)
     for p in parts:  # read as train() reads the user's arrays: bool and uint8 through as_intensities, then [0, 1]
         if isinstance(p.x, Tensor) and p.x.dtype in (torch.uint8, torch.bool):
@@ -550,7 +551,7 @@ def probe(
     tr = _posterior_collection(model, train_data, batch_size, train_labels)
     te = _posterior_collection(model, test_data, batch_size, test_labels)
     if tr.y is None or te.y is None:
-        raise ValueError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
+        raise UserError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
     assert tr.mu is not None and tr.logvar is not None and te.mu is not None and te.logvar is not None
     y_tr, y_te = tr.y.long().reshape(-1), te.y.long().reshape(-1)
     k = int(max(y_tr.max(), y_te.max())) + 1

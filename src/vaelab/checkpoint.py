@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.errors import UserError
 from vaelab.oserrors import with_path
 
 
@@ -71,7 +72,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read safely (damaged, truncated, or holding more than plain data); the message
     is one line that names the file."""
 

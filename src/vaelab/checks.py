@@ -37,6 +37,7 @@ from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
 from vaelab.data.checks import is_text_data as _text_data
 from vaelab.errors import ConfigError as ConfigError
+from vaelab.errors import UserError
 from vaelab.metrics.collect import MI_POOL
 from vaelab.metrics.extras import EXTRA_METRICS
 from vaelab.metrics.units import AU_THRESHOLD
@@ -289,7 +290,7 @@ def _components(cfg: RunConfig) -> None:
         strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
         strategy.check_budget(cfg.train.epochs, cfg.train.max_steps)  # the trainer checks again with the data
         build_objective(cfg.objective, 1, 1)
-    except (UnknownChoiceError, ValueError) as e:
+    except (UnknownChoiceError, UserError) as e:  # a plain ValueError is a bug: it keeps its traceback
         raise ConfigError(str(e)) from None
     except TypeError as e:  # a strategy option of the wrong type
         raise ConfigError(f"train.strategy_options: {e}") from None

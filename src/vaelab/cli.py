@@ -12,7 +12,10 @@
 Errors a user can act on (a bad key or value, a bad option, missing or malformed data files, a damaged checkpoint,
 a folder that cannot be written, a full disk, a device that is not there) are printed as one line without a
 traceback and exit with status 2; a run that failed (a NaN loss) exits with status 1. Every value is checked
-before any work starts (:mod:`vaelab.checks`). Any other exception is a bug and keeps its traceback.
+before any work starts (:mod:`vaelab.checks`). Those errors are raised as :class:`~vaelab.errors.UserError`
+(:class:`~vaelab.errors.ConfigError` for a bad key or value), :class:`~vaelab.data.DataError`, an unknown
+registered name or an OS error; any other exception, a plain ``ValueError`` included, is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -287,13 +290,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaelab.errors import ConfigError
+    from vaelab.errors import UserError
     from vaelab.registry import UnknownChoiceError
 
     args = parse_args(build_parser(), argv)
     try:
         return _run(args)
-    except (ConfigError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
+    except (UserError, UnknownChoiceError, FileNotFoundError, FileExistsError) as e:
         from vaelab.oserrors import describe_os_error
 
         described = describe_os_error(e) if isinstance(e, OSError) and e.filename is not None else None
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         from vaelab.oserrors import describe_os_error, find_os_error
         from vaelab.training.trainer import TrainingFailed
 
-        if isinstance(e, DataError | ValueError):
+        if isinstance(e, DataError):  # not a ValueError: a ValueError that is no UserError is a bug (traceback)
             print(f"vaelab: error: {_one_line(e)}", file=sys.stderr)
             return 2
         if isinstance(e, TrainingFailed):

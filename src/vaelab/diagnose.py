@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vaelab.errors import UserError
 from vaelab.runfolder import read_json_or_none as _read_json
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
     (autoregressive decoders change the advice); ``beta``: the final beta of the objective, if known.
     """
     if "rate" not in metrics or not metrics.get("kl_per_dim"):
-        raise ValueError("diagnosis needs the evaluation's 'rate' and 'kl_per_dim' (run `vaelab evaluate DIR`)")
+        raise UserError("diagnosis needs the evaluation's 'rate' and 'kl_per_dim' (run `vaelab evaluate DIR`)")
     kl = [float(v) for v in metrics["kl_per_dim"]]
     d = len(kl)
     rate = float(metrics["rate"])

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from vaelab.data.text import TextDataset, TokenBatch, Vocabulary
+from vaelab.errors import ConfigError, UserError
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
 from vaelab.rules import SEED, Device, Int, Num, option
@@ -54,7 +55,7 @@ class TextRun:
     def from_run(cls, run: Run) -> TextRun:
         """A loaded text run (:func:`vaelab.run.load_run`), decoded on its device."""
         if not isinstance(run.dataset, TextDataset) or not isinstance(run.model.decoder, LSTMDecoder):
-            raise ValueError(f"{run.path} is not a text run (model.type={run.config.model.type!r})")
+            raise UserError(f"{run.path} is not a text run (model.type={run.config.model.type!r})")
         return cls.from_data(run.model, run.dataset)
 
     @property
@@ -76,7 +77,7 @@ class TextRun:
         for s in sentences:
             words = self.tokenize(s)
             if not words:
-                raise ValueError(f"empty sentence {s!r}")
+                raise UserError(f"empty sentence {s!r}")
             ids.append(self.vocab.encode(words))
         return TokenBatch.from_sentences(ids, device=self.device)
 
@@ -125,21 +126,21 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
 
         dataset = load_dataset(cfg.data)
         if not isinstance(dataset, TextDataset):
-            raise ValueError(f"{folder.root} is not a text run (data.name={cfg.data.name!r})")
+            raise UserError(f"{folder.root} is not a text run (data.name={cfg.data.name!r})")
         info = dataset.model_info()
     if "vocab_size" not in info:
-        raise ValueError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
+        raise UserError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
     model = build_model(cfg.model, dict(info))
     if not isinstance(model.decoder, LSTMDecoder):
-        raise ValueError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
+        raise UserError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
     state = load_checkpoint(ckpt_path, map_location="cpu")["model"]
     load_model_state(model, state, ckpt_path)
     words = model.decoder.vocab
     if words is None:
-        raise ValueError(f"{ckpt_path} holds no vocabulary (decoder extra state)")
+        raise UserError(f"{ckpt_path} holds no vocabulary (decoder extra state)")
     vocab = Vocabulary(words)
     if vocab.itos != list(words):
-        raise ValueError(f"{ckpt_path}: the saved vocabulary does not start with the special tokens")
+        raise UserError(f"{ckpt_path}: the saved vocabulary does not start with the special tokens")
     model.to(device).eval()
     return TextRun(model, vocab, bool(info.get("lowercase", False)), int(info.get("max_length", 80)))
 
@@ -165,7 +166,7 @@ def sample_prior(
 ) -> list[str]:
     """n sentences decoded from z ~ p(z) = N(0, I) (greedy or sampled)."""
     if n < 1:
-        raise ValueError(f"-n must be >= 1, got {n}")
+        raise ConfigError(f"-n must be >= 1, got {n}")
     g = _generator(seed)
     z = torch.randn(n, run.model.latent_dim, generator=g)
     return run.decode(z, greedy=greedy, temperature=temperature, generator=g, max_length=max_length)
@@ -186,7 +187,7 @@ def reconstruct(
     """For each sentence: (the input as the model sees it, with <unk>; ``samples`` decodings of z), where z is the
     posterior mean, or z ~ q(z|x) with ``posterior_sample``."""
     if samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {samples}")
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
     x = run.batch(sentences)
     q = run.model.encode(x)
     g = _generator(seed)
@@ -216,7 +217,7 @@ def interpolate(
     """Decode z_t = (1 - t) mu(a) + t mu(b) at ``steps`` evenly spaced t in [0, 1] (posterior means; Bowman et al.
     2016's homotopy)."""
     if steps < 2:
-        raise ValueError(f"--steps must be >= 2, got {steps}")
+        raise ConfigError(f"--steps must be >= 2, got {steps}")
     mu = run.model.encode(run.batch([a, b])).mu.cpu()
     ts = torch.linspace(0.0, 1.0, steps)
     z = (1 - ts).unsqueeze(1) * mu[0] + ts.unsqueeze(1) * mu[1]
@@ -238,7 +239,7 @@ def _load(args: argparse.Namespace) -> TextRun:
 def _read_sentences(path: Path) -> list[str]:
     """The non-empty lines of ``--file`` (UTF-8; a byte-order mark is dropped); errors name the file."""
     if path.is_dir():
-        raise ValueError(f"--file {path} is a folder; name a text file with one sentence per line")
+        raise ConfigError(f"--file {path} is a folder; name a text file with one sentence per line")
     if not path.is_file():
         raise FileNotFoundError(f"--file {path} does not exist")
     raw = path.read_bytes()
@@ -246,7 +247,7 @@ def _read_sentences(path: Path) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"--file {path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+        raise ConfigError(f"--file {path}:{line}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
@@ -261,11 +262,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.file and args.sentences:
-        raise ValueError("give sentences or --file, not both")
+        raise ConfigError("give sentences or --file, not both")
     sentences = _read_sentences(Path(args.file)) if args.file else list(args.sentences)
     if not sentences:
         where = f"--file {args.file} holds no sentences" if args.file else "no sentences to reconstruct"
-        raise ValueError(f"{where} (give them as arguments or with --file, one a line)")
+        raise ConfigError(f"{where} (give them as arguments or with --file, one a line)")
     run = _load(args)
     for seen, outs in reconstruct(
         run,

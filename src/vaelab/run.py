@@ -26,9 +26,10 @@ from typing import Any, Literal
 import torch
 
 from vaelab.checkpoint import load_checkpoint, load_model_state
-from vaelab.config import ConfigError, RunConfig, load_saved_config
+from vaelab.config import RunConfig, load_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
 from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
+from vaelab.errors import ConfigError
 from vaelab.metrics.extras import EXTRA_METRICS
 from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
@@ -117,7 +118,7 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: D
     else loaded from ``config.data``), the model (initialised from the run's seed, the same on every process), the
     training split's loader and the objective. Nothing is written; ``folder`` is only named.
 
-    Raises ValueError when the training split is smaller than one batch, and the registry's error for an unknown
+    Raises ConfigError when the training split is smaller than one batch, and the registry's error for an unknown
     ``eval.extra_metrics`` name (before any training)."""
     device = resolve_device(config.train.device)
     precision = Precision(config.train.precision, device)  # fp16 on a CPU: a one-line ConfigError
@@ -139,7 +140,7 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: D
     )
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"the training split is empty or smaller than one batch (train.batch_size={tr.batch_size})")
+        raise ConfigError(f"the training split is empty or smaller than one batch (train.batch_size={tr.batch_size})")
     total = tr.epochs * steps_per_epoch
     total_steps = min(total, tr.max_steps) if tr.max_steps else total
     objective = build_objective(config.objective, steps_per_epoch, total_steps).to(device)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from vaelab.checkpoint import atomic_write_text
+from vaelab.errors import UserError
 
 DEFERRED = "deferred"
 """summary.json's ``final_evaluation`` when the trainer left the evaluation to the sweep's measurement
@@ -94,7 +95,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             if i == len(lines) and not text.endswith("\n"):
                 break  # the line being written when the process died
-            raise ValueError(f"{path}:{i}: not a JSON object ({e.msg})") from None
+            raise UserError(f"{path}:{i}: not a JSON object ({e.msg})") from None
     return out
 
 

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaelab.data.text import UNK_ID, TokenBatch
+from vaelab.errors import ConfigError, UserError
 from vaelab.registry import Registry
 
 Rebinarize = Literal["auto", "threshold", "bernoulli", "none"]
@@ -90,7 +91,7 @@ def _require_images(x: Any, policy: str) -> Tensor:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name}: {value!r} is not a valid choice; valid choices: {', '.join(choices)}")
+        raise ConfigError(f"{name}: {value!r} is not a valid choice; valid choices: {', '.join(choices)}")
 
 
 def is_binary_batch(x: Tensor) -> bool:
@@ -102,7 +103,7 @@ def rebinarize(x: Tensor, mode: str, generator: torch.Generator | None = None, *
     """Map interpolated grey levels back to {0, 1}: ``threshold`` (x >= 0.5), ``bernoulli`` (x' ~ Bernoulli(x),
     draws from ``generator``), ``none`` (unchanged), ``auto`` (threshold when the input ``was_binary``)."""
     if mode not in REBINARIZE_MODES:
-        raise ValueError(f"rebinarize: {mode!r} is not a valid choice; valid choices: {', '.join(REBINARIZE_MODES)}")
+        raise ConfigError(f"rebinarize: {mode!r} is not a valid choice; valid choices: {', '.join(REBINARIZE_MODES)}")
     if mode == "none" or (mode == "auto" and not was_binary):
         return x
     if mode == "bernoulli":
@@ -175,7 +176,7 @@ class AffineParams:
 
 def _check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
     if len(value) != 2 or not low <= float(value[0]) <= float(value[1]) <= high:
-        raise ValueError(f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(value)}")
+        raise ConfigError(f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(value)}")
     return float(value[0]), float(value[1])
 
 
@@ -198,13 +199,13 @@ class RandomAffine:
         rebinarize: Rebinarize = "auto",
     ) -> None:
         if not 0.0 <= rotation <= 180.0:
-            raise ValueError(f"rotation must be a maximum angle in [0, 180] degrees, got {rotation}")
+            raise ConfigError(f"rotation must be a maximum angle in [0, 180] degrees, got {rotation}")
         if not 0.0 <= translation <= 1.0:
-            raise ValueError(f"translation must be a fraction of the image size in [0, 1], got {translation}")
+            raise ConfigError(f"translation must be a fraction of the image size in [0, 1], got {translation}")
         _check_choice("interpolation", interpolation, INTERPOLATIONS)
         _check_choice("padding", padding, PADDINGS)
         if rebinarize not in REBINARIZE_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"rebinarize: {rebinarize!r} is not a valid choice; valid choices: {', '.join(REBINARIZE_MODES)}"
             )
         self.rotation = float(rotation)
@@ -260,7 +261,7 @@ class CropShift:
 
     def __init__(self, max_shift: int = 2, padding: str = "zeros") -> None:
         if int(max_shift) != max_shift or max_shift < 0:
-            raise ValueError(f"max_shift must be a non-negative integer number of pixels, got {max_shift}")
+            raise ConfigError(f"max_shift must be a non-negative integer number of pixels, got {max_shift}")
         _check_choice("padding", padding, PADDINGS)
         self.max_shift = int(max_shift)
         self.padding = padding
@@ -302,13 +303,13 @@ class PixelFlip:
 
     def __init__(self, p: float = 0.01) -> None:
         if not 0.0 <= p <= 0.5:
-            raise ValueError(f"p must be a flip probability in [0, 0.5], got {p}")
+            raise ConfigError(f"p must be a flip probability in [0, 0.5], got {p}")
         self.p = float(p)
 
     def __call__(self, x: Any, generator: torch.Generator) -> Tensor:
         x = _require_images(x, "pixel_flip")
         if not is_binary_batch(x):
-            raise ValueError("transformation policy 'pixel_flip' needs binary (0/1) images")
+            raise UserError("transformation policy 'pixel_flip' needs binary (0/1) images")
         flip = (torch.rand(x.shape, generator=generator) < self.p).to(x.device)
         return torch.where(flip, 1.0 - x, x)
 
@@ -348,7 +349,7 @@ class Compose:
 def compose_policy(policies: Sequence[Any] = ()) -> Transform:
     """``compose``: ``policies: [crop_shift, {name: pixel_flip, p: 0.02}]`` applied in order."""
     if not policies:
-        raise ValueError("compose needs a non-empty list 'policies'")
+        raise ConfigError("compose needs a non-empty list 'policies'")
     return Compose([build_transform(p, key=f"policies[{i}]") for i, p in enumerate(policies)])
 
 
@@ -412,7 +413,7 @@ class WordDropout:
 
     def __init__(self, p: float = 0.1) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+            raise ConfigError(f"p must be a probability in [0, 1], got {p}")
         self.p = float(p)
 
     def __call__(self, x: Any, generator: torch.Generator) -> TokenBatch:
@@ -425,7 +426,7 @@ class WordSwap:
 
     def __init__(self, p: float = 0.1) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+            raise ConfigError(f"p must be a probability in [0, 1], got {p}")
         self.p = float(p)
 
     def __call__(self, x: Any, generator: torch.Generator) -> TokenBatch:
@@ -463,7 +464,7 @@ def transform_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         opts = dict(spec)
         return opts.pop("name"), opts
-    raise ValueError(f"a transformation policy is a name or a mapping with a 'name' key; got {spec!r}")
+    raise ConfigError(f"a transformation policy is a name or a mapping with a 'name' key; got {spec!r}")
 
 
 def build_transform(spec: str | Mapping[str, Any], key: str = "transform") -> Transform:
@@ -474,12 +475,12 @@ def build_transform(spec: str | Mapping[str, Any], key: str = "transform") -> Tr
     try:
         name, opts = transform_spec(spec)
     except ValueError as e:
-        raise ValueError(f"{key}: {e}") from None
+        raise ConfigError(f"{key}: {e}") from None
     factory = TRANSFORMS.get(name, key=f"{key}" if isinstance(spec, str) else f"{key}.name")
     try:
         return factory(**opts)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{key} ({name}): {e}") from None
+        raise ConfigError(f"{key} ({name}): {e}") from None
 
 
 def describe(spec: str | Mapping[str, Any]) -> str:

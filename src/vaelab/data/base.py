@@ -35,6 +35,7 @@ from vaelab.data.split import fixed_permutation as fixed_permutation
 from vaelab.data.split import is_binary as is_binary
 from vaelab.data.split import to_float as to_float
 from vaelab.data.split import torch_generator as torch_generator
+from vaelab.errors import ConfigError, UserError
 
 SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 
@@ -107,7 +108,7 @@ def resolve_data_file(cfg: Any, expected: str) -> tuple[Path, str]:
     """The file named by ``data.path`` (absolute, or relative to the data folder) and a note on where it came from
     for error messages; a missing ``data.path`` or file is a one-line error (``expected`` says what it should be)."""
     if not cfg.path:
-        raise ValueError(
+        raise ConfigError(
             f"data.name={cfg.name!r} needs data.path, the {expected} (absolute or relative to the data folder)"
         )
     root, setting = resolve_data_root(cfg)
@@ -224,7 +225,7 @@ def normalize_image_shape(shape: Sequence[int], what: str = "data.image_shape") 
     """[C, H, W] -> (C, H, W); [H, W] -> (1, H, W); [D] -> (1, 1, D)."""
     dims = tuple(int(s) for s in shape)
     if not 1 <= len(dims) <= 3 or any(d <= 0 for d in dims):
-        raise ValueError(f"{what} must be [C, H, W], [H, W] or [D] with positive sizes, got {list(shape)}")
+        raise ConfigError(f"{what} must be [C, H, W], [H, W] or [D] with positive sizes, got {list(shape)}")
     return (1,) * (3 - len(dims)) + dims  # type: ignore[return-value]
 
 
@@ -237,7 +238,7 @@ def holdout_split(train: Split, valid_size: int, seed: int, source: str) -> tupl
     if n == 0:
         raise DataError(f"{source}: the training split has no examples")
     if valid_size < 0 or valid_size >= n:
-        raise ValueError(f"data.valid_size={valid_size} must be in [0, {n - 1}] for {source} ({n} training examples)")
+        raise ConfigError(f"data.valid_size={valid_size} must be in [0, {n - 1}] for {source} ({n} training examples)")
     perm = fixed_permutation(n, seed, "valid")
     tr = np.sort(perm[: n - valid_size])
     va = np.sort(perm[n - valid_size :])
@@ -265,7 +266,7 @@ def finalize(
     n_train = len(train)
     if cfg.train_size is not None:
         if not 0 < cfg.train_size <= n_train:
-            raise ValueError(
+            raise ConfigError(
                 f"data.train_size={cfg.train_size} must be in [1, {n_train}]: {name} has {n_train} training "
                 f"examples (after holding out the validation split)"
             )
@@ -278,7 +279,7 @@ def finalize(
         )
     if cfg.eval_size is not None:
         if cfg.eval_size <= 0:
-            raise ValueError(f"data.eval_size={cfg.eval_size} must be positive (or null for no cap)")
+            raise ConfigError(f"data.eval_size={cfg.eval_size} must be positive (or null for no cap)")
         capped = {}
         for split_name, s in (("valid", valid), ("test", test)):
             if len(s) > cfg.eval_size:
@@ -289,11 +290,11 @@ def finalize(
 
     mode = cfg.binarize if cfg.binarize is not None else default_binarize
     if mode not in BINARIZE_MODES:
-        raise ValueError(f"unknown data.binarize {mode!r}; valid choices: {', '.join(BINARIZE_MODES)}")
+        raise ConfigError(f"unknown data.binarize {mode!r}; valid choices: {', '.join(BINARIZE_MODES)}")
     if mode == "static":
         for split_name, s in (("train", train), ("valid", valid), ("test", test)):
             if not s.is_binary():
-                raise ValueError(
+                raise ConfigError(
                     f"data.binarize='static' needs data that are already 0/1, but the {split_name} split "
                     f"of {name} has grey levels; use 'dynamic' (Bernoulli resampling), 'threshold' or "
                     f"'none', or a statically binarised set such as binarized_mnist"
@@ -301,7 +302,7 @@ def finalize(
     if mode in ("dynamic", "threshold") and any(s.x.dtype == torch.float32 for s in (train, valid, test)):
         for split_name, s in (("train", train), ("valid", valid), ("test", test)):
             if s.x.numel() and (float(s.x.min()) < 0.0 or float(s.x.max()) > 1.0):
-                raise ValueError(
+                raise ConfigError(
                     f"data.binarize={mode!r} needs intensities in [0, 1], but the {split_name} split of "
                     f"{name} has values outside; use binarize='none'"
                 )
@@ -309,7 +310,7 @@ def finalize(
     c, h, w = (int(d) for d in train.x.shape[1:])
     for split_name, s in (("valid", valid), ("test", test)):
         if len(s) and tuple(s.x.shape[1:]) != (c, h, w):
-            raise ValueError(f"{name}: {split_name} images are {tuple(s.x.shape[1:])}, train images {(c, h, w)}")
+            raise UserError(f"{name}: {split_name} images are {tuple(s.x.shape[1:])}, train images {(c, h, w)}")
     info.update(
         name=name,
         counts={"train": len(train), "valid": len(valid), "test": len(test)},

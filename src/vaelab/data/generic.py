@@ -43,6 +43,7 @@ from vaelab.data.base import (
 )
 from vaelab.data.config import DataConfig
 from vaelab.data.idx import find_idx_file, read_idx
+from vaelab.errors import ConfigError
 
 IDX_ROLES = ("train_images", "train_labels", "valid_images", "valid_labels", "test_images", "test_labels")
 IDX_DEFAULT_STEMS = {
@@ -65,7 +66,7 @@ NPZ_DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
 def _check_roles(files: dict[str, str], roles: tuple[str, ...], name: str) -> None:
     unknown = sorted(set(files) - set(roles))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown role(s) {unknown} in data.files for data set {name!r}; valid roles: {', '.join(roles)}"
         )
 
@@ -138,7 +139,7 @@ def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
         img_path = paths.get(f"{split}_images")
         if img_path is None:
             if f"{split}_labels" in paths:
-                raise ValueError(f"data.files gives {split}_labels but no {split}_images")
+                raise ConfigError(f"data.files gives {split}_labels but no {split}_images")
             parts[split] = None
             continue
         x = read_idx(img_path, where=where)
@@ -214,7 +215,7 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
         for split in ("train", "valid", "test"):
             if split not in keys:
                 if f"{split}_labels" in keys and cfg.files and f"{split}_labels" in cfg.files:
-                    raise ValueError(f"data.files gives {split}_labels but no {split} images")
+                    raise ConfigError(f"data.files gives {split}_labels but no {split} images")
                 parts[split] = None
                 continue
             try:

@@ -43,6 +43,7 @@ import numpy as np
 from vaelab.data.base import DATASETS, derive_seed, fixed_permutation
 from vaelab.data.config import DataConfig
 from vaelab.data.text import UNK_ID, TextDataset, TextSplit, Vocabulary, corpus_info
+from vaelab.errors import ConfigError
 
 GRAMMAR: dict[str, dict[str, float]] = {
     "start": {"det": 0.6, "adj": 0.15, "noun": 0.25},
@@ -203,7 +204,7 @@ def load_synthetic_text(cfg: DataConfig) -> TextDataset:
     n_train = len(splits["train"])
     if cfg.train_size is not None:
         if not 0 < cfg.train_size <= n_train:
-            raise ValueError(f"data.train_size={cfg.train_size} must be in [1, {n_train}] (data.num_examples)")
+            raise ConfigError(f"data.train_size={cfg.train_size} must be in [1, {n_train}] (data.num_examples)")
         if cfg.train_size < n_train:
             keep = np.sort(fixed_permutation(n_train, cfg.split_seed, "train_size")[: cfg.train_size])
             splits["train"] = splits["train"].subset(keep)

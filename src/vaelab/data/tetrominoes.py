@@ -71,6 +71,7 @@ from vaelab.data.base import (
     resolve_data_root,
 )
 from vaelab.data.config import DataConfig
+from vaelab.errors import ConfigError
 
 GENERATOR_VERSION = 1
 """Bumped whenever the rendering changes; part of the cache file name, so stale caches are never read."""
@@ -123,7 +124,7 @@ class TetrominoGrid:
         lo, hi = self.scale_range
         m = self.margin()
         if 2 * m >= self.image_size:
-            raise ValueError(f"a tetromino of scale {hi} does not fit a {self.image_size}-pixel image")
+            raise ConfigError(f"a tetromino of scale {hi} does not fit a {self.image_size}-pixel image")
         pos = np.linspace(m, self.image_size - m, self.position_bins)
         return {
             "angle": np.arange(self.angle_bins) * self.angle_step_deg,
@@ -339,7 +340,7 @@ def load_tetrominoes(cfg: DataConfig) -> ImageDataset:
         is_test[perm[: n // 2]] = True
         rule = f"test = first {n // 2} of a fixed permutation (numpy RandomState, split_seed={cfg.split_seed})"
     else:  # the config loader rejects other values; direct callers get the same message
-        raise ValueError(
+        raise ConfigError(
             f"data.split_kind: {cfg.split_kind!r} is not a valid choice; valid choices: random, checkerboard"
         )
     x = torch.from_numpy(images)

@@ -71,6 +71,7 @@ from vaelab.data.checks import DATA_RULES, check_data
 from vaelab.data.config import DataConfig
 from vaelab.data.dataset import Dataset, Modality
 from vaelab.data.loader import shard_bounds
+from vaelab.errors import ConfigError
 from vaelab.rules import check
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -710,7 +711,7 @@ def parse_corpus(
     ``</s>``) raises a DataError.
     """
     if fmt not in ("plain", "label_tab"):
-        raise ValueError(f"unknown data.format {fmt!r}; valid choices: plain, label_tab")
+        raise ConfigError(f"unknown data.format {fmt!r}; valid choices: plain, label_tab")
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed, unk_token, labels_as_words)
     if key in _PARSE_CACHE:
@@ -847,12 +848,12 @@ def load_text_corpus(
     check_data(cfg)  # as load_dataset does: this function is public
     unknown = sorted(set(files) - set(SPLITS))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown role(s) {unknown} in data.files for data set {name!r}; valid roles: train, valid, test"
         )
     for role in ("train", "test"):
         if role not in files:
-            raise ValueError(f"data.files needs a {role!r} file for data set {name!r}")
+            raise ConfigError(f"data.files needs a {role!r} file for data set {name!r}")
 
     info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
     parsed: dict[str, _Parsed] = {}
@@ -903,7 +904,7 @@ def load_text_corpus(
     else:
         n = len(train_s)
         if not 0 < cfg.valid_size < n:
-            raise ValueError(
+            raise ConfigError(
                 f"data.valid_size={cfg.valid_size} must be in [1, {n - 1}] to hold out a validation split of the "
                 f"{n} training sentences of {name} (or give data.files.valid)"
             )
@@ -970,7 +971,7 @@ def load_text_corpus(
         raise DataError(f"{folder / files['train']}: the training split is empty: {why}")
     if cfg.train_size is not None:
         if not 0 < cfg.train_size <= n_train:
-            raise ValueError(
+            raise ConfigError(
                 f"data.train_size={cfg.train_size} must be in [1, {n_train}]: {name} has {n_train} training sentences"
             )
         if cfg.train_size < n_train:

@@ -49,6 +49,7 @@ from vaelab.data.base import (
 )
 from vaelab.data.config import DataConfig
 from vaelab.data.text import SPECIALS
+from vaelab.errors import UserError
 
 TOKEN_OFFSET = len(SPECIALS)
 """A user's token id t is t + TOKEN_OFFSET (= 4) inside vaelab's token batches (ids 0..3: <pad> <s> </s> <unk>)."""
@@ -252,7 +253,7 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     """A torch Dataset's items (x, or (x, y) with an integer y) stacked into arrays."""
     n = len(ds)
     if n == 0:
-        raise ValueError(f"{what} is an empty Dataset")
+        raise UserError(f"{what} is an empty Dataset")
     xs, ys = [], []
     for i in range(n):
         item = ds[i]
@@ -268,7 +269,7 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         x = np.stack(xs)
     except ValueError:
-        raise ValueError(f"{what}: the examples differ in shape; every example must have the same shape") from None
+        raise UserError(f"{what}: the examples differ in shape; every example must have the same shape") from None
     return x, (np.asarray(ys, dtype=np.int64) if ys else None)
 
 
@@ -278,7 +279,7 @@ def _array_part(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(obj, tuple) and len(obj) == 2:
         x, y = _numpy(obj[0], f"{what}[0]"), _numpy(obj[1], f"{what}[1] (labels)")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+            raise UserError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
         return x, y.astype(np.int64)
     x = _numpy(obj, what)
     return x, None
@@ -298,12 +299,12 @@ def _token_part(obj: Any, what: str) -> tuple[list[list[int]], list[int] | None]
         if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(isinstance(t, int) for t in ids):
             raise TypeError(f"{what}[{i}] must be a sequence of int token ids, got {s!r:.60}")
         if not ids:
-            raise ValueError(f"{what}[{i}] is empty; every sequence needs at least one token")
+            raise UserError(f"{what}[{i}] is empty; every sequence needs at least one token")
         if min(ids) < 0:
-            raise ValueError(f"{what}[{i}] has a negative token id {min(ids)}")
+            raise UserError(f"{what}[{i}] has a negative token id {min(ids)}")
         out.append(list(ids))
     if labels is not None and (len(labels) != len(out) or min(labels, default=0) < 0):
-        raise ValueError(f"{what}: need one label >= 0 per sequence ({len(out)}), got {len(labels)}")
+        raise UserError(f"{what}: need one label >= 0 per sequence ({len(out)}), got {len(labels)}")
     return out, labels
 
 
@@ -335,12 +336,12 @@ def _prepare(
         fractions = {"test": test_fraction, "valid": valid_fraction}
         for k in missing:
             if not 0 <= fractions[k] < 1:
-                raise ValueError(f"{k}_fraction must be in [0, 1), got {fractions[k]}")
+                raise UserError(f"{k}_fraction must be in [0, 1), got {fractions[k]}")
         sizes = {k: round(fractions[k] * n) for k in missing}
         if "test" in sizes:
             sizes["test"] = max(sizes["test"], 1)
         if n - sum(sizes.values()) < 1:
-            raise ValueError(f"{n} training examples are too few to hold out {sizes} and keep a training split")
+            raise UserError(f"{n} training examples are too few to hold out {sizes} and keep a training split")
         perm = fixed_permutation(n, split_seed, "user-holdout")
         end = n
         for k in missing:  # test takes the last positions of the permutation, valid the ones before
@@ -351,13 +352,13 @@ def _prepare(
         parts["train"] = _take(parts["train"], np.sort(perm[:end]), kind)
     labelled = {k: v[1] is not None for k, v in parts.items()}
     if any(labelled.values()) and not all(labelled.values()):
-        raise ValueError(f"labels are given for some splits but not all ({labelled}); give labels for all or none")
+        raise UserError(f"labels are given for some splits but not all ({labelled}); give labels for all or none")
     if kind == "arrays":
         shapes = {k: tuple(v[0].shape[1:]) for k, v in parts.items()}
         if len(set(shapes.values())) > 1:
-            raise ValueError(f"the splits' examples differ in shape: {shapes}")
+            raise UserError(f"the splits' examples differ in shape: {shapes}")
         if not 1 <= len(shapes["train"]) <= 3:
-            raise ValueError(
+            raise UserError(
                 f"each example must have 1 to 3 dimensions ((D,), (H, W), (C, H, W)), got {shapes['train']}"
             )
     return {k: parts[k] for k in SPLITS}, rules
@@ -430,15 +431,15 @@ def token_data(
         vocab = [str(w) for w in vocab]
         bad = [w for w in vocab if len(w.split()) != 1 or w != w.strip() or w in SPECIALS]
         if bad:
-            raise ValueError(f"vocab words must be single tokens without spaces and not {SPECIALS}; got {bad[0]!r}")
+            raise UserError(f"vocab words must be single tokens without spaces and not {SPECIALS}; got {bad[0]!r}")
         if len(set(vocab)) != len(vocab):
-            raise ValueError("vocab has repeated words; each id needs its own word")
+            raise UserError("vocab has repeated words; each id needs its own word")
         vocab_size = len(vocab) if vocab_size is None else vocab_size
         if vocab_size != len(vocab):
-            raise ValueError(f"vocab has {len(vocab)} words but vocab_size is {vocab_size}")
+            raise UserError(f"vocab has {len(vocab)} words but vocab_size is {vocab_size}")
     size = top if vocab_size is None else int(vocab_size)
     if size < top:
-        raise ValueError(f"token id {top - 1} is outside vocab_size={size}; ids must be in [0, vocab_size)")
+        raise UserError(f"token id {top - 1} is outside vocab_size={size}; ids must be in [0, vocab_size)")
     return UserData("tokens", splits, vocab=list(vocab) if vocab else [str(i) for i in range(size)], rules=rules)
 
 
@@ -451,7 +452,7 @@ def as_user_data(data: Any) -> UserData:
     if isinstance(data, Mapping):
         unknown = set(data) - set(SPLITS)
         if unknown or "train" not in data:
-            raise ValueError(f"a data mapping needs 'train' and may have 'valid', 'test'; got keys {sorted(data)}")
+            raise UserError(f"a data mapping needs 'train' and may have 'valid', 'test'; got keys {sorted(data)}")
         first = data["train"]
         maker = token_data if _looks_like_tokens(first) else tensor_data
         return maker(data["train"], data.get("valid"), data.get("test"))

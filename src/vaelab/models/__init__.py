@@ -105,7 +105,7 @@ def _image_shape(info: dict[str, Any]) -> tuple[int, int, int]:
     try:
         return tuple(info["image_shape"])  # type: ignore[return-value]
     except KeyError:
-        raise ValueError("this model type needs image data (data_info['image_shape'] is missing)") from None
+        raise ConfigError("this model type needs image data (data_info['image_shape'] is missing)") from None
 
 
 @MODELS.register("mlp")
@@ -152,7 +152,9 @@ def _build_custom(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
 
 def _text_info(info: dict[str, Any]) -> dict[str, Any]:
     if "vocab_size" not in info:
-        raise ValueError("this model type needs text data (data_info['vocab_size'] is missing; use data.name=ptb/text)")
+        raise ConfigError(
+            "this model type needs text data (data_info['vocab_size'] is missing; use data.name=ptb/text)"
+        )
     return info
 
 
@@ -204,7 +206,7 @@ def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
     model = builder(cfg, data_info)
     if cfg.posterior != "gaussian":
         if isinstance(model.encoder, PriorEncoder):
-            raise ValueError(f"model.posterior={cfg.posterior} needs a model with an encoder ({cfg.type} has none)")
+            raise ConfigError(f"model.posterior={cfg.posterior} needs a model with an encoder ({cfg.type} has none)")
         model.encoder = apply_posterior_head(
             model.encoder, cfg.posterior, bn_gamma=cfg.bn_gamma, delta_rate=cfg.delta_rate
         )

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from vaelab.distributions import DiagonalGaussian, log_standard_normal
+from vaelab.errors import UserError
 
 
 def full_precision(t: Tensor) -> Tensor:
@@ -92,7 +93,7 @@ class VAE(nn.Module):
     def __init__(self, encoder: Encoder, decoder: Decoder, prior: nn.Module | None = None) -> None:
         super().__init__()
         if encoder.latent_dim != decoder.latent_dim:
-            raise ValueError(f"encoder latent_dim {encoder.latent_dim} != decoder latent_dim {decoder.latent_dim}")
+            raise UserError(f"encoder latent_dim {encoder.latent_dim} != decoder latent_dim {decoder.latent_dim}")
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior if prior is not None else StandardNormalPrior(encoder.latent_dim)

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import VAE, Decoder, Encoder, batch_size
 
 MAX_ROWS_PER_CALL = 8192
@@ -43,7 +44,7 @@ MAX_ROWS_PER_CALL = 8192
 evaluates z of shape (S, B, D); more samples are taken in groups."""
 
 
-class ContractError(ValueError):
+class ContractError(UserError):
     """A user's encoder or decoder does not meet the contract of :mod:`vaelab.models.custom`; the message says
     what was returned and what is expected (one line; ``vaelab`` commands print it with exit status 2)."""
 
@@ -109,10 +110,10 @@ def _importable(modname: str, file: str | None) -> bool:
 
 
 def _split_spec(spec: str) -> tuple[str, str]:
-    """(module or file, qualified name) of a ``model.factory`` string; a one-line ConfigError-like ValueError."""
+    """(module or file, qualified name) of a ``model.factory`` string; a one-line ConfigError."""
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name or not all(part.isidentifier() for part in name.split(".")):
-        raise ValueError(
+        raise ConfigError(
             f"model.factory must be 'package.module:function' or '/path/to/file.py:function', got {spec!r}"
         )
     return where, name
@@ -126,13 +127,13 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     if where.endswith(".py"):
         path = Path(where).expanduser()
         if not path.is_file():
-            raise ValueError(f"model.factory: file {path} does not exist (recorded as {spec!r})")
+            raise ConfigError(f"model.factory: file {path} does not exist (recorded as {spec!r})")
         key = f"_vaelab_factory_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
         module = sys.modules.get(key)
         if module is None:
             loaded = importlib.util.spec_from_file_location(key, path)
             if loaded is None or loaded.loader is None:
-                raise ValueError(f"model.factory: cannot import {path} as Python code")
+                raise ConfigError(f"model.factory: cannot import {path} as Python code")
             module = importlib.util.module_from_spec(loaded)
             sys.modules[key] = module
             try:
@@ -144,17 +145,17 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
         try:
             module = importlib.import_module(where)
         except ModuleNotFoundError as e:
-            raise ValueError(
+            raise ConfigError(
                 f"model.factory: cannot import module {where!r} ({e}); install it, add its folder to PYTHONPATH, "
                 "or record the factory as '/path/to/file.py:function'"
             ) from None
     obj: Any = module
     for part in name.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"model.factory: {where} has no attribute {name!r}")
+            raise ConfigError(f"model.factory: {where} has no attribute {name!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"model.factory: {spec} is not a function")
+        raise ConfigError(f"model.factory: {spec} is not a function")
     return obj
 
 
@@ -392,7 +393,7 @@ def build_custom(factory: str | None, kwargs: dict[str, Any], latent_dim: int, i
     """The model of ``model.type: custom``: the recorded factory called with its kwargs, its modules wrapped for
     the data described by ``info`` (``example_shape`` and ``image_shape`` of array data)."""
     if not factory:
-        raise ValueError(
+        raise ConfigError(
             "model.type=custom needs model.factory ('package.module:function' or '/path/file.py:function')"
         )
     made = call_factory(factory, dict(kwargs))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vaelab.errors import ConfigError
 from vaelab.models.base import Decoder, Encoder, full_precision
 from vaelab.models.likelihoods import Likelihood
 
@@ -28,7 +29,7 @@ def activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; valid choices: {', '.join(sorted(ACTIVATIONS))}") from None
+        raise ConfigError(f"unknown activation {name!r}; valid choices: {', '.join(sorted(ACTIVATIONS))}") from None
 
 
 def mlp(sizes: Sequence[int], act: str, final_act: bool = False) -> nn.Sequential:
@@ -106,7 +107,7 @@ class ConvEncoder(Encoder):
         layers: list[nn.Module] = []
         for i, ch in enumerate(channels):
             if h < 2 or w < 2:
-                raise ValueError(
+                raise ConfigError(
                     f"model.type=conv: {image_shape[1]}x{image_shape[2]} images are too small for "
                     f"{len(channels)} strided convolutions (model.channels={list(channels)}; layer {i} would get "
                     f"{h}x{w}, each layer needs >= 2x2 and halves it); use fewer model.channels or model.type=mlp"

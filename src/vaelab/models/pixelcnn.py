@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaelab.errors import ConfigError
 from vaelab.models.base import Encoder, full_precision
 from vaelab.models.image import ImageDecoder
 from vaelab.models.likelihoods import Bernoulli
@@ -64,7 +65,7 @@ class PixelCNNDecoder(ImageDecoder):
     def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: int = 64, layers: int = 6) -> None:
         image_shape = tuple(image_shape)
         if image_shape[0] != 1:
-            raise ValueError(f"the PixelCNN decoder models single-channel binary images, got shape {image_shape}")
+            raise ConfigError(f"the PixelCNN decoder models single-channel binary images, got shape {image_shape}")
         super().__init__(latent_dim, image_shape, Bernoulli(event_dims=3))
         self.inp = MaskedConv2d("A", 1, channels, 7)
         self.inp_cond = nn.Linear(latent_dim, channels)

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import Encoder
 from vaelab.rules import Num, check
 
@@ -99,7 +100,7 @@ class BatchNormHead(PosteriorHead):
 
     def transform(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
         if self.training and mu.shape[0] < 2:
-            raise ValueError(
+            raise UserError(
                 "BN-VAE (model.posterior=bn) normalises over the batch and needs >= 2 examples per training batch; "
                 f"got {mu.shape[0]} (choose train.batch_size so that no batch holds a single example)"
             )
@@ -211,7 +212,7 @@ def apply_posterior_head(encoder: Encoder, kind: str, *, bn_gamma: float = 0.5, 
         return BatchNormHead(encoder, gamma=bn_gamma)
     if kind == "delta":
         return DeltaHead(encoder, delta=delta_rate)
-    raise ValueError(f"model.posterior: {kind!r} is not a valid choice; valid choices: {', '.join(POSTERIOR_HEADS)}")
+    raise ConfigError(f"model.posterior: {kind!r} is not a valid choice; valid choices: {', '.join(POSTERIOR_HEADS)}")
 
 
 __all__ = [

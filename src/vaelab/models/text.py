@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch, hashed_uniform
+from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import Decoder, Encoder
 from vaelab.rules import Num, check
 
@@ -227,7 +228,7 @@ class LSTMDecoder(Decoder):
         if vocab is None:
             return
         if self.vocab is not None and list(vocab) != self.vocab:
-            raise ValueError(
+            raise UserError(
                 "the checkpoint's vocabulary differs from this model's (the corpus or data.vocab_* settings changed)"
             )
         self.vocab = list(vocab)
@@ -473,7 +474,7 @@ class LSTMDecoder(Decoder):
         ``</s>`` or after ``max_length`` words. Returns word ids without markers; ``<pad>`` and ``<s>`` are
         never emitted. Uses eval-mode behaviour (no dropout) whatever the module's mode."""
         if temperature <= 0.0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise ConfigError(f"temperature must be positive, got {temperature}")
         was_training = self.training
         self.eval()
         try:

@@ -37,7 +37,7 @@ One transformed pass per loss evaluation. The three terms share one encoder/deco
 ``ForwardPass.cache``: the first consistency term that runs draws t and the reparameterisation noise; the others
 reuse its pass. Their pass options (``transform``, ``noise``, ``seed``) are therefore set once: give them on the
 first consistency term (the others inherit), or the same values on all; a term whose explicit value disagrees with
-the pass it would reuse raises a ValueError. Options:
+the pass it would reuse raises a ConfigError. Options:
 
 - ``transform``: a policy name or ``{name: ..., options}`` (:func:`vaelab.transforms.build_transform`); default
   ``simple`` (rotation ±15°, translation ±5 %, scale 0.9–1.1). Binary images are re-binarised after interpolation

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaelab.config import RunConfig
+from vaelab.errors import ConfigError
 from vaelab.registry import Registry
 
 
@@ -54,10 +55,10 @@ class Budget:
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
-            raise ValueError("a budget is a number of epochs or a number of steps (exactly one)")
+            raise ConfigError("a budget is a number of epochs or a number of steps (exactly one)")
         value = self.epochs if self.epochs is not None else self.steps
         if value is None or value < 1:
-            raise ValueError(f"--budget must be an integer >= 1, got {value}")
+            raise ConfigError(f"--budget must be an integer >= 1, got {value}")
 
     @classmethod
     def parse(cls, text: str | int) -> Budget:
@@ -72,7 +73,7 @@ class Budget:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"--budget {text!r}: expected a number of epochs (3, 3ep) or of steps (500steps)"
             ) from None
         return cls(**{unit: value})

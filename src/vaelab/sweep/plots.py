@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.errors import ConfigError, UserError
 from vaelab.sweep.aggregate import CI_LEVEL, cell_keys, read_results, t_interval
 from vaelab.sweep.runner import load_stored_spec
 
@@ -43,7 +44,7 @@ def find_beta_key(columns: list[str]) -> str:
     for c in columns:
         if "beta" in c:
             return c
-    raise ValueError(f"no beta column among the sweep's parameters {columns}; pass --beta-key")
+    raise ConfigError(f"no beta column among the sweep's parameters {columns}; pass --beta-key")
 
 
 def group_keys(out: str | Path, beta_key: str) -> list[str]:
@@ -83,7 +84,7 @@ def seed_means(
     interval (lo = hi = mean for one seed), with ``error="range"`` the minimum and maximum over seeds; missing
     values ignored. ``capped``: the number of seeds stopped by the step cap."""
     if error not in ERROR_BARS:
-        raise ValueError(f"error bars {error!r}: valid choices: {', '.join(ERROR_BARS)}")
+        raise ConfigError(f"error bars {error!r}: valid choices: {', '.join(ERROR_BARS)}")
     cells: dict[tuple[Any, ...], dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r.get("status") != "completed":
@@ -143,7 +144,7 @@ def plot_sweep(
     ]
     data = seed_means(rows, beta_key, keys, metrics, error)
     if not data:
-        raise ValueError(f"{out}: no completed points to plot")
+        raise UserError(f"{out}: no completed points to plot")
     target = Path(plots_dir) if plots_dir else out / "plots"
     target.mkdir(parents=True, exist_ok=True)
     all_betas = np.concatenate([d["beta"] for d in data.values()])

@@ -44,6 +44,7 @@ from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
+from vaelab.errors import builtin_type_name
 from vaelab.runlock import acquire_lock, pid_alive, release_lock
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
@@ -461,12 +462,13 @@ def run_point(spec: SweepSpec, index: int, out: str | Path, options: RunOptions 
         result.status = "completed"
     except Exception as e:
         result.status = "failed"
-        result.error = f"{type(e).__name__}: {e}"
+        result.error = f"{builtin_type_name(e)}: {e}"
         record = {
             "index": index,
             "status": "failed",
             "phase": phase,
-            "error_type": type(e).__name__,
+            "error_type": builtin_type_name(e),  # ValueError for a ConfigError, as before the user-error classes
+            "error_class": type(e).__name__,
             "message": str(e),
             "traceback": traceback.format_exc(),
             "host": socket.gethostname(),
