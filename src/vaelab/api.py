@@ -37,8 +37,19 @@ import yaml
 from torch import Tensor, nn
 
 from vaelab import run as _run
-from vaelab.config import RunConfig, apply_overrides, read_yaml, run_config, to_dict
+from vaelab.checks import (
+    COUNT,
+    EVALUATE_KEYS,
+    RULES,
+    check,
+    check_override_keys,
+    check_override_values,
+    validate_config,
+)
+from vaelab.config import RunConfig, apply_overrides, load_saved_config, read_yaml, run_config, to_dict
+from vaelab.data import load_dataset
 from vaelab.data.base import to_float
+from vaelab.data.text import TokenBatch
 from vaelab.data.user import TOKEN_OFFSET, UserData, as_intensities, as_user_data, tensor_data, token_data
 from vaelab.errors import ConfigError, UserError
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
@@ -61,6 +72,7 @@ from vaelab.models.custom import (
     factory_spec,
     wrap_modules,
 )
+from vaelab.runfolder import RunFolder
 
 DATA_DIR = "data"
 """Sub-folder of a run folder that holds the copy of the user's data."""
@@ -96,8 +108,6 @@ class Run:
     @property
     def config(self) -> RunConfig:
         """The run's config (config.yaml, validated)."""
-        from vaelab.config import load_saved_config
-
         return load_saved_config(self.path / "config.yaml")
 
     def load(self, checkpoint: str = "best") -> LoadedRun:
@@ -129,8 +139,6 @@ def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str
     Safe by construction: the checkpoint is read with ``torch.load(weights_only=True)`` (no code runs); a run of
     a custom model imports only the module that config.yaml records in ``model.factory``. ``overrides``: the
     ``key=value`` settings ``vaelab evaluate`` accepts (``eval.*``, ``data.eval_size``, ``train.device``)."""
-    from vaelab.checks import EVALUATE_KEYS, check_override_keys
-
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     check_override_keys(list(overrides), EVALUATE_KEYS, "vaelab.load_run")
@@ -207,9 +215,6 @@ def train(
     (a ValueError; a :class:`~vaelab.models.custom.ContractTypeError`, also a TypeError, for wrong types) before
     any training.
     """
-    from vaelab.checks import check_override_values, validate_config
-    from vaelab.data import load_dataset
-    from vaelab.runfolder import RunFolder
     from vaelab.training.trainer import Trainer
 
     spec = factory_spec(model)
@@ -317,16 +322,12 @@ def _is_token_lists(data: Any) -> bool:
 def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
     """Token-id sequences (your ids, in [0, V)) as the :class:`~vaelab.data.text.TokenBatch` a model trained by
     :func:`train` receives: ``<s> ids+4 </s> <pad>..`` (ids shifted by :data:`TOKEN_OFFSET`)."""
-    from vaelab.data.text import TokenBatch
-
     return TokenBatch.from_sentences([[int(t) + TOKEN_OFFSET for t in s] for s in sequences])
 
 
 def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[Any, Tensor | None]]:
     """(x, y) batches of ``data``: a tensor / array (N, ...) cut into ``batch_size`` rows, token-id lists as token
     batches, a TokenBatch, or an iterable of batches (tensor, (x, y), or objects with .x / .y)."""
-    from vaelab.data.text import TokenBatch
-
     y_all = None if labels is None else torch.as_tensor(labels)
     if hasattr(data, "__array__") and not isinstance(data, Tensor):
         data = torch.as_tensor(data)
@@ -361,8 +362,6 @@ class _Batch:
 
 
 def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = None) -> tuple[VAE, list[_Batch]]:
-    from vaelab.checks import COUNT, check
-
     check("batch_size", batch_size, COUNT)
     parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
     if not parts:
@@ -403,8 +402,6 @@ def _float_dtype(model: Any) -> torch.dtype | None:
 
 def _seed(seed: int) -> int:
     """``seed`` checked with the rule of the config's ``seed`` (an integer in [0, 2**63 - 1])."""
-    from vaelab.checks import RULES, check
-
     check("seed", seed, RULES["seed"])
     return int(seed)
 

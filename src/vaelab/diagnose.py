@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vaelab.checkpoint import atomic_write_text
 from vaelab.errors import UserError
 from vaelab.runfolder import read_json_or_none as _read_json
 
@@ -304,8 +305,6 @@ def run_context(run_dir: str | Path) -> tuple[str | None, float | None]:
 
 def diagnose_run(run_dir: str | Path, *, evaluate: bool | None = None, split: str = "test") -> Diagnosis:
     """Diagnose a run folder and write ``DIR/diagnosis.json`` and ``DIR/diagnosis.md``."""
-    from vaelab.checkpoint import atomic_write_text
-
     metrics, source = run_metrics(run_dir, evaluate=evaluate, split=split)
     model_type, beta = run_context(run_dir)
     diag = diagnose_metrics(metrics, model_type=model_type, beta=beta)

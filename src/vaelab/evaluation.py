@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vaelab.checks import check_metrics_have_labels
 from vaelab.data import DataError
 from vaelab.distributed import all_gather_objects
 from vaelab.metrics import collect, summarise
@@ -178,8 +179,6 @@ def evaluate_run(
     are recorded in eval.json."""
     run = load_run(run_dir, checkpoint, overrides=overrides or ())
     if any(o.partition("=")[0].strip() == "eval.extra_metrics" for o in overrides or ()):
-        from vaelab.checks import check_metrics_have_labels
-
         cfg = run.config
         check_metrics_have_labels(cfg.eval.extra_metrics, run.dataset.num_classes, "eval.extra_metrics", cfg.data.name)
     return evaluate_loaded(

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
+from vaelab.data import load_dataset
 from vaelab.data.text import TextDataset, TokenBatch, Vocabulary
 from vaelab.errors import ConfigError, UserError
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
-from vaelab.rules import SEED, Device, Int, Num, option
+from vaelab.rules import SEED, Device, Int, Num, check_device_available, option
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -122,8 +123,6 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     cfg = load_saved_config(folder.config)
     info = (_read_run_yaml(folder.config).get("_meta") or {}).get("data", {}).get("model_info")
     if info is None:
-        from vaelab.data import load_dataset
-
         dataset = load_dataset(cfg.data)
         if not isinstance(dataset, TextDataset):
             raise UserError(f"{folder.root} is not a text run (data.name={cfg.data.name!r})")
@@ -230,8 +229,6 @@ def interpolate(
 
 
 def _load(args: argparse.Namespace) -> TextRun:
-    from vaelab.rules import check_device_available
-
     check_device_available(args.device, key="--device")
     return load_text_run(args.dir, checkpoint=args.checkpoint, device=args.device)
 

@@ -26,6 +26,13 @@ from typing import Any, Literal
 import torch
 
 from vaelab.checkpoint import load_checkpoint, load_model_state
+from vaelab.checks import (
+    check_batch_norm_batches,
+    check_bernoulli_data,
+    check_device_available,
+    check_metrics_have_labels,
+    device_available,
+)
 from vaelab.config import RunConfig, load_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
 from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
@@ -104,8 +111,6 @@ class Run:
 
 def resolve_device(name: str) -> torch.device:
     """The device of ``train.device``; one that this machine lacks is a one-line ConfigError."""
-    from vaelab.checks import check_device_available
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device_available(name)
@@ -165,8 +170,6 @@ def check_trainable(run: Run) -> None:
     has examples, the final and validation splits are not of 1 example (MI and active units of one example are
     undefined), and without a validation split (``data.valid_size: 0``) nothing needs one (LR decay, early stopping,
     a strategy that watches validation MI). Raises a one-line DataError or ConfigError."""
-    from vaelab.checks import check_batch_norm_batches, check_metrics_have_labels
-
     cfg, dataset = run.config, run.dataset
     check_batch_norm_batches(cfg, run.train_loader.batch_sizes(), len(dataset.split("train")))
     check_metrics_have_labels(cfg.eval.extra_metrics, dataset.num_classes, "eval.extra_metrics", cfg.data.name)
@@ -205,8 +208,6 @@ def check_trainable(run: Run) -> None:
 def check_data_range(run: Run) -> None:
     """A built-in Bernoulli decoder sees data in [0, 1] (:func:`vaelab.checks.check_bernoulli_data`): only the
     user's arrays (``data.name: arrays``) can hold other floats; the range is that of every split, as stored."""
-    from vaelab.checks import check_bernoulli_data
-
     if run.config.model.type == "custom" or run.dataset.modality != "image":
         return
     xs = [run.dataset.split(s).x for s in ("train", "valid", "test")]
@@ -247,8 +248,6 @@ def load_run(
     accepts, e.g. :data:`vaelab.checks.EVALUATE_KEYS`). A saved device that this machine lacks (a run trained on a
     GPU) is replaced by ``auto`` unless ``train.device`` is overridden. ``dataset``: the run's data set if already
     loaded. Old run folders load as they are (the checkpoint format is unchanged)."""
-    from vaelab.checks import device_available
-
     run_folder, ckpt = run_checkpoint(folder, which)
     cfg = load_saved_config(run_folder.config, list(overrides))
     cfg.train.progress = False

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vaelab.data.text import TokenBatch
 from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import VAE, Decoder, Encoder, batch_size
 
@@ -290,7 +291,6 @@ def repeat_batch(x: Any, s: int) -> Any:
         return x.repeat(s, *([1] * (x.dim() - 1)))
     if hasattr(x, "repeat_batch"):
         return x.repeat_batch(s)
-    from vaelab.data.text import TokenBatch
 
     if isinstance(x, TokenBatch):
         return TokenBatch(

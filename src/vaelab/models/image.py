@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from vaelab.errors import ConfigError
 from vaelab.models.base import Decoder, Encoder, full_precision
-from vaelab.models.likelihoods import Likelihood
+from vaelab.models.likelihoods import Gaussian, Likelihood
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -162,8 +162,6 @@ class LinearGaussianDecoder(ImageDecoder):
     """
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, std: float = 1.0, learn_std: bool = True):
-        from vaelab.models.likelihoods import Gaussian
-
         super().__init__(latent_dim, tuple(image_shape), Gaussian(event_dims=3, std=std, learn_std=learn_std))
         n = math.prod(image_shape)
         self.linear = nn.Linear(latent_dim, n)

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaelab.metrics.holes import per_dim_hole_kl
+from vaelab.data import DataError
+from vaelab.metrics.collect import collect
+from vaelab.metrics.holes import log_aggregate_posterior, per_dim_hole_kl
 from vaelab.rules import SEED, Int, option
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def log_aggregate_density_2d(mu: Tensor, logvar: Tensor, grid: Tensor) -> Tensor:
     """log q_agg at points ``grid`` (G, 2) for 2-D posteriors (N, 2): (G,) float64, nats."""
-    from vaelab.metrics.holes import log_aggregate_posterior
-
     return log_aggregate_posterior(grid, mu, logvar)
 
 
@@ -177,9 +177,6 @@ def run_posteriors(
 ) -> tuple[Tensor, Tensor, Tensor | None, Any]:
     """(mu, logvar, labels or None, config) of a loaded run's ``split`` (its evaluation batches), the first
     ``max_examples`` examples."""
-    from vaelab.data import DataError
-    from vaelab.metrics.collect import collect
-
     if len(run.dataset.split(split)) == 0:
         raise DataError(f"data set {run.config.data.name}: the {split} split is empty; there is nothing to plot")
     loader = run.eval_loader(split)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
+from vaelab.oserrors import check_output_file
 from vaelab.report.page import Page, esc, file_data_uri, fmt
 from vaelab.runfolder import RunFolder, read_jsonl
 from vaelab.runfolder import read_json_or_none as _read_json
@@ -415,8 +416,6 @@ def study_page(root: Path, *, samples: bool = True, log: Log) -> Page:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from vaelab.oserrors import check_output_file
-
     if args.out:
         check_output_file(args.out)
     path = write_report(args.dir, args.out, samples=not args.no_samples)

@@ -15,6 +15,9 @@ from typing import Any
 
 from vaelab.checks import RULES, Int, option
 from vaelab.errors import ConfigError
+from vaelab.oserrors import check_output_folder
+from vaelab.study.collapse import StudyRequest, run_study, study_spec
+from vaelab.study.methods import DEFAULT_PANEL, METHODS
 
 
 def _csv_list(text: str, flag: str = "--methods") -> list[str]:
@@ -36,9 +39,6 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_study_collapse(args: argparse.Namespace) -> int:
-    from vaelab.study.collapse import StudyRequest, run_study
-    from vaelab.study.methods import DEFAULT_PANEL, METHODS
-
     if args.list_methods:
         for name in METHODS.names():
             m = METHODS.get(name)
@@ -61,8 +61,6 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     req.validate()
     data_name = Path(args.data).stem if args.data.endswith((".yaml", ".yml")) else args.data
     out = Path(args.out) if args.out else Path("runs") / "studies" / f"collapse_{data_name}"
-    from vaelab.oserrors import check_output_folder
-    from vaelab.study.collapse import study_spec
     from vaelab.sweep import spec_from_dict
     from vaelab.sweep.runner import check_sweep_folder
 

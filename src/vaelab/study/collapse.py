@@ -41,7 +41,18 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
-from vaelab.config import ConfigError, RunConfig, from_dict, parse_scalar, read_yaml, run_config, to_dict
+from vaelab.checks import RULES, check
+from vaelab.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    from_dict,
+    parse_scalar,
+    read_yaml,
+    run_config,
+    to_dict,
+)
+from vaelab.data import dataset_modality
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 
 STUDY_FILE = "study.json"
@@ -141,8 +152,6 @@ LABELLED_TEXT_DATA = ("synthetic_text",)
 def is_text_data(name: str) -> bool:
     """Whether ``data.name`` is a text corpus: its loader registered with modality "text"
     (:func:`vaelab.data.dataset_modality`); an unknown name is the registry's error naming ``--data``."""
-    from vaelab.data import dataset_modality
-
     return dataset_modality(name, key="--data") == "text"
 
 
@@ -153,8 +162,6 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
     run config YAML file (its model and objective are the plain VAE of the study). ``overrides``: ``key=value``
     applied on top (``data.path=...``, ``model.latent_dim=16``). The result is validated.
     """
-    from vaelab.config import apply_overrides
-
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
@@ -219,7 +226,6 @@ class StudyRequest:
             raise ConfigError(f"--methods lists a method twice: {self.methods}")
         if not self.seeds:
             raise ConfigError("--seeds: at least one seed is needed")
-        from vaelab.checks import RULES, check
 
         check("--iw-samples", self.iw_samples, RULES["eval.iw_samples"])  # it is each run's eval.iw_samples
         try:

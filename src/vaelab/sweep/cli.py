@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vaelab.oserrors import check_output_folder
 from vaelab.rules import Int, option
-from vaelab.sweep.spec import SweepError
+from vaelab.sweep.aggregate import RESULTS_CSV, read_results, status_counts, write_results, write_summary
+from vaelab.sweep.runner import RunOptions, display_state, point_dir, run_sweep
+from vaelab.sweep.spec import SweepError, load_sweep
+from vaelab.sweep.stopping import step_cap_line
 
 
 def parse_indices(text: str) -> list[int]:
@@ -47,10 +51,6 @@ def _default_out(name: str) -> Path:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from vaelab.sweep.aggregate import status_counts, write_results
-    from vaelab.sweep.runner import RunOptions, display_state, point_dir, run_sweep
-    from vaelab.sweep.spec import load_sweep
-
     spec = load_sweep(args.sweep)
     out = Path(args.out) if args.out else _default_out(spec.name)
     if args.list:
@@ -64,7 +64,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `vaelab sweep S.yaml --list | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    from vaelab.oserrors import check_output_folder
 
     check_output_folder(out)
     index_text = args.index
@@ -103,8 +102,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     aggregate = args.aggregate if args.aggregate is not None else indices is None
     if aggregate:
         path = write_results(out)
-        from vaelab.sweep.aggregate import read_results, write_summary
-        from vaelab.sweep.stopping import step_cap_line
 
         rows = read_results(path)
         counts = status_counts(rows)
@@ -122,9 +119,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from vaelab.sweep.aggregate import read_results, status_counts, write_results, write_summary
-    from vaelab.sweep.stopping import step_cap_line
-
     path = write_results(args.dir)
     rows = read_results(path)
     counts = status_counts(rows)
@@ -136,7 +130,6 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from vaelab.sweep.aggregate import RESULTS_CSV, write_results
     from vaelab.sweep.plots import plot_sweep
 
     if args.aggregate or not (Path(args.dir) / RESULTS_CSV).is_file():

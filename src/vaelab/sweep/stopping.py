@@ -34,6 +34,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from vaelab.config import load_saved_config
 from vaelab.runfolder import RunFolder, read_json_or_none, read_jsonl
 
 STOP_KINDS = ("early_stopping", "step_cap", "epoch_limit", "lr_decay", "unknown")
@@ -104,8 +105,6 @@ def training_record(run_dir: str | Path) -> dict[str, Any]:
                 if rec.get("epoch") == best and rec.get("split") == "valid":
                     record["best_step"] = rec.get("step")
     with contextlib.suppress(Exception):  # a config of another version: the limits stay unknown
-        from vaelab.config import load_saved_config
-
         train = load_saved_config(folder.config).train
         record["max_steps"] = train.max_steps
         record["max_epochs"] = train.epochs

@@ -40,6 +40,8 @@ from torch import Tensor
 from vaelab.data import Dataset, ImageDataset
 from vaelab.data.text import TextDataset
 from vaelab.errors import ConfigError
+from vaelab.models.image import ImageDecoder
+from vaelab.models.text import LSTMDecoder
 
 TENSORBOARD_DIR = "tensorboard"
 """Sub-folder of the run folder that holds the event files."""
@@ -218,8 +220,6 @@ class TensorBoardLogger:
         if self.writer is None or not self._images:
             return
         from vaelab.metrics.collect import eval_mode
-        from vaelab.models.image import ImageDecoder
-        from vaelab.models.text import LSTMDecoder
 
         with (
             self._guard("pictures", images_only=True),
