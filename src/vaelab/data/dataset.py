@@ -64,7 +64,7 @@ class Loader(Protocol):
 
 
 class DataSplit(Protocol):
-    """One split held in memory (:class:`~vaelab.data.base.Split`, :class:`~vaelab.data.text.TextSplit`):
+    """One split held in memory (:class:`~vaelab.data.split.Split`, :class:`~vaelab.data.text.TextSplit`):
     ``len`` examples, labels ``y`` (int64 (N,)) or None, ``subset(index)`` a new split of those examples."""
 
     y: Tensor | None

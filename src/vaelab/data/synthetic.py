@@ -24,7 +24,8 @@ from vaelab.data.config import DataConfig
 
 
 def _sizes(cfg: DataConfig) -> tuple[int, int]:
-    """Training and evaluation sizes (the values were checked by ``load_dataset``: :func:`vaelab.checks.check_data`)."""
+    """Training and evaluation sizes (the values were checked by ``load_dataset``:
+    :func:`vaelab.data.checks.check_data`)."""
     n_eval = cfg.eval_size if cfg.eval_size is not None else max(1, cfg.num_examples // 4)
     return cfg.num_examples, n_eval
 

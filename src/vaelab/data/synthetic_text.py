@@ -173,7 +173,7 @@ def reference(sentences: list[list[str]], num_topics: int, noise: float, seed: i
 def load_synthetic_text(cfg: DataConfig) -> TextDataset:
     """The generated topic corpus (see the module docs): ``num_templates`` topics (= classes), ``noise`` = the
     probability that a content word comes from the shared lists, ``num_examples`` / ``eval_size`` sentences."""
-    k = cfg.num_templates  # the values were checked by load_dataset (vaelab.checks.check_data)
+    k = cfg.num_templates  # the values were checked by load_dataset (vaelab.data.checks.check_data)
     n_eval = cfg.eval_size if cfg.eval_size is not None else max(1, cfg.num_examples // 4)
     raw = {
         role: generate(n, k, cfg.noise, cfg.split_seed, role)
