@@ -43,3 +43,13 @@ def test_the_user_errors_are_value_errors_and_result_files_keep_their_type():
     assert issubclass(CheckpointError, UserError) and issubclass(ContractError, UserError)
     assert builtin_type_name(ConfigError("x")) == "ValueError"  # a sweep point's error.json, as before
     assert builtin_type_name(KeyError("x")) == "KeyError"
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\xff\xfe"])
+def test_a_damaged_json_file_is_a_user_error_naming_it(tmp_path, text):
+    from vaelab.runfolder import read_json_object
+
+    path = tmp_path / "summary.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(UserError, match=r"summary\.json"):
+        read_json_object(path)

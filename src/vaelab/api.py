@@ -72,7 +72,7 @@ from vaelab.models.custom import (
     factory_spec,
     wrap_modules,
 )
-from vaelab.runfolder import RunFolder
+from vaelab.runfolder import RunFolder, read_json_object
 
 DATA_DIR = "data"
 """Sub-folder of a run folder that holds the copy of the user's data."""
@@ -103,7 +103,7 @@ class Run:
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json: the final metrics of the best model on the test split (nats per example)."""
-        return json.loads((self.path / "summary.json").read_text())
+        return read_json_object(self.path / "summary.json")
 
     @property
     def config(self) -> RunConfig:

@@ -69,6 +69,21 @@ def provenance() -> dict[str, Any]:
     return info
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON object file that must be valid (summary.json, study.json, ...): one that is not valid JSON or not an
+    object is a one-line :class:`~vaelab.errors.UserError` naming the file (an OS error keeps its own type)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
     """A JSON object file's contents, or None when it is missing, unreadable or not an object (for optional files
     such as eval.json; files that must exist use :meth:`RunFolder.read_json`)."""
@@ -223,7 +238,7 @@ class RunFolder:
         path = self.root / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
-        return json.loads(path.read_text())
+        return read_json_object(path)
 
 
 def _saved_by_vaelab(path: Path) -> bool:

@@ -53,6 +53,7 @@ from vaelab.config import (
     to_dict,
 )
 from vaelab.data import dataset_modality
+from vaelab.runfolder import read_json_object
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 
 STUDY_FILE = "study.json"
@@ -300,7 +301,7 @@ def run_study(
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if stored.is_file():
-        old = json.loads(stored.read_text())
+        old = read_json_object(stored)
         # --set and --method-set are not compared as written: the sweep compares every point's resolved run
         # config (vaelab.sweep.runner.prepare_out), so spelling out a preset's own value is not a different study
         for key in ("data", "methods", "budget", "seeds", "iw_samples"):
@@ -355,7 +356,7 @@ def study_table(out: str | Path) -> list[dict[str, Any]]:
     from vaelab.sweep.aggregate import read_results
 
     out = Path(out)
-    req = json.loads((out / STUDY_FILE).read_text())
+    req = read_json_object(out / STUDY_FILE)
     rows = read_results(out)
     table: list[dict[str, Any]] = []
     for method in req["methods"]:
@@ -511,7 +512,7 @@ def write_table(out: str | Path) -> tuple[list[dict[str, Any]], Path]:
     """Write ``DIR/study.csv`` and ``DIR/study.md`` from the measured points; return the rows and the .md path."""
     out = Path(out)
     table = study_table(out)
-    req = json.loads((out / STUDY_FILE).read_text())
+    req = read_json_object(out / STUDY_FILE)
     cols: list[str] = []
     for r in table:
         cols += [k for k in r if k not in cols]
@@ -531,4 +532,4 @@ def is_study(path: str | Path) -> bool:
 
 
 def load_request(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / STUDY_FILE).read_text())
+    return read_json_object(Path(path) / STUDY_FILE)

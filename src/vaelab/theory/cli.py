@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from vaelab.rules import SEED, option
+
 __all__ = ["add_theory_parser", "main", "run_linear_vae"]
 
 FIGURE_CHOICES = ("1", "2", "3", "4", "5", "6", "all")
@@ -64,7 +66,7 @@ def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
     lv.add_argument("--quick", action="store_true", help="small N, few seeds, short runs: a smoke run (< 30 s)")
     lv.add_argument("--N", type=_positive_int, default=None, help="input dimension of the SGD runs (default 1000)")
     lv.add_argument("--seeds", type=_positive_int, default=None, help="SGD runs per setting (default 5)")
-    lv.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
+    lv.add_argument("--seed", type=option(SEED, "--seed"), default=0, help="base random seed (default: %(default)s)")
     lv.add_argument("--rho", type=_positive_float, default=1.0, help="signal strength (default: %(default)s)")
     lv.add_argument("--eta", type=_positive_float, default=1.0, help="noise variance (default: %(default)s)")
     lv.add_argument("--tau", type=_positive_float, default=0.01, help="SGD learning rate (default: %(default)s)")
