@@ -287,13 +287,15 @@ def _components(cfg: RunConfig) -> None:
     """Build what needs no data (the strategy with its options, the objective with its regulariser, schedules and
     terms), so that their option checks run now; their errors name the key."""
     try:
-        strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
+        factory = STRATEGIES.get(cfg.train.strategy, key="train.strategy")
+        try:
+            strategy = factory(**cfg.train.strategy_options)  # built-in strategies read them into their Options
+        except TypeError as e:  # a strategy registered without declared options, given one it does not take
+            raise ConfigError(f"train.strategy_options: {e}") from None
         strategy.check_budget(cfg.train.epochs, cfg.train.max_steps)  # the trainer checks again with the data
         build_objective(cfg.objective, 1, 1)
-    except (UnknownChoiceError, UserError) as e:  # a plain ValueError is a bug: it keeps its traceback
+    except (UnknownChoiceError, UserError) as e:  # a plain ValueError or TypeError is a bug: it keeps its traceback
         raise ConfigError(str(e)) from None
-    except TypeError as e:  # a strategy option of the wrong type
-        raise ConfigError(f"train.strategy_options: {e}") from None
 
 
 def validate_config(cfg: RunConfig) -> RunConfig:
