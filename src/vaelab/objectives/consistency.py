@@ -260,6 +260,10 @@ class AugmentedRate(ConsistencyTerm):
         where = f"objective.terms[type={self.name}]"
         reg_cls = REGULARISERS.get(o.regulariser, key=f"{where}.regulariser")
         check_free_bits_apply(o.regulariser, o.free_bits, o.free_bits_groups, prefix=where)
+        # the regulariser's own options, named under this term (objective.terms[type=aug_rate].regulariser_options.X)
+        declared = getattr(reg_cls, "Options", None)
+        if declared is not None:
+            declared.parse(o.regulariser_options, f"{where}.regulariser_options", f"regulariser {o.regulariser!r}")
         self.regulariser = reg_cls(free_bits=o.free_bits, groups=o.free_bits_groups, **o.regulariser_options)
 
     def forward(self, fp: ForwardPass) -> Tensor:
