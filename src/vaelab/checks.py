@@ -40,6 +40,7 @@ from vaelab.errors import ConfigError as ConfigError
 from vaelab.errors import UserError
 from vaelab.metrics.collect import MI_POOL
 from vaelab.metrics.extras import EXTRA_METRICS
+from vaelab.metrics.likelihood import IW_CHUNK
 from vaelab.metrics.units import AU_THRESHOLD
 from vaelab.models import FIXED_LIKELIHOOD as FIXED_LIKELIHOOD
 from vaelab.models import LIKELIHOOD_READERS as LIKELIHOOD_READERS
@@ -107,7 +108,7 @@ RULES: dict[str, Rule] = {
     # eval
     "eval.batch_size": COUNT,
     "eval.iw_samples": Int(0),
-    "eval.iw_chunk": COUNT,
+    "eval.iw_chunk": IW_CHUNK,
     "eval.mi_pool": MI_POOL,
     "eval.au_threshold": AU_THRESHOLD,
     "eval.final_split": Typed(),

@@ -77,6 +77,10 @@ class EvalConfig:
 
     ``mi_pool``: ``all`` pools MI over the whole split (cap ln N; Bozkurt et al. 2021, Zhang et al. 2022) or an
     integer B pools within minibatches of B (He et al. 2019; cap ln B). ``iw_samples``: K for the final IW-NLL.
+    ``iw_chunk``: importance samples drawn at once per batch; ``auto`` (default) = the most whose (chunk,
+    batch_size, data dims) float tensor fits :data:`vaelab.metrics.likelihood.IW_CHUNK_BUDGET` (16 MiB; 10 for
+    MNIST at batch 500; 100 for token batches), which bounds the memory and does not change the estimate (it is no
+    part of a run's identity: :data:`vaelab.sweep.spec.NOT_IDENTITY_KEYS`).
     ``extra_metrics``: names from :data:`vaelab.metrics.extras.EXTRA_METRICS` computed at the final evaluation
     (and each epoch with ``extras_every_epoch``). ``hole_prior_samples``: draws z ~ p(z) for the joint hole KL
     of the ``holes`` metric (Zhang et al. 2022 use 1000 x 128).
@@ -84,7 +88,7 @@ class EvalConfig:
 
     batch_size: int = 500
     iw_samples: int = 500
-    iw_chunk: int = 500
+    iw_chunk: int | Literal["auto"] = "auto"
     mi_pool: str | int = "all"
     au_threshold: float = 0.01
     final_split: Literal["test", "valid", "train"] = "test"

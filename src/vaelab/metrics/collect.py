@@ -137,7 +137,7 @@ def collect(
     batches: Iterable[Any],
     *,
     iw_samples: int = 0,
-    iw_chunk: int = DEFAULT_IW_CHUNK,
+    iw_chunk: int | str = DEFAULT_IW_CHUNK,
     elbo_samples: int = 1,
     keep_posteriors: bool = True,
     generator: torch.Generator | None = None,
@@ -148,7 +148,9 @@ def collect(
     of :mod:`vaelab.data`. ``x`` is moved to the model's device when it has a ``.to`` method. Each batch is
     encoded once; the ELBO terms use ``elbo_samples`` draws per example (:func:`elbo_terms`), and with
     ``iw_samples`` > 0 the IW-NLL uses that many importance samples drawn ``iw_chunk`` at a time
-    (:func:`iw_log_likelihood`). ``generator`` (on the model's device) makes the draws reproducible.
+    (:func:`iw_log_likelihood`; ``"auto"``: as many as a memory budget allows,
+    :func:`~vaelab.metrics.likelihood.resolve_iw_chunk`). ``generator`` (on the model's device) makes the draws
+    reproducible.
 
     The model is in eval mode during collection and every submodule's mode is restored afterwards.
     """

@@ -21,11 +21,56 @@ from torch import Tensor
 
 from vaelab.distributions import DiagonalGaussian
 from vaelab.models.base import VAE, StandardNormalPrior
-from vaelab.rules import COUNT, check
+from vaelab.rules import COUNT, Either, check
 
-#: Default number of importance samples drawn per example at once. Memory grows as chunk_size * B decoded
-#: examples; for an MNIST-sized MLP decoder and B = 100 that is ~60 MB of float32 activations per chunk.
+#: Default number of importance samples drawn per example at once by the functions of this module, and what
+#: ``chunk_size="auto"`` uses for inputs that are not image tensors (token batches: the text decoder bounds its
+#: own activations). Memory grows as chunk_size * B decoded examples; for an MNIST-sized MLP decoder and B = 100
+#: that is ~31 MB per float32 (chunk, B, 784) tensor.
 DEFAULT_IW_CHUNK = 100
+
+IW_CHUNK_BUDGET = 1 << 22
+"""``chunk_size="auto"`` (the default of ``eval.iw_chunk``) draws, for a batch of B examples of P data dimensions,
+the largest chunk c with c * B * P <= this many floats (16 MiB of float32), at least 1 and at most K: the decoder's
+output and the likelihood's elementwise terms are (c, B, P) tensors, a few of them alive at once. Measured on
+MNIST with the 784-512-256-32 MLP VAE, K = 500 (``benchmarks/eval_memory.py``, README): B = 500 gives c = 10 and a
+process peak of 0.46 GiB where c = 500 (the fixed default before) peaked at 3.35 GiB. The budget also keeps each
+tensor under the 32 MiB above which glibc's allocator gives every allocation fresh pages (mmap): chunks above it
+(500 x 25 and up) cost 1.5-1.8x the system time of those below (500 x 10, 16, 20; 100 x 100) at equal user time."""
+
+IW_CHUNK = Either(words=("auto",), rule=COUNT)
+"""The rule of ``eval.iw_chunk`` (and ``measure.iw_chunk``): ``auto`` (:data:`IW_CHUNK_BUDGET`) or a count >= 1."""
+
+
+NORMAL_BLOCK = 16
+"""torch's CPU sampler fills normals 16 at a time (Box-Muller on blocks of 16 uniforms; a draw of n values that is
+not a multiple of 16 redraws its last 16), so consecutive draws of multiples of 16 values are the values of one
+draw of their total size."""
+
+
+def resolve_iw_chunk(chunk_size: int | str, x: Any, batch: int, num_samples: int, latent_dim: int | None = None) -> int:
+    """The number of importance samples drawn at once for a batch ``x`` of ``batch`` examples: ``chunk_size``
+    itself, or for ``"auto"`` the largest chunk whose (chunk, B, P) float tensor stays within
+    :data:`IW_CHUNK_BUDGET` when ``x`` is a tensor of P = prod(x.shape[1:]) data dimensions per example, else
+    :data:`DEFAULT_IW_CHUNK`; at most ``num_samples`` either way.
+
+    With ``latent_dim`` D, ``"auto"`` rounds its chunk down to a multiple of 16 / gcd(16, B * D) (or up to it, for
+    a chunk below it), so that every chunk draws a multiple of :data:`NORMAL_BLOCK` normals: on a CPU the K draws
+    of a batch are then exactly those of a single draw of K samples, and the estimate is that of a chunk >= K (the
+    old default 500, for K <= 500) up to float rounding (the log-sum-exp over chunks is accumulated in float64).
+    A fixed chunk gives the same draws when chunk * B * D is a multiple of 16 (always for D = 32 and B = 500);
+    otherwise equally distributed ones, and the estimate changes within its Monte Carlo error."""
+    check("chunk_size", chunk_size, IW_CHUNK)
+    if chunk_size != "auto":
+        return int(chunk_size)
+    if not isinstance(x, Tensor) or x.dim() < 1:
+        chunk = DEFAULT_IW_CHUNK
+    else:
+        chunk = max(1, IW_CHUNK_BUDGET // max(1, batch * math.prod(x.shape[1:])))
+        if latent_dim is not None:
+            step = NORMAL_BLOCK // math.gcd(NORMAL_BLOCK, batch * latent_dim)
+            chunk = max(step, chunk - chunk % step)
+    return min(num_samples, chunk)
 
 
 def _standard_normal(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -38,7 +83,7 @@ def iw_log_likelihood_from_posterior(
     x: Any,
     q: DiagonalGaussian,
     num_samples: int,
-    chunk_size: int = DEFAULT_IW_CHUNK,
+    chunk_size: int | str = DEFAULT_IW_CHUNK,
     eps_generator: torch.Generator | None = None,
 ) -> Tensor:
     """:func:`iw_log_likelihood` given an already computed posterior ``q = model.encode(x)``.
@@ -46,8 +91,8 @@ def iw_log_likelihood_from_posterior(
     Lets a caller that also needs ``q`` for other metrics (the ELBO, MI, active units) encode once.
     """
     _count("num_samples", num_samples)
-    _count("chunk_size", chunk_size)
     b, d = q.mu.shape
+    chunk_size = resolve_iw_chunk(chunk_size, x, b, num_samples, latent_dim=d)
     # Running log-sum-exp over chunks, kept in float64 so that many chunks add no rounding drift.
     running = torch.full((b,), -math.inf, dtype=torch.float64, device=q.mu.device)
     for start in range(0, num_samples, chunk_size):
@@ -63,7 +108,7 @@ def iw_log_likelihood(
     model: VAE,
     x: Any,
     num_samples: int,
-    chunk_size: int = DEFAULT_IW_CHUNK,
+    chunk_size: int | str = DEFAULT_IW_CHUNK,
     eps_generator: torch.Generator | None = None,
 ) -> Tensor:
     """Importance-weighted estimate of log p(x), nats per example, shape (B,).
@@ -76,7 +121,8 @@ def iw_log_likelihood(
 
     The whole batch is scored at once; the K samples are drawn ``chunk_size`` at a time as a (chunk, B, D)
     tensor, and a running log-sum-exp is kept in log space, so memory is bounded by chunk_size * B decoder
-    evaluations whatever K is. ``eps_generator`` makes the draw reproducible. Runs under ``torch.no_grad``.
+    evaluations whatever K is; ``"auto"`` chooses the chunk from a memory budget (:func:`resolve_iw_chunk`).
+    ``eps_generator`` makes the draw reproducible. Runs under ``torch.no_grad``.
     """
     return iw_log_likelihood_from_posterior(model, x, model.encode(x), num_samples, chunk_size, eps_generator)
 
@@ -85,7 +131,7 @@ def iw_nll(
     model: VAE,
     x: Any,
     num_samples: int,
-    chunk_size: int = DEFAULT_IW_CHUNK,
+    chunk_size: int | str = DEFAULT_IW_CHUNK,
     eps_generator: torch.Generator | None = None,
 ) -> Tensor:
     """The IW negative log-likelihood -L_K(x), nats per example, shape (B,); see :func:`iw_log_likelihood`."""

@@ -38,7 +38,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,16 @@ from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config,
 from vaelab.errors import builtin_type_name
 from vaelab.runlock import acquire_lock, pid_alive, release_lock
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
-from vaelab.sweep.spec import SweepError, SweepPoint, SweepSpec, config_hash, dump_spec, spec_from_dict
+from vaelab.sweep.spec import (
+    SweepError,
+    SweepPoint,
+    SweepSpec,
+    config_hash,
+    dump_spec,
+    identity,
+    measure_identity,
+    spec_from_dict,
+)
 
 POINT_FILE = "point.json"
 ERROR_FILE = "error.json"
@@ -142,7 +151,7 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
             )
         return None
     stored = spec_from_dict(read_yaml(stored_path), str(stored_path))
-    was, now = asdict(stored.measure), asdict(spec.measure)
+    was, now = measure_identity(stored.measure), measure_identity(spec.measure)
     if was != now:
         diff = ", ".join(f"measure.{k}: {was[k]!r} -> {now[k]!r}" for k in was if was[k] != now.get(k))
         raise SweepError(
@@ -242,12 +251,14 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _resolved(spec: SweepSpec, point: SweepPoint) -> dict[str, Any]:
-    """A point's run config with every default filled in, flattened to dotted keys: a sweep stored by an earlier
-    version (without keys added since, at their defaults) compares equal to the same sweep asked again."""
+    """A point's run config with every default filled in, flattened to dotted keys, without the keys that are no
+    part of a run's identity (:data:`vaelab.sweep.spec.NOT_IDENTITY_KEYS`): a sweep stored by an earlier version
+    (without keys added since, at their defaults, or with another default eval.iw_chunk) compares equal to the
+    same sweep asked again."""
     raw = spec.config_dict(point)
     with contextlib.suppress(ConfigError):  # else compared as written; the point's validation reports the error
         raw = to_dict(run_config(raw))
-    return _flatten(raw)
+    return _flatten(identity(raw))
 
 
 def _rename_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> None:
@@ -342,7 +353,7 @@ def _donors(folders: Iterable[str | Path], out: Path, spec: SweepSpec) -> dict[s
             raise SweepError(f"--reuse {source}: that is the sweep's own folder")
         if not (source / SWEEP_FILE).is_file():
             raise SweepError(f"--reuse {source}: not a sweep or study folder (no {SWEEP_FILE})")
-        same_measure = asdict(load_stored_spec(source).measure) == asdict(spec.measure)
+        same_measure = measure_identity(load_stored_spec(source).measure) == measure_identity(spec.measure)
         for folder in sorted(points_dir(source).glob("*")):
             if not folder.is_dir() or display_state(folder) in ("failed", "running", "missing"):
                 continue

@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -66,7 +66,8 @@ class MeasureSpec:
     - ``splits``: the splits measured (the generalisation gaps need ``train`` and ``test``).
     - ``iw_samples``: K of the IW-NLL (default 100: smaller than the K = 500 standard to keep sweeps affordable;
       the IW-NLL is an upper bound on -log p(x) that tightens with K, so compare points at equal K).
-    - ``iw_chunk``: importance samples per chunk (None: the run's ``eval.iw_chunk``).
+    - ``iw_chunk``: importance samples per chunk, or ``auto`` (None: the run's ``eval.iw_chunk``); no part of what
+      is measured (:data:`MEASURE_NOT_IDENTITY_KEYS`).
     - ``train_subset``: the training examples measured: ``test`` = a fixed subset the size of the measured test
       split (bounds the cost and makes train and test MI share the ln N cap), an integer n = a fixed subset of n,
       ``all`` = the whole training split. The subset is the first n of a fixed permutation seeded by the data
@@ -80,7 +81,7 @@ class MeasureSpec:
 
     splits: list[str] = field(default_factory=lambda: ["train", "test"])
     iw_samples: int = 100
-    iw_chunk: int | None = None
+    iw_chunk: int | Literal["auto"] | None = None
     train_subset: str | int = "test"
     checkpoint: str = "best"
     mi_pool: str | int = "all"
@@ -268,11 +269,45 @@ class SweepSpec:
         return out
 
 
+NOT_IDENTITY_KEYS = ("train.progress", "train.tensorboard", "eval.iw_chunk")
+"""Run config keys that are no part of a run's identity: two configs that differ only in them train the same model
+and measure the same numbers, so a finished run folder whose config.yaml has other values of them is the same point
+(:func:`config_hash`, the sweep-folder comparison of :func:`vaelab.sweep.runner.prepare_out`, ``--reuse`` and
+``vaelab study``'s continuation). ``train.progress`` and ``train.tensorboard`` only log; ``eval.iw_chunk`` only
+bounds the memory of the IW-NLL: the K samples of a batch come from one seeded stream whatever the chunk (exactly
+the same draws when every chunk but the last draws a multiple of 16 normals, e.g. D = 32 or a chunk that is a
+multiple of 16), so the estimate is unchanged. (``eval.batch_size`` is part of the identity: each evaluation batch
+has its own seed, so it changes the validation draws, hence checkpoint selection and early stopping.)"""
+
+MEASURE_NOT_IDENTITY_KEYS = ("iw_chunk",)
+"""The keys of ``measure`` (:class:`MeasureSpec`) that are no part of what a sweep measures (see
+:data:`NOT_IDENTITY_KEYS`): a sweep folder measured with another ``measure.iw_chunk`` holds the same numbers."""
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a run config mapping (nested, as :func:`vaelab.config.to_dict` gives) without the keys of
+    :data:`NOT_IDENTITY_KEYS`: what decides whether two configs are the same run."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key in NOT_IDENTITY_KEYS:
+        section, _, name = key.partition(".")
+        if isinstance(data.get(section), dict):
+            data[section].pop(name, None)
+    return data
+
+
+def measure_identity(measure: MeasureSpec) -> dict[str, Any]:
+    """``measure`` as a mapping without :data:`MEASURE_NOT_IDENTITY_KEYS`: equal when two sweeps measure alike."""
+    data = dataclasses.asdict(measure)
+    for key in MEASURE_NOT_IDENTITY_KEYS:
+        data.pop(key, None)
+    return data
+
+
 def config_hash(cfg: RunConfig) -> str:
-    """A short, stable hash of a resolved run config (``train.progress`` excluded), to detect changed points."""
-    data = to_dict(cfg)
-    data["train"].pop("progress", None)
-    data["train"].pop("tensorboard", None)  # logging only: does not change the run
+    """A short, stable hash of a resolved run config without the keys of :data:`NOT_IDENTITY_KEYS` (logging and
+    the IW-NLL's chunk size, which change neither the trained model nor the measured numbers), to detect changed
+    points."""
+    data = identity(to_dict(cfg))
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
