@@ -14,6 +14,7 @@ never disturbs a training run's RNG. Each caller has its own offset, so two eval
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from vaelab.metrics.units import active_units
 from vaelab.models import batch_size
 from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.run import Checkpoint, Run, load_run
+from vaelab.runfolder import DEFERRED
 from vaelab.seeds import mix_seed
 
 BN_REFRESH_BATCHES = 100
@@ -93,6 +95,28 @@ class Evaluator:
         if extras and ev.extra_metrics:
             result.update(self._extra_metrics(split, col, result, seed_offset))
         return result
+
+    def final_summary(self, stop_reason: str, facts: dict[str, Any], *, evaluate: bool = True) -> dict[str, Any]:
+        """summary.json of a finished training run, written by the main process: its status, ``stop_reason`` and
+        the training ``facts`` (best epoch, epochs, steps, training time), with (``evaluate``) the best model's
+        metrics on ``eval.final_split`` (IW-NLL with ``eval.iw_samples``, the extra metrics, seed offset
+        :data:`FINAL_OFFSET`) or, without, ``"final_evaluation": "deferred"`` (a study point, whose measurement
+        completes summary.json: :func:`vaelab.sweep.measure.complete_deferred_summary`)."""
+        run = self.run
+        cfg, dist, folder = run.config, run.dist, run.folder
+        if not evaluate:
+            summary = {"status": "completed", "stop_reason": stop_reason, "final_evaluation": DEFERRED, **facts}
+            summary["world_size"] = dist.world_size
+        else:
+            if folder is not None and folder.best.exists():
+                run.load_weights(folder.best)
+            split, t0 = cfg.eval.final_split, time.perf_counter()
+            final = self.evaluate(split, iw_samples=cfg.eval.iw_samples, seed_offset=FINAL_OFFSET, extras=True)
+            summary = {"status": "completed", "stop_reason": stop_reason, "split": split, **final, **facts}
+            summary.update(eval_time=time.perf_counter() - t0, world_size=dist.world_size)
+        if dist.is_main and folder is not None:
+            folder.write_json("summary.json", summary)
+        return summary
 
     def encoder_statistics(self, split: str, step: int) -> dict[str, float]:
         """Encoder-only measurement of ``split`` (for a strategy between training steps): MI (nats, pool

@@ -18,7 +18,7 @@ started from, and ``load_run`` replaces its weights by the checkpoint's. Checkpo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,16 +33,17 @@ from vaelab.checks import (
     check_metrics_have_labels,
     device_available,
 )
-from vaelab.config import RunConfig, load_saved_config
+from vaelab.config import RunConfig, load_saved_config, save_config, update_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
-from vaelab.distributed import DistInfo, broadcast_parameters, init_distributed
+from vaelab.distributed import DistInfo, broadcast_object, broadcast_parameters, init_distributed
 from vaelab.errors import ConfigError
 from vaelab.metrics.extras import EXTRA_METRICS
 from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
 from vaelab.precision import Precision
-from vaelab.runfolder import RunFolder
+from vaelab.runfolder import RunFolder, provenance
+from vaelab.runlock import RunLock
 from vaelab.seeds import seed_everything
 
 Checkpoint = Literal["best", "last"]
@@ -259,6 +260,35 @@ def load_run(
     return run
 
 
+def open_for_training(run: Run, lock: RunLock, *, fresh: bool, resume_overrides: Sequence[str] = ()) -> None:
+    """Make ``run``'s folder the training's. The main process takes ``lock`` (``DIR/run.lock``; a live holder is
+    refused with :class:`~vaelab.runlock.RunFolderLocked` naming it) and, for a ``fresh`` run, checks again that the
+    folder holds no other run (:meth:`RunFolder.holds_run`), now that no one else can write there; a refusal is
+    raised on every process. Then the main process creates the folder and writes config.yaml: a fresh run's config
+    with its provenance (versions, hardware, command, world size, the data set's facts), or a resumed run's
+    ``resume_overrides`` (the evaluation, logging and device settings given to ``vaelab resume``)."""
+    dist, folder = run.dist, run.folder
+    assert folder is not None
+    refusal: FileExistsError | None = None
+    if dist.is_main:
+        try:
+            lock.acquire()
+            if fresh and (reason := folder.holds_run()):
+                raise FileExistsError(reason)
+        except FileExistsError as e:
+            refusal = e
+    refusal = broadcast_object(refusal, dist)
+    if refusal is not None:
+        raise refusal
+    if dist.is_main:
+        folder.create()
+        if fresh:
+            meta = {**provenance(), "world_size": dist.world_size, "data": run.dataset.info}
+            save_config(run.config, folder.config, extra=meta)
+        elif resume_overrides:
+            update_saved_config(folder.config, run.config, list(resume_overrides))
+
+
 __all__ = [
     "Checkpoint",
     "Run",
@@ -266,6 +296,7 @@ __all__ = [
     "check_data_range",
     "check_trainable",
     "load_run",
+    "open_for_training",
     "resolve_device",
     "run_checkpoint",
 ]

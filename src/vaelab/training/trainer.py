@@ -1,49 +1,49 @@
 """The training loop: one epoch = the strategy's steps over the training split, then a validation.
 
 The trainer builds its run with :func:`vaelab.run.build_run` (data set, model, objective), measures it with
-:class:`vaelab.evaluation.Evaluator`, and adds the strategy, the optimisers and the loop. It writes config.yaml and
-summary.json; the rest of the run folder hangs on it as callbacks (:mod:`vaelab.training.callbacks`: checkpoints,
-metrics.jsonl and steps.jsonl, TensorBoard, the progress bar, the epoch's line on stderr).
+:class:`vaelab.evaluation.Evaluator`, and adds the strategy, the optimisers and the loop. What surrounds the loop
+lives apart: the run folder's lock and config.yaml (:func:`vaelab.run.open_for_training`), the state a checkpoint
+holds (:mod:`vaelab.training.state`), the best model, LR decay and early stopping (:mod:`vaelab.training.selection`),
+a NaN (:mod:`vaelab.training.failure`), summary.json (:meth:`Evaluator.final_summary
+<vaelab.evaluation.Evaluator.final_summary>`), and the files written while training, as callbacks
+(:mod:`vaelab.training.callbacks`: checkpoints, metrics.jsonl and steps.jsonl, TensorBoard, progress).
 
 Reading guide (``Trainer.fit``, top to bottom):
   for each epoch: for each batch: ``strategy.train_step`` -> running sums -> on_step_end (steps.jsonl, checkpoint)
                   validation -> on_metrics (metrics.jsonl) -> best model (on_best_model), plateau -> on_epoch_end
   final: best model on the final split (IW-NLL with K samples) -> summary.json
 
-Determinism: the epoch's data order and binarisation depend only on (seed, epoch, batch); the
-reparameterisation noise only on (seed, step), drawn for the global batch and sliced per process
-(:mod:`vaelab.training.sharding`); evaluation runs in a forked RNG. So a resumed run replays the uninterrupted one
-exactly on CPU, and 2 processes match 1.
+Determinism: the epoch's data order and binarisation depend only on (seed, epoch, batch); the reparameterisation
+noise only on (seed, step), drawn for the global batch and sliced per process (:mod:`vaelab.training.sharding`);
+evaluation runs in a forked RNG. So a resumed run replays the uninterrupted one exactly on CPU, and 2 processes
+match 1.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaelab.checkpoint import load_checkpoint, rng_state, set_rng_state
-from vaelab.config import RunConfig, save_config, update_saved_config
+from vaelab.config import RunConfig
 from vaelab.data import Dataset
 from vaelab.distributed import all_reduce_sum, barrier, broadcast_object
-from vaelab.evaluation import FINAL_OFFSET, Evaluator
+from vaelab.evaluation import Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
-from vaelab.run import build_run, check_trainable
-from vaelab.runfolder import DEFERRED, RunFolder, provenance
+from vaelab.run import build_run, check_trainable, open_for_training
+from vaelab.runfolder import DEFERRED, RunFolder
 from vaelab.runlock import RunLock
 from vaelab.training.callbacks import Callback, standard_callbacks
+from vaelab.training.failure import TrainingFailed, check_epoch_finite, fail
 from vaelab.training.interrupt import graceful_interrupt, stop_requested
 from vaelab.training.optimizers import make_optimizer
+from vaelab.training.selection import ModelSelection
 from vaelab.training.sharding import GlobalBatch
+from vaelab.training.state import checkpoint_state, new_state, restore_state
 from vaelab.training.strategies import STRATEGIES, StepContext
-
-
-class TrainingFailed(RuntimeError):
-    """Training stopped early for a reason the user must act on (the message says which and what is kept)."""
 
 
 class Trainer:
@@ -84,19 +84,8 @@ class Trainer:
         self.has_valid = len(run.dataset.split("valid")) > 0
         check_trainable(run)  # the splits hold what training and its evaluations need
         self.callbacks: list[Callback] = [*standard_callbacks(cfg), *callbacks]
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "epoch": 0,
-            "batch_in_epoch": 0,
-            "best_val": math.inf,
-            "best_epoch": -1,
-            "bad_epochs": 0,
-            "decays": 0,
-            "elapsed": 0.0,
-            "epoch_sums": {},
-            "step_window": {},  # training stats since the last steps.jsonl line (callbacks.MetricsLog)
-            "done": False,
-        }
+        self.selection = ModelSelection(cfg)  # best model, LR decay, early stopping (training.selection)
+        self.state: dict[str, Any] = new_state()  # where the loop is; in every checkpoint (training.state)
         self._t_start = time.perf_counter()
         if resume:
             self.load_state_dict(run.load_weights(self.folder.last))
@@ -119,28 +108,15 @@ class Trainer:
         return broadcast_object(result, self.run.dist)
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint holds: the model, the optimisers, the strategy, :attr:`state` (its wall time brought up
-        to date), the RNGs (as tensors and plain data: checkpoints load with weights_only=True), fp16's scaler."""
+        """What a checkpoint holds (:func:`~vaelab.training.state.checkpoint_state`), :attr:`state`'s wall time
+        brought up to date."""
         self.state["elapsed"] = self.elapsed()
-        precision = self.run.precision
-        return {
-            "model": self.run.model.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "strategy": self.strategy.state_dict(),
-            "trainer": dict(self.state),
-            "rng": rng_state(),
-            **({"precision": precision.state_dict()} if precision.scaler is not None else {}),
-        }
+        run = self.run
+        return checkpoint_state(run.model, self.optimizers, self.strategy, self.state, run.precision)
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
-        """Continue from a checkpoint of :meth:`state_dict` (``vaelab resume``) whose model weights the run holds
-        (:meth:`Run.load_weights <vaelab.run.Run.load_weights>`)."""
-        for k, o in self.optimizers.items():
-            o.load_state_dict(ckpt["optimizers"][k])
-        self.strategy.load_state_dict(ckpt["strategy"])
-        self.state.update(ckpt["trainer"])
-        set_rng_state(ckpt["rng"])
-        self.run.precision.load_state_dict(ckpt.get("precision", {}))
+        """Continue from a checkpoint of :meth:`state_dict` whose model weights the run holds."""
+        restore_state(ckpt, self.optimizers, self.strategy, self.state, self.run.precision)
 
     def elapsed(self) -> float:
         """Seconds of training so far (a resumed run counts the time up to its checkpoint)."""
@@ -165,34 +141,13 @@ class Trainer:
 
         Holds the run folder's lock (``DIR/run.lock``, rank 0 only) throughout: a second writer is refused with
         :class:`~vaelab.runlock.RunFolderLocked` naming the holder."""
-        dist, st = self.run.dist, self.state
+        st = self.state
         lock = RunLock(self.folder.root, ignore=self.ignore_lock)
         fresh = st["step"] == 0 and st["batch_in_epoch"] == 0
-        refusal: FileExistsError | None = None
-        if dist.is_main:
-            try:
-                lock.acquire()
-                if fresh and (reason := self.folder.holds_run()):  # again, now that no one else can write here
-                    raise FileExistsError(reason)
-            except FileExistsError as e:
-                refusal = e
-        refusal = broadcast_object(refusal, dist)
         try:
-            if refusal is not None:
-                raise refusal
-            if dist.is_main:
-                self.folder.create()
-                if fresh:
-                    meta = {
-                        **provenance(),
-                        "world_size": dist.world_size,
-                        "data": self.run.dataset.info,
-                    }
-                    save_config(self.run.config, self.folder.config, extra=meta)
-                elif self.resume_overrides:  # evaluation/logging/device settings given to `vaelab resume`
-                    update_saved_config(self.folder.config, self.run.config, list(self.resume_overrides))
+            open_for_training(self.run, lock, fresh=fresh, resume_overrides=self.resume_overrides)
             self._emit("on_train_start")
-            barrier(dist)
+            barrier(self.run.dist)
             return self._train()
         finally:
             self._emit("on_train_end")
@@ -221,25 +176,10 @@ class Trainer:
                     stop_reason = self._run_epoch(ctx) or stop_reason
         except NonFiniteLossError as e:
             st["elapsed"] = self.elapsed()
-            if self.run.dist.is_main:
-                failed = {"status": "failed", "reason": str(e), "term": e.term, "step": e.step}
-                self.folder.write_json("summary.json", {**failed, "wall_time": st["elapsed"]})
-            raise TrainingFailed(self._nan_message(e)) from None
+            raise fail(self.folder, e, st["elapsed"], write=run.dist.is_main) from None
         st["done"] = True
         st["elapsed"] = self.elapsed()
         return self._finish(stop_reason)
-
-    def _nan_message(self, e: NonFiniteLossError) -> str:
-        """What stopped training and what to do: retrain into a new folder with other settings (``resume`` cannot
-        change train.lr or grad_clip, and would meet the same NaN); names the last good checkpoint if any."""
-        again = (
-            "train again into a new folder (--out) with a lower train.lr or a train.grad_clip, or check the data "
-            "(vaelab resume cannot change these settings)"
-        )
-        if self.folder.last.exists():
-            step = int(load_checkpoint(self.folder.last)["trainer"]["step"])
-            return f"training stopped: {e}. The last good checkpoint is {self.folder.last} (step {step}); {again}."
-        return f"training stopped: {e}, before the first checkpoint was written; {again}."
 
     def _run_epoch(self, ctx: StepContext) -> str | None:
         """One epoch (or what is left of it after a resume): the steps, then :meth:`_end_epoch`."""
@@ -282,21 +222,13 @@ class Trainer:
             self._log(*self.strategy.pop_messages())  # e.g. aggressive training switching off
         st["elapsed"] = self.elapsed()
         lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
-        common = {
-            "epoch": epoch + 1,
-            "step": st["step"],
-            "wall_time": st["elapsed"],
-            **lrs,
-            **self.strategy.log_fields(),
-        }
+        common = {"epoch": epoch + 1, "step": st["step"], "wall_time": st["elapsed"], **lrs}
+        common.update(self.strategy.log_fields())
         records = [{**common, "split": "train", "source": "running_mean", **train}]
         if val is not None:
             records.append({**common, "split": "valid", "source": "evaluation", "beta": train.get("beta"), **val})
         self._emit("on_metrics", records)
-        if val is None and not math.isfinite(train.get("elbo", 0.0)):
-            raise NonFiniteLossError("train elbo", st["step"], train["elbo"])
-        if val is not None and not all(math.isfinite(val[k]) for k in ("elbo", "rate", "distortion")):
-            raise NonFiniteLossError("validation elbo", st["step"], val["elbo"])
+        check_epoch_finite(train, val, st["step"])
         st["epoch"], st["batch_in_epoch"], st["epoch_sums"] = epoch + 1, 0, {}
         reason = self._select(val)
         if cfg.train.max_steps and st["step"] >= cfg.train.max_steps:
@@ -305,75 +237,28 @@ class Trainer:
         self._emit("on_epoch_end")
         return reason
 
-    def _selection_loss(self, val: dict[str, Any]) -> float:
-        """The validation loss of ``train.selection``: -ELBO, or D + beta R (``beta_elbo``, constant beta)."""
-        cfg = self.run.config
-        if cfg.train.selection == "beta_elbo":
-            return float(val["distortion"]) + float(cfg.objective.beta.value) * float(val["rate"])
-        return -float(val["elbo"])
-
     def _select(self, val: dict[str, Any] | None) -> str | None:
-        """Best model by validation loss (``train.selection``: -ELBO or D + beta R; every epoch's without
-        validation), then the plateau: LR decay
-        with a reload of the best model, early stopping. Returns a stop reason or None."""
-        st, tr = self.state, self.run.config.train
-        if val is None:  # no validation split: every epoch's model is the best so far
-            st["best_epoch"] = st["epoch"]
+        """Model selection's verdict on the epoch (:class:`~vaelab.training.selection.ModelSelection`), acted on:
+        keep the best model (on_best_model); on a plateau reload the best model and decay the learning rate.
+        Returns a stop reason or None."""
+        verdict = self.selection.judge(self.state, val, self.strategy)
+        if verdict.best:
             self._emit("on_best_model")
-            return None
-        if self.strategy.restart_selection():  # a new phase: its models are compared among themselves only
-            st["best_val"], st["best_epoch"], st["bad_epochs"] = math.inf, -1, 0
-        loss = self._selection_loss(val)
-        if loss < st["best_val"] - 1e-6:
-            st["best_val"], st["best_epoch"], st["bad_epochs"] = loss, st["epoch"], 0
-            self._emit("on_best_model")
-            return None
-        if not self.strategy.counts_plateaus():
-            return None
-        st["bad_epochs"] += 1
-        decay = tr.lr_decay
-        if decay.enabled and st["bad_epochs"] >= decay.patience:
-            if st["decays"] >= decay.max_decays:
-                return f"lr decayed {decay.max_decays} times"
-            st["decays"] += 1
-            st["bad_epochs"] = 0
-            if decay.reload_best and self.folder.best.exists():
+        if verdict.decay:
+            if self.selection.reload_best and self.folder.best.exists():
                 barrier(self.run.dist)
                 self.run.load_weights(self.folder.best)
-            for o in self.optimizers.values():
-                for g in o.param_groups:
-                    g["lr"] *= decay.factor
-            self._log(f"validation plateau: learning rate x{decay.factor} (decay {st['decays']}/{decay.max_decays})")
-        if tr.early_stopping_patience is not None and st["bad_epochs"] >= tr.early_stopping_patience:
-            return f"early stopping (no improvement for {tr.early_stopping_patience} epochs)"
-        return None
+            self._log(self.selection.decay(self.optimizers, self.state))
+        return verdict.stop
 
     def _finish(self, stop_reason: str) -> dict[str, Any]:
-        """summary.json: the training facts and (``final_evaluation``) the best model's metrics on the final split
-        (IW-NLL with ``eval.iw_samples``, the extra metrics)."""
-        cfg, st, dist = self.run.config, self.state, self.run.dist
-        barrier(dist)
-        facts = {
-            "best_epoch": st["best_epoch"],
-            "epochs": st["epoch"],
-            "steps": st["step"],
-            "train_time": st["elapsed"],
-        }
-        if not self.final_evaluation:
-            summary = {"status": "completed", "stop_reason": stop_reason, "final_evaluation": DEFERRED, **facts}
-            summary["world_size"] = dist.world_size
-        else:
-            if self.folder.best.exists():
-                self.run.load_weights(self.folder.best)
-            split, t0 = cfg.eval.final_split, time.perf_counter()
-            final = self.evaluator.evaluate(
-                split, iw_samples=cfg.eval.iw_samples, seed_offset=FINAL_OFFSET, extras=True
-            )
-            summary = {"status": "completed", "stop_reason": stop_reason, "split": split, **final, **facts}
-            summary.update(eval_time=time.perf_counter() - t0, world_size=dist.world_size)
-        if dist.is_main:
-            self.folder.write_json("summary.json", summary)
-        return summary
+        """summary.json (:meth:`Evaluator.final_summary <vaelab.evaluation.Evaluator.final_summary>`): the training
+        facts and, with :attr:`final_evaluation`, the best model's metrics on the final split."""
+        st = self.state
+        barrier(self.run.dist)
+        facts = {"best_epoch": st["best_epoch"], "epochs": st["epoch"], "steps": st["step"]}
+        facts["train_time"] = st["elapsed"]
+        return self.evaluator.final_summary(stop_reason, facts, evaluate=self.final_evaluation)
 
 
 __all__ = ["DEFERRED", "Trainer", "TrainingFailed"]
