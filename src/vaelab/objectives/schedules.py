@@ -8,6 +8,7 @@ Durations may be given in steps or in epochs (converted with the run's steps per
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -95,13 +96,40 @@ class Cyclical:
         return self.value * min(1.0, tau / self.ratio) if self.ratio > 0 else self.value
 
 
-SCHEDULES: Registry[type] = Registry("schedule type")
-SCHEDULES.register("constant")(Constant)
-SCHEDULES.register("linear")(Ramp)
-SCHEDULES.register("sigmoid")(Ramp)
-SCHEDULES.register("cosine")(Ramp)
-SCHEDULES.register("cyclical")(Cyclical)
+ScheduleFactory = Callable[[ScheduleConfig, int, int], Schedule]
+"""How a schedule type is built: (its config, the run's steps per epoch, the run's total steps) -> the schedule."""
 
+SCHEDULES: Registry[ScheduleFactory] = Registry("schedule type")
+"""The schedule types of ``type:`` (:class:`ScheduleConfig`), each with its factory: :func:`build_schedule` builds
+every schedule through this registry."""
+
+RAMP_SHAPES = ("linear", "sigmoid", "cosine")
+"""The schedule types that ramp from ``start`` to ``value`` (:class:`Ramp`): they need a length and may wait."""
+
+
+def _steps(steps: int | None, epochs: float | None, steps_per_epoch: int) -> int:
+    """A duration given in steps, or in epochs (converted with the run's steps per epoch); 0 when neither."""
+    return steps if steps is not None else round((epochs or 0.0) * steps_per_epoch)
+
+
+@SCHEDULES.register("constant")
+def _constant(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    return Constant(cfg.value)
+
+
+@SCHEDULES.register("cyclical")
+def _cyclical(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    return Cyclical(cfg.value, max(cfg.total_steps or total_steps, 1), cfg.cycles, cfg.ratio)
+
+
+def _ramp(cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> Schedule:
+    duration = _steps(cfg.warmup_steps, cfg.warmup_epochs, steps_per_epoch)
+    delay = _steps(cfg.delay_steps, cfg.delay_epochs, steps_per_epoch)
+    return Ramp(cfg.start, cfg.value, duration, cfg.type, delay)
+
+
+for _shape in RAMP_SHAPES:
+    SCHEDULES.register(_shape)(_ramp)
 
 SCHEDULE_RULES: dict[str, Rule] = {
     "type": Typed(why="a schedule type"),
@@ -132,7 +160,7 @@ def check_schedule(value: Any, key: str) -> None:
     for part, other in (("warmup_steps", "warmup_epochs"), ("delay_steps", "delay_epochs")):
         if getattr(value, part) is not None and getattr(value, other) is not None:
             raise ConfigError(f"{key}: give {part} or {other}, not both")
-    if value.type in ("constant", "cyclical"):
+    if value.type not in RAMP_SHAPES:
         if value.delay_steps or value.delay_epochs:
             raise ConfigError(
                 f"{key}: delay_steps/delay_epochs apply to ramps (linear, sigmoid, cosine), not {value.type}"
@@ -148,16 +176,9 @@ def build_schedule(
 
     ``key`` is the config path, named in errors.
     """
-    if isinstance(cfg, ScheduleConfig):
-        SCHEDULES.get(cfg.type, key=f"{key}.type")
-    check_schedule(cfg, key)  # the ranges and the keys a type needs (SCHEDULE_RULES)
-    if isinstance(cfg, int | float):
+    if not isinstance(cfg, ScheduleConfig):
+        check_schedule(cfg, key)
         return Constant(float(cfg))
-    delay = cfg.delay_steps if cfg.delay_steps is not None else round((cfg.delay_epochs or 0.0) * steps_per_epoch)
-    if cfg.type == "constant":
-        return Constant(cfg.value)
-    if cfg.type == "cyclical":
-        return Cyclical(cfg.value, max(cfg.total_steps or total_steps, 1), cfg.cycles, cfg.ratio)
-    warmup = cfg.warmup_steps
-    duration = warmup if warmup is not None else round((cfg.warmup_epochs or 0.0) * steps_per_epoch)
-    return Ramp(cfg.start, cfg.value, duration, cfg.type, delay)
+    factory = SCHEDULES.get(cfg.type, key=f"{key}.type")
+    check_schedule(cfg, key)  # the ranges and the keys a type needs (SCHEDULE_RULES)
+    return factory(cfg, steps_per_epoch, total_steps)
