@@ -24,14 +24,16 @@ from vaelab.training.trainer import Trainer
 def run(config: str, overrides: list[str], steps: int, freeze: bool) -> tuple[float, float]:
     """(seconds per outer step of the training loop, inner steps per outer step) of ``steps`` outer steps."""
     cfg = load_config(config, [*overrides, f"train.max_steps={steps}", "train.progress=false", "eval.iw_samples=0"])
-    strategies.FREEZE_OTHERS = freeze
+    freezing = strategies.parameters_to_freeze
+    if not freeze:  # every gradient computed
+        strategies.parameters_to_freeze = lambda ctx, clip_names: []
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run")
         t0 = time.perf_counter()
         trainer.fit()
         seconds = time.perf_counter() - t0
         rows = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    strategies.FREEZE_OTHERS = True
+    strategies.parameters_to_freeze = freezing
     inner = [r.get("inner_steps_per_step", 0.0) for r in rows if r["split"] == "valid"]
     return seconds / steps, (sum(inner) / len(inner) if inner else 0.0)
 

@@ -149,13 +149,22 @@ class Strategy:
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("training strategy")
 
 
-FREEZE_OTHERS = True
-"""Freeze the parameters a step does not update (see :func:`gradient_step`); False computes every gradient (the
-test that the two give the same update switches it off)."""
-
-
 def _group_params(ctx: StepContext, names: list[str]) -> list[nn.Parameter]:
     return [p for n in names for g in ctx.optimizers[n].param_groups for p in g["params"]]
+
+
+def parameters_to_freeze(ctx: StepContext, clip_names: list[str]) -> list[nn.Parameter]:
+    """The parameters :func:`gradient_step` freezes for a step: those of the optimisers outside ``clip_names``
+    that need no gradient for the clipping norm (and are trainable)."""
+    needed = {id(p) for p in _group_params(ctx, clip_names)}
+    return [
+        p
+        for name, o in ctx.optimizers.items()
+        if name not in clip_names
+        for g in o.param_groups
+        for p in g["params"]
+        if p.requires_grad and id(p) not in needed
+    ]
 
 
 def gradient_step(
@@ -186,15 +195,7 @@ def gradient_step(
     if unknown:
         raise ValueError(f"clip_names must include the stepped optimisers; missing {unknown}")
     clipped = _group_params(ctx, clip_names)
-    needed = {id(p) for p in clipped}
-    frozen = [
-        p
-        for name, o in ctx.optimizers.items()
-        if FREEZE_OTHERS and name not in clip_names
-        for g in o.param_groups
-        for p in g["params"]
-        if p.requires_grad and id(p) not in needed
-    ]
+    frozen = parameters_to_freeze(ctx, clip_names)
     for o in ctx.optimizers.values():
         o.zero_grad(set_to_none=True)
     for p in frozen:
