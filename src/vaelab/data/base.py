@@ -175,12 +175,6 @@ class ImageDataset(Dataset):
             raise KeyError(f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}")
         return getattr(self, name)
 
-    @property
-    def data_dim(self) -> int:
-        """Number of observed values per example, C * H * W."""
-        c, h, w = self.image_shape
-        return c * h * w
-
     def model_info(self) -> dict[str, Any]:
         """What a model builder needs: ``image_shape`` (C, H, W) and ``num_classes``."""
         return {"image_shape": tuple(self.image_shape), "num_classes": self.num_classes}

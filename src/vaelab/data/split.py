@@ -84,10 +84,6 @@ class Split:
         src = idx if self.source_index is None else self.source_index[idx]
         return Split(self.x[idx], None if self.y is None else self.y[idx], src)
 
-    def as_float(self) -> Tensor:
-        """x as float32 in [0, 1] (uint8 divided by 255), shape (N, C, H, W)."""
-        return to_float(self.x)
-
     def is_binary(self) -> bool:
         """True when every value is 0 or 1 (0 or 255 for uint8)."""
         return is_binary(self.x)

@@ -527,9 +527,5 @@ def write_table(out: str | Path) -> tuple[list[dict[str, Any]], Path]:
     return table, out / TABLE_MD
 
 
-def is_study(path: str | Path) -> bool:
-    return (Path(path) / STUDY_FILE).is_file()
-
-
 def load_request(path: str | Path) -> dict[str, Any]:
     return read_json_object(Path(path) / STUDY_FILE)

@@ -17,7 +17,7 @@ Time ``t`` is measured in SGD steps divided by ``N`` (one fresh sample per step)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Union
 
@@ -461,8 +461,3 @@ class Trajectory:
         cols = {"t": self.t, "eps_g": self.eps_g}
         cols.update(self.params.columns())
         return cols
-
-
-def stack_order_params(items: Sequence[OrderParams], axis: int = 0) -> OrderParams:
-    """Stack several :class:`OrderParams` along a new batch axis."""
-    return OrderParams(*(np.stack([getattr(it, f) for it in items], axis=axis) for f in _FIELDS))
