@@ -79,7 +79,7 @@ class EvalConfig:
     integer B pools within minibatches of B (He et al. 2019; cap ln B). ``iw_samples``: K for the final IW-NLL.
     ``iw_chunk``: importance samples drawn at once per batch; ``auto`` (default) = the most whose (chunk,
     batch_size, data dims) float tensor fits :data:`vaelab.metrics.likelihood.IW_CHUNK_BUDGET` (16 MiB; 10 for
-    MNIST at batch 500; 100 for token batches), which bounds the memory and does not change the estimate (it is no
+    MNIST at batch 500; 500 for token batches), which bounds the memory and does not change the estimate (it is no
     part of a run's identity: :data:`vaelab.sweep.spec.NOT_IDENTITY_KEYS`).
     ``extra_metrics``: names from :data:`vaelab.metrics.extras.EXTRA_METRICS` computed at the final evaluation
     (and each epoch with ``extras_every_epoch``). ``hole_prior_samples``: draws z ~ p(z) for the joint hole KL

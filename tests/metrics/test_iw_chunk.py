@@ -10,7 +10,7 @@ from vaelab.config import ConfigError, load_config, run_config
 from vaelab.evaluation import EVALUATE_OFFSET, Evaluator
 from vaelab.metrics import collect
 from vaelab.metrics import likelihood as lk
-from vaelab.metrics.likelihood import DEFAULT_IW_CHUNK, IW_CHUNK_BUDGET, resolve_iw_chunk
+from vaelab.metrics.likelihood import IW_CHUNK_BUDGET, OTHER_IW_CHUNK, resolve_iw_chunk
 from vaelab.models import ModelConfig, build_model
 from vaelab.run import build_run
 from vaelab.runconfig import EvalConfig
@@ -31,8 +31,8 @@ def test_auto_is_the_default_and_resolves_from_the_budget() -> None:
     assert resolve_iw_chunk("auto", mnist[:7], 7, 5000, latent_dim=5) == 16 * (IW_CHUNK_BUDGET // (7 * 784) // 16)
     assert resolve_iw_chunk("auto", big, 9999, 500, latent_dim=5) == 16  # a whole number of blocks beats the budget
     assert resolve_iw_chunk(37, mnist, 500, 500) == 37  # a number is used as given
-    # not an image tensor (a token batch: the text decoder bounds its own activations): the fixed default
-    assert resolve_iw_chunk("auto", object(), 32, 500) == DEFAULT_IW_CHUNK == 100
+    # not an image tensor (a token batch: the text decoder bounds its own activations): the old default, 500
+    assert resolve_iw_chunk("auto", object(), 32, 5000, latent_dim=32) == OTHER_IW_CHUNK == OLD_DEFAULT_CHUNK
     assert resolve_iw_chunk("auto", object(), 32, 20) == 20
 
 

@@ -23,11 +23,16 @@ from vaelab.distributions import DiagonalGaussian
 from vaelab.models.base import VAE, StandardNormalPrior
 from vaelab.rules import COUNT, Either, check
 
-#: Default number of importance samples drawn per example at once by the functions of this module, and what
-#: ``chunk_size="auto"`` uses for inputs that are not image tensors (token batches: the text decoder bounds its
-#: own activations). Memory grows as chunk_size * B decoded examples; for an MNIST-sized MLP decoder and B = 100
-#: that is ~31 MB per float32 (chunk, B, 784) tensor.
+#: Default number of importance samples drawn per example at once by the functions of this module. Memory grows
+#: as chunk_size * B decoded examples; for an MNIST-sized MLP decoder and B = 100 that is ~31 MB per float32
+#: (chunk, B, 784) tensor.
 DEFAULT_IW_CHUNK = 100
+
+OTHER_IW_CHUNK = 500
+"""What ``chunk_size="auto"`` uses for inputs that are not image tensors (token batches): the chunk they got
+before ``auto`` (the old ``eval.iw_chunk`` default). The text decoder bounds its own activations (row chunks of
+2**24 logits), so a larger chunk only means fewer calls: on configs/ptb_vae_small.yaml, K = 500, 500 took 0.91x
+the wall and 0.94x the user time of 100 at a 5 % higher peak (``benchmarks/eval_memory.py --config ...``)."""
 
 IW_CHUNK_BUDGET = 1 << 22
 """``chunk_size="auto"`` (the default of ``eval.iw_chunk``) draws, for a batch of B examples of P data dimensions,
@@ -52,7 +57,7 @@ def resolve_iw_chunk(chunk_size: int | str, x: Any, batch: int, num_samples: int
     """The number of importance samples drawn at once for a batch ``x`` of ``batch`` examples: ``chunk_size``
     itself, or for ``"auto"`` the largest chunk whose (chunk, B, P) float tensor stays within
     :data:`IW_CHUNK_BUDGET` when ``x`` is a tensor of P = prod(x.shape[1:]) data dimensions per example, else
-    :data:`DEFAULT_IW_CHUNK`; at most ``num_samples`` either way.
+    :data:`OTHER_IW_CHUNK`; at most ``num_samples`` either way.
 
     With ``latent_dim`` D, ``"auto"`` rounds its chunk down to a multiple of 16 / gcd(16, B * D) (or up to it, for
     a chunk below it), so that every chunk draws a multiple of :data:`NORMAL_BLOCK` normals: on a CPU the K draws
@@ -64,7 +69,7 @@ def resolve_iw_chunk(chunk_size: int | str, x: Any, batch: int, num_samples: int
     if chunk_size != "auto":
         return int(chunk_size)
     if not isinstance(x, Tensor) or x.dim() < 1:
-        chunk = DEFAULT_IW_CHUNK
+        chunk = OTHER_IW_CHUNK
     else:
         chunk = max(1, IW_CHUNK_BUDGET // max(1, batch * math.prod(x.shape[1:])))
         if latent_dim is not None:
