@@ -18,7 +18,7 @@ from vaelab.cli import main
 from vaelab.sweep import read_results
 from vaelab.sweep.aggregate import t_interval
 from vaelab.sweep.measure import ln_n_minus_mi
-from vaelab.sweep.stopping import step_cap_line, stop_kind
+from vaelab.sweep.stopping import late_gain, selection_loss, step_cap_line, stop_kind
 
 from .helpers import sweep_dict
 
@@ -142,3 +142,33 @@ def test_stop_kinds_and_ln_n_minus_mi() -> None:
     assert ln_n_minus_mi({"mi": 1.5, "mi_pool": 1000}) == pytest.approx(math.log(1000) - 1.5)
     assert ln_n_minus_mi({"mi": math.log(64), "mi_pool": 64}) == pytest.approx(0.0, abs=1e-12)
     assert ln_n_minus_mi({"mi": 1.0}) is None
+
+
+def test_late_gain_known_answers() -> None:
+    recs = [
+        {"split": "valid", "step": 10, "elbo": -100.0, "distortion": 80.0, "rate": 20.0},
+        {"split": "train", "step": 10, "elbo": -50.0},  # training means are not validation
+        {"split": "valid", "step": 50, "elbo": -95.0, "distortion": 70.0, "rate": 25.0},
+        {"split": "valid", "step": 95, "elbo": -94.0, "distortion": 66.0, "rate": 28.0},
+        {"split": "valid", "step": 100, "elbo": -96.0, "distortion": 65.0, "rate": 31.0},
+    ]
+    # cut at step 90: best -ELBO before it 95, after 94 -> 1.0; D + 0.1 R: 72.5 before, 68.1 after -> 4.4
+    assert late_gain(recs, 100) == pytest.approx(1.0)
+    assert late_gain(recs, 100, "beta_elbo", 0.1) == pytest.approx(4.4)
+    assert selection_loss(recs[0], "beta_elbo", 0.1) == pytest.approx(82.0)
+    assert selection_loss(recs[0], "beta_elbo", None) is None
+    worse = [*recs[:3], {"split": "valid", "step": 100, "elbo": -99.0}]
+    assert late_gain(worse, 100) == 0.0  # no better model in the tail: nothing gained
+    assert late_gain(recs[:3], 100) is None  # no validation in the last 10%
+
+
+def test_the_capped_points_report_how_much_they_still_improved(sweep) -> None:
+    _, rows, printed = sweep
+    for r in rows:
+        recs = [json.loads(x) for x in (Path(r["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        valid = [x for x in recs if x["split"] == "valid"]
+        before = [-x["elbo"] for x in valid if x["step"] <= 0.9 * r["steps"]]
+        expected = max(0.0, min(before) - min(-x["elbo"] for x in valid)) if len(before) < len(valid) else None
+        assert r["late_gain"] == pytest.approx(expected)
+    gains = sorted(r["late_gain"] for r in rows if r["stopped_by"] == "step_cap")
+    assert f"still improved by {(gains[0] + gains[1]) / 2:.2f} nats (median; at most {gains[1]:.2f})" in printed

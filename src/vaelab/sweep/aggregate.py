@@ -320,7 +320,18 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
         ]
         lines += [*_md_table(header, body), ""]
     lines += ["## Stopping, per point", ""]
-    header = ["index", "point", "status", "stopped by", "epochs", "steps", "best epoch", "best step", "since best"]
+    header = [
+        "index",
+        "point",
+        "status",
+        "stopped by",
+        "epochs",
+        "steps",
+        "best epoch",
+        "best step",
+        "since best",
+        "late gain",
+    ]
     body = [
         [
             str(r["index"]),
@@ -329,6 +340,7 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
             str(r.get("stopped_by") or "-"),
             *(str(r[k]) if r.get(k) is not None else "-" for k in ("epochs", "steps", "best_epoch", "best_step")),
             str(r["epochs_since_best"]) if r.get("epochs_since_best") is not None else "-",
+            f"{r['late_gain']:.2f}" if isinstance(r.get("late_gain"), int | float) else "-",
         ]
         for r in rows
     ]
