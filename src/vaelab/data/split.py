@@ -1,10 +1,10 @@
 """An image split held in memory (:class:`Split`) and the seeded generators of :mod:`vaelab.data`
-(:func:`derive_seed`, :func:`torch_generator`, :func:`fixed_permutation`): the layer below the batch loader
-(:mod:`vaelab.data.loader`) and the data sets (:mod:`vaelab.data.base`), which both read them."""
+(:func:`fixed_permutation`; :func:`~vaelab.seeds.derive_seed` and :func:`~vaelab.seeds.torch_generator` live in
+:mod:`vaelab.seeds` and are served here too): the layer below the batch loader (:mod:`vaelab.data.loader`) and the
+data sets (:mod:`vaelab.data.base`), which both read them."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,31 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed mixed from integers and strings with numpy's SeedSequence (stable across versions).
-
-    Used for every generator in vaelab.data, e.g. ``derive_seed(seed, "perm", epoch)``, so that streams for
-    different purposes never coincide.
-    """
-    ints: list[int] = []
-    for p in parts:
-        if isinstance(p, str):
-            ints.append(zlib.crc32(p.encode()))
-        else:
-            v = int(p)
-            if v < 0:
-                raise ValueError(f"seeds must be non-negative integers, got {v}")
-            ints.append(v)
-    state = np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0]
-    return int(state >> np.uint64(1))
-
-
-def torch_generator(*parts: int | str) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with :func:`derive_seed` of ``parts``."""
-    g = torch.Generator()
-    g.manual_seed(derive_seed(*parts))
-    return g
+from vaelab.seeds import derive_seed
+from vaelab.seeds import torch_generator as torch_generator  # served here too (vaelab.data imports it from here)
 
 
 def fixed_permutation(n: int, seed: int, purpose: str) -> np.ndarray:

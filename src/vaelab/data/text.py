@@ -36,9 +36,9 @@ index) alone (:class:`TextLoader`): the epoch's order, the length bucketing and 
 drawn for the whole global batch from a generator seeded from (seed, "word_dropout", epoch, batch) and then
 sliced, exactly as dynamic binarisation is for images (:mod:`vaelab.data.loader`); the model's dropout masks come
 from per-sentence seeds (seed, "dropout", epoch, batch, position in the global batch) through a counter-based
-hash (:func:`hashed_uniform`). So a resumed epoch (``start_batch``) replays the uninterrupted one, and the rank
-shards of a global batch, concatenated in rank order, are the 1-process batch element for element (every shard is
-padded to the global batch's longest sentence) and get the same dropout masks.
+hash (:func:`vaelab.seeds.hashed_uniform`). So a resumed epoch (``start_batch``) replays the uninterrupted one, and
+the rank shards of a global batch, concatenated in rank order, are the 1-process batch element for element (every
+shard is padded to the global batch's longest sentence) and get the same dropout masks.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ from vaelab.data.dataset import Dataset, Modality
 from vaelab.data.loader import shard_bounds
 from vaelab.errors import ConfigError
 from vaelab.rules import check
+from vaelab.seeds import hashed_uniform
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS: tuple[str, str, str, str] = (PAD, BOS, EOS, UNK)
@@ -196,7 +197,8 @@ class TokenBatch:
       ``tokens[:, :-1]`` (Bowman et al. 2016); the training loader supplies it so that the dropout is
       deterministic in (seed, epoch, batch) and independent of the number of processes.
     - ``seeds``: optional int64 (B,) per-sentence seeds of the model's dropout masks (see
-      :func:`hashed_uniform`), from (seed, epoch, batch, position in the global batch), for the same reason.
+      :func:`~vaelab.seeds.hashed_uniform`), from (seed, epoch, batch, position in the global batch), for the same
+      reason.
 
     ``num_tokens`` is the number of *predicted* tokens, sum(n + 1): the end token counts, the start token does
     not (methods.md section 5), the denominator of per-token perplexity.
@@ -298,34 +300,6 @@ class TextBatch:
             self.index.to(device, non_blocking=non_blocking),
             self.global_size,
         )
-
-
-def _as_signed(c: int) -> int:
-    return c - (1 << 64) if c >= 1 << 63 else c
-
-
-_GOLDEN, _MIX1, _MIX2 = (_as_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
-
-
-def _mix64(x: Tensor) -> Tensor:
-    """SplitMix64's finaliser on int64 tensors (wrapping multiplication, logical shifts)."""
-    x = x ^ ((x >> 30) & ((1 << 34) - 1))
-    x = x * _MIX1
-    x = x ^ ((x >> 27) & ((1 << 37) - 1))
-    x = x * _MIX2
-    return x ^ ((x >> 31) & ((1 << 33) - 1))
-
-
-def hashed_uniform(seeds: Tensor, salt: int, n: int) -> Tensor:
-    """Uniform [0, 1) float32 draws (R, n), row r a function of (seeds[r], salt, column) only: a counter-based
-    generator (SplitMix64 finaliser of the seed, salted, plus the golden-ratio increment per column).
-
-    Dropout masks drawn this way are the same whichever process or batch shard a sentence lands in, and for a
-    resumed run, unlike masks from a generator's running state.
-    """
-    base = _mix64(seeds.long() * _GOLDEN + salt)
-    x = _mix64(base.unsqueeze(1) + torch.arange(1, n + 1, device=seeds.device, dtype=torch.long) * _GOLDEN)
-    return ((x >> 40) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch, hashed_uniform
+from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch
 from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import Decoder, Encoder
 from vaelab.rules import Num, check
+from vaelab.seeds import GOLDEN, hashed_uniform
 
 WORD_DROPOUT = Num(lo=0, hi=1)
 """The rule of ``model.word_dropout``: the probability of replacing a decoder input word by <unk>."""
@@ -77,7 +78,7 @@ def _available_host_bytes() -> int:
     return 16 << 30
 
 
-_SAMPLE_STRIDE = 0x9E3779B97F4A7C15 - (1 << 64)
+_SAMPLE_STRIDE = GOLDEN
 """Odd multiplier that keeps (sentence seed, sample index) pairs distinct when the samples' seeds are derived."""
 
 DEFAULT_SOFTMAX_BLOCK_TOKENS = 256
@@ -286,7 +287,7 @@ class LSTMDecoder(Decoder):
 
     def _dropout(self, x: Tensor, layer: nn.Dropout, seeds: Tensor | None, salt: int) -> Tensor:
         """Inverted dropout on (R, T, F) activations; with per-sentence ``seeds`` the mask of row r, position t,
-        feature f is a function of (seeds[r], salt, t, f) only (:func:`~vaelab.data.text.hashed_uniform`), so it
+        feature f is a function of (seeds[r], salt, t, f) only (:func:`~vaelab.seeds.hashed_uniform`), so it
         does not depend on the process, batch shard or row chunk a sentence is in. Without seeds: ``layer``."""
         if not self.training or layer.p <= 0.0:
             return x

@@ -72,13 +72,13 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from vaelab.data.split import torch_generator
 from vaelab.distributions import DiagonalGaussian
 from vaelab.errors import ConfigError
 from vaelab.objectives.objective import EXTRA_TERMS
 from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
 from vaelab.options import Options, setting
 from vaelab.rules import SEED
+from vaelab.seeds import torch_generator
 from vaelab.transforms import Transform, build_transform, describe
 
 DEFAULT_TRANSFORM = "simple"
