@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -1090,6 +1091,353 @@ CASES += [
 ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# a third fresh set (issue 16): odd YAML, out-of-range command-line values, damaged data files and run folders,
+# resume overrides that would change the model, sweep files; 30 of its 130 inputs failed before the fixes
+
+
+def _bytes_corpus(files: dict[str, bytes | str | None], **data: object) -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: :func:`bad_corpus` whose files may be bytes, None (removed) or "DIR" (a folder in its place)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        out = bad_corpus({}, **data)(w, tmp)
+        corpus = tmp / "corp"
+        for name, content in files.items():
+            path = corpus / name
+            if path.exists():
+                path.unlink()
+            if content == "DIR":
+                path.mkdir()
+            elif isinstance(content, bytes):
+                path.write_bytes(content)
+        return out
+
+    return setup
+
+
+def partial_run(edit: Callable[[Path, dict], None] | None = None) -> Callable[[dict, Path], dict[str, str]]:
+    """{copy}: a run of 5 epochs that crashed at step 12 (last.pt at step 8), optionally edited."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        cfg = load_config(w["cfg"], ["train.epochs=5"])
+        trainer = Trainer(cfg, tmp / "partial")
+        real = trainer.strategy.train_step
+
+        def step(ctx, x, i):
+            if i == 12:
+                raise RuntimeError("crash")
+            return real(ctx, x, i)
+
+        trainer.strategy.train_step = step
+        with pytest.raises(RuntimeError, match="crash"):
+            trainer.fit()
+        if edit is not None:
+            edit(tmp / "partial", w)
+        return {"copy": str(tmp / "partial")}
+
+    return setup
+
+
+def _npz_bytes(cut: int) -> bytes:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buf, train=_bits(rng, 64), test=_bits(rng, 16))
+    return buf.getvalue()[:cut]
+
+
+_ALIAS_BOMB = (
+    "".join(
+        f"{a}: &{a} [{', '.join([f'*{p}'] * 10) if p else ', '.join(['x'] * 10)}]\n"
+        for p, a in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg", strict=True)
+    )
+    + f"name: [{', '.join(['*g'] * 10)}]\n"
+)
+
+_TEXT_ROLES = ("train.txt", "valid.txt", "test.txt")
+T_BAD = "train {bad} --out {new}"
+S_BAD = "sweep {bad} --workers 1 --out {new}"
+
+CASES += [
+    # ---- YAML ----
+    Case("yaml3-top-level-anchor", T_BAD, "'b'", bad_yaml_text(lambda t: "b: &b {lr: 0.1}\n" + t)),
+    Case(
+        "yaml3-merge-key-in-an-unknown-section",
+        T_BAD,
+        "x_defaults",
+        bad_yaml_text(lambda t: t.replace("train:\n", "x_defaults: &d\n  lr: 0.01\ntrain:\n  <<: *d\n", 1)),
+    ),
+    Case("yaml3-empty-file", T_BAD, "the file is empty", bad_yaml_text(lambda t: "")),
+    Case("yaml3-only-comments", T_BAD, "the file is empty", bad_yaml_text(lambda t: "# to do\n")),
+    Case("yaml3-a-number", T_BAD, "top level must be a mapping", bad_yaml_text(lambda t: "42\n")),
+    Case(
+        "yaml3-python-tag", T_BAD, "bad.yaml", bad_yaml_text(lambda t: "name: !!python/object/apply:os.system [ls]\n")
+    ),
+    Case("yaml3-alias-bomb", T_BAD, "expand to more than", bad_yaml_text(lambda t: _ALIAS_BOMB)),
+    Case("yaml3-cyrillic-section", T_BAD, "'trаin'", bad_yaml_text(lambda t: t.replace("train:", "trаin:"))),
+    Case("yaml3-dotted-key-in-a-file", T_BAD, "'train.lr'", bad_yaml_text(lambda t: t + "train.lr: 0.5\n")),
+    Case(
+        "yaml3-section-null",
+        T_BAD,
+        "train: expected a mapping",
+        bad_yaml_text(lambda t: t.replace("train:\n", "train:\ntrain_old:\n", 1)),
+    ),
+    B("yaml3-section-a-list", {"train": [1, 2]}, "train: expected a mapping"),
+    B("yaml3-model-null", {"model": None}, "model: expected a mapping"),
+    B("yaml3-name-with-a-tab", {"name": "a\tb"}, "name must be"),
+    B("yaml3-name-with-nul", {"name": "a\x00b"}, "name must be"),
+    B("yaml3-lr-string-nan", {"train.lr": "NaN"}, "train.lr"),
+    B("yaml3-lr-string-inf", {"train.lr": "inf"}, "train.lr"),
+    B("yaml3-grad-clip-1e400", {"train.grad_clip": "1e400"}, "train.grad_clip"),
+    B("yaml3-hidden-a-mapping", {"model.hidden": {"a": 1}}, "model.hidden"),
+    B("yaml3-hidden-huge", {"model.hidden": [10**12]}, "model.hidden=[1000000000000]"),
+    B("yaml3-latent-dim-huge", {"model.latent_dim": 10**12}, "model.latent_dim=1000000000000"),
+    B("yaml3-progress-1", {"train.progress": 1}, "train.progress"),
+    B("yaml3-eval-size-1e30", {"data.eval_size": 1e30}, "data.eval_size"),
+    B("yaml3-train-size-beyond-the-data", {"data.train_size": 10**8}, "data.train_size"),
+    B("yaml3-iw-samples-huge", {"eval.iw_samples": 10**15}, "eval.iw_samples"),
+    # ---- command lines ----
+    Case("cli3-override-empty-value", "train {cfg} train.lr= --out {new}", "train.lr"),
+    Case("cli3-override-double-equals", "train {cfg} train.lr==0.1 --out {new}", "train.lr"),
+    Case("cli3-override-unclosed-list", "train {cfg} model.hidden=[32 --out {new}", "model.hidden"),
+    Case("cli3-override-twice", "train {cfg} train.lr=0.1 train.lr=0.2 --out {new}", "train.lr is given twice"),
+    Case("cli3-out-dev-null", "train {cfg} --out /dev/null", "/dev/null", skip=not Path("/dev/null").exists()),
+    Case("cli3-out-name-too-long", "train {cfg} --out {new}/" + "x" * 300, "x" * 40),
+    Case("cli3-out-in-proc", "train {cfg} --out /proc/self/vaelab_run", "/proc/self", skip=not Path("/proc").is_dir()),
+    Case("cli3-evaluate-iw-huge", "evaluate {run} --iw-samples 99999999999999999999", "--iw-samples"),
+    Case("cli3-evaluate-split-upper-case", "evaluate {run} --split TEST", "--split"),
+    Case("cli3-sample-n-huge", "sample {text_run} -n 100000000000", "-n"),
+    Case("cli3-sample-max-length-huge", "sample {text_run} --max-length 100000000000", "--max-length"),
+    Case("cli3-sample-temperature-inf", "sample {text_run} --temperature inf", "--temperature"),
+    Case("cli3-sample-temperature-1e300", "sample {text_run} --temperature 1e300", "--temperature"),
+    Case("cli3-sample-temperature-1e-300", "sample {text_run} --temperature 1e-300", "--temperature"),
+    Case("cli3-reconstruct-empty-sentence", "reconstruct {text_run} ||", "empty sentence"),
+    Case("cli3-reconstruct-blank-sentence", "reconstruct {text_run} |   |", "empty sentence"),
+    Case("cli3-reconstruct-a-checkpoint", "reconstruct {text_run} --file {run}/checkpoints/best.pt", "best.pt"),
+    Case("cli3-reconstruct-samples-huge", "reconstruct {text_run} |the cat| --samples 100000000", "--samples"),
+    Case("cli3-interpolate-steps-huge", "interpolate {text_run} |the cat| |a dog| --steps 100000000000", "--steps"),
+    Case("cli3-sweep-aggregate-a-run", "sweep-aggregate {run}", "not a sweep folder"),
+    Case("cli3-sweep-aggregate-a-plain-folder", "sweep-aggregate {plain_dir}", "not a sweep folder"),
+    Case("cli3-plot-sweep-a-run", "plot-sweep {run}", "not a sweep folder"),
+    Case("cli3-report-a-plain-folder", "report {plain_dir}", "not a run folder"),
+    Case("cli3-diagnose-a-file", "diagnose {file}", "not a run folder"),
+    Case("cli3-latent-plot-out-a-folder-name", "latent-plot {run} --out {new}/", "names a folder"),
+    Case("cli3-study-seed-negative", "study collapse --data {cfg} --seeds -1 --out {new}", "--seeds"),
+    Case("cli3-study-seed-twice", "study collapse --data {cfg} --seeds 1,1 --out {new}", "seed 1 is given twice"),
+    Case("cli3-study-unknown-kind", "study nope --data {cfg} --out {new}", "nope"),
+    Case("cli3-study-iw-huge", "study collapse --data {cfg} --iw-samples 10000000000000 --out {new}", "--iw-samples"),
+    Case("cli3-theory-N-fraction", "theory linear-vae --N 1.5 --out {new}", "--N"),
+    # ---- data files ----
+    Case(
+        "data3-npz-object-array",
+        T_BAD,
+        "d.npz",
+        bad_npz(lambda r: {"train": np.array([None] * 64), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-complex",
+        T_BAD,
+        "complex",
+        bad_npz(lambda r: {"train": _bits(r, 64).astype(complex), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-strings",
+        T_BAD,
+        "d.npz[train]",
+        bad_npz(lambda r: {"train": np.array(["a"] * 64), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-inf",
+        T_BAD,
+        "d.npz[train]",
+        bad_npz(lambda r: {"train": np.where(_bits(r, 64) > 0, np.inf, 0).astype("float32"), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-1d", T_BAD, "d.npz[train]", bad_npz(lambda r: {"train": _bits(r, 64).ravel(), "test": _bits(r, 16)})
+    ),
+    Case(
+        "data3-npz-5d",
+        T_BAD,
+        "d.npz[train]",
+        bad_npz(lambda r: {"train": _bits(r, 64).reshape(64, 1, 1, 6, 6), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-width-vs-image-shape",
+        T_BAD,
+        "data.image_shape",
+        bad_npz(lambda r: {"train": (r.random((64, 25)) > 0.5).astype("float32"), "test": _bits(r, 16)}),
+    ),
+    Case(
+        "data3-npz-zero-values-per-example",
+        T_BAD,
+        "no values per example",
+        bad_npz(
+            lambda r: {"train": np.zeros((64, 0), "float32"), "test": np.zeros((16, 0), "float32")}, image_shape=None
+        ),
+    ),
+    Case(
+        "data3-npz-float-labels",
+        T_BAD,
+        "labels",
+        bad_npz(
+            lambda r: {
+                "train": _bits(r, 64),
+                "test": _bits(r, 16),
+                "train_labels": np.arange(64) / 2,
+                "test_labels": np.zeros(16),
+            }
+        ),
+    ),
+    Case(
+        "data3-npz-too-few-labels",
+        T_BAD,
+        "10 labels for 64",
+        bad_npz(
+            lambda r: {
+                "train": _bits(r, 64),
+                "test": _bits(r, 16),
+                "train_labels": np.zeros(10, int),
+                "test_labels": np.zeros(16, int),
+            }
+        ),
+    ),
+    Case("data3-npz-empty-file", T_BAD, "d.npz", bad_npz(None, raw=b"")),
+    Case("data3-npz-truncated", T_BAD, "d.npz", bad_npz(None, raw=_npz_bytes(300))),
+    Case(
+        "data3-npz-negative-floats",
+        T_BAD,
+        "d.npz[train]",
+        bad_npz(lambda r: {"train": _bits(r, 64) - 0.5, "test": _bits(r, 16)}),
+    ),
+    Case("data3-corpus-binary", T_BAD, "train.txt:", _bytes_corpus({"train.txt": bytes(range(256)) * 4})),
+    Case(
+        "data3-corpus-utf16", T_BAD, "train.txt:1", _bytes_corpus({"train.txt": "the cat sees it\n".encode("utf-16")})
+    ),
+    Case(
+        "data3-corpus-utf16-without-bom",
+        T_BAD,
+        "NUL character",
+        _bytes_corpus({"train.txt": "the cat sees it\n".encode("utf-16-le") * 20}),
+    ),
+    Case(
+        "data3-corpus-nul-bytes", T_BAD, "train.txt:1: a NUL", _bytes_corpus({"train.txt": b"the cat\0 sees it\n" * 20})
+    ),
+    Case("data3-corpus-no-valid-file", T_BAD, "no validation file", _bytes_corpus({"valid.txt": None})),
+    Case("data3-corpus-train-a-folder", T_BAD, "train.txt", _bytes_corpus({"train.txt": "DIR"})),
+    Case("data3-corpus-crlf-blank-lines", T_BAD, "train.txt:1", _bytes_corpus({"train.txt": b"\r\n\r\n\r\n"})),
+    Case(
+        "data3-corpus-word-labels",
+        T_BAD,
+        "bad label 'neg'",
+        corpus_edit(
+            lambda w: {
+                n: "".join(f"{'pos' if i % 2 else 'neg'}\t{s}\n" for i, s in enumerate(_lines(w, n)))
+                for n in _TEXT_ROLES
+            },
+            format="label_tab",
+        ),
+    ),
+    Case("data3-corpus-vocab-file-missing", T_BAD, "vocab.txt", _bytes_corpus({}, vocab_file="vocab.txt")),
+    # ---- run folders ----
+    Case(
+        "folder3-report-metrics-garbage",
+        "report {copy} --out {new}.html",
+        "metrics.jsonl",
+        edited_copy(lambda d, w: (d / "metrics.jsonl").write_text((d / "metrics.jsonl").read_text() + "{not json\n")),
+    ),
+    Case(
+        "folder3-report-summary-empty",
+        "report {copy} --out {new}.html",
+        "summary.json",
+        edited_copy(lambda d, w: (d / "summary.json").write_text("")),
+    ),
+    Case(
+        "folder3-evaluate-config-unknown-key",
+        "evaluate {copy}",
+        "'nosuch'",
+        edited_copy(lambda d, w: (d / "config.yaml").write_text((d / "config.yaml").read_text() + "nosuch: 1\n")),
+    ),
+    Case(
+        "folder3-evaluate-config-empty",
+        "evaluate {copy}",
+        "config.yaml: the file is empty",
+        edited_copy(lambda d, w: (d / "config.yaml").write_text("")),
+    ),
+    Case(
+        "folder3-evaluate-corpus-moved",
+        "evaluate {copy}",
+        "corpus_gone",
+        edited_copy(
+            lambda d, w: (d / "config.yaml").write_text(
+                (d / "config.yaml").read_text().replace(str(w["corpus"]), str(w["corpus"]) + "_gone")
+            ),
+            "text_run",
+        ),
+    ),
+    Case("folder3-resume-a-sweep-folder", "resume {dir}", "not a run folder", folder_with(_SWEEP_FOLDER)),
+    Case(
+        "folder3-resume-checkpoint-of-another-run",
+        "resume {copy}",
+        "does not fit the model",
+        partial_run(lambda d, w: shutil.copy(w["text_run"] / "checkpoints" / "last.pt", d / "checkpoints" / "last.pt")),
+    ),
+    Case(
+        "folder3-resume-metrics-garbage",
+        "resume {copy}",
+        "metrics.jsonl:1",
+        partial_run(lambda d, w: (d / "metrics.jsonl").write_text("garbage\n")),
+    ),
+    Case("folder3-resume-binarize-seed", "resume {copy} eval.binarize_seed=7", "eval.binarize_seed", partial_run()),
+    Case("folder3-resume-mi-pool", "resume {copy} eval.mi_pool=all", "eval.mi_pool", partial_run()),
+    # ---- sweep files ----
+    Case("sweep3-grid-a-scalar", S_BAD, "grid.train.lr", bad_sweep({"grid": {"train.lr": 0.1}})),
+    Case("sweep3-grid-unknown-key", S_BAD, "'nosuch'", bad_sweep({"grid": {"nosuch.key": [1, 2]}})),
+    Case("sweep3-seeds-empty", S_BAD, "seeds", bad_sweep({"seeds": []})),
+    Case(
+        "sweep3-variant-names-twice",
+        S_BAD,
+        "variant names must be unique",
+        bad_sweep({"variants": [{"name": "a", "train.lr": 0.1}, {"name": "a", "train.lr": 0.2}]}),
+    ),
+    Case(
+        "sweep3-zip-lengths-differ",
+        S_BAD,
+        "zip lists must have equal lengths",
+        bad_sweep({"zip": {"train.lr": [0.1, 0.2], "train.batch_size": [16]}}),
+    ),
+    Case("sweep3-top-level-typo", S_BAD, "'grdi'", bad_sweep({"grdi": {"train.lr": [0.1, 0.2]}})),
+    Case(
+        "sweep3-variant-wrong-type", S_BAD, "model.hidden", bad_sweep({"variants": [{"name": "a", "model.hidden": 64}]})
+    ),
+    Case(
+        "sweep3-a-later-point-cannot-build-its-model",
+        S_BAD,
+        "point 1: model.type=conv",
+        bad_sweep(
+            {
+                "fixed": {"model.type": "conv", "model.channels": [4]},
+                "grid": {"data.image_shape": [[1, 6, 6], [1, 1, 1]]},
+            }
+        ),
+    ),
+    Case(
+        "sweep3-measure-typo", S_BAD, "measure.iw_smaples", bad_sweep({"measure": {"iw_samples": 2, "iw_smaples": 3}})
+    ),
+    Case(
+        "sweep3-measure-checkpoint",
+        S_BAD,
+        "measure.checkpoint",
+        bad_sweep({"measure": {"iw_samples": 2, "checkpoint": "middle"}}),
+    ),
+    Case("sweep3-base-missing", S_BAD, "nowhere.yaml", bad_sweep("name: s\nbase: /nowhere/nowhere.yaml\n")),
+    Case(
+        "sweep3-base-and-another-base-config",
+        S_BAD,
+        "sets both base",
+        bad_sweep("name: s\nbase: {cfg}\nbase_config: {{name: x}}\n"),
+    ),
+]
+
+
 def _argv(template: str, values: dict[str, str]) -> list[str]:
     parts = template.split("|")
     argv: list[str] = []
@@ -1255,7 +1603,7 @@ def test_a_bug_keeps_its_traceback(world, monkeypatch):
     ("argv", "expect"),
     [
         (["train", "{cfg}", "train.batch_size=0", "--out", "{new}"], "train.batch_size must be an integer >= 1, got 0"),
-        (["sample", "{text_run}", "-n", "0"], "argument -n: must be an integer >= 1, got '0'"),
+        (["sample", "{text_run}", "-n", "0"], "argument -n: must be an integer in [1, 100000], got '0'"),
         (["resume", "{run}", "train.lr=0.1"], "vaelab resume does not accept train.lr"),
     ],
     ids=["train", "sample", "resume"],
@@ -1344,6 +1692,51 @@ API_CASES: list[tuple[str, Callable[[Path, dict], object], str]] = [
         "train-floats-0-255",
         lambda out, w: vaelab_api().train(tiny_factory, _X * 255, out, overrides=_API_FAST),
         "raw=True",
+    ),
+]
+
+
+def _a_file(path: Path) -> Path:
+    path.write_text("not a folder\n")
+    return path
+
+
+API_CASES += [
+    (
+        "train3-inf-data",
+        lambda out, w: vaelab_api().train(tiny_factory, _X.masked_fill(_X > 0, float("inf")), out, overrides=_API_FAST),
+        "finite",
+    ),
+    (
+        "train3-out-a-file",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, _a_file(out.parent / "afile"), overrides=_API_FAST),
+        "is a file, not a folder",
+    ),
+    ("evaluate3-no-examples", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[:0]), "no examples"),
+    ("iw-nll3-zero-samples", lambda out, w: vaelab_api().iw_nll(tiny_factory(), _X, num_samples=0), "num_samples"),
+    (
+        "train3-too-few-labels",
+        lambda out, w: vaelab_api().train(
+            tiny_factory, (_X, torch.zeros(5, dtype=torch.long)), out, overrides=_API_FAST
+        ),
+        "labels",
+    ),
+    (
+        "train3-lists-of-floats",
+        lambda out, w: vaelab_api().train(tiny_factory, [[0.5] * 12 for _ in range(50)], out, overrides=_API_FAST),
+        "token ids",
+    ),
+    (
+        "train3-overrides-a-string",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, out, overrides="train.epochs=1"),
+        "overrides must be a list",
+    ),
+    ("train3-config-a-list", lambda out, w: vaelab_api().train(tiny_factory, _X, out, config=[1, 2]), "config must be"),
+    ("mi3-pool-a-word", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X, pool="many"), "pool"),
+    (
+        "evaluate3-batch-size-fraction",
+        lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=2.5),
+        "batch_size",
     ),
 ]
 
@@ -1447,3 +1840,37 @@ def test_float_intensities_train_with_raw_true_as_given(tmp_path):
     with np.load(tmp_path / "raw" / "data" / "arrays.npz") as z:
         assert float(z["train"].max()) == 20.0
     api.train(gauss_factory, _X * 3, tmp_path / "counts", overrides=_API_FAST)  # small counts: as given
+
+
+WORKS: list[Case] = [
+    Case("merge-key", T_BAD, "", bad_yaml_text(lambda t: t.replace("train:\n", "train:\n  <<: {lr: 0.01}\n", 1))),
+    Case("byte-order-mark", T_BAD, "", bad_yaml_text(lambda t: "\ufeff" + t)),
+    Case("crlf-yaml", T_BAD, "", bad_yaml_text(lambda t: t.replace("\n", "\r\n"))),
+    Case("override-key-with-a-space", "train {cfg} |train.lr =0.01| --out {new}", ""),
+    Case("npz-float16", T_BAD, "", bad_npz(lambda r: {"train": _bits(r, 64).astype("float16"), "test": _bits(r, 16)})),
+    Case(
+        "npz-integers-0-255",
+        T_BAD,
+        "",
+        bad_npz(lambda r: {"train": (r.random((64, 36)) * 255).astype("int64"), "test": _bits(r, 16).astype("int64")}),
+    ),
+    Case(
+        "corpus-crlf",
+        T_BAD,
+        "",
+        corpus_edit(lambda w: {n: "\r\n".join(_lines(w, n)) + "\r\n" for n in _TEXT_ROLES}),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in WORKS])
+def test_fresh_inputs_that_look_odd_but_are_fine_still_work(case: Case, world, tmp_path, capsys, monkeypatch):
+    """The third fresh set's inputs that must keep working: YAML merge keys and anchors, a byte-order mark, CRLF
+    line ends (YAML and corpora), an override written with a space, float16 and integer 0..255 npz data."""
+    monkeypatch.chdir(tmp_path)
+    values = {**{k: str(v) for k, v in world.items()}, "new": str(tmp_path / "new")}
+    if case.setup is not None:
+        values.update(case.setup(world, tmp_path))
+    code, err = run_cli(_argv(case.argv, values), capsys)
+    assert code == 0, err
+    assert (tmp_path / "new" / "summary.json").is_file()

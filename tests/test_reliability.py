@@ -323,7 +323,7 @@ def test_resume_takes_evaluation_overrides_and_finishes_a_run_whose_saved_value_
     before = _files(out)
     assert main(["resume", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "eval.iw_samples must be an integer >= 0, got -1" in err[0]
+    assert len(err) == 1 and "eval.iw_samples must be an integer in [0, 1000000], got -1" in err[0]
     assert _files(out) == before
     assert main(["resume", str(out), "eval.iw_samples=7", "train.log_every_steps=3"]) == 0
     assert _summary(out)["iw_samples"] == 7

@@ -217,10 +217,14 @@ def train(
     """
     from vaelab.training.trainer import Trainer
 
+    if isinstance(overrides, str):  # iterated, it would be one override per character
+        raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
     spec = factory_spec(model)
     kwargs = _plain(model_kwargs or {})
     user = as_user_data(data)
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"out={str(root)!r} is a file, not a folder; choose another run folder")
     if reason := RunFolder(root).holds_run():
         raise FileExistsError(reason)
 

@@ -107,7 +107,7 @@ RULES: dict[str, Rule] = {
     "train.strategy_options": Typed(why="options the strategy names (checked by it)"),
     # eval
     "eval.batch_size": COUNT,
-    "eval.iw_samples": Int(0),
+    "eval.iw_samples": Int(0, 10**6),  # K importance samples; 5000 is the usual most, 10**6 catches a typo
     "eval.iw_chunk": IW_CHUNK,
     "eval.mi_pool": MI_POOL,
     "eval.au_threshold": AU_THRESHOLD,
@@ -121,14 +121,23 @@ RULES: dict[str, Rule] = {
 
 
 RESUME_KEYS: tuple[str, ...] = (
-    "eval.*",
+    "eval.batch_size",
+    "eval.iw_samples",
+    "eval.iw_chunk",
+    "eval.au_threshold",
+    "eval.final_split",
+    "eval.extra_metrics",
+    "eval.extras_every_epoch",
+    "eval.hole_prior_samples",
     "train.log_every_steps",
     "train.progress",
     "train.device",
     "train.tensorboard",
 )
 """What ``vaelab resume DIR key=value ...`` may change: the final evaluation, logging and the device; nothing that
-changes the trained model."""
+changes the trained model. Not ``eval.binarize_seed`` (the validation split's binarisation, which picks the best
+checkpoint and drives LR decay and early stopping) nor ``eval.mi_pool`` (the validation MI that the aggressive
+strategy's switch-off reads)."""
 
 EVALUATE_KEYS: tuple[str, ...] = ("eval.*", "data.eval_size", "train.device", "train.precision")
 """What ``vaelab evaluate DIR key=value ...`` may change: the evaluation subset, the device, and the precision of

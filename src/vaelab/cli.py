@@ -81,6 +81,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
         )
     cfg = load_saved_config(folder.config, args.overrides)
+    for read in (folder.read_metrics, folder.read_steps):  # a damaged log is refused now, before "resuming ..."
+        read()
     check_output_folder(folder.root, flag="run folder")
     check_device_available(cfg.train.device)
     check_unlocked(folder.root)
@@ -286,6 +288,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     for dest, name in PATH_ARGUMENTS.items():
         if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
             parser.error(f"{name} is empty: give a file or folder name")
+    keys = [o.partition("=")[0].strip() for o in getattr(args, "overrides", None) or [] if "=" in o]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:  # which one was meant? (the last would win without a word)
+        given = " and ".join(repr(o) for o in args.overrides if o.partition("=")[0].strip() == twice)
+        parser.error(f"override key {twice} is given twice ({given}); give it once")
     return args
 
 
@@ -318,6 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         if message is not None:
             print(f"vaelab: error: {message}", file=sys.stderr)
             return 2
+        if _out_of_memory(e):  # the hardware's limit, not a bug: one line saying what to do
+            what = _one_line(e).split(" (")[0][:200]
+            print(
+                f"vaelab: error: `vaelab {args.command}` ran out of memory ({what}); ask for less (smaller model "
+                "sizes, batches or counts)",
+                file=sys.stderr,
+            )
+            return 2
         raise
     except KeyboardInterrupt:
         if args.command in ("train", "resume"):
@@ -326,6 +341,16 @@ def main(argv: list[str] | None = None) -> int:
         else:  # evaluate writes eval.json atomically: an interrupted evaluation leaves the previous one
             print(f"vaelab {args.command}: interrupted before it finished; run it again", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure (host or device memory)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if isinstance(e, MemoryError) or (oom is not None and isinstance(e, oom)):
+        return True
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in str(e) or "out of memory" in str(e))
 
 
 def _one_line(e: BaseException) -> str:

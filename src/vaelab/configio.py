@@ -160,6 +160,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # `<<: *defaults`: merged keys may be overridden by the mapping's own
+                continue
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             try:
                 first = seen.get(key)
@@ -174,9 +176,42 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_YAML_VALUES = 100_000
+"""The most values a YAML file may expand to once its aliases (``*name``) are followed: a config holds a few
+hundred; nested aliases can stand for billions (an "alias bomb"), which would hang the loader."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (each shared node counted once per use)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = n
+    return n
+
+
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML text like ``yaml.safe_load``, but refuse a key repeated within one mapping."""
-    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    """Parse YAML text like ``yaml.safe_load`` (anchors, aliases and ``<<`` merge keys included), but refuse a key
+    repeated within one mapping and aliases that expand past :data:`MAX_YAML_VALUES` values."""
+    loader = _StrictLoader(text)  # a SafeLoader subclass
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise yaml.MarkedYAMLError(
+                problem=f"its aliases (*name) expand to more than {MAX_YAML_VALUES} values; write the values out",
+                problem_mark=node.start_mark,
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -201,8 +236,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if data is None:
-        return {}
+    if data is None:  # an explicit `{}` still means "every default"
+        raise ConfigError(f"{path}: the file is empty (or holds only comments); write its sections (data, model, ...)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, ...)")
     return data

@@ -302,13 +302,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument(
         "--temperature",
-        type=option(Num(lo=0, lo_open=True), "--temperature"),
+        type=option(Num(lo=1e-3, hi=1e3), "--temperature"),
         default=1.0,
         help="softmax temperature when sampling words",
     )
     p.add_argument(
         "--max-length",
-        type=option(Int(1), "--max-length"),
+        type=option(Int(1, 10_000), "--max-length"),
         default=None,
         help="most words per sentence (default: longest + 20)",
     )
@@ -324,7 +324,7 @@ def add_generation_parsers(subparsers: Any) -> None:
     """Add ``sample``, ``reconstruct`` and ``interpolate`` to the ``vaelab`` command line."""
     s = subparsers.add_parser("sample", help="sentences decoded from z ~ p(z) (text runs)")
     _common(s)
-    s.add_argument("-n", type=option(Int(1), "-n"), default=10, help="number of sentences (default 10)")
+    s.add_argument("-n", type=option(Int(1, 100_000), "-n"), default=10, help="number of sentences (default 10)")
     s.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling words")
     s.set_defaults(func=cmd_sample)
 
@@ -334,7 +334,9 @@ def add_generation_parsers(subparsers: Any) -> None:
     r.add_argument("--file", help="a file with one sentence per line")
     r.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
     r.add_argument("--posterior-sample", action="store_true", help="z ~ q(z|x) instead of the posterior mean")
-    r.add_argument("--samples", type=option(Int(1), "--samples"), default=1, help="decodings per sentence (default 1)")
+    r.add_argument(
+        "--samples", type=option(Int(1, 1000), "--samples"), default=1, help="decodings per sentence (default 1)"
+    )
     r.set_defaults(func=cmd_reconstruct)
 
     i = subparsers.add_parser("interpolate", help="decode points between two sentences' posterior means (text runs)")
@@ -342,7 +344,10 @@ def add_generation_parsers(subparsers: Any) -> None:
     i.add_argument("a", help="first sentence")
     i.add_argument("b", help="second sentence")
     i.add_argument(
-        "--steps", type=option(Int(2), "--steps"), default=5, help="number of points including both ends (default 5)"
+        "--steps",
+        type=option(Int(2, 1000), "--steps"),
+        default=5,
+        help="number of points including both ends (default 5)",
     )
     i.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
     i.set_defaults(func=cmd_interpolate)

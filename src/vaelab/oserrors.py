@@ -106,11 +106,24 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> None:
             f"{flag} {path}: permission denied (cannot write in {existing}); choose another {flag} or fix the "
             "permissions"
         )
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    for part in path.relative_to(existing).parts if existing != path else ():
+        if len(os.fsencode(part)) > name_max:  # found now, not after folders above it were made
+            raise ConfigError(
+                f"{flag} {path}: the name {part[:24]}... is {len(os.fsencode(part))} bytes, longer than this file "
+                f"system allows ({name_max}); choose a shorter {flag}"
+            )
 
 
 def check_output_file(path: str | Path, flag: str = "--out") -> None:
     """Refuse, in one line, a file that cannot be written: ``path`` is a folder, or its folder cannot be made or
     written (:func:`check_output_folder`)."""
+    text = str(path)
+    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):  # Path("x/") would drop the slash
+        raise ConfigError(f"{flag} {text} names a folder; name a file in it")
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; name a file")

@@ -52,6 +52,10 @@ class Rule:
             raise ConfigError(f"{key} must be {'null or ' if self.optional else ''}{what}, got {value!r}")
 
 
+INT64_MAX = 2**63 - 1
+"""The largest integer a config value may hold (torch and numpy sizes and seeds are 64-bit)."""
+
+
 @dataclass(frozen=True)
 class Num(Rule):
     """A number (an integer with ``integer``) in a range; ``lo_open``/``hi_open`` exclude the bound."""
@@ -76,13 +80,20 @@ class Num(Rule):
     def ok(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        if self.integer and not isinstance(value, int):
+        if self.integer and (not isinstance(value, int) or abs(value) > INT64_MAX):
             return False
         if not math.isfinite(value):
             return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def check(self, key: str, value: Any) -> None:
+        if self.integer and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+            raise ConfigError(
+                f"{key} must be {self.describe()} that fits in 64 bits (at most {INT64_MAX}), got {value}"
+            )
+        super().check(key, value)
 
 
 def Int(lo: int | None = None, hi: int | None = None, *, optional: bool = False) -> Num:
@@ -99,11 +110,13 @@ class Text(Rule):
 
     def describe(self) -> str:
         if self.one_token:
-            return "one token (a non-empty string without spaces)"
-        return "a non-empty name without '/'" if self.no_slash else "a non-empty string"
+            return "one token (a non-empty string without spaces or control characters)"
+        if self.no_slash:
+            return "a non-empty name without '/' or control characters"
+        return "a non-empty string without control characters"
 
     def ok(self, value: Any) -> bool:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not value.strip() or not value.isprintable():
             return False
         if self.no_slash and ("/" in value or "\\" in value):
             return False

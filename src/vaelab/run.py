@@ -131,7 +131,7 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: D
     dist = init_distributed(device)
     seed_everything(config.seed)
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    model: VAE = build_model(config.model, dataset.model_info()).to(device)
+    model: VAE = _build_model(config, dataset).to(device)
     broadcast_parameters(model.parameters(), dist)
     tr = config.train
     n_train = len(dataset.split("train"))
@@ -164,6 +164,32 @@ def build_run(config: RunConfig, folder: str | Path | None = None, *, dataset: D
         train_loader=train_loader,
         total_steps=total_steps,
     )
+
+
+MODEL_SIZE_KEYS = {
+    "mlp": ("latent_dim", "hidden"),
+    "conv": ("latent_dim", "channels", "hidden"),
+    "pixelcnn": ("latent_dim", "channels", "hidden", "pixelcnn_channels", "pixelcnn_layers"),
+    "lstm_vae": ("latent_dim", "emb_dim", "hidden_dim"),
+    "lstm_lm": ("emb_dim", "hidden_dim"),
+}
+"""The ``model`` keys that set the size of each model type (named when a model does not fit in memory)."""
+
+
+def _build_model(config: RunConfig, dataset: Dataset) -> VAE:
+    """:func:`build_model`; a model too large for this machine's memory is a one-line ConfigError naming the
+    size keys (not torch's allocator error)."""
+    try:
+        return build_model(config.model, dataset.model_info())
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        m = config.model
+        keys = MODEL_SIZE_KEYS.get(m.type, ("latent_dim",))
+        sizes = ", ".join(f"model.{k}={getattr(m, k)}" for k in keys if getattr(m, k, None) is not None)
+        raise ConfigError(
+            f"the model (model.type={m.type}) does not fit in this machine's memory ({sizes}); choose smaller sizes"
+        ) from None
 
 
 def check_trainable(run: Run) -> None:

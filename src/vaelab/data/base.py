@@ -348,6 +348,8 @@ def images_to_split(
         raise data_error(source, f"images have shape {x.shape}", "(N, H, W), (N, C, H, W) or (N, D)", where)
     n = x.shape[0]
     per = int(np.prod(x.shape[1:]))
+    if per == 0:
+        raise data_error(source, f"images have shape {x.shape}: no values per example", "examples of >= 1 value", where)
     if image_shape is not None:
         shape = normalize_image_shape(image_shape)
         if int(np.prod(shape)) != per:

@@ -632,6 +632,9 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+    if "\x00" in text:  # UTF-16 without a byte-order mark, or a binary file: no text has NUL characters
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataError(f"{path}:{line}: a NUL character: not a text file (UTF-16? save it as UTF-8)")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -879,8 +882,9 @@ def load_text_corpus(
         n = len(train_s)
         if not 0 < cfg.valid_size < n:
             raise ConfigError(
-                f"data.valid_size={cfg.valid_size} must be in [1, {n - 1}] to hold out a validation split of the "
-                f"{n} training sentences of {name} (or give data.files.valid)"
+                f"{name} has no validation file (no valid.txt in data.path={cfg.path}, no data.files.valid), and "
+                f"data.valid_size={cfg.valid_size} must be in [1, {n - 1}] to hold out a validation split of its {n} "
+                "training sentences; add the file, name it in data.files.valid, or set data.valid_size"
             )
         perm = fixed_permutation(n, cfg.split_seed, "valid")
         tr, va = np.sort(perm[: n - cfg.valid_size]), np.sort(perm[n - cfg.valid_size :])

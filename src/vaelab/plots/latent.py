@@ -207,6 +207,8 @@ def cmd_latent_plot(args: argparse.Namespace) -> int:
         args.dir, split=args.split, checkpoint=args.checkpoint, max_examples=args.max_examples
     )
     out = Path(args.out) if args.out else Path(args.dir) / f"latent_{args.split}.png"
+    if not out.suffix:  # matplotlib would add .png itself, and `written:` would name another file
+        out = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = latent_figure(
         mu, logvar, y, prior_samples=args.prior_samples, seed=args.seed, title=f"{cfg.name}: {args.split} split"

@@ -25,7 +25,7 @@ from typing import Any
 from vaelab.checkpoint import atomic_write_text
 from vaelab.oserrors import check_output_file
 from vaelab.report.page import Page, esc, file_data_uri, fmt
-from vaelab.runfolder import RunFolder, read_jsonl
+from vaelab.runfolder import RunFolder, read_json_object, read_jsonl
 from vaelab.runfolder import read_json_or_none as _read_json
 
 REPORT_FILE = "report.html"
@@ -96,7 +96,8 @@ def final_metrics(root: Path) -> tuple[dict[str, Any], str]:
     merged: dict[str, Any] = {}
     used = []
     for name in ("summary.json", "eval.json", "eval_test.json", "diagnosis_eval.json"):
-        data = _read_json(root / name)
+        # a file that is there must be whole: a damaged one is a one-line error naming it, not "no evaluation yet"
+        data = read_json_object(root / name) if (root / name).is_file() else None
         if data and data.get("split", "test") == "test":
             merged.update({k: v for k, v in data.items() if v is not None})
             used.append(name)

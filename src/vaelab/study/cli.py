@@ -33,9 +33,14 @@ def _seeds(text: str) -> list[int]:
     from vaelab.sweep.cli import parse_indices
 
     try:
-        return parse_indices(text)
+        seeds = parse_indices(text)
+        given = [s for part in text.split(",") for s in parse_indices(part)]
     except ConfigError:
         raise ConfigError(f"--seeds {text!r}: expected S, S,T or A-B (non-negative integers)") from None
+    if len(given) != len(seeds):  # `1,1`: a typo for 1,2? one seed would run where two were written
+        twice = next(s for s in given if given.count(s) > 1)
+        raise ConfigError(f"--seeds {text!r}: seed {twice} is given twice; give each seed once")
+    return seeds
 
 
 def cmd_study_collapse(args: argparse.Namespace) -> int:

@@ -161,18 +161,22 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
 
 
 def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOptions | None = None) -> None:
-    """Before any point trains, what a point's data must hold for its measurement: every split that
+    """Before any point trains, what a point's data must hold for its training and measurement: its model can be
+    built on its data (:func:`_check_model_builds`: conv layers on images too small for them, ...), every split that
     ``measure.splits`` names has examples (only the validation split can be left empty, by ``data.valid_size: 0``),
     an integer ``measure.train_subset`` does not exceed the training split, and a metric that needs labels
     (``probe``, in ``measure.extra_metrics`` or a point's ``eval.extra_metrics``) has them. The data set of each
-    distinct data config that needs a look is loaded once, so the error comes now rather than after the training it
-    would waste. ``options.probe_where_labelled`` (the study's own probe): points without labels report
-    ``probe_skipped`` instead."""
+    distinct data config is loaded once, so the error comes now rather than after other points trained (data that
+    cannot be read at all, when only the model needs them, is left to the point: it fails alone, in its error.json).
+    ``options.probe_where_labelled`` (the study's own probe): points without labels report ``probe_skipped``
+    instead."""
     from vaelab.checks import LABEL_METRICS, check_metrics_have_labels
     from vaelab.data import load_dataset
 
     m = spec.measure
     seen: set[str] = set()
+    built: set[str] = set()
+    datasets: dict[str, Any] = {}
     for i in indices:
         cfg = spec.config(spec.point(i))
         data = cfg.data
@@ -181,11 +185,29 @@ def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOpt
             asked["measure.extra_metrics"] = m.extra_metrics
         needs_labels = any(name in LABEL_METRICS for names in asked.values() for name in names)
         needs_valid = "valid" in m.splits and data.valid_size == 0
-        key = json.dumps([to_dict(data), needs_labels], sort_keys=True, default=str)
-        if not (needs_valid or needs_labels or isinstance(m.train_subset, int)) or key in seen:
+        data_key = json.dumps(to_dict(data), sort_keys=True, default=str)
+        key = json.dumps([data_key, needs_labels])
+        model_key = json.dumps([data_key, to_dict(cfg.model)], sort_keys=True, default=str)
+        check_data = (needs_valid or needs_labels or isinstance(m.train_subset, int)) and key not in seen
+        check_model = cfg.model.type != "custom" and model_key not in built
+        if not (check_data or check_model):
+            continue
+        if data_key not in datasets:
+            try:
+                datasets[data_key] = load_dataset(data)
+            except Exception:
+                if check_data:
+                    raise
+                datasets[data_key] = None  # data that cannot be read: the point fails on its own (error.json)
+        dataset = datasets[data_key]
+        if dataset is None:
+            continue
+        if check_model:
+            built.add(model_key)
+            _check_model_builds(i, cfg, dataset)
+        if not check_data:
             continue
         seen.add(key)
-        dataset = load_dataset(data)
         if needs_valid and len(dataset.split("valid")) == 0:
             raise SweepError(
                 f"point {i}: measure.splits names valid, but data.valid_size=0 leaves data set {data.name} without a "
@@ -202,6 +224,23 @@ def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOpt
                 check_metrics_have_labels(names, dataset.num_classes, where, data.name)
             except ConfigError as e:
                 raise SweepError(f"point {i}: {e}") from None
+
+
+def _check_model_builds(index: int, cfg: Any, dataset: Any) -> None:
+    """Point ``index``'s model is built once on the meta device (no memory, no parameters initialised): the
+    model's own checks against its data (``model.type=conv`` on images too small for ``model.channels``, ...)
+    refuse the sweep now, naming the point, not when its turn comes after other points trained."""
+    import torch
+
+    from vaelab.models import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(cfg.model, dataset.model_info())
+    except ValueError as e:  # the user's error (a ConfigError is one), as the point would have failed
+        raise SweepError(f"point {index}: {e}") from None
+    except Exception:  # a model that cannot be built on the meta device: its point checks it when it starts
+        return
 
 
 def prepare_out(spec: SweepSpec, out: str | Path) -> Path:

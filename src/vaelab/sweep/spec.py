@@ -482,10 +482,28 @@ def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:
     """Read a sweep file; with ``validate`` every point's run config is built once (errors name point and key)."""
     path = Path(path)
     data = read_yaml(path)
+    if data.get("base") and isinstance(data.get("base_config"), dict):
+        _check_base_agrees(data, path)
     spec = spec_from_dict(data, str(path), path.parent)
     if validate:
         spec.validate()
     return spec
+
+
+def _check_base_agrees(data: dict[str, Any], path: Path) -> None:
+    """A sweep file with both ``base`` and ``base_config``: ``base_config`` is used and ``base`` is only its
+    provenance (as a sweep folder's own sweep.yaml stores them), so a ``base`` file that says otherwise is refused
+    rather than silently ignored."""
+    base = Path(data["base"]) if Path(data["base"]).is_absolute() else path.parent / data["base"]
+    if not base.is_file():
+        return  # a stored sweep whose base file has moved: base_config holds the config
+    file = read_yaml(base)
+    file.pop("_meta", None)
+    if file != data["base_config"]:
+        raise SweepError(
+            f"{path}: sets both base ({data['base']}) and base_config, and they differ; base_config would be used "
+            "and base ignored: give one of them"
+        )
 
 
 def dump_spec(spec: SweepSpec, path: str | Path) -> None:
