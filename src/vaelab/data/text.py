@@ -39,20 +39,23 @@ from per-sentence seeds (seed, "dropout", epoch, batch, position in the global b
 hash (:func:`vaelab.seeds.hashed_uniform`). So a resumed epoch (``start_batch``) replays the uninterrupted one, and
 the rank shards of a global batch, concatenated in rank order, are the 1-process batch element for element (every
 shard is padded to the global batch's longest sentence) and get the same dropout masks.
+
+This module holds the data set (:class:`TextDataset`) and the reading of a corpus (:func:`load_text_corpus`); its
+pieces live in sibling modules and are served here too: :mod:`~vaelab.data.text_vocab` (the special tokens,
+:class:`Vocabulary`, reading a file's lines), :mod:`~vaelab.data.text_parse` (a corpus file into words, its
+checks), :mod:`~vaelab.data.text_batches` (:class:`TextSplit`, :class:`TokenBatch`, :class:`TextBatch`) and
+:mod:`~vaelab.data.text_loader` (:class:`TextLoader`).
 """
 
 from __future__ import annotations
 
-import itertools
-import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from vaelab.data.base import (
@@ -60,29 +63,20 @@ from vaelab.data.base import (
     SPLITS,
     DataError,
     class_count,
-    derive_seed,
     fixed_permutation,
     resolve_data_root,
     root_note,
     sha256_file,
-    torch_generator,
 )
-from vaelab.data.checks import DATA_RULES, check_data
+from vaelab.data.checks import check_data
 from vaelab.data.config import DataConfig
 from vaelab.data.dataset import Dataset, Modality
-from vaelab.data.loader import shard_bounds
+from vaelab.data.text_batches import TextBatch, TextSplit, TokenBatch
+from vaelab.data.text_loader import POOL_BATCHES, TextLoader
+from vaelab.data.text_parse import LABEL_TAB_SHARE, ParsedFile, parse_corpus
+from vaelab.data.text_vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, RESERVED, SPECIALS, UNK, UNK_ID, Vocabulary
 from vaelab.errors import ConfigError
-from vaelab.rules import check
 from vaelab.seeds import hashed_uniform
-
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIALS: tuple[str, str, str, str] = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-RESERVED = frozenset((PAD, BOS, EOS))
-"""Tokens a corpus may not hold as words (``<unk>`` may: it is read as vaelab's unknown word, as in PTB)."""
-
-POOL_BATCHES = 50
-"""``bucketing: pool``: sentences are sorted by length within random pools of this many global batches."""
 
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
 PTB_STANDARD: dict[str, tuple[str, int]] = {
@@ -91,452 +85,6 @@ PTB_STANDARD: dict[str, tuple[str, int]] = {
     "ptb.test.txt": ("dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0", 3761),
 }
 """sha256 and sentence count of the standard Mikolov et al. (2010) files (see SOURCE.md in the data folder)."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# vocabulary
-
-
-class Vocabulary:
-    """Word <-> id map. Ids 0..3 are ``<pad>``, ``<s>``, ``</s>``, ``<unk>``; words follow in the given order."""
-
-    def __init__(self, words: Sequence[str]) -> None:
-        itos = list(SPECIALS)
-        seen = set(itos)
-        for w in words:
-            if w not in seen:
-                itos.append(w)
-                seen.add(w)
-        self.itos: list[str] = itos
-        self.stoi: dict[str, int] = {w: i for i, w in enumerate(itos)}
-
-    pad_id, bos_id, eos_id, unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.itos == other.itos
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __contains__(self, word: str) -> bool:
-        return word in self.stoi
-
-    @classmethod
-    def from_counts(cls, counts: Counter[str], max_size: int | None = None) -> Vocabulary:
-        """The most frequent words, ties broken alphabetically, so that the total size (with the 4 specials) is
-        at most ``max_size`` (None: every word)."""
-        words = sorted((w for w in counts if w not in SPECIALS), key=lambda w: (-counts[w], w))
-        if max_size is not None:
-            check("data.vocab_size", max_size, DATA_RULES["data.vocab_size"])  # more than the 4 special tokens
-            words = words[: max_size - len(SPECIALS)]
-        return cls(words)
-
-    @classmethod
-    def from_file(cls, path: Path | str, max_size: int | None = None, unk_token: str | None = None) -> Vocabulary:
-        """One token per line, in order (special tokens in the file are skipped: they always take ids 0..3, and so
-        is ``unk_token``, the corpus's own name of <unk>). Empty lines and repeated tokens raise a DataError naming
-        file and line."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"file {path}: vocabulary file does not exist (data.vocab_file)")
-        words: list[str] = []
-        seen: dict[str, int] = {}
-        for lineno, line in enumerate(_read_lines(path), start=1):
-            w = line.strip()
-            if not w or len(w.split()) != 1:
-                raise DataError(f"{path}:{lineno}: expected one token per line, got {line!r}")
-            if w in seen:
-                raise DataError(f"{path}:{lineno}: token {w!r} repeats line {seen[w]}")
-            seen[w] = lineno
-            if w not in SPECIALS and w != unk_token:
-                words.append(w)
-        if not words:
-            raise DataError(
-                f"{path}: the vocabulary file holds no words besides the special tokens, so every word would be "
-                "<unk>; give one word per line (data.vocab_file)"
-            )
-        if max_size is not None:
-            words = words[: max(0, max_size - len(SPECIALS))]
-        return cls(words)
-
-    def encode(self, words: Sequence[str]) -> list[int]:
-        """Word ids, unknown words -> ``<unk>`` (no <s> / </s> added)."""
-        get = self.stoi.get
-        return [get(w, UNK_ID) for w in words]
-
-    def decode(self, ids: Sequence[int] | Tensor, *, strip: bool = True) -> list[str]:
-        """Words of ids; with ``strip``, stop at ``</s>`` and leave out ``<s>`` and ``<pad>``."""
-        out: list[str] = []
-        for i in ids.tolist() if isinstance(ids, Tensor) else ids:
-            i = int(i)
-            if strip and i == EOS_ID:
-                break
-            if strip and i in (PAD_ID, BOS_ID):
-                continue
-            out.append(self.itos[i] if 0 <= i < len(self.itos) else UNK)
-        return out
-
-    def write(self, path: Path | str) -> None:
-        """One token per line (specials included), readable by :meth:`from_file`."""
-        Path(path).write_text("\n".join(self.itos) + "\n", encoding="utf-8")
-
-
-# --------------------------------------------------------------------------------------------------------
-# token batches (what the text models consume)
-
-
-@dataclass
-class TokenBatch:
-    """A padded batch of sentences, the ``x`` of text models.
-
-    - ``tokens``: int64 (B, L): ``<s> w_1 .. w_n </s>`` then ``<pad>`` up to L (the longest sentence + 2).
-    - ``lengths``: int64 (B,): n + 2 per sentence (both markers included).
-    - ``noise``: optional float32 (B, L - 1) uniform draws for word dropout on the decoder inputs
-      ``tokens[:, :-1]`` (Bowman et al. 2016); the training loader supplies it so that the dropout is
-      deterministic in (seed, epoch, batch) and independent of the number of processes.
-    - ``seeds``: optional int64 (B,) per-sentence seeds of the model's dropout masks (see
-      :func:`~vaelab.seeds.hashed_uniform`), from (seed, epoch, batch, position in the global batch), for the same
-      reason.
-
-    ``num_tokens`` is the number of *predicted* tokens, sum(n + 1): the end token counts, the start token does
-    not (methods.md section 5), the denominator of per-token perplexity.
-    """
-
-    tokens: Tensor
-    lengths: Tensor
-    noise: Tensor | None = None
-    seeds: Tensor | None = None
-    num_tokens: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.tokens.dim() != 2 or self.lengths.shape != (self.tokens.shape[0],):
-            raise ValueError(
-                f"tokens must be (B, L) and lengths (B,), got {tuple(self.tokens.shape)}, {tuple(self.lengths.shape)}"
-            )
-        self.num_tokens = int((self.lengths - 1).sum()) if len(self.lengths) else 0
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.tokens.shape[0])
-
-    def __len__(self) -> int:
-        return self.batch_size
-
-    @property
-    def max_len(self) -> int:
-        """L, the padded length (with both markers)."""
-        return int(self.tokens.shape[1])
-
-    @property
-    def device(self) -> torch.device:
-        return self.tokens.device
-
-    def target_mask(self) -> Tensor:
-        """bool (B, L - 1): which positions of ``tokens[:, 1:]`` are predicted tokens (words and ``</s>``)."""
-        pos = torch.arange(1, self.max_len, device=self.tokens.device)
-        return pos.unsqueeze(0) < self.lengths.unsqueeze(1)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenBatch:
-        """This batch on ``device``."""
-        out = TokenBatch(
-            self.tokens.to(device, non_blocking=non_blocking),
-            self.lengths.to(device, non_blocking=non_blocking),
-            None if self.noise is None else self.noise.to(device, non_blocking=non_blocking),
-            None if self.seeds is None else self.seeds.to(device, non_blocking=non_blocking),
-        )
-        return out
-
-    def select(self, rows: Tensor | slice) -> TokenBatch:
-        """The sentences at ``rows`` (padding kept at this batch's length)."""
-        return TokenBatch(
-            self.tokens[rows],
-            self.lengths[rows],
-            None if self.noise is None else self.noise[rows],
-            None if self.seeds is None else self.seeds[rows],
-        )
-
-    def sentences(self) -> list[list[int]]:
-        """Word ids of each sentence (markers and padding removed)."""
-        return [row[1 : int(n) - 1] for row, n in zip(self.tokens.tolist(), self.lengths.tolist(), strict=True)]
-
-    @classmethod
-    def from_sentences(
-        cls, sentences: Sequence[Sequence[int]], *, pad_to: int | None = None, device: torch.device | str = "cpu"
-    ) -> TokenBatch:
-        """Pack word-id lists (without markers) into a batch: ``<s> ids </s> <pad>..`` of length
-        max(len) + 2, or ``pad_to`` if larger."""
-        if not sentences:
-            raise ValueError("need at least one sentence")
-        lengths = torch.tensor([len(s) + 2 for s in sentences], dtype=torch.long)
-        length = max(int(lengths.max()), pad_to or 0)
-        tokens = torch.full((len(sentences), length), PAD_ID, dtype=torch.long)
-        for i, s in enumerate(sentences):
-            tokens[i, 0] = BOS_ID
-            tokens[i, 1 : len(s) + 1] = torch.as_tensor(list(s), dtype=torch.long)
-            tokens[i, len(s) + 1] = EOS_ID
-        return cls(tokens.to(device), lengths.to(device))
-
-
-@dataclass
-class TextBatch:
-    """One mini-batch from a :class:`TextLoader`: ``x`` the :class:`TokenBatch`, ``y`` int64 labels (b,) or
-    None, ``index`` int64 (b,) positions in the split, ``global_size`` the size of the global batch this rank's
-    batch is a shard of (batches vary in size under length bucketing)."""
-
-    x: TokenBatch
-    y: Tensor | None
-    index: Tensor
-    global_size: int
-
-    def __len__(self) -> int:
-        return self.x.batch_size
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> TextBatch:
-        return TextBatch(
-            self.x.to(device, non_blocking),
-            None if self.y is None else self.y.to(device, non_blocking=non_blocking),
-            self.index.to(device, non_blocking=non_blocking),
-            self.global_size,
-        )
-
-
-# --------------------------------------------------------------------------------------------------------
-# splits
-
-
-@dataclass
-class TextSplit:
-    """The sentences of one split as word ids: sentence i is ``ids[offsets[i]:offsets[i + 1]]`` (no markers).
-
-    ``y``: int64 (N,) labels or None; ``line``: int64 (N,) 1-based line numbers in the source file (provenance).
-    Treat as read-only.
-    """
-
-    ids: Tensor
-    offsets: Tensor
-    y: Tensor | None = None
-    line: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.offsets.dim() != 1 or len(self.offsets) < 1 or int(self.offsets[-1]) != len(self.ids):
-            raise ValueError("TextSplit.offsets must be (N + 1,) and end at len(ids)")
-        if self.y is not None and self.y.shape != (len(self),):
-            raise ValueError(f"TextSplit.y must have shape ({len(self)},)")
-        self._lengths = self.offsets[1:] - self.offsets[:-1]
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> Tensor:
-        """Words per sentence, int64 (N,) (computed once)."""
-        return self._lengths
-
-    @property
-    def num_words(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_tokens(self) -> int:
-        """Predicted tokens: words + one ``</s>`` per sentence."""
-        return len(self.ids) + len(self)
-
-    def sentence(self, i: int) -> list[int]:
-        return self.ids[int(self.offsets[i]) : int(self.offsets[i + 1])].tolist()
-
-    @classmethod
-    def from_sentences(
-        cls, sentences: Sequence[Sequence[int]], y: Sequence[int] | None = None, line: Sequence[int] | None = None
-    ) -> TextSplit:
-        lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
-        offsets = torch.zeros(len(sentences) + 1, dtype=torch.long)
-        torch.cumsum(lengths, 0, out=offsets[1:])
-        flat = [w for s in sentences for w in s]
-        return cls(
-            torch.tensor(flat, dtype=torch.long),
-            offsets,
-            None if y is None else torch.tensor(list(y), dtype=torch.long),
-            None if line is None else torch.tensor(list(line), dtype=torch.long),
-        )
-
-    def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> TextSplit:
-        """The sentences at ``index`` (in that order), as a new split."""
-        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
-        return TextSplit.from_sentences(
-            [self.sentence(int(i)) for i in idx],
-            None if self.y is None else self.y[idx].tolist(),
-            None if self.line is None else self.line[idx].tolist(),
-        )
-
-    def batch(self, index: Tensor, pad_to: int | None = None) -> TokenBatch:
-        """A :class:`TokenBatch` of the sentences at ``index``, padded to max length + 2 (or ``pad_to``)."""
-        lens = self.lengths[index]
-        b = len(index)
-        width = (int(lens.max()) if b else 0) + 2
-        length = max(width, pad_to or 0)
-        tokens = torch.full((b, length), PAD_ID, dtype=torch.long)
-        if b:
-            tokens[:, 0] = BOS_ID
-            pos = torch.arange(length - 2)
-            valid = pos.unsqueeze(0) < lens.unsqueeze(1)
-            src = (self.offsets[index].unsqueeze(1) + pos.unsqueeze(0)).clamp(max=max(len(self.ids) - 1, 0))
-            words = self.ids[src] if len(self.ids) else torch.zeros_like(src)
-            tokens[:, 1 : length - 1] = torch.where(valid, words, PAD_ID)
-            tokens[torch.arange(b), lens + 1] = EOS_ID
-        return TokenBatch(tokens, lens + 2)
-
-
-# --------------------------------------------------------------------------------------------------------
-# the loader
-
-
-def _keep_batch(size: int, batch_size: int, world_size: int, drop_last: bool) -> bool:
-    """Whether a global batch of ``size`` is yielded: not when ``drop_last`` and it is incomplete, and never when
-    some rank would get an empty shard (size < world_size), so every rank always has work."""
-    return size >= world_size and not (drop_last and size < batch_size)
-
-
-class TextLoader:
-    """Length-bucketed mini-batches of a :class:`TextSplit`, deterministic in (seed, epoch), resumable and
-    sharded for data parallelism.
-
-    Args:
-        split: the sentences.
-        batch_size: GLOBAL batch size (summed over ranks).
-        shuffle: a new random order every epoch (from (seed, epoch)); else the split sorted by length (stable),
-            which is what evaluation uses (few pad tokens; every sentence exactly once).
-        seed: the run seed.
-        rank, world_size: this process's contiguous chunk of each global batch (:func:`shard_bounds`).
-        drop_last: drop incomplete global batches (with ``bucketing="exact"``: the incomplete tail of every
-            length). Global batches smaller than ``world_size`` are always dropped (an empty shard would make a
-            rank's mean loss undefined); with one process nothing is dropped unless ``drop_last``.
-        bucketing: ``pool`` (shuffle, sort by length within pools of ``pool_batches`` batches, cut, shuffle the
-            batches), ``exact`` (shuffle, group sentences of equal length, cut each group, shuffle the batches;
-            He et al. 2019) or ``none`` (shuffle and cut: every batch a uniform random sample of the split, at the
-            price of padding; what batch statistics such as BN-VAE's need).
-        word_noise: attach uniform noise for word dropout and per-sentence dropout seeds to every batch
-            (training).
-
-    The number of batches per epoch does not depend on the epoch: full pools give exactly ``pool_batches``
-    batches, and the length histogram fixes the batches of ``exact`` bucketing.
-    """
-
-    def __init__(
-        self,
-        split: TextSplit,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-        bucketing: str = "pool",
-        pool_batches: int = POOL_BATCHES,
-        word_noise: bool = False,
-    ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if world_size <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if bucketing not in ("pool", "exact", "none"):
-            raise ValueError(f"unknown bucketing {bucketing!r}; valid choices: pool, exact, none")
-        if pool_batches < 1:
-            raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
-        derive_seed(seed)  # validates
-        self.split = split
-        self.batch_size = int(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.drop_last = bool(drop_last)
-        self.bucketing = bucketing
-        self.pool_batches = int(pool_batches)
-        self.word_noise = bool(word_noise)
-        self._len = sum(1 for size in self._batch_sizes() if self._keep(size))
-
-    def _keep(self, size: int) -> bool:
-        return _keep_batch(size, self.batch_size, self.world_size, self.drop_last)
-
-    def _batch_sizes(self) -> list[int]:
-        """Sizes of the global batches before dropping; the same for every epoch."""
-        n, b = len(self.split), self.batch_size
-        if self.bucketing == "exact":
-            counts = torch.bincount(self.split.lengths).tolist() if n else []
-            groups = [c for c in counts if c]
-        else:
-            groups = [n] if n else []
-        return [min(b, c - s) for c in groups for s in range(0, c, b)]
-
-    def __len__(self) -> int:
-        """Global batches per epoch (the same on every rank and in every epoch)."""
-        return self._len
-
-    def batch_sizes(self) -> list[int]:
-        """This rank's batch sizes in an epoch, sorted (the multiset is the same in every epoch)."""
-        kept = sorted(size for size in self._batch_sizes() if self._keep(size))
-        return [hi - lo for lo, hi in (shard_bounds(g, self.rank, self.world_size) for g in kept)]
-
-    def _cut(self, order: Tensor) -> list[Tensor]:
-        """Cut an order (already grouped by length where it matters) into global batches."""
-        b = self.batch_size
-        if self.bucketing == "exact":
-            lens = self.split.lengths[order]
-            out: list[Tensor] = []
-            # boundaries where the length changes (order is sorted by length here)
-            change = torch.nonzero(lens[1:] != lens[:-1]).flatten() + 1
-            bounds = [0, *change.tolist(), len(order)]
-            for lo, hi in itertools.pairwise(bounds):
-                out += [order[s : min(s + b, hi)] for s in range(lo, hi, b)]
-            return out
-        return [order[s : s + b] for s in range(0, len(order), b)]
-
-    def plan(self, epoch: int) -> list[Tensor]:
-        """The epoch's global batches as int64 index tensors into the split, after dropping (see class docs)."""
-        n = len(self.split)
-        lengths = self.split.lengths
-        if n == 0:
-            return []
-        if not self.shuffle:
-            order = torch.sort(lengths, stable=True).indices
-            batches = self._cut(order)
-        else:
-            perm = torch.randperm(n, generator=torch_generator(self.seed, "perm", epoch))
-            if self.bucketing == "exact":
-                batches = self._cut(perm[torch.sort(lengths[perm], stable=True).indices])
-            elif self.bucketing == "none":
-                batches = self._cut(perm)
-            else:
-                pool = self.batch_size * self.pool_batches
-                batches = []
-                for s in range(0, n, pool):
-                    chunk = perm[s : s + pool]
-                    batches += self._cut(chunk[torch.sort(lengths[chunk], stable=True).indices])
-            shuffle = torch.randperm(len(batches), generator=torch_generator(self.seed, "batches", epoch))
-            batches = [batches[i] for i in shuffle.tolist()]
-        return [bt for bt in batches if self._keep(len(bt))]
-
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[TextBatch]:
-        """Yield this rank's batches of ``epoch``, starting at global batch ``start_batch`` (for resuming)."""
-        if epoch < 0 or start_batch < 0:
-            raise ValueError(f"epoch and start_batch must be non-negative, got {epoch}, {start_batch}")
-        plan = self.plan(epoch)
-        for b in range(start_batch, len(plan)):
-            global_idx = plan[b]
-            width = int(self.split.lengths[global_idx].max()) + 2  # every shard padded like the global batch
-            lo, hi = shard_bounds(len(global_idx), self.rank, self.world_size)
-            idx = global_idx[lo:hi]
-            x = self.split.batch(idx, pad_to=width)
-            if self.word_noise:
-                g = torch_generator(self.seed, "word_dropout", epoch, b)
-                x.noise = torch.rand((len(global_idx), width - 1), generator=g)[lo:hi]
-                base = derive_seed(self.seed, "dropout", epoch, b) >> 2  # room to add positions without overflow
-                x.seeds = base + torch.arange(lo, hi, dtype=torch.long)
-            y = None if self.split.y is None else self.split.y[idx]
-            yield TextBatch(x, y, idx, len(global_idx))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -620,134 +168,7 @@ class TextDataset(Dataset):
 
 
 # --------------------------------------------------------------------------------------------------------
-# reading files
-
-
-def _read_lines(path: Path) -> list[str]:
-    """Lines split on "\\n" only (never on other Unicode line breaks, so line numbers match ``wc -l``/editors),
-    a trailing "\\r" removed; a final newline does not make an extra empty line. A UTF-8 byte-order mark at the
-    start is dropped (it never becomes part of a word)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
-    if "\x00" in text:  # UTF-16 without a byte-order mark, or a binary file: no text has NUL characters
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise DataError(f"{path}:{line}: a NUL character: not a text file (UTF-16? save it as UTF-8)")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-
-
-@dataclass
-class _Parsed:
-    sentences: list[list[str]]
-    labels: list[int] | None
-    lines: list[int]
-    num_lines: int
-    skipped: list[tuple[int, str]]
-
-
-_PARSE_CACHE: dict[tuple[Any, ...], _Parsed] = {}
-
-
-LABEL_TAB_SHARE = 0.5
-"""``data.format: plain`` refuses a file where more than this share of the lines look like ``LABEL<TAB>words``."""
-
-
-def _looks_labelled(path: Path, raw: list[str], sample: int = 1000) -> None:
-    """Refuse a ``plain`` file whose lines mostly look like ``LABEL<TAB>sentence`` (an integer, then a TAB): read
-    as plain text its labels would become words. One line naming the file, an example line and the fix."""
-    lines = [ln for ln in raw[:sample] if ln.strip()]
-    labelled = [ln for ln in lines if "\t" in ln and ln.partition("\t")[0].strip().lstrip("-").isdigit()]
-    if lines and len(labelled) > LABEL_TAB_SHARE * len(lines):
-        raise DataError(
-            f"{path}: {len(labelled)} of the first {len(lines)} lines look like LABEL<TAB>sentence (e.g. "
-            f"{labelled[0][:40]!r}), but data.format is plain, which would read the labels as words; set "
-            "data.format=label_tab, or data.labels_as_words=true if the numbers are words of the text"
-        )
-
-
-def parse_corpus(
-    path: Path,
-    fmt: str,
-    *,
-    lowercase: bool = False,
-    skip_malformed: bool = False,
-    unk_token: str | None = None,
-    labels_as_words: bool = False,
-) -> _Parsed:
-    """Read a sentence-per-line file into word lists (and labels for ``label_tab``), cached per process.
-
-    Malformed lines (empty, no TAB or a label that is not an integer >= 0 for ``label_tab``, no words after the
-    label) raise a DataError "FILE:LINE: problem", or are skipped and returned in ``skipped`` as (line, problem).
-    A ``plain`` file that looks like ``LABEL<TAB>sentence`` is refused unless ``labels_as_words``. ``unk_token``:
-    the corpus's own unknown token, read as ``<unk>``. A line holding one of vaelab's own tokens (``<pad>``, ``<s>``,
-    ``</s>``) raises a DataError.
-    """
-    if fmt not in ("plain", "label_tab"):
-        raise ConfigError(f"unknown data.format {fmt!r}; valid choices: plain, label_tab")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fmt, lowercase, skip_malformed, unk_token, labels_as_words)
-    if key in _PARSE_CACHE:
-        return _PARSE_CACHE[key]
-    sentences: list[list[str]] = []
-    labels: list[int] | None = [] if fmt == "label_tab" else None
-    kept_lines: list[int] = []
-    skipped: list[tuple[int, str]] = []
-    raw = _read_lines(path)
-    if fmt == "plain" and not labels_as_words:
-        _looks_labelled(path, raw)
-    for lineno, line in enumerate(raw, start=1):
-        problem = None
-        label = 0
-        text = line
-        if fmt == "label_tab":
-            head, tab, text = line.partition("\t")
-            if not tab:
-                problem = "no TAB between label and sentence (expected LABEL<TAB>words)"
-            else:
-                try:
-                    label = int(head.strip())
-                    if label < 0:
-                        raise ValueError
-                except ValueError:
-                    problem = f"bad label {head!r} (expected an integer >= 0)"
-        if problem is None:
-            words = [w for w in text.split() if w.isascii() or not _invisible(w)]
-            if not words:
-                problem = "empty line" if not line.strip() else "empty sentence"
-            elif reserved := RESERVED.intersection(words):
-                raise DataError(
-                    f"{path}:{lineno}: the word {sorted(reserved)[0]!r} is one of vaelab's own tokens (<pad>, <s>, "
-                    "</s>: padding and sentence boundaries, added by vaelab), so it would not be read as a word; "
-                    "remove it or rename it in the file"
-                )
-        if problem is not None:
-            if not skip_malformed:
-                raise DataError(f"{path}:{lineno}: {problem}; set data.skip_malformed=true to skip such lines")
-            skipped.append((lineno, problem))
-            continue
-        if unk_token is not None:
-            words = [UNK if w == unk_token else w for w in words]
-        if lowercase:
-            words = [w if w == UNK else w.lower() for w in words]
-        sentences.append(words)
-        kept_lines.append(lineno)
-        if labels is not None:
-            labels.append(label)
-    parsed = _Parsed(sentences, labels, kept_lines, len(raw), skipped)
-    _PARSE_CACHE[key] = parsed
-    return parsed
-
-
-def _invisible(word: str) -> bool:
-    """Whether ``word`` is made only of invisible format characters (Unicode category Cf: zero-width space,
-    zero-width joiner, word joiner, a stray byte-order mark), which ``str.split`` does not treat as space: such a
-    "word" is not read as one, so a line holding only them is an empty line."""
-    return all(unicodedata.category(c) == "Cf" for c in word)
+# reading a corpus
 
 
 def corpus_info(
@@ -833,7 +254,7 @@ def load_text_corpus(
             raise ConfigError(f"data.files needs a {role!r} file for data set {name!r}")
 
     info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
-    parsed: dict[str, _Parsed] = {}
+    parsed: dict[str, ParsedFile] = {}
     for role in SPLITS:
         if role not in files:
             continue
@@ -1011,10 +432,19 @@ def load_ptb(cfg: DataConfig) -> TextDataset:
 
 
 __all__ = [
+    "BOS",
     "BOS_ID",
+    "EOS",
     "EOS_ID",
+    "LABEL_TAB_SHARE",
+    "PAD",
     "PAD_ID",
+    "POOL_BATCHES",
+    "PTB_FILES",
+    "PTB_STANDARD",
+    "RESERVED",
     "SPECIALS",
+    "UNK",
     "UNK_ID",
     "TextBatch",
     "TextDataset",
@@ -1022,7 +452,10 @@ __all__ = [
     "TextSplit",
     "TokenBatch",
     "Vocabulary",
+    "corpus_info",
     "hashed_uniform",
+    "load_ptb",
+    "load_text",
     "load_text_corpus",
     "parse_corpus",
 ]
