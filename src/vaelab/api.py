@@ -423,7 +423,7 @@ def evaluate(
     data: Any,
     *,
     iw_samples: int = 0,
-    iw_chunk: int = DEFAULT_IW_CHUNK,
+    iw_chunk: int | str = "auto",
     mi_pool: str | int = "all",
     au_threshold: float = 0.01,
     batch_size: int = 500,
@@ -433,7 +433,11 @@ def evaluate(
     """Every core metric of ``model`` on ``data`` in one pass, as summary.json reports them (nats per example):
     ``elbo``, ``rate``, ``distortion``; ``nll_iw`` with ``iw_samples`` > 0 (Burda et al., ICLR 2016); ``mi`` with
     ``mi_pool`` (Hoffman & Johnson 2016; He et al., ICLR 2019); ``marginal_kl`` = rate - MI; ``au`` (Burda et al.
-    2016) with ``activity_per_dim``; ``kl_per_dim``; ``bpd`` for tensors, ``ppl_*`` for token batches."""
+    2016) with ``activity_per_dim``; ``kl_per_dim``; ``bpd`` for tensors, ``ppl_*`` for token batches.
+    ``iw_chunk``: importance samples drawn at once per batch, ``"auto"`` (the default, as ``eval.iw_chunk``) from a
+    memory budget (:func:`~vaelab.metrics.likelihood.resolve_iw_chunk`; 10 for a batch of 500 MNIST images, whose
+    (chunk, 500, 784) tensors a fixed 100 made 10x larger), or a count; the estimate does not depend on it beyond
+    float rounding (the same draws)."""
     vae, parts = _model_and_batches(model, data, batch_size, labels)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)

@@ -91,3 +91,24 @@ def test_the_evaluator_gives_the_same_numbers_with_the_new_default(monkeypatch: 
     assert {k: v for k, v in new.items() if "nll_iw" not in k and k != "bpd"} == {
         k: v for k, v in old.items() if "nll_iw" not in k and k != "bpd"
     }
+
+
+def test_the_python_api_evaluate_defaults_to_auto_with_the_same_estimate() -> None:
+    """``vaelab.evaluate`` chooses its chunk like ``eval.iw_chunk`` (``auto``: 10 for 500 MNIST-shaped images, not
+    the fixed 100 it had), and the estimate is that of the fixed 100 from the same seed: the same draws, so equal up
+    to float rounding; every other metric is the same number."""
+    import inspect
+
+    from vaelab import api
+
+    assert inspect.signature(api.evaluate).parameters["iw_chunk"].default == "auto"
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(type="mlp", latent_dim=32, hidden=[64]), {"image_shape": (1, 28, 28)})
+    x = (torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    assert resolve_iw_chunk("auto", x, 500, 40, latent_dim=32) == 10
+    new = api.evaluate(model, x, iw_samples=40, seed=3)
+    old = api.evaluate(model, x, iw_samples=40, seed=3, iw_chunk=100)
+    assert new["nll_iw"] == pytest.approx(old["nll_iw"], rel=1e-6)
+    assert new["nll_iw"] != pytest.approx(api.evaluate(model, x, iw_samples=40, seed=4)["nll_iw"], rel=1e-6)
+    same = [k for k, v in new.items() if "nll_iw" not in k and k != "bpd" and not isinstance(v, (dict, list))]
+    assert same and all(new[k] == old[k] for k in same)
