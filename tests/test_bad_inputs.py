@@ -1225,6 +1225,7 @@ CASES += [
     Case("cli3-study-seed-twice", "study collapse --data {cfg} --seeds 1,1 --out {new}", "seed 1 is given twice"),
     Case("cli3-study-unknown-kind", "study nope --data {cfg} --out {new}", "nope"),
     Case("cli3-study-iw-huge", "study collapse --data {cfg} --iw-samples 10000000000000 --out {new}", "--iw-samples"),
+    Case("cli3-lag-plot-steps-huge", "lag-plot --quick --steps 100000000000 --out {new}/lag.png", "--steps"),
     Case("cli3-theory-N-fraction", "theory linear-vae --N 1.5 --out {new}", "--N"),
     # ---- data files ----
     Case(

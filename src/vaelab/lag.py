@@ -266,7 +266,7 @@ def add_lag_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/lag/lag.png", help="PNG path (numbers go next to it as .json)")
     p.add_argument("--quick", action="store_true", help="a tiny setting that runs in seconds")
-    p.add_argument("--steps", type=option(Int(1), "--steps"), default=None, help="training steps per strategy")
+    p.add_argument("--steps", type=option(Int(1, 10**6), "--steps"), default=None, help="training steps per strategy")
     p.add_argument("--seed", type=option(SEED, "--seed"), default=0)
     p.add_argument(
         "--teacher-z-scale",

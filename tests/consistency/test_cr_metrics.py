@@ -94,19 +94,25 @@ def test_heldout_consistency_known_answers():
     assert kl.mean() > 0
 
 
-def test_probe_is_skipped_without_labels(tiny_config, tmp_path):
-    cfg = load_config(
-        tiny_config(),
-        [
-            "data={name: synthetic_gaussian, num_examples: 128, image_shape: [1, 4, 4], eval_size: 32}",
-            "model.likelihood=gaussian",
-            "train.epochs=1",
-            "eval.extra_metrics=[probe, consistency]",
-        ],
-    )
-    summary = Trainer(cfg, tmp_path / "g").fit()
-    assert "probe_accuracy" not in summary and "no labels" in summary["probe_skipped"]
+def test_probe_without_labels_is_refused_when_asked_and_skipped_when_a_study_adds_it(tiny_config, tmp_path):
+    from vaelab.errors import ConfigError
+    from vaelab.evaluation import Evaluator
+    from vaelab.run import load_run
+
+    gaussian = [
+        "data={name: synthetic_gaussian, num_examples: 128, image_shape: [1, 4, 4], eval_size: 32}",
+        "model.likelihood=gaussian",
+        "train.epochs=1",
+    ]
+    asked = load_config(tiny_config(), [*gaussian, "eval.extra_metrics=[probe, consistency]"])
+    with pytest.raises(ConfigError, match=r"eval.extra_metrics\[0\]=probe needs labels"):
+        Trainer(asked, tmp_path / "refused").fit()  # before any training (issue 16)
+    summary = Trainer(load_config(tiny_config(), [*gaussian, "eval.extra_metrics=[consistency]"]), tmp_path / "g").fit()
     assert summary["consistency_policy"] == "simple" and summary["consistency_kl"] > 0  # the default policy
+    run = load_run(tmp_path / "g")
+    run.config.eval.extra_metrics = ["probe"]  # as a study's measurement adds it to every image data set
+    result = Evaluator(run).evaluate("test", iw_samples=0, seed_offset=0, extras=True)
+    assert "probe_accuracy" not in result and "no labels" in result["probe_skipped"]
 
 
 def test_metric_context_probe_uses_the_training_split():
