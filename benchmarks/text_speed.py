@@ -15,7 +15,8 @@ and, in the same run and the same way (the best of ``--repeats`` rounds that int
 and bfloat16; the best of the three is the peak). Each workload's FLOPs are counted from the matrix products
 it runs: the LSTM gates (4H x (input + H) per position, over the padded positions nn.LSTM computes), the output
 layer (H x V per predicted token) and, for training, their backward (twice the forward: input and weight
-gradients; an encoder-only step skips the decoder's weight gradients). Achieved FLOP/s over the peak of the same
+gradients; an encoder-only step skips the output layer's weight gradient, and its lower bound skips every
+decoder weight gradient and the embedding's input gradient: ``train_flops``). Achieved FLOP/s over the peak of the same
 precision is the fraction of the machine's limit. Without PTB (``../shared/data/ptb``) it runs on synthetic token
 ids with PTB's sentence lengths.
 
@@ -88,6 +89,18 @@ def matmul_peak(m: int, h: int, v: int, dtype: torch.dtype, seconds: float) -> d
     return r
 
 
+def softmax_rate(m: int, v: int, seconds: float) -> float:
+    """Elements/s of the float32 log-softmax over rows of ``v`` (in place, blocks of ``m`` rows: what IW-NLL runs
+    after each output-layer product, in both precisions)."""
+    x = torch.randn(m, v, generator=torch.Generator().manual_seed(0))
+    torch.log_softmax(x, 1, out=x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.log_softmax(x, 1, out=x)
+        n += 1
+    return m * v * n / (time.perf_counter() - t0)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # data: PTB if present, else synthetic ids of PTB lengths
 
@@ -134,20 +147,26 @@ def lstm_flops(positions: int, inp: int, h: int) -> float:
     return 2.0 * positions * 4 * h * (inp + h)
 
 
-def train_flops(x: TokenBatch, e: int, h: int, d: int, v: int, decoder_weights: bool = True) -> dict[str, float]:
+def train_flops(x: TokenBatch, e: int, h: int, d: int, v: int, kind: str = "joint") -> dict[str, float]:
     """Matrix-product FLOPs of one training step on ``x`` by kind: the output layer's ``forward``, ``grad_input``
     and ``grad_weight`` products (real predicted tokens only) and the LSTMs' products forward and backward
-    (``other``; nn.LSTM runs over the padded width). Backward = 2x forward; an encoder-only step (decoder frozen)
-    skips the decoder's weight gradients."""
+    (``other``; nn.LSTM runs over the padded width; its backward is 2x its forward, input and weight gradients).
+
+    ``kind``: ``joint``; ``encoder``, the encoder-only step as run (decoder frozen: no output-layer weight gradient;
+    oneDNN's fused LSTM backward still computes the decoder LSTM's weight and input gradients, it has no switch
+    for them); ``encoder_min``, the least any implementation needs for the encoder's gradient: the output layer's
+    forward and input gradient, the decoder LSTM's forward and its recurrent gradient dh_{t-1} = W_hh^T dgates_t
+    (2 * 4H * H per position; z's gradient W_z^T sum_t dgates_t once per sentence, no embedding or weight
+    gradients), the encoder's forward and backward."""
     b, length = x.tokens.shape
     out = 2.0 * x.num_tokens * h * v
     enc, dec = lstm_flops(b * length, e, h), lstm_flops(b * (length - 1), e + d, h)
-    return {
-        "forward": out,
-        "grad_input": out,
-        "grad_weight": out if decoder_weights else 0.0,
-        "other": 3 * enc + (3 if decoder_weights else 2) * dec,
-    }
+    if kind == "encoder_min":
+        dec_backward = 2.0 * b * (length - 1) * 4 * h * h + b * 2.0 * 4 * h * d
+        other = 3 * enc + dec + dec_backward
+    else:
+        other = 3 * enc + 3 * dec
+    return {"forward": out, "grad_input": out, "grad_weight": out if kind == "joint" else 0.0, "other": other}
 
 
 def iw_flops(x: TokenBatch, k: int, e: int, h: int, d: int, v: int) -> dict[str, float]:
@@ -254,7 +273,8 @@ def main() -> None:
     )
     flops = {
         "joint": merge(train_flops(x, e, h, d, v) for x in train_xs),
-        "encoder": merge(train_flops(x, e, h, d, v, decoder_weights=False) for x in train_xs),
+        "encoder": merge(train_flops(x, e, h, d, v, "encoder") for x in train_xs),
+        "encoder_min": merge(train_flops(x, e, h, d, v, "encoder_min") for x in train_xs),
         "iw": iw_flops(test_x, args.k, e, h, d, v),
     }
     flops["unseeded"] = flops["joint"]
@@ -274,19 +294,20 @@ def main() -> None:
         model = build_model(cfg.model, {"vocab_size": v})
         work[name] = {
             "peak": lambda dtype=dtype: matmul_peak(1024, h, v, dtype, args.peak_seconds),
+            "softmax": lambda: {"softmax": softmax_rate(256, v, args.peak_seconds / 2)},
             "joint": train_pass(cfg, model, train_xs, precision, ["encoder", "decoder"]),
             "unseeded": train_pass(cfg, model, unseeded, precision, ["encoder", "decoder"]),
             "encoder": train_pass(cfg, model, train_xs, precision, ["encoder"]),
             "iw": iw_pass(model, test_x, args.k, precision),
         }
         for key, fn in work[name].items():  # warm-up (allocator, oneDNN primitives)
-            if key != "peak":
+            if key not in ("peak", "softmax"):
                 fn()
     best: dict[str, dict[str, float]] = {name: {} for name in work}
     for _ in range(args.repeats):  # rounds interleave the precisions and workloads: load hits them alike
         for name, fns in work.items():
             for key, fn in fns.items():
-                if key == "peak":
+                if key in ("peak", "softmax"):
                     for shape, rate in fn().items():
                         best[name][shape] = max(best[name].get(shape, 0.0), rate)
                 else:
@@ -316,13 +337,27 @@ def main() -> None:
                 f"roofline at its shapes ({f / t / peak:.0%} of the best matmul rate)"
             )
         seeds = b["joint"] / b["unseeded"] - 1
+        bound = roofline_seconds(flops["encoder_min"], b) / roofline_seconds(flops["joint"], b)
         print(
-            f"  encoder-only / joint step: time {b['encoder'] / b['joint']:.2f}, FLOPs "
-            f"{total['encoder'] / total['joint']:.2f}; dropout seeds cost {seeds:+.1%} of a joint step"
+            f"  encoder-only / joint step: time {b['encoder'] / b['joint']:.2f}; FLOPs as run "
+            f"{total['encoder'] / total['joint']:.2f}; lower bound (only what the encoder's gradient needs) "
+            f"{total['encoder_min'] / total['joint']:.2f} by FLOPs, {bound:.2f} at the roofline (each product at "
+            f"its shape's rate); dropout seeds cost {seeds:+.1%} of a joint step"
         )
     if len(best) == 2:
         b32, b16 = best["fp32"], best["bf16"]
         print(f"\nbf16 / fp32 speed: training {b32['joint'] / b16['joint']:.2f}x, IW-NLL {b32['iw'] / b16['iw']:.2f}x")
+        # what bf16 IW-NLL could at best be: its products at the bf16 roofline, plus the float32 log-softmax over the
+        # vocabulary per token-sample at its measured rate (the same work in both precisions), nothing else
+        lsm = test_x.num_tokens * args.k * v / max(b32["softmax"], b16["softmax"])
+        lsm32 = test_x.num_tokens * args.k * v / b32["softmax"]
+        bound16 = roofline_seconds(flops["iw"], b16) + lsm
+        print(
+            f"IW-NLL bound: the float32 log-softmax runs at {max(b32['softmax'], b16['softmax']) / 1e9:.2f} G "
+            f"elements/s ({lsm / b16['iw']:.0%} of the bf16 IW time, {lsm32 / b32['iw']:.0%} of the fp32 one); bf16 "
+            f"at its roofline plus that softmax would take {bound16 / b16['iw']:.0%} of its measured time, so bf16 / "
+            f"fp32 <= {b32['iw'] / bound16:.2f}x at this fp32 time"
+        )
     print(f"1-min load {load()} at the end; every figure is the best of {args.repeats} interleaved rounds")
     if args.accuracy_steps > 0:
         accuracy(cfg, v, args.accuracy_steps, args.accuracy_sentences, args.k)

@@ -91,6 +91,12 @@ def softmax_nll(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), target, reduction="none")
 
 
+def _tanh_by_sigmoid(x: Tensor) -> Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1, computed in x's dtype (float32 here): 3x faster than ``torch.tanh`` on this
+    project's CPU, within 2e-7 of it."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+
 def _uniform_(module: nn.Module, init_range: float, emb_init_range: float) -> None:
     """He et al. (2019): every parameter U(-init_range, init_range), embeddings U(-emb_init_range, ...)."""
     for name, p in module.named_parameters():
@@ -253,8 +259,7 @@ class LSTMDecoder(Decoder):
     def _inference_nll(self, hidden: Tensor, target: Tensor, z_tok: Tensor | None) -> Tensor:
         """-log softmax(logits(hidden))[target] (N,), the log-softmax in float32 as :func:`softmax_nll`, without
         gradients (IW-NLL, validation), fused: blocks of ``softmax_block_tokens`` tokens go through buffers made once
-        per call, never an (N, V) tensor and no allocation per block (fresh 10 MB blocks cost page faults that took
-        as long as the softmax itself).
+        per call, never an (N, V) tensor and no allocation per block.
 
         Per block: the product with the output weight, transposed to (H, V) and cast once per call (a row-major
         product: about 15 % faster than the transposed one on a CPU); the log-softmax in float32, in place; the
@@ -420,7 +425,8 @@ class LSTMDecoder(Decoder):
         initial state once per sample (not per token), and only the recurrence h_{t-1} -> h_t and the softmax layer
         run per sample and token. Rows are sentence-major and cut into chunks whose hidden states fit the
         activation budget (:meth:`_chunks`), each trimmed to its longest sentence. The gate sums and the cell state
-        are float32 under autocast; the matrix products run in the autocast precision."""
+        are float32 under autocast; the matrix products run in the autocast precision, and the hidden states are
+        kept in it (the products round them to it anyway)."""
         s, b, d = z.shape
         lstm, hdim = self.lstm, self.hidden_dim
         e = self.embed.embedding_dim
@@ -437,6 +443,9 @@ class LSTMDecoder(Decoder):
         g_z = F.linear(zz, w_ih[:, e:]).float()  # (B * S, 4H): once per sample
         lengths = x.lengths.repeat_interleave(s)
         sentence = torch.arange(b, device=z.device).repeat_interleave(s)
+        # under bf16/fp16 the gates' tanh as 2 sigmoid(2x) - 1: 3x faster than torch.tanh on a CPU, within 2e-7 of it
+        # (float32 keeps torch.tanh: its numbers stay those of earlier versions, bit for bit)
+        tanh = _tanh_by_sigmoid if dtype in (torch.bfloat16, torch.float16) else torch.tanh
         parts = []
         for lo, hi in self._chunks(lengths, per_token=4 * hdim):
             rows = slice(lo, hi)
@@ -447,18 +456,21 @@ class LSTMDecoder(Decoder):
             else:
                 h = c = g_z.new_zeros(hi - lo, hdim)
             sent, g_z_rows = sentence[rows], g_z[rows]
-            hs = []
+            # the hidden states stored once, in the products' dtype: the next step's product and the softmax layer
+            # read them there (under bf16 no float32 copy of the (R, T, H) states, no cast per step)
+            hidden = torch.empty(hi - lo, steps, hdim, dtype=dtype, device=z.device)
+            h_low = h.to(dtype)
             for t in range(steps):
                 gates = torch.index_select(g_emb[t], 0, sent).add_(g_z_rows)
                 if dtype == gates.dtype:
                     gates.addmm_(h, w_hh_t)
                 else:  # lower-precision product, float32 sum
-                    gates.add_(torch.mm(h.to(dtype), w_hh_t))
+                    gates.add_(torch.mm(h_low, w_hh_t))
                 i, f, o = torch.sigmoid(gates[:, : 3 * hdim]).chunk(3, dim=1)
-                c = torch.addcmul(f * c, i, torch.tanh(gates[:, 3 * hdim :]))
-                h = o * torch.tanh(c)
-                hs.append(h)
-            hidden = torch.stack(hs, dim=1)  # (R, T, H)
+                c = torch.addcmul(f * c, i, tanh(gates[:, 3 * hdim :]))
+                h = o * tanh(c)
+                h_low = hidden[:, t]
+                h_low.copy_(h)
             parts.append(self._score(hidden, x.tokens[sentence[rows], 1 : steps + 1], lengths[rows], zz[rows]))
         return torch.cat(parts).view(b, s).t()
 
