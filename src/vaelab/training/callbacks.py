@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from vaelab.checkpoint import save_checkpoint
 from vaelab.config import RunConfig
 from vaelab.training.interrupt import stop_requested
+from vaelab.training.state import is_fresh
 from vaelab.training.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
 
 if TYPE_CHECKING:
@@ -63,10 +64,6 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None:
         """Always called last, also after an error."""
-
-
-def _fresh(trainer: Trainer) -> bool:
-    return trainer.state["step"] == 0 and trainer.state["batch_in_epoch"] == 0
 
 
 class Checkpoints(Callback):
@@ -104,7 +101,7 @@ class MetricsLog(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         folder = trainer.folder
-        if _fresh(trainer):
+        if is_fresh(trainer.state):
             folder.metrics.unlink(missing_ok=True)
             folder.steps.unlink(missing_ok=True)
         else:
@@ -141,7 +138,7 @@ class TensorBoardLog(Callback):
         self.logger: TensorBoardLogger | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
-        cfg, fresh = trainer.run.config, _fresh(trainer)
+        cfg, fresh = trainer.run.config, is_fresh(trainer.state)
         self.logger = TensorBoardLogger.open(
             trainer.folder.root / TENSORBOARD_DIR,
             fresh=fresh,

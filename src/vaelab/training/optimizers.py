@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vaelab.runconfig import TrainConfig
+from vaelab.training.strategies import Strategy
 
 
 def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
@@ -17,4 +18,9 @@ def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: float | Non
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-__all__ = ["make_optimizer"]
+def make_optimizers(cfg: TrainConfig, strategy: Strategy, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser (:func:`make_optimizer`) per parameter group of ``strategy`` over ``model``, by group name."""
+    return {name: make_optimizer(cfg, params) for name, params in strategy.param_groups(model).items()}
+
+
+__all__ = ["make_optimizer", "make_optimizers"]

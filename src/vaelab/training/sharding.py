@@ -11,6 +11,7 @@ first batch of a virtual epoch seeded by (step, draw), so a resumed run draws th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,12 +21,13 @@ from vaelab.data.loader import shard_bounds
 from vaelab.models import batch_size
 from vaelab.run import Run
 from vaelab.seeds import mix_seed
+from vaelab.training.strategies import StepContext
 
 
 class GlobalBatch:
     """The current step's global batch for one process of ``run`` (see the module's docstring). The trainer calls
     :meth:`start` before each step; :meth:`noise`, :meth:`loss_scale` and :meth:`random_batch` go into the
-    strategy's StepContext."""
+    strategy's StepContext (:meth:`step_context`)."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -33,6 +35,26 @@ class GlobalBatch:
         self.size = self.random_size = self.first_size  # the step's own batch; the last fresh random batch
         self.step = 0
         self.draws = 0
+
+    def step_context(
+        self, optimizers: dict[str, torch.optim.Optimizer], valid_mi: Callable[[], dict[str, float]]
+    ) -> StepContext:
+        """What the strategy sees at every step of the run: its model, objective, ``train.grad_clip`` and precision,
+        the processes, ``optimizers``, this batch's :meth:`noise`, :meth:`loss_scale` and :meth:`random_batch`, and
+        ``valid_mi`` (the trainer's encoder statistics of the validation split)."""
+        run = self.run
+        return StepContext(
+            model=run.model,
+            objective=run.objective,
+            optimizers=optimizers,
+            dist=run.dist,
+            grad_clip=run.config.train.grad_clip,
+            noise=self.noise,
+            loss_scale=self.loss_scale,
+            random_batch=self.random_batch,
+            valid_mi=valid_mi,
+            precision=run.precision,
+        )
 
     def start(self, step: int, batch_in_epoch: int, batch: Any) -> None:
         """A new step: record the size of the global batch the local ``batch`` is a shard of. Loaders whose batches

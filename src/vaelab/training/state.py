@@ -36,6 +36,22 @@ def new_state() -> dict[str, Any]:
     }
 
 
+def is_fresh(state: Mapping[str, Any]) -> bool:
+    """Whether the run has not taken a step yet (not a resume)."""
+    return state["step"] == 0 and state["batch_in_epoch"] == 0
+
+
+def summary_facts(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The training facts summary.json holds (:meth:`Evaluator.final_summary
+    <vaelab.evaluation.Evaluator.final_summary>`): the best epoch, the epochs and steps taken, the training time."""
+    return {
+        "best_epoch": state["best_epoch"],
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        "train_time": state["elapsed"],
+    }
+
+
 def checkpoint_state(
     model: torch.nn.Module,
     optimizers: Mapping[str, torch.optim.Optimizer],
@@ -73,4 +89,4 @@ def restore_state(
     precision.load_state_dict(ckpt.get("precision", {}))
 
 
-__all__ = ["checkpoint_state", "new_state", "restore_state"]
+__all__ = ["checkpoint_state", "is_fresh", "new_state", "restore_state", "summary_facts"]

@@ -1,17 +1,17 @@
-"""The training loop: one epoch = the strategy's steps over the training split, then a validation.
+"""The training loop, read top to bottom as the methods of :class:`Trainer`::
 
-The trainer builds its run with :func:`vaelab.run.build_run` (data set, model, objective), measures it with
-:class:`vaelab.evaluation.Evaluator`, and adds the strategy, the optimisers and the loop. What surrounds the loop
-lives apart: the run folder's lock and config.yaml (:func:`vaelab.run.open_for_training`), the state a checkpoint
-holds (:mod:`vaelab.training.state`), the best model, LR decay and early stopping (:mod:`vaelab.training.selection`),
-a NaN (:mod:`vaelab.training.failure`), summary.json (:meth:`Evaluator.final_summary
-<vaelab.evaluation.Evaluator.final_summary>`), and the files written while training, as callbacks
-(:mod:`vaelab.training.callbacks`: checkpoints, metrics.jsonl and steps.jsonl, TensorBoard, progress).
+  fit          lock the run folder -> on_train_start -> _train -> on_train_end
+  _train       _run_epoch until the last epoch or a stop (a NaN or inf: a failed summary.json) -> _finish
+  _run_epoch   for each batch: strategy.train_step -> running sums -> on_step_end (steps.jsonl, checkpoint)
+  _end_epoch   training means, validation -> on_metrics (metrics.jsonl) -> _select -> on_epoch_end
+  _select      model selection: best model (on_best_model), LR decay on a plateau, early stopping
+  _finish      the best model on the final split (IW-NLL with K samples) -> summary.json
 
-Reading guide (``Trainer.fit``, top to bottom):
-  for each epoch: for each batch: ``strategy.train_step`` -> running sums -> on_step_end (steps.jsonl, checkpoint)
-                  validation -> on_metrics (metrics.jsonl) -> best model (on_best_model), plateau -> on_epoch_end
-  final: best model on the final split (IW-NLL with K samples) -> summary.json
+What is not the loop lives apart: the run (:func:`vaelab.run.build_run`: data set, model, objective), its
+measurements and summary.json (:class:`vaelab.evaluation.Evaluator`), the run folder's lock and config.yaml
+(:func:`vaelab.run.open_for_training`), and in :mod:`vaelab.training`: the global batch and the strategy's
+StepContext (``sharding``), the epoch's sums and records (``records``), what a checkpoint holds (``state``), model
+selection's rules (``selection``), a NaN (``failure``), the files written while training (``callbacks``).
 
 Determinism: the epoch's data order and binarisation depend only on (seed, epoch, batch); the reparameterisation
 noise only on (seed, step), drawn for the global batch and sliced per process (:mod:`vaelab.training.sharding`);
@@ -29,7 +29,7 @@ from typing import Any
 
 from vaelab.config import RunConfig
 from vaelab.data import Dataset
-from vaelab.distributed import all_reduce_sum, barrier, broadcast_object
+from vaelab.distributed import barrier, broadcast_object
 from vaelab.evaluation import Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
@@ -39,10 +39,11 @@ from vaelab.runlock import RunLock
 from vaelab.training.callbacks import Callback, standard_callbacks
 from vaelab.training.failure import TrainingFailed, check_epoch_finite, fail
 from vaelab.training.interrupt import graceful_interrupt, stop_requested
-from vaelab.training.optimizers import make_optimizer
+from vaelab.training.optimizers import make_optimizers
+from vaelab.training.records import add_step, epoch_means, epoch_records
 from vaelab.training.selection import ModelSelection
 from vaelab.training.sharding import GlobalBatch
-from vaelab.training.state import checkpoint_state, new_state, restore_state
+from vaelab.training.state import checkpoint_state, is_fresh, new_state, restore_state, summary_facts
 from vaelab.training.strategies import STRATEGIES, StepContext
 
 
@@ -59,10 +60,9 @@ class Trainer:
     """Take the run folder's lock even from a live holder (a sweep run with ``--ignore-locks``)."""
 
     final_evaluation: bool = True
-    """Whether :meth:`_finish` evaluates the best model on ``eval.final_split`` (IW-NLL with ``eval.iw_samples``,
-    the extra metrics) into summary.json. A study point sets it to False: its measurement
-    (:mod:`vaelab.sweep.measure`) is the run's only evaluation and completes summary.json afterwards; until then
-    summary.json holds the training facts and ``"final_evaluation": "deferred"``."""
+    """Whether :meth:`_finish` evaluates the best model on ``eval.final_split`` into summary.json. A study point
+    sets it to False: its measurement (:mod:`vaelab.sweep.measure`) completes summary.json afterwards (until then
+    ``"final_evaluation": "deferred"``)."""
 
     def __init__(
         self,
@@ -77,9 +77,7 @@ class Trainer:
         self.evaluator = Evaluator(run)
         self.strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
         self.strategy.check_budget(cfg.train.epochs, run.total_steps, run.steps_per_epoch)
-        self.optimizers = {
-            name: make_optimizer(cfg.train, params) for name, params in self.strategy.param_groups(run.model).items()
-        }
+        self.optimizers = make_optimizers(cfg.train, self.strategy, run.model)  # one per parameter group
         self.batch = GlobalBatch(run)
         self.has_valid = len(run.dataset.split("valid")) > 0
         check_trainable(run)  # the splits hold what training and its evaluations need
@@ -97,8 +95,7 @@ class Trainer:
         assert self.run.folder is not None
         return self.run.folder
 
-    # ----------------------------------------------------------------------------------------------------------
-    # what a strategy and a checkpoint see
+    # ---- what a strategy and a checkpoint see ------------------------------------------------------------------
 
     def _valid_mi(self) -> dict[str, float]:
         """Encoder-only MI and AU of the validation split between steps (:meth:`Evaluator.encoder_statistics
@@ -111,8 +108,7 @@ class Trainer:
         """What a checkpoint holds (:func:`~vaelab.training.state.checkpoint_state`), :attr:`state`'s wall time
         brought up to date."""
         self.state["elapsed"] = self.elapsed()
-        run = self.run
-        return checkpoint_state(run.model, self.optimizers, self.strategy, self.state, run.precision)
+        return checkpoint_state(self.run.model, self.optimizers, self.strategy, self.state, self.run.precision)
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         """Continue from a checkpoint of :meth:`state_dict` whose model weights the run holds."""
@@ -129,23 +125,20 @@ class Trainer:
                 getattr(callback, hook)(self, *args)
 
     def _log(self, *lines: str) -> None:
-        if self.run.dist.is_main:
-            for line in lines:
-                print(line, file=sys.stderr, flush=True)
+        """Print ``lines`` to stderr, on the main process."""
+        if self.run.dist.is_main and lines:
+            print(*lines, sep="\n", file=sys.stderr, flush=True)
 
-    # ----------------------------------------------------------------------------------------------------------
-    # the loop
+    # ---- the loop ----------------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
         """Train to the end (or early stop), evaluate the best model on the final split, write summary.json.
 
         Holds the run folder's lock (``DIR/run.lock``, rank 0 only) throughout: a second writer is refused with
         :class:`~vaelab.runlock.RunFolderLocked` naming the holder."""
-        st = self.state
         lock = RunLock(self.folder.root, ignore=self.ignore_lock)
-        fresh = st["step"] == 0 and st["batch_in_epoch"] == 0
         try:
-            open_for_training(self.run, lock, fresh=fresh, resume_overrides=self.resume_overrides)
+            open_for_training(self.run, lock, fresh=is_fresh(self.state), resume_overrides=self.resume_overrides)
             self._emit("on_train_start")
             barrier(self.run.dist)
             return self._train()
@@ -156,18 +149,7 @@ class Trainer:
     def _train(self) -> dict[str, Any]:
         """The epochs, then :meth:`_finish`; a NaN or inf stops training with a failed summary.json."""
         run, st = self.run, self.state
-        ctx = StepContext(
-            model=run.model,
-            objective=run.objective,
-            optimizers=self.optimizers,
-            dist=run.dist,
-            grad_clip=run.config.train.grad_clip,
-            noise=self.batch.noise,
-            loss_scale=self.batch.loss_scale,
-            random_batch=self.batch.random_batch,
-            valid_mi=self._valid_mi,
-            precision=run.precision,
-        )
+        ctx = self.batch.step_context(self.optimizers, self._valid_mi)  # what the strategy sees at every step
         self._t_start = time.perf_counter() - st["elapsed"]
         stop_reason = "completed"
         try:
@@ -185,7 +167,6 @@ class Trainer:
         """One epoch (or what is left of it after a resume): the steps, then :meth:`_end_epoch`."""
         run, st = self.run, self.state
         max_steps = run.config.train.max_steps
-        sums: dict[str, float] = st["epoch_sums"]
         self._emit("on_epoch_start")
         run.model.train()
         for batch in run.train_loader.epoch(st["epoch"], start_batch=st["batch_in_epoch"]):
@@ -194,9 +175,7 @@ class Trainer:
             stats = self.strategy.train_step(ctx, x, st["step"])
             self._log(*self.strategy.pop_messages())  # e.g. aggressive training switching off
             n = batch_size(x)
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            sums["_n"] = sums.get("_n", 0.0) + n
+            add_step(st["epoch_sums"], stats, n)  # the epoch's running means (training.records)
             st["step"] += 1
             st["batch_in_epoch"] += 1
             self._emit("on_step_end", stats, n)
@@ -212,27 +191,18 @@ class Trainer:
         0``, train on everything) the last epoch's model is the one kept."""
         cfg, st = self.run.config, self.state
         epoch = st["epoch"]
-        totals = all_reduce_sum(st["epoch_sums"], self.run.dist)
-        n_seen = max(totals.pop("_n", 0.0), 1.0)
-        train = {k: v / n_seen for k, v in totals.items()}
+        train = epoch_means(st["epoch_sums"], self.run.dist)  # over all processes
         val = None
         if self.has_valid:
             val = self.evaluator.evaluate("valid", seed_offset=epoch + 1, extras=cfg.eval.extras_every_epoch)
             self.strategy.on_validation(epoch, val)
             self._log(*self.strategy.pop_messages())  # e.g. aggressive training switching off
         st["elapsed"] = self.elapsed()
-        lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
-        common = {"epoch": epoch + 1, "step": st["step"], "wall_time": st["elapsed"], **lrs}
-        common.update(self.strategy.log_fields())
-        records = [{**common, "split": "train", "source": "running_mean", **train}]
-        if val is not None:
-            records.append({**common, "split": "valid", "source": "evaluation", "beta": train.get("beta"), **val})
-        self._emit("on_metrics", records)
+        self._emit("on_metrics", epoch_records(st, self.optimizers, self.strategy, train, val))
         check_epoch_finite(train, val, st["step"])
         st["epoch"], st["batch_in_epoch"], st["epoch_sums"] = epoch + 1, 0, {}
-        reason = self._select(val)
-        if cfg.train.max_steps and st["step"] >= cfg.train.max_steps:
-            reason = reason or "max_steps"
+        max_steps = cfg.train.max_steps
+        reason = self._select(val) or ("max_steps" if max_steps and st["step"] >= max_steps else None)
         st["done"] = reason is not None or st["epoch"] >= cfg.train.epochs
         self._emit("on_epoch_end")
         return reason
@@ -254,10 +224,8 @@ class Trainer:
     def _finish(self, stop_reason: str) -> dict[str, Any]:
         """summary.json (:meth:`Evaluator.final_summary <vaelab.evaluation.Evaluator.final_summary>`): the training
         facts and, with :attr:`final_evaluation`, the best model's metrics on the final split."""
-        st = self.state
         barrier(self.run.dist)
-        facts = {"best_epoch": st["best_epoch"], "epochs": st["epoch"], "steps": st["step"]}
-        facts["train_time"] = st["elapsed"]
+        facts = summary_facts(self.state)  # best_epoch, epochs, steps, train_time
         return self.evaluator.final_summary(stop_reason, facts, evaluate=self.final_evaluation)
 
 
