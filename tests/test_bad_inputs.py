@@ -29,6 +29,9 @@ from conftest import TINY, TINY_TEXT_RUN, write_corpus
 from vaelab.checks import RULES, Either, Items, Num, Rule, Text, leaf_keys
 from vaelab.cli import main
 from vaelab.config import load_config
+from vaelab.study.collapse import StudyRequest, run_study
+from vaelab.sweep import load_sweep, run_sweep
+from vaelab.sweep.runner import max_workers
 from vaelab.training.trainer import Trainer
 
 CUDA = torch.cuda.is_available()
@@ -325,7 +328,12 @@ CASES: list[Case] = [
     Case("resume-no-equals", "resume {run} eval.iw_samples", "eval.iw_samples"),
     Case("resume-missing-folder", "resume {root}/nowhere", "nowhere"),
     Case("resume-not-a-run-folder", "resume {plain_dir}", "plain_dir"),
-    Case("resume-no-last-checkpoint", "resume {copy}", "last.pt", removed("last.pt")),
+    Case(
+        "resume-no-last-checkpoint",
+        "resume {copy}",
+        "last.pt does not exist but the run logged evaluations",
+        removed("last.pt"),
+    ),
     Case("resume-truncated-last", "resume {copy}", "last.pt", truncated("last.pt")),
     Case("resume-foreign-last", "resume {copy}", "last.pt", foreign("last.pt")),
     Case("resume-config-not-yaml", "resume {copy}", "config.yaml", config_text("train: [\n")),
@@ -1439,6 +1447,68 @@ CASES += [
 ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# leftovers: a file where the checkpoints folder is expected, a folder where a checkpoint is, a sweep's --workers
+# far above the cores (a typo that would start thousands of processes)
+
+
+def _checkpoints_a_file(d: Path, w: dict) -> None:
+    shutil.rmtree(d / "checkpoints")
+    (d / "checkpoints").write_text("x\n")
+
+
+def _a_folder(name: str) -> Callable[[Path, dict], None]:
+    def edit(d: Path, w: dict) -> None:
+        (d / "checkpoints" / name).unlink()
+        (d / "checkpoints" / name).mkdir()
+
+    return edit
+
+
+CHECKPOINTS_A_FILE = "checkpoints is a file where a folder is expected"
+TOO_MANY_WORKERS = max_workers() + 1
+
+CASES += [
+    Case("resume-checkpoints-a-file", "resume {copy}", CHECKPOINTS_A_FILE, edited_copy(_checkpoints_a_file)),
+    Case("evaluate-checkpoints-a-file", "evaluate {copy}", CHECKPOINTS_A_FILE, edited_copy(_checkpoints_a_file)),
+    Case(
+        "evaluate-last-checkpoints-a-file",
+        "evaluate {copy} --checkpoint last",
+        CHECKPOINTS_A_FILE,
+        edited_copy(_checkpoints_a_file),
+    ),
+    Case("diagnose-checkpoints-a-file", "diagnose {copy}", CHECKPOINTS_A_FILE, edited_copy(_checkpoints_a_file)),
+    Case(
+        "sample-checkpoints-a-file", "sample {copy}", CHECKPOINTS_A_FILE, edited_copy(_checkpoints_a_file, "text_run")
+    ),
+    Case("resume-last-a-folder", "resume {copy}", "last.pt is not a file", edited_copy(_a_folder("last.pt"))),
+    Case(
+        "evaluate-last-a-folder",
+        "evaluate {copy} --checkpoint last",
+        "last.pt is not a file",
+        edited_copy(_a_folder("last.pt")),
+    ),
+    Case("diagnose-best-a-folder", "diagnose {copy}", "best.pt is not a file", edited_copy(_a_folder("best.pt"))),
+    Case(
+        "evaluate-last-removed-from-a-finished-run",
+        "evaluate {copy} --checkpoint last",
+        "last.pt does not exist but the run logged evaluations",
+        removed("last.pt"),
+    ),
+    Case("sweep-workers-a-typo", "sweep {sweep_ok} --workers 2000 --out {new}", "--workers"),
+    Case(
+        "sweep-workers-above-4-per-core",
+        f"sweep {{sweep_ok}} --workers {TOO_MANY_WORKERS} --out {{new}}",
+        f"--workers: must be an integer in [1, {TOO_MANY_WORKERS - 1}]",
+    ),
+    Case(
+        "study-workers-above-4-per-core",
+        f"study collapse --data {{cfg}} --workers {TOO_MANY_WORKERS} --out {{new}}",
+        f"--workers: must be an integer in [1, {TOO_MANY_WORKERS - 1}]",
+    ),
+]
+
+
 def _argv(template: str, values: dict[str, str]) -> list[str]:
     parts = template.split("|")
     argv: list[str] = []
@@ -1738,6 +1808,20 @@ API_CASES += [
         "evaluate3-batch-size-fraction",
         lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, batch_size=2.5),
         "batch_size",
+    ),
+]
+
+
+API_CASES += [
+    (
+        "run-sweep-workers-above-4-per-core",
+        lambda out, w: run_sweep(load_sweep(w["sweep_ok"]), out, workers=TOO_MANY_WORKERS),
+        f"workers must be an integer in [1, {TOO_MANY_WORKERS - 1}]",
+    ),
+    (
+        "run-study-workers-above-4-per-core",
+        lambda out, w: run_study(StudyRequest(data=str(w["cfg"])), out, workers=TOO_MANY_WORKERS),
+        f"workers must be an integer in [1, {TOO_MANY_WORKERS - 1}]",
     ),
 ]
 

@@ -76,7 +76,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     folder = RunFolder(args.dir)
     if not folder.config.is_file():
         raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
+    wrong = folder.checkpoint_not_a_file(folder.last)
+    if wrong:
+        raise FileNotFoundError(wrong)
     if not folder.last.is_file():
+        if folder.has_records():  # not "never reached its first checkpoint": `train --out` would refuse it
+            raise FileNotFoundError(
+                f"{folder.last} does not exist but the run logged evaluations, so it cannot be resumed; put last.pt "
+                "back if it was moved, or train the run again with another --out"
+            )
         raise FileNotFoundError(
             f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
         )

@@ -254,9 +254,15 @@ def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunF
             )
         raise FileNotFoundError(f"{run_folder.root} is not a run folder (no config.yaml)")
     ckpt = run_folder.best if which == "best" else run_folder.last
-    if ckpt.exists() and not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} is not a file (a checkpoint is one file)")
+    wrong = run_folder.checkpoint_not_a_file(ckpt)
+    if wrong:
+        raise FileNotFoundError(wrong)
     if not ckpt.is_file():
+        if which == "last" and run_folder.has_records():  # not "has not finished an epoch"
+            raise FileNotFoundError(
+                f"{ckpt} does not exist but the run logged evaluations; put it back if it was moved, or use the "
+                "best checkpoint"
+            )
         raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
     return run_folder, ckpt
 

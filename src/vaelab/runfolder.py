@@ -148,6 +148,32 @@ class RunFolder:
     def best(self) -> Path:
         return self.checkpoints / "best.pt"
 
+    def checkpoint_not_a_file(self, ckpt: Path) -> str | None:
+        """Why the checkpoint ``ckpt`` (:attr:`last` or :attr:`best`) cannot be read although something is in its
+        place (one line naming the path), or None when it is a file or nothing is there: checkpoints/ is a file
+        where a folder is expected, or the checkpoint is a folder. A missing checkpoint is the caller's to word
+        (a run that never reached its first checkpoint, or one whose checkpoints were removed)."""
+        ckpts = ckpt.parent
+        if ckpts.exists() and not ckpts.is_dir():
+            return (
+                f"{ckpts} is a file where a folder is expected (the run's checkpoints folder, with last.pt and "
+                "best.pt); put the run's checkpoints folder back in its place, or train the run again with "
+                "another --out"
+            )
+        if ckpt.exists() and not ckpt.is_file():
+            return f"{ckpt} is not a file (a checkpoint is one file); put the checkpoint file back in its place"
+        return None
+
+    def has_records(self) -> bool:
+        """Whether the run finished or logged an evaluation (a summary.json that does not say failed, or
+        metrics.jsonl records without a failed summary, as :meth:`holds_run` counts them). Such a folder is not one
+        a new run may start in, so a missing last.pt there is not "train it again" but moved, removed, or lost
+        to a crash between an evaluation and its checkpoint."""
+        if self.summary.exists():
+            summary = read_json_or_none(self.summary)
+            return (summary.get("status") if summary else None) != "failed"
+        return self.metrics.is_file() and self.metrics.stat().st_size > 0
+
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 

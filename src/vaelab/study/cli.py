@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vaelab.checks import RULES, Int, option
+from vaelab.checks import RULES, option
 from vaelab.errors import ConfigError
 from vaelab.oserrors import check_output_folder
 from vaelab.study.collapse import StudyRequest, run_study, study_spec
 from vaelab.study.methods import DEFAULT_PANEL, METHODS
+from vaelab.sweep.runner import WORKERS_PER_CORE, max_workers, workers_option
 
 
 def _csv_list(text: str, flag: str = "--methods") -> list[str]:
@@ -147,9 +148,10 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--out", help="study folder (default runs/studies/collapse_DATA)")
     c.add_argument(
         "--workers",
-        type=option(Int(1), "--workers"),
+        type=workers_option("--workers"),
         default=1,
-        help="runs at a time (default 1: comparable wall times)",
+        help=f"runs at a time (default 1: comparable wall times; at most {WORKERS_PER_CORE} per core, "
+        f"{max_workers()} here)",
     )
     c.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     c.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.oserrors import check_output_folder
-from vaelab.rules import Int, option
 from vaelab.sweep.aggregate import RESULTS_CSV, read_results, status_counts, write_results, write_summary
-from vaelab.sweep.runner import RunOptions, display_state, point_dir, run_sweep
+from vaelab.sweep.runner import (
+    WORKERS_PER_CORE,
+    RunOptions,
+    display_state,
+    max_workers,
+    point_dir,
+    run_sweep,
+    workers_option,
+)
 from vaelab.sweep.spec import SweepError, load_sweep
 from vaelab.sweep.stopping import step_cap_line
 
@@ -156,9 +163,10 @@ def add_sweep_parsers(subparsers: Any) -> None:
     s.add_argument("--list", action="store_true", help="print the points (index, folder, state, overrides) and exit")
     s.add_argument(
         "--workers",
-        type=option(Int(1), "--workers"),
+        type=workers_option("--workers"),
         default=None,
-        help="parallel worker processes (default: one per core)",
+        help=f"parallel worker processes (default: one per core; at most {WORKERS_PER_CORE} per core, "
+        f"{max_workers()} here)",
     )
     s.add_argument("--backend", default="local", choices=["local", "ray"], help="local processes or Ray tasks")
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")

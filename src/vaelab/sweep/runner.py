@@ -25,6 +25,7 @@ sweep's own output, once each, prefixed by the point's folder name (:class:`LogF
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing
@@ -45,6 +46,7 @@ from typing import Any
 from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
 from vaelab.errors import builtin_type_name
+from vaelab.rules import Int, Num, check, option
 from vaelab.runlock import acquire_lock, pid_alive, release_lock
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import (
@@ -628,6 +630,39 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+WORKERS_PER_CORE = 4
+"""The most worker processes per core that a sweep or study starts (``--workers``): each trains with one thread, so
+more than one per core only share the cores (a few more may pay off when points wait on a GPU or a disk), and a
+typo (``--workers 2000``) would start thousands of processes."""
+
+
+def max_workers() -> int:
+    """The most ``workers`` a sweep accepts: :data:`WORKERS_PER_CORE` per core available to this process."""
+    return WORKERS_PER_CORE * default_workers()
+
+
+def workers_rule() -> Num:
+    """The rule of ``--workers`` and of ``run_sweep(workers=...)``: an integer in [1, :func:`max_workers`]."""
+    return Int(1, max_workers())
+
+
+def workers_option(flag: str = "--workers") -> Callable[[str], int]:
+    """The argparse ``type=`` of ``flag``: :func:`workers_rule`, its error saying where the bound comes from."""
+    convert = option(workers_rule(), flag)
+
+    def workers(text: str) -> int:
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as e:
+            cores = default_workers()
+            raise argparse.ArgumentTypeError(
+                f"{e} (at most {WORKERS_PER_CORE} per core, {cores} core{'s' if cores != 1 else ''} here)"
+            ) from None
+
+    workers.__name__ = flag
+    return workers
+
+
 Log = Callable[[str], None]
 
 FOLLOW_EVERY_S = 1.0
@@ -896,12 +931,14 @@ def run_sweep(
     ``sys.stderr`` is that point's log.txt, so it must write to a stream chosen beforehand.
 
     ``reuse``: other sweep or study folders whose points with the same run config are copied in rather than
-    trained again (:func:`reuse_points`).
+    trained again (:func:`reuse_points`). ``workers`` (default: one per core) is at most :func:`max_workers`.
     """
     options = options or RunOptions()
     log = _serialised(log or _line_writer(sys.stderr))
     if backend not in BACKENDS:
         raise SweepError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    if workers is not None:
+        check("workers", workers, workers_rule())
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:
         spec.point(i)  # range check before anything runs or is written
