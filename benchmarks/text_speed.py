@@ -22,6 +22,7 @@ ids with PTB's sentence lengths.
 
     OMP_NUM_THREADS=1 python benchmarks/text_speed.py [--precisions fp32 bf16] [--steps 8] [--k 100]
         [--sentences 4] [--repeats 3] [--threads 1] [--accuracy-steps 120 [--accuracy-sentences 30]]
+        [--only joint unseeded encoder iw]
 
 ``--accuracy-steps N`` adds the check behind ``train.precision: bf16``'s accuracy: the model trained N fp32 steps,
 then its IW-NLL in fp32 and bf16 with the same draws (mean and largest per-sentence difference, both times).
@@ -252,6 +253,12 @@ def main() -> None:
         help="also train the model this many fp32 SGD steps and compare its bf16 and fp32 IW-NLL (default 0: skip)",
     )
     p.add_argument("--accuracy-sentences", type=int, default=30, help="test sentences of that comparison (30)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["joint", "unseeded", "encoder", "iw"],
+        help="time only these workloads (default all; e.g. --only iw --repeats 10: short rounds, steadier ratios)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -300,6 +307,8 @@ def main() -> None:
             "encoder": train_pass(cfg, model, train_xs, precision, ["encoder"]),
             "iw": iw_pass(model, test_x, args.k, precision),
         }
+        if args.only:
+            work[name] = {k: f for k, f in work[name].items() if k in ("peak", "softmax", *args.only)}
         for key, fn in work[name].items():  # warm-up (allocator, oneDNN primitives)
             if key not in ("peak", "softmax"):
                 fn()
@@ -326,6 +335,8 @@ def main() -> None:
             ("encoder", "training, encoder-only step (aggressive inner step)"),
             ("iw", f"IW-NLL K={args.k}"),
         ):
+            if key not in b:
+                continue
             t, f = b[key], total[key]
             speed = (
                 f"{t / args.steps * 1000:.1f} ms/step, {tok_train / t:,.0f} tokens/s"
@@ -336,6 +347,8 @@ def main() -> None:
                 f"  {label}: {speed}, {f / t / 1e9:.1f} GFLOP/s = {roofline_seconds(flops[key], b) / t:.0%} of the "
                 f"roofline at its shapes ({f / t / peak:.0%} of the best matmul rate)"
             )
+        if not {"joint", "unseeded", "encoder"} <= b.keys():
+            continue
         seeds = b["joint"] / b["unseeded"] - 1
         bound = roofline_seconds(flops["encoder_min"], b) / roofline_seconds(flops["joint"], b)
         print(
@@ -346,7 +359,10 @@ def main() -> None:
         )
     if len(best) == 2:
         b32, b16 = best["fp32"], best["bf16"]
-        print(f"\nbf16 / fp32 speed: training {b32['joint'] / b16['joint']:.2f}x, IW-NLL {b32['iw'] / b16['iw']:.2f}x")
+        speed = {label: f"{b32[k] / b16[k]:.2f}x" for k, label in (("joint", "training"), ("iw", "IW-NLL")) if k in b32}
+        print(f"\nbf16 / fp32 speed: {', '.join(f'{k} {v}' for k, v in speed.items())}")
+    if len(best) == 2 and "iw" in best["fp32"]:
+        b32, b16 = best["fp32"], best["bf16"]
         # what bf16 IW-NLL could at best be: its products at the bf16 roofline, plus the float32 log-softmax over the
         # vocabulary per token-sample at its measured rate (the same work in both precisions), nothing else
         lsm = test_x.num_tokens * args.k * v / max(b32["softmax"], b16["softmax"])
