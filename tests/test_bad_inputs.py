@@ -50,6 +50,8 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w: dict[str, Path] = {"root": root}
     tiny = {**TINY, "train": {**TINY["train"], "epochs": 1}}
     w["cfg"] = _yaml(root / "tiny.yaml", tiny)
+    # the tiny config without model.hidden (read only by model.type=mlp), for cases that choose another type
+    w["bare_cfg"] = _yaml(root / "bare.yaml", {**tiny, "model": {"type": "mlp", "latent_dim": 4}})
     w["run"] = root / "run"
     Trainer(load_config(w["cfg"]), w["run"]).fit()
     w["corpus"] = write_corpus(root / "corpus", n_train=60, n_eval=16)
@@ -244,8 +246,27 @@ CASES: list[Case] = [
     T("model.pixelcnn_layers=0"),
     T("model.skip=true", "model.skip"),
     T("model.init_range=-0.1"),
-    Case("train-conv-on-1x1", "train {cfg} model.type=conv data.image_shape=[1,1,1] --out {new}", "model.type=conv"),
-    Case("train-conv-too-deep", "train {cfg} model.type=conv model.channels=[4,4,4,4] --out {new}", "model.channels"),
+    Case(
+        "train-conv-on-1x1", "train {bare_cfg} model.type=conv data.image_shape=[1,1,1] --out {new}", "model.type=conv"
+    ),
+    Case(
+        "train-key-another-type-reads",
+        "train {cfg} model.type=conv --out {new}",
+        "model.hidden: not read by model.type=conv",
+    ),
+    Case(
+        "train-override-key-another-type-reads",
+        "train {bare_cfg} model.type=pixelcnn model.activation=tanh --out {new}",
+        "model.activation: not read by model.type=pixelcnn",
+    ),
+    Case(
+        "train-head-key-without-its-head",
+        "train {cfg} model.bn_gamma=0.3 --out {new}",
+        "model.bn_gamma: not read by model.posterior=gaussian",
+    ),
+    Case(
+        "train-conv-too-deep", "train {bare_cfg} model.type=conv model.channels=[4,4,4,4] --out {new}", "model.channels"
+    ),
     # ---- train: objective ----
     T("objective.beta.value=-1"),
     T("objective.beta.start=-0.5"),
@@ -718,6 +739,7 @@ CASES += [
         "model.type=pixelcnn",
     ),
     B("relation-likelihood-on-text-model", {"model.likelihood": "gaussian"}, "model.likelihood=gaussian", text=True),
+    B("relation-key-another-type-reads", {"model.pixelcnn_layers": 3}, "model.pixelcnn_layers: not read by"),
     B("relation-conv-without-channels", {"model.type": "conv", "model.channels": []}, "model.channels"),
     B("relation-extra-metric-twice", {"eval.extra_metrics": ["probe", "probe"]}, "eval.extra_metrics"),
     B("relation-eval-size-1", {"data.eval_size": 1}, "data.eval_size"),

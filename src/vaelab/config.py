@@ -27,6 +27,7 @@ from vaelab.configio import read_yaml as read_yaml
 from vaelab.configio import to_dict as to_dict
 from vaelab.data.config import DataConfig as DataConfig
 from vaelab.errors import ConfigError as ConfigError
+from vaelab.models import check_model_keys
 from vaelab.models.config import ModelConfig as ModelConfig
 from vaelab.objectives.objective import ObjectiveConfig as ObjectiveConfig
 from vaelab.runconfig import EvalConfig as EvalConfig
@@ -45,15 +46,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it. A run
     folder's config.yaml may be given: its ``_meta`` provenance block is not part of the config and is dropped."""
     data = read_yaml(path) if path is not None else {}
-    if isinstance(data.get("_meta"), dict):
+    saved = isinstance(data.get("_meta"), dict)
+    if saved:
         data.pop("_meta")
+    written = _model_keys_written(data, overrides or [], saved)
     data = apply_overrides(data, overrides or [])
     check_override_values(overrides or [])  # a bad value given on the command line is named as such
     where = f"{path}: " if path is not None else ""
     try:
-        return run_config(data)
+        cfg = run_config(data)
+        check_model_keys(cfg.model, written)
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
+    return cfg
+
+
+def _model_keys_written(data: dict[str, Any], overrides: list[str], saved: bool) -> list[str]:
+    """The ``model.*`` keys (leaf names) the user wrote: the file's and the overrides'. A run folder's saved
+    config (``_meta``) or any complete ``model`` section (a resolved config) holds every key, written by vaelab,
+    not chosen: only its overrides count."""
+    section = data.get("model")
+    keys = list(section) if isinstance(section, dict) else []
+    if saved or set(ModelConfig.__dataclass_fields__) <= set(keys):
+        keys = []
+    for item in overrides:
+        name = item.split("=", 1)[0].strip()
+        if name.startswith("model."):
+            keys.append(name.split(".")[1])
+    return keys
 
 
 def save_config(cfg: RunConfig, path: str | Path, extra: dict[str, Any] | None = None) -> None:

@@ -7,7 +7,7 @@ vocabulary) for text data (``lstm_vae``, ``lstm_lm``: :mod:`vaelab.models.text`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from vaelab.errors import ConfigError
@@ -96,6 +96,80 @@ def check_model(m: Any) -> None:
         )
 
 
+MODEL_KEYS: dict[str, frozenset[str]] = {}
+"""The ``model.*`` keys each model type reads (its builder and the builder's helpers), besides
+:data:`COMMON_MODEL_KEYS` and the posterior head's (:data:`HEAD_KEYS`). A fresh config that sets another one is
+refused by :func:`check_model_keys`; a type registered with a bare ``MODELS.register`` declares none and is not
+checked."""
+COMMON_MODEL_KEYS = ("type", "latent_dim")
+"""Keys every model type reads."""
+HEAD_KEYS = {"gaussian": (), "bn": ("bn_gamma",), "delta": ("delta_rate",)}
+"""The keys each ``model.posterior`` head reads; ``posterior`` itself is read by every type with an encoder
+(every type but ``lstm_lm``)."""
+NO_ENCODER = ("lstm_lm",)
+_LSTM_KEYS = (
+    "emb_dim",
+    "hidden_dim",
+    "dropout_in",
+    "dropout_out",
+    "word_dropout",
+    "init_range",
+    "emb_init_range",
+)
+
+
+def model_type(name: str, reads: tuple[str, ...]) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register a builder as ``model.type: name`` in :data:`MODELS`, declaring the ``model.*`` keys it reads
+    (besides :data:`COMMON_MODEL_KEYS` and the posterior head's) in :data:`MODEL_KEYS`."""
+    unknown = sorted(set(reads) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"model type {name!r} declares keys that ModelConfig lacks: {', '.join(unknown)}")
+
+    def deco(builder: ModelBuilder) -> ModelBuilder:
+        MODELS.register(name)(builder)
+        MODEL_KEYS[name] = frozenset(reads)
+        return builder
+
+    return deco
+
+
+def model_keys_read(m: ModelConfig) -> set[str] | None:
+    """The ``model.*`` keys (leaf names) that ``m.type`` with ``m.posterior`` reads; None for a type that
+    declares none."""
+    own = MODEL_KEYS.get(m.type)
+    if own is None:
+        return None
+    keys = {*COMMON_MODEL_KEYS, *own}
+    if m.type not in NO_ENCODER:
+        keys |= {"posterior", *HEAD_KEYS.get(m.posterior, ())}
+    return keys
+
+
+def check_model_keys(m: ModelConfig, given: Iterable[str]) -> None:
+    """Refuse a ``model.*`` key the user wrote (``given``: leaf names) that ``m.type`` does not read: a key
+    another type reads is otherwise silently ignored. ``model.likelihood`` may name the likelihood a type always
+    has (:data:`FIXED_LIKELIHOOD`). Only fresh configs are checked (:func:`vaelab.config.load_config`); a run
+    folder's saved config, which holds every key, is not."""
+    reads = model_keys_read(m)
+    if reads is None:
+        return
+    for key in given:
+        if key in reads or key not in ModelConfig.__dataclass_fields__:
+            continue
+        if key == "likelihood" and m.likelihood == FIXED_LIKELIHOOD.get(m.type):
+            continue
+        if key in ("bn_gamma", "delta_rate") and m.type not in NO_ENCODER:
+            heads = [h for h, ks in HEAD_KEYS.items() if key in ks]
+            raise ConfigError(
+                f"model.{key}: not read by model.posterior={m.posterior} (only by model.posterior="
+                f"{' or '.join(heads)}); remove it or set model.posterior={heads[0]}"
+            )
+        raise ConfigError(
+            f"model.{key}: not read by model.type={m.type} (it reads: {', '.join(sorted(reads - {'type'}))}); "
+            "remove it or choose a model.type that uses it"
+        )
+
+
 def _likelihood(cfg: ModelConfig):
     cls = LIKELIHOODS.get(cfg.likelihood, key="model.likelihood")
     return cls(event_dims=3, std=cfg.gaussian_std, learn_std=cfg.learn_std)
@@ -108,7 +182,7 @@ def _image_shape(info: dict[str, Any]) -> tuple[int, int, int]:
         raise ConfigError("this model type needs image data (data_info['image_shape'] is missing)") from None
 
 
-@MODELS.register("mlp")
+@model_type("mlp", reads=("hidden", "activation", "likelihood", "gaussian_std", "learn_std"))
 def _build_mlp(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     shape = _image_shape(info)
     enc = MLPEncoder(shape, cfg.latent_dim, cfg.hidden, cfg.activation)
@@ -116,7 +190,7 @@ def _build_mlp(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     return VAE(enc, dec)
 
 
-@MODELS.register("conv")
+@model_type("conv", reads=("channels", "activation", "likelihood", "gaussian_std", "learn_std"))
 def _build_conv(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     shape = _image_shape(info)
     enc = ConvEncoder(shape, cfg.latent_dim, cfg.channels, cfg.activation)
@@ -124,14 +198,14 @@ def _build_conv(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     return VAE(enc, dec)
 
 
-@MODELS.register("linear")
+@model_type("linear", reads=("gaussian_std", "learn_std"))
 def _build_linear(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     shape = _image_shape(info)
     dec = LinearGaussianDecoder(shape, cfg.latent_dim, std=cfg.gaussian_std, learn_std=cfg.learn_std)
     return VAE(LinearEncoder(shape, cfg.latent_dim), dec)
 
 
-@MODELS.register("pixelcnn")
+@model_type("pixelcnn", reads=("channels", "pixelcnn_channels", "pixelcnn_layers"))
 def _build_pixelcnn(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     """ResNet encoder + PixelCNN decoder with z in every layer (He et al. 2019's image setting)."""
     from vaelab.models.pixelcnn import PixelCNNDecoder, ResNetEncoder
@@ -142,7 +216,7 @@ def _build_pixelcnn(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     return VAE(enc, dec)
 
 
-@MODELS.register("custom")
+@model_type("custom", reads=("factory", "factory_kwargs"))
 def _build_custom(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     """The user's own encoder and decoder from ``model.factory`` (see :mod:`vaelab.models.custom`)."""
     from vaelab.models.custom import build_custom
@@ -176,7 +250,7 @@ def _lstm_decoder(cfg: ModelConfig, info: dict[str, Any], use_z: bool) -> LSTMDe
     )
 
 
-@MODELS.register("lstm_vae")
+@model_type("lstm_vae", reads=(*_LSTM_KEYS, "decoder_init_from_z", "skip"))
 def _build_lstm_vae(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     """LSTM VAE (Bowman et al. 2016; Kim et al. 2018; He et al. 2019), see :mod:`vaelab.models.text`."""
     info = _text_info(info)
@@ -191,7 +265,7 @@ def _build_lstm_vae(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     return VAE(enc, _lstm_decoder(cfg, info, use_z=True))
 
 
-@MODELS.register("lstm_lm")
+@model_type("lstm_lm", reads=_LSTM_KEYS)
 def _build_lstm_lm(cfg: ModelConfig, info: dict[str, Any]) -> VAE:
     """LSTM language model inside the VAE contract: the decoder ignores z, the encoder returns the prior."""
     info = _text_info(info)
@@ -215,6 +289,7 @@ def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
 
 __all__ = [
     "MODELS",
+    "MODEL_KEYS",
     "MODEL_RULES",
     "VAE",
     "Decoder",
@@ -224,4 +299,6 @@ __all__ = [
     "batch_size",
     "build_model",
     "check_model",
+    "check_model_keys",
+    "model_type",
 ]
