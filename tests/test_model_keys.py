@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaelab.config import ConfigError, load_config, load_saved_config, save_config
+from vaelab.config import ConfigError, load_config, load_saved_config, save_config, to_dict
 from vaelab.models import MODEL_KEYS, MODELS, ModelConfig
-from vaelab.sweep import load_sweep
+from vaelab.sweep import load_sweep, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(
@@ -102,3 +102,109 @@ def test_every_shipped_sweep_point_sets_only_keys_its_type_reads(path: Path):
     for point in spec.points():
         model = spec.config_dict(point).get("model") or {}
         check_model_keys(spec.config(point).model, list(model))
+
+
+# ---- sweep points and study arms: checked as a fresh `vaelab train` config, when the sweep is read ----
+
+SWEEP_BASE = {
+    "name": "tiny",
+    "data": {"name": "synthetic_blobs", "num_examples": 64, "image_shape": [1, 6, 6], "eval_size": 16},
+    "model": {"type": "mlp", "latent_dim": 2, "hidden": [8]},
+    "train": {"batch_size": 16, "epochs": 1, "progress": False},
+}
+
+
+def _sweep(tmp_path: Path, **changes) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(SWEEP_BASE))
+    return _write(tmp_path / "s.yaml", {"name": "s", "base": "base.yaml", "seeds": [0, 1], **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "point", "named"),
+    [
+        # a variant that changes the type: the base file's model.hidden is not read by conv
+        (
+            {"variants": [{"name": "mlp"}, {"name": "cnn", "model.type": "conv"}]},
+            "point 1 (variant cnn: model.type=conv seed=0)",
+            "model.hidden: not read by model.type=conv",
+        ),
+        ({"grid": {"model.channels": [[4], [8]]}}, "point 0 (model.channels=[4] seed=0)", "model.channels: not read"),
+        ({"fixed": {"model.pixelcnn_layers": 2}}, "point 0 (model.pixelcnn_layers=2 seed=0)", "model.pixelcnn"),
+        (
+            {"zip": {"model.posterior": ["bn", "delta"], "model.bn_gamma": [0.5, 0.7]}},
+            "point 1 (model.bn_gamma=0.7 model.posterior=delta seed=0)",
+            "model.bn_gamma: not read by model.posterior=delta",
+        ),
+    ],
+)
+def test_a_sweep_point_that_sets_a_key_its_model_does_not_read_is_refused_when_read(
+    tmp_path: Path, changes: dict, point: str, named: str
+):
+    path = _sweep(tmp_path, **changes)
+    with pytest.raises(ConfigError) as e:
+        load_sweep(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"sweep 's', {point}: "), msg
+    assert named in msg
+
+
+def test_a_sweep_whose_points_set_only_keys_their_types_read_loads(tmp_path: Path):
+    base = {**SWEEP_BASE, "model": {"latent_dim": 2}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    variants = [{"name": "mlp", "model.hidden": [8]}, {"name": "cnn", "model.type": "conv", "model.channels": [4]}]
+    path = _write(tmp_path / "s.yaml", {"base": "base.yaml", "variants": variants})
+    spec = load_sweep(path)
+    assert [spec.config(p).model.type for p in spec.points()] == ["mlp", "conv"]
+    # a complete (resolved) base config, as a study stores it, is not the user's choice of keys
+    cfg = to_dict(load_config(None, ["model.hidden=[8]"]))
+    spec = spec_from_dict({"base_config": cfg, "variants": [{"model.type": "conv"}, {"model.type": "linear"}]})
+    spec.validate()
+
+
+def test_run_sweep_refuses_an_unread_key_before_anything_is_written(tmp_path: Path):
+    from vaelab.sweep import run_sweep
+
+    spec = spec_from_dict({"base_config": SWEEP_BASE, "grid": {"model.type": ["mlp", "conv"]}})  # not validated
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"point 1 \(model.type=conv\): model.hidden: not read by model.type=conv"):
+        run_sweep(spec, out)
+    assert not out.exists()
+
+
+def test_a_stored_sweep_with_an_unread_key_is_still_read(tmp_path: Path):
+    """A sweep folder's sweep.yaml written before the check (aggregate, report and plots read it) loads as a spec;
+    running it again is refused as its sweep file would be."""
+    from vaelab.sweep.runner import load_stored_spec
+
+    data = {"name": "old", "base_config": SWEEP_BASE, "variants": [{"model.type": "conv"}]}
+    _write(tmp_path / "sweep.yaml", data)
+    spec = load_stored_spec(tmp_path)
+    assert spec.config(spec.point(0)).model.hidden == [8]
+    with pytest.raises(ConfigError, match=r"model.hidden: not read by model.type=conv"):
+        spec.validate()
+
+
+def test_study_arms_and_the_study_base_are_checked(tmp_path: Path):
+    from vaelab.study.collapse import StudyRequest, study_spec
+
+    def spec(**kw):
+        return spec_from_dict(study_spec(StudyRequest(data="synthetic_blobs", **kw)), "study")
+
+    # the preset's own keys (model.hidden) are not the user's: another type is accepted
+    spec(methods=["plain", "bn_vae"], overrides=["model.type=conv"]).validate()
+    with pytest.raises(ConfigError, match=r"^--data synthetic_blobs: model.channels: not read by model.type=mlp"):
+        spec(overrides=["model.channels=[8]"])
+    # an arm's own setting that its posterior does not read, named by the arm
+    with pytest.raises(ConfigError) as e:
+        spec(methods=["plain", "bn_vae"], method_overrides=["bn_vae:model.delta_rate=0.3"]).validate()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("sweep 'collapse_synthetic_blobs', point 1 (variant bn_vae: ")
+    assert msg.endswith(
+        "model.delta_rate: not read by model.posterior=bn (only by model.posterior=delta); remove it "
+        "or set model.posterior=delta"
+    )
+    # a study base given as a config file: the keys it writes count, as for `vaelab train FILE`
+    base = _write(tmp_path / "b.yaml", {**SWEEP_BASE, "model": {"type": "conv", "hidden": [8]}})
+    with pytest.raises(ConfigError, match=r"^--data .*b.yaml: model.hidden: not read by model.type=conv"):
+        study_spec(StudyRequest(data=str(base)))

@@ -49,7 +49,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     saved = isinstance(data.get("_meta"), dict)
     if saved:
         data.pop("_meta")
-    written = _model_keys_written(data, overrides or [], saved)
+    written = model_keys_written(data, overrides or [], saved)
     data = apply_overrides(data, overrides or [])
     check_override_values(overrides or [])  # a bad value given on the command line is named as such
     where = f"{path}: " if path is not None else ""
@@ -61,17 +61,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
-def _model_keys_written(data: dict[str, Any], overrides: list[str], saved: bool) -> list[str]:
-    """The ``model.*`` keys (leaf names) the user wrote: the file's and the overrides'. A run folder's saved
-    config (``_meta``) or any complete ``model`` section (a resolved config) holds every key, written by vaelab,
-    not chosen: only its overrides count."""
+def model_keys_written(data: dict[str, Any], overrides: list[str], saved: bool = False) -> list[str]:
+    """The ``model.*`` keys (leaf names) the user wrote: those of ``data``'s ``model`` section (a config file's, a
+    sweep's base config) and of the ``overrides``. A run folder's saved config (``saved``: it had ``_meta``) or any
+    complete ``model`` section (a resolved config) holds every key, written by vaelab, not chosen: only its
+    overrides count. An override of the whole section (``model={...}``) replaces what came before it."""
     section = data.get("model")
     keys = list(section) if isinstance(section, dict) else []
     if saved or set(ModelConfig.__dataclass_fields__) <= set(keys):
         keys = []
     for item in overrides:
-        name = item.split("=", 1)[0].strip()
-        if name.startswith("model."):
+        name, _, raw = item.partition("=")
+        name = name.strip()
+        if name == "model":
+            value = parse_scalar(raw)
+            keys = [str(k) for k in value] if isinstance(value, dict) else []
+        elif name.startswith("model."):
             keys.append(name.split(".")[1])
     return keys
 
