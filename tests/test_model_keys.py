@@ -208,3 +208,60 @@ def test_study_arms_and_the_study_base_are_checked(tmp_path: Path):
     base = _write(tmp_path / "b.yaml", {**SWEEP_BASE, "model": {"type": "conv", "hidden": [8]}})
     with pytest.raises(ConfigError, match=r"^--data .*b.yaml: model.hidden: not read by model.type=conv"):
         study_spec(StudyRequest(data=str(base)))
+
+
+# ---- likelihood-specific keys: read only under the likelihood that has them ----
+
+
+@pytest.mark.parametrize("model_type", ["mlp", "conv"])
+@pytest.mark.parametrize("key", ["gaussian_std=0.1", "learn_std=true"])
+def test_a_gaussian_key_under_a_bernoulli_likelihood_is_refused_in_one_line(tmp_path: Path, model_type: str, key: str):
+    name = key.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"model.type={model_type}", f"model.{key}"])
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg == (
+        f"model.{name}: not read by model.likelihood=bernoulli (only by model.likelihood=gaussian); remove it or set "
+        "model.likelihood=gaussian"
+    )
+    value = yaml.safe_load(key.split("=")[1])
+    cfg = _write(tmp_path / "c.yaml", {"model": {"type": model_type, "likelihood": "bernoulli", name: value}})
+    with pytest.raises(ConfigError, match=rf"^{cfg}: model.{name}: not read by model.likelihood=bernoulli"):
+        load_config(cfg)
+
+
+def test_gaussian_keys_are_accepted_where_the_likelihood_is_gaussian(tmp_path: Path):
+    g = load_config(None, ["model.likelihood=gaussian", "model.gaussian_std=0.1", "model.learn_std=true"]).model
+    assert (g.gaussian_std, g.learn_std) == (0.1, True)
+    assert load_config(None, ["model.type=conv", "model.likelihood=gaussian", "model.gaussian_std=0.2"]).model
+    # linear is always Gaussian: its keys are read whatever model.likelihood says (bernoulli is the default)
+    assert load_config(None, ["model.type=linear", "model.gaussian_std=0.3"]).model.gaussian_std == 0.3
+    # a likelihood switched away from gaussian by an override: the file's gaussian_std is then unread
+    cfg = _write(tmp_path / "g.yaml", {"model": {"likelihood": "gaussian", "gaussian_std": 0.1}})
+    assert load_config(cfg).model.gaussian_std == 0.1
+    with pytest.raises(ConfigError, match=r"model.gaussian_std: not read by model.likelihood=bernoulli"):
+        load_config(cfg, ["model.likelihood=bernoulli"])
+
+
+def test_a_saved_config_with_a_gaussian_key_under_bernoulli_still_loads(tmp_path: Path):
+    cfg = load_config(None, ["model.type=conv"])
+    cfg.model.gaussian_std, cfg.model.learn_std = 0.3, True  # as an old run folder may hold
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path, extra={"vaelab": "old"})
+    loaded = load_saved_config(path).model
+    assert (loaded.likelihood, loaded.gaussian_std, loaded.learn_std) == ("bernoulli", 0.3, True)
+    assert load_config(path).model.gaussian_std == 0.3
+
+
+def test_a_sweep_point_that_switches_the_likelihood_is_checked(tmp_path: Path):
+    model = {"type": "mlp", "latent_dim": 2, "hidden": [8], "likelihood": "gaussian", "gaussian_std": 0.1}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**SWEEP_BASE, "model": model}))
+    variants = [{"name": "g"}, {"name": "b", "model.likelihood": "bernoulli"}]
+    path = _write(tmp_path / "s.yaml", {"name": "s", "base": "base.yaml", "variants": variants})
+    with pytest.raises(
+        ConfigError,
+        match=r"^sweep 's', point 1 \(variant b: model.likelihood=bernoulli\): "
+        r"model.gaussian_std: not read by model.likelihood=bernoulli",
+    ):
+        load_sweep(path)

@@ -106,6 +106,10 @@ COMMON_MODEL_KEYS = ("type", "latent_dim")
 HEAD_KEYS = {"gaussian": (), "bn": ("bn_gamma",), "delta": ("delta_rate",)}
 """The keys each ``model.posterior`` head reads; ``posterior`` itself is read by every type with an encoder
 (every type but ``lstm_lm``)."""
+LIKELIHOOD_KEYS = {"bernoulli": (), "gaussian": ("gaussian_std", "learn_std")}
+"""The keys each ``model.likelihood`` reads, for the types whose likelihood is ``model.likelihood``
+(:data:`LIKELIHOOD_READERS`); a type with a fixed likelihood reads its own likelihood's keys (``linear``:
+``gaussian_std`` and ``learn_std``) whatever ``model.likelihood`` says."""
 NO_ENCODER = ("lstm_lm",)
 _LSTM_KEYS = (
     "emb_dim",
@@ -140,6 +144,8 @@ def model_keys_read(m: ModelConfig) -> set[str] | None:
     if own is None:
         return None
     keys = {*COMMON_MODEL_KEYS, *own}
+    if m.type in LIKELIHOOD_READERS:  # the keys of the other likelihoods are not read
+        keys -= {k for name, ks in LIKELIHOOD_KEYS.items() if name != m.likelihood for k in ks}
     if m.type not in NO_ENCODER:
         keys |= {"posterior", *HEAD_KEYS.get(m.posterior, ())}
     return keys
@@ -147,9 +153,10 @@ def model_keys_read(m: ModelConfig) -> set[str] | None:
 
 def check_model_keys(m: ModelConfig, given: Iterable[str]) -> None:
     """Refuse a ``model.*`` key the user wrote (``given``: leaf names) that ``m.type`` does not read: a key
-    another type reads is otherwise silently ignored. ``model.likelihood`` may name the likelihood a type always
-    has (:data:`FIXED_LIKELIHOOD`). Only fresh configs are checked (:func:`vaelab.config.load_config`); a run
-    folder's saved config, which holds every key, is not."""
+    another type (or another likelihood, or another posterior head) reads is otherwise silently ignored.
+    ``model.likelihood`` may name the likelihood a type always has (:data:`FIXED_LIKELIHOOD`). Only fresh configs
+    are checked (:func:`vaelab.config.load_config`, sweep points and study arms); a run folder's saved config, which
+    holds every key, is not."""
     reads = model_keys_read(m)
     if reads is None:
         return
@@ -163,6 +170,12 @@ def check_model_keys(m: ModelConfig, given: Iterable[str]) -> None:
             raise ConfigError(
                 f"model.{key}: not read by model.posterior={m.posterior} (only by model.posterior="
                 f"{' or '.join(heads)}); remove it or set model.posterior={heads[0]}"
+            )
+        likelihoods = [name for name, ks in LIKELIHOOD_KEYS.items() if key in ks]
+        if likelihoods and m.type in LIKELIHOOD_READERS:
+            raise ConfigError(
+                f"model.{key}: not read by model.likelihood={m.likelihood} (only by model.likelihood="
+                f"{' or '.join(likelihoods)}); remove it or set model.likelihood={likelihoods[0]}"
             )
         raise ConfigError(
             f"model.{key}: not read by model.type={m.type} (it reads: {', '.join(sorted(reads - {'type'}))}); "
@@ -288,6 +301,7 @@ def build_model(cfg: ModelConfig, data_info: dict[str, Any]) -> VAE:
 
 
 __all__ = [
+    "LIKELIHOOD_KEYS",
     "MODELS",
     "MODEL_KEYS",
     "MODEL_RULES",
