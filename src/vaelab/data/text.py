@@ -234,6 +234,10 @@ def _apply_length_limits(
     return out, pos, counts
 
 
+RawSplit = tuple[list[list[str]], list[int] | None, list[int]]
+"""A split as read, before the vocabulary: its sentences (words), labels (None without) and file line numbers."""
+
+
 def load_text_corpus(
     name: str,
     cfg: DataConfig,
@@ -242,8 +246,39 @@ def load_text_corpus(
     where: str,
     standard: dict[str, tuple[str, int]] | None = None,
 ) -> TextDataset:
-    """Read, check, split, subset and encode a corpus (the shared body of ``text`` and ``ptb``)."""
+    """Read, check, split, subset and encode a corpus (the shared body of ``text`` and ``ptb``): the files into
+    words (:func:`_read_files`), the validation split held out when there is no file for it
+    (:func:`_raw_splits`), the vocabulary (:func:`_vocabulary`), the length limits and the ids
+    (:func:`_encode_splits`), then ``train_size`` and ``eval_size`` (:func:`_subset_splits`) and the classes."""
     check_data(cfg)  # as load_dataset does: this function is public
+    _check_roles(name, files)
+    info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
+    parsed = _read_files(cfg, folder, files, where, standard, info)
+    raw = _raw_splits(name, cfg, parsed, info)
+    vocab = _vocabulary(cfg, folder, raw["train"][0], info)
+    splits = _encode_splits(raw, vocab, cfg, folder, files, info)
+    if len(splits["train"]) == 0:
+        p = parsed["train"]
+        why = f"all {len(p.skipped)} lines were skipped as malformed" if p.skipped else "it holds no sentences"
+        raise DataError(f"{folder / files['train']}: the training split is empty: {why}")
+    _subset_splits(name, cfg, splits, info)
+    num_classes = _num_classes(splits, folder)
+    info.update(corpus_info(splits, len(vocab), num_classes, cfg, lowercase=cfg.lowercase))
+    return TextDataset(
+        name=name,
+        train=splits["train"],
+        valid=splits["valid"],
+        test=splits["test"],
+        vocab=vocab,
+        num_classes=num_classes,
+        lowercase=cfg.lowercase,
+        bucketing=cfg.bucketing,
+        info=info,
+    )
+
+
+def _check_roles(name: str, files: dict[str, str]) -> None:
+    """``data.files`` names only the roles train, valid and test, and at least train and test."""
     unknown = sorted(set(files) - set(SPLITS))
     if unknown:
         raise ConfigError(
@@ -253,7 +288,16 @@ def load_text_corpus(
         if role not in files:
             raise ConfigError(f"data.files needs a {role!r} file for data set {name!r}")
 
-    info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
+
+def _read_files(
+    cfg: DataConfig,
+    folder: Path,
+    files: dict[str, str],
+    where: str,
+    standard: dict[str, tuple[str, int]] | None,
+    info: dict[str, Any],
+) -> dict[str, ParsedFile]:
+    """Each role's file parsed into words (in the order train, valid, test), its record in ``info["files"]``."""
     parsed: dict[str, ParsedFile] = {}
     for role in SPLITS:
         if role not in files:
@@ -271,34 +315,46 @@ def load_text_corpus(
         )
         rec: dict[str, Any] = {"path": str(path), "lines": p.num_lines, "sentences": len(p.sentences)}
         if cfg.verify_checksum:
-            digest = sha256_file(path)
-            rec["sha256"] = digest
-            if standard and path.name in standard:
-                want, n_lines = standard[path.name]
-                if digest == want:
-                    if len(p.sentences) != n_lines:
-                        raise DataError(
-                            f"file {path}: has the standard sha256 but {len(p.sentences)} sentences were read "
-                            f"(expected {n_lines}); check data.format / data.skip_malformed"
-                        )
-                    rec["standard"] = True
-                else:
-                    rec["standard"] = False
-                    rec["note"] = f"sha256 differs from the standard {path.name} ({want[:12]}...); loaded as it is"
+            rec.update(_checksum_record(path, len(p.sentences), standard))
         if p.skipped:
             rec["skipped_malformed"] = len(p.skipped)
             rec["skipped_lines"] = [f"{ln}: {why}" for ln, why in p.skipped[:20]]
         info["files"][role] = rec
         parsed[role] = p
+    return parsed
 
-    # raw splits: (sentences, labels, line numbers)
-    def raw(role: str) -> tuple[list[list[str]], list[int] | None, list[int]]:
+
+def _checksum_record(path: Path, sentences: int, standard: dict[str, tuple[str, int]] | None) -> dict[str, Any]:
+    """A file's sha256 and, for a file of a standard corpus (``standard``: name -> (sha256, sentences)), whether it
+    is the standard copy: one that is must hold the standard number of sentences."""
+    digest = sha256_file(path)
+    rec: dict[str, Any] = {"sha256": digest}
+    if standard and path.name in standard:
+        want, n_lines = standard[path.name]
+        if digest == want:
+            if sentences != n_lines:
+                raise DataError(
+                    f"file {path}: has the standard sha256 but {sentences} sentences were read "
+                    f"(expected {n_lines}); check data.format / data.skip_malformed"
+                )
+            rec["standard"] = True
+        else:
+            rec["standard"] = False
+            rec["note"] = f"sha256 differs from the standard {path.name} ({want[:12]}...); loaded as it is"
+    return rec
+
+
+def _raw_splits(name: str, cfg: DataConfig, parsed: dict[str, ParsedFile], info: dict[str, Any]) -> dict[str, RawSplit]:
+    """The three splits as read; without a validation file, ``data.valid_size`` training sentences are held out
+    (the last of a fixed permutation seeded by ``data.split_seed``; both parts keep file order)."""
+
+    def raw(role: str) -> RawSplit:
         p = parsed[role]
         return p.sentences, p.labels, p.lines
 
     train_s, train_y, train_l = raw("train")
     if "valid" in parsed:
-        valid_s, valid_y, valid_l = raw("valid")
+        valid = raw("valid")
     else:
         n = len(train_s)
         if not 0 < cfg.valid_size < n:
@@ -309,41 +365,54 @@ def load_text_corpus(
             )
         perm = fixed_permutation(n, cfg.split_seed, "valid")
         tr, va = np.sort(perm[: n - cfg.valid_size]), np.sort(perm[n - cfg.valid_size :])
-        valid_s, valid_l = [train_s[i] for i in va], [train_l[i] for i in va]
-        valid_y = None if train_y is None else [train_y[i] for i in va]
+        valid = (
+            [train_s[i] for i in va],
+            None if train_y is None else [train_y[i] for i in va],
+            [train_l[i] for i in va],
+        )
         train_s, train_l = [train_s[i] for i in tr], [train_l[i] for i in tr]
         train_y = None if train_y is None else [train_y[i] for i in tr]
         info["valid_rule"] = (
             f"valid = last {cfg.valid_size} of a fixed permutation of the {n} training sentences "
             f"(split_seed={cfg.split_seed}); train = the other {n - cfg.valid_size}"
         )
-    test_s, test_y, test_l = raw("test")
+    return {"train": (train_s, train_y, train_l), "valid": valid, "test": raw("test")}
 
-    # vocabulary: from the whole training split (before train_size), or a file
+
+def _vocabulary(cfg: DataConfig, folder: Path, train: list[list[str]], info: dict[str, Any]) -> Vocabulary:
+    """The vocabulary: from ``data.vocab_file`` (relative to the corpus folder), or from the word counts of the
+    whole training split (before ``train_size``); where it came from goes to ``info["vocab_source"]``."""
     if cfg.vocab_file:
         vf = Path(cfg.vocab_file).expanduser()
         vf = vf if vf.is_absolute() else folder / vf
         vocab = Vocabulary.from_file(vf, cfg.vocab_size, unk_token=cfg.unk_token)
         info["vocab_source"] = f"file {vf}" + (f", first {cfg.vocab_size}" if cfg.vocab_size else "")
-    else:
-        counts: Counter[str] = Counter()
-        for s in train_s:
-            counts.update(s)
-        vocab = Vocabulary.from_counts(counts, cfg.vocab_size)
-        info["vocab_source"] = (
-            f"training split word counts ({len(counts)} types), "
-            + (f"the {cfg.vocab_size - 4} most frequent" if cfg.vocab_size else "every type")
-            + " (ties alphabetical) + <pad> <s> </s> <unk>"
-        )
+        return vocab
+    counts: Counter[str] = Counter()
+    for s in train:
+        counts.update(s)
+    info["vocab_source"] = (
+        f"training split word counts ({len(counts)} types), "
+        + (f"the {cfg.vocab_size - 4} most frequent" if cfg.vocab_size else "every type")
+        + " (ties alphabetical) + <pad> <s> </s> <unk>"
+    )
+    return Vocabulary.from_counts(counts, cfg.vocab_size)
 
+
+def _encode_splits(
+    raw: dict[str, RawSplit],
+    vocab: Vocabulary,
+    cfg: DataConfig,
+    folder: Path,
+    files: dict[str, str],
+    info: dict[str, Any],
+) -> dict[str, TextSplit]:
+    """Each split after the length limits (a split they empty is refused), as ids; the limits' counts and the
+    <unk> rates go to ``info``."""
     splits: dict[str, TextSplit] = {}
     info["length_limits"] = {}
     info["unk_rate"] = {}
-    for role, (sents, ys, lines) in {
-        "train": (train_s, train_y, train_l),
-        "valid": (valid_s, valid_y, valid_l),
-        "test": (test_s, test_y, test_l),
-    }.items():
+    for role, (sents, ys, lines) in raw.items():
         kept, pos, lim = _apply_length_limits(sents, list(range(len(sents))), cfg)
         if any(lim.values()):
             info["length_limits"][role] = lim
@@ -361,13 +430,13 @@ def load_text_corpus(
         splits[role] = split
     if not info["length_limits"]:
         del info["length_limits"]
+    return splits
 
-    train = splits["train"]
-    n_train = len(train)
-    if n_train == 0:
-        p = parsed["train"]
-        why = f"all {len(p.skipped)} lines were skipped as malformed" if p.skipped else "it holds no sentences"
-        raise DataError(f"{folder / files['train']}: the training split is empty: {why}")
+
+def _subset_splits(name: str, cfg: DataConfig, splits: dict[str, TextSplit], info: dict[str, Any]) -> None:
+    """``data.train_size`` (nested across sizes) and ``data.eval_size`` (valid and test), each the first of a fixed
+    permutation seeded by ``data.split_seed``, in file order; the rules go to ``info``."""
+    n_train = len(splits["train"])
     if cfg.train_size is not None:
         if not 0 < cfg.train_size <= n_train:
             raise ConfigError(
@@ -375,7 +444,7 @@ def load_text_corpus(
             )
         if cfg.train_size < n_train:
             keep = np.sort(fixed_permutation(n_train, cfg.split_seed, "train_size")[: cfg.train_size])
-            splits["train"] = train.subset(keep)
+            splits["train"] = splits["train"].subset(keep)
         info["train_size_rule"] = (
             f"first {cfg.train_size} of a fixed permutation of the {n_train} training sentences "
             f"(split_seed={cfg.split_seed}), in file order; nested across sizes; the vocabulary is that of all "
@@ -389,25 +458,15 @@ def load_text_corpus(
                 splits[role] = s.subset(keep)
         info["eval_size_rule"] = f"valid/test capped at {cfg.eval_size} sentences (fixed permutation, split_seed)"
 
-    labels = [s.y for s in splits.values()]
-    num_classes = None
-    if all(y is not None for y in labels):
-        ys = [y for y in labels if y is not None and len(y)]
-        num_classes = class_count(
-            [int(y.min()) for y in ys], [int(y.max()) for y in ys], sum(len(y) for y in ys), f"{folder} (labels)"
-        )
 
-    info.update(corpus_info(splits, len(vocab), num_classes, cfg, lowercase=cfg.lowercase))
-    return TextDataset(
-        name=name,
-        train=splits["train"],
-        valid=splits["valid"],
-        test=splits["test"],
-        vocab=vocab,
-        num_classes=num_classes,
-        lowercase=cfg.lowercase,
-        bucketing=cfg.bucketing,
-        info=info,
+def _num_classes(splits: dict[str, TextSplit], folder: Path) -> int | None:
+    """The number of classes when every split has labels, else None."""
+    labels = [s.y for s in splits.values()]
+    if not all(y is not None for y in labels):
+        return None
+    ys = [y for y in labels if y is not None and len(y)]
+    return class_count(
+        [int(y.min()) for y in ys], [int(y.max()) for y in ys], sum(len(y) for y in ys), f"{folder} (labels)"
     )
 
 
