@@ -221,3 +221,29 @@ def test_the_readme_map_of_the_code_lists_every_module():
         if f"{folder.name}/" not in block:
             missing.append(f"{folder.relative_to(root)}/")
     assert not missing, f"modules missing from README's map of the code: {missing}"
+
+
+def test_the_models_import_nothing_from_the_data_layer():
+    """A model reads batches, not data sets: no module of :mod:`vaelab.models` imports (directly or through
+    another module) anything of :mod:`vaelab.data`; what text models and text data share (the special tokens,
+    :class:`~vaelab.tokens.TokenBatch`) sits below both, in :mod:`vaelab.tokens`."""
+    graph = import_graph()
+    models = [m for m in graph if m == "vaelab.models" or m.startswith("vaelab.models.")]
+    assert "vaelab.models.text" in models and "vaelab.models.custom" in models
+    for module in models:
+        data = sorted(m for m in reachable(graph, module) if m == "vaelab.data" or m.startswith("vaelab.data."))
+        assert not data, f"{module} imports {data}"
+    assert not graph["vaelab.tokens"], "vaelab.tokens is below the data and the models: it imports no vaelab module"
+
+
+def test_the_shared_text_types_keep_their_old_import_paths():
+    import vaelab.data.text as text
+    import vaelab.data.text_batches as batches
+    import vaelab.data.text_vocab as vocab
+    import vaelab.tokens as tokens
+
+    for name in tokens.__all__:
+        assert getattr(text, name) is getattr(tokens, name), name
+    assert batches.TokenBatch is tokens.TokenBatch
+    for name in ("PAD", "BOS", "EOS", "UNK", "SPECIALS", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID"):
+        assert getattr(vocab, name) is getattr(tokens, name), name

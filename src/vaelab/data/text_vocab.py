@@ -1,9 +1,10 @@
 """The vocabulary of a text corpus and the one way vaelab reads a text file's lines.
 
-Four special tokens come first: ``<pad>`` = 0, ``<s>`` = 1, ``</s>`` = 2, ``<unk>`` = 3 (PTB's own ``<unk>`` word is
-the same token); a corpus may not hold the first three as words (:data:`RESERVED`). The words follow, either counted
-from a training split (:meth:`Vocabulary.from_counts`) or read from a file (:meth:`Vocabulary.from_file`). Corpus
-and vocabulary files are read by :func:`read_lines` (lines split on "\\n" only, so line numbers match an editor's).
+Four special tokens come first: ``<pad>`` = 0, ``<s>`` = 1, ``</s>`` = 2, ``<unk>`` = 3 (declared in
+:mod:`vaelab.tokens`, served here; PTB's own ``<unk>`` word is the same token); a corpus may not hold the first three
+as words (:data:`RESERVED`). The words follow, either counted from a training split (:meth:`Vocabulary.from_counts`)
+or read from a file (:meth:`Vocabulary.from_file`). Corpus and vocabulary files are read by :func:`read_lines`
+(lines split on "\\n" only, so line numbers match an editor's).
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from torch import Tensor
 from vaelab.data.base import DataError
 from vaelab.data.checks import DATA_RULES
 from vaelab.rules import check
+from vaelab.tokens import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIALS, UNK, UNK_ID
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIALS: tuple[str, str, str, str] = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 RESERVED = frozenset((PAD, BOS, EOS))
 """Tokens a corpus may not hold as words (``<unk>`` may: it is read as vaelab's unknown word, as in PTB)."""
 

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaelab.data.text import TokenBatch
 from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import VAE, Decoder, Encoder, batch_size
+from vaelab.tokens import TokenBatch
 
 MAX_ROWS_PER_CALL = 8192
 """The most rows (samples x examples) :class:`UserDecoder` passes to the user's ``log_prob`` in one call when it

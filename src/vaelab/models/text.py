@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaelab.data.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch
 from vaelab.errors import ConfigError, UserError
 from vaelab.models.base import Decoder, Encoder
 from vaelab.rules import Num, check
 from vaelab.seeds import GOLDEN, hashed_uniform
+from vaelab.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenBatch
 
 WORD_DROPOUT = Num(lo=0, hi=1)
 """The rule of ``model.word_dropout``: the probability of replacing a decoder input word by <unk>."""
