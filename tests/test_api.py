@@ -295,3 +295,74 @@ def test_the_package_serves_exactly_the_api_module_names() -> None:
 
     assert sorted(vaelab._API) == sorted(vaelab.api.__all__)
     assert all(getattr(vaelab, name) is getattr(vaelab.api, name) for name in vaelab._API)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# docs/api.md and examples/
+
+
+def _signature_text(obj, skip_self: bool = False) -> str:
+    """``(a, b=1, *, c='x')``: a signature as docs/api.md writes it (no annotations; a dataclass field's default
+    factory as ``...``)."""
+    import inspect
+
+    params = list(inspect.signature(obj).parameters.values())[1 if skip_self else 0 :]
+    parts: list[str] = []
+    for p in params:
+        if p.kind is p.KEYWORD_ONLY and "*" not in parts and not any(x.startswith("*") for x in parts):
+            parts.append("*")
+        if p.kind is p.VAR_POSITIONAL:
+            parts.append(f"*{p.name}")
+        elif p.kind is p.VAR_KEYWORD:
+            parts.append(f"**{p.name}")
+        elif p.default is p.empty:
+            parts.append(p.name)
+        else:
+            parts.append(f"{p.name}={'...' if repr(p.default) == '<factory>' else repr(p.default)}")
+    return f"({', '.join(parts)})"
+
+
+def test_docs_api_lists_every_exported_name_with_its_signature() -> None:
+    """docs/api.md's reference block names every entry of ``vaelab.__all__`` with the signature the package has
+    (functions and dataclasses), its base class (other classes) or its value (constants), and vaelab.Run's methods;
+    and it names nothing that the package does not export."""
+    import dataclasses
+    import inspect
+    import re
+
+    doc = (REPO / "docs" / "api.md").read_text()
+    block = doc.split("## Reference: every name of `import vaelab`", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines()]
+    wrong = []
+    for name in vaelab.__all__:
+        obj = getattr(vaelab, name)
+        if inspect.isfunction(obj) or (inspect.isclass(obj) and dataclasses.is_dataclass(obj)):
+            want = f"vaelab.{name}{_signature_text(obj)}"
+        elif inspect.isclass(obj):
+            want = f"class vaelab.{name}({obj.__mro__[1].__name__})"
+        else:
+            want = f"vaelab.{name} = {obj!r}"
+        if want not in lines:
+            wrong.append(want)
+    documented = set(re.findall(r"^(?:class )?vaelab\.(\w+)", block, re.M))
+    assert documented == set(vaelab.__all__), sorted(documented ^ set(vaelab.__all__))
+    for attr, member in vars(vaelab.Run).items():
+        if attr.startswith("_"):
+            continue
+        want = f".{attr}" if isinstance(member, property) else f".{attr}{_signature_text(member, skip_self=True)}"
+        if not re.search(rf"{re.escape(want)}(?![\w(])", block):
+            wrong.append(f"vaelab.Run{want}")
+    assert not wrong, f"docs/api.md's reference does not have: {wrong}"
+
+
+EXAMPLES = ("custom_conv_vae", "custom_token_decoder")
+"""The scripts of examples/, each run above with its ``--quick`` budget."""
+
+
+def test_every_example_is_run_by_these_tests_and_shown_in_the_docs() -> None:
+    assert sorted(p.stem for p in (REPO / "examples").glob("*.py")) == sorted(EXAMPLES)
+    source = Path(__file__).read_text()
+    doc = (REPO / "docs" / "api.md").read_text()
+    for name in EXAMPLES:
+        assert f'_example("{name}").main(["--quick"' in source, name
+        assert f"(../examples/{name}.py)" in doc, name
