@@ -22,10 +22,16 @@ ids with PTB's sentence lengths.
 
     OMP_NUM_THREADS=1 python benchmarks/text_speed.py [--precisions fp32 bf16] [--steps 8] [--k 100]
         [--sentences 4] [--repeats 3] [--threads 1] [--accuracy-steps 120 [--accuracy-sentences 30]]
-        [--only joint unseeded encoder iw]
+        [--only joint unseeded encoder iw] [--elbo-steps 300 [--elbo-seeds 0 1 2] [--elbo-every 50]
+        [--elbo-valid 300]]
 
 ``--accuracy-steps N`` adds the check behind ``train.precision: bf16``'s accuracy: the model trained N fp32 steps,
 then its IW-NLL in fp32 and bf16 with the same draws (mean and largest per-sentence difference, both times).
+
+``--elbo-steps N`` adds the check behind "the same validation ELBO per step": for each seed the model trained N SGD
+steps in fp32 and in bf16 from the same initialisation, batches and draws, and every ``--elbo-every`` steps its ELBO
+on a fixed validation subset (evaluated in fp32, one fixed draw per sentence); it prints bf16 - fp32 per seed beside
+the seed-to-seed spread of fp32 (about 10 minutes of one core at 3 seeds x 300 steps; with ``--only``, only this).
 
 About 1-2 minutes with the defaults on one thread; raise --steps/--sentences/--repeats for steadier numbers on a
 quiet machine. The 1-minute load average is printed before and after: on a shared machine every figure moves.
@@ -46,7 +52,7 @@ from vaelab.config import load_config
 from vaelab.data import load_dataset
 from vaelab.data.base import DataError
 from vaelab.data.text import TokenBatch
-from vaelab.metrics import iw_log_likelihood
+from vaelab.metrics import elbo_terms, iw_log_likelihood
 from vaelab.models import build_model
 from vaelab.objectives import build_objective
 from vaelab.precision import Precision
@@ -256,12 +262,28 @@ def main() -> None:
     p.add_argument(
         "--only",
         nargs="+",
-        choices=["joint", "unseeded", "encoder", "iw"],
-        help="time only these workloads (default all; e.g. --only iw --repeats 10: short rounds, steadier ratios)",
+        choices=["joint", "unseeded", "encoder", "iw", "elbo"],
+        help="time only these workloads (default all; e.g. --only iw --repeats 10: short rounds, steadier ratios); "
+        "--only elbo: no timing, only the ELBO-per-step check (300 steps unless --elbo-steps)",
     )
+    p.add_argument(
+        "--elbo-steps",
+        type=int,
+        default=0,
+        help="also train fp32 and bf16 this many steps per seed and print the validation ELBO per step (default 0)",
+    )
+    p.add_argument("--elbo-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of that check (0 1 2)")
+    p.add_argument("--elbo-every", type=int, default=50, help="steps between its validation ELBOs (50)")
+    p.add_argument("--elbo-valid", type=int, default=300, help="validation sentences it evaluates (300)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
+    if args.only and "elbo" in args.only:
+        args.only.remove("elbo")
+        args.elbo_steps = args.elbo_steps or 300
+        if not args.only:
+            elbo_per_step(cfg, args.elbo_steps, args.elbo_seeds, args.elbo_every, args.elbo_valid)
+            return
     m = cfg.model
     e, h, d = m.emb_dim, m.hidden_dim, m.latent_dim
     train_xs, test_x, v, source = batches(cfg, args.steps, args.sentences)
@@ -377,6 +399,8 @@ def main() -> None:
     print(f"1-min load {load()} at the end; every figure is the best of {args.repeats} interleaved rounds")
     if args.accuracy_steps > 0:
         accuracy(cfg, v, args.accuracy_steps, args.accuracy_sentences, args.k)
+    if args.elbo_steps > 0:
+        elbo_per_step(cfg, args.elbo_steps, args.elbo_seeds, args.elbo_every, args.elbo_valid)
 
 
 def accuracy(cfg: Any, v: int, steps: int, sentences: int, k: int) -> None:
@@ -404,6 +428,86 @@ def accuracy(cfg: Any, v: int, steps: int, sentences: int, k: int) -> None:
         f"sentences ({test_x.num_tokens / sentences:.1f} predicted tokens each): fp32 {nll['fp32']:.4f} nats/sentence"
         f" in {times['fp32']:.1f} s, bf16 {nll['bf16']:.4f} in {times['bf16']:.1f} s; bf16 - fp32 per sentence: mean "
         f"{float(d.mean()):+.4f}, max abs {float(d.abs().max()):.4f} nats (load {load()})"
+    )
+
+
+def elbo_per_step(cfg: Any, steps: int, seeds: list[int], every: int, n_valid: int) -> None:
+    """For each seed, train the model ``steps`` SGD steps (the config's optimiser, batch and clipping; vaelab's
+    loader, its word-dropout noise and dropout seeds) in fp32 and in bf16 from the same initialisation, batches and
+    reparameterisation draws, and evaluate every ``every`` steps the ELBO (nats per sentence) on ``n_valid`` fixed
+    random validation sentences: in eval mode, in fp32 for both, one fixed draw per sentence. Prints the ELBOs, bf16
+    - fp32 per seed, and the seed-to-seed spread (standard deviation) of fp32 at the same step."""
+    try:
+        ds = load_dataset(cfg.data)
+    except (DataError, FileNotFoundError, OSError) as e:
+        print(f"\nELBO per step: skipped, PTB not found ({e})")
+        return
+    split = ds.split("valid")
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n_valid]
+    pick = pick[torch.sort(split.lengths[pick], stable=True).indices]
+    valid = [split.batch(pick[i : i + 100]) for i in range(0, len(pick), 100)]
+    v = len(ds.vocab)
+
+    def evaluate(model: torch.nn.Module) -> float:
+        model.eval()
+        g = torch.Generator().manual_seed(1)
+        total = sum(float(elbo_terms(model, x, 1, eps_generator=g)["elbo"].sum()) for x in valid)
+        model.train()
+        return total / len(pick)
+
+    marks = sorted({*range(0, steps + 1, every), steps})
+    curves: dict[str, dict[int, list[float]]] = {"fp32": {}, "bf16": {}}
+    seconds = {"fp32": 0.0, "bf16": 0.0}
+    print(
+        f"\nELBO per step: {len(seeds)} seeds x {steps} steps x fp32/bf16 (batch {cfg.train.batch_size}, "
+        f"{cfg.train.optimizer} lr {cfg.train.lr}), validation ELBO on {len(pick)} random validation sentences every "
+        f"{every} steps (fp32 evaluation, one fixed draw per sentence); 1-min load {load()} at the start"
+    )
+    for seed in seeds:
+        for name in ("fp32", "bf16"):
+            torch.manual_seed(seed)
+            model = build_model(cfg.model, {"vocab_size": v})
+            loader = ds.loader("train", cfg.train.batch_size, seed=seed)
+            groups = {"encoder": model.encoder_parameters(), "decoder": model.decoder_parameters()}
+            opts = {k: make_optimizer(cfg.train, p) for k, p in groups.items()}
+            obj = build_objective(cfg.objective, 100, 100)
+            precision = Precision(name, "cpu")
+            ctx = StepContext.single_process(model, obj, opts, grad_clip=cfg.train.grad_clip, precision=precision)
+            curve = curves[name]
+            curve.setdefault(0, []).append(evaluate(model))
+            step, epoch = 0, 0
+            while step < steps:
+                for batch in loader.epoch(epoch):
+                    t0 = time.perf_counter()
+                    gradient_step(ctx, batch.x, step, ["encoder", "decoder"])
+                    seconds[name] += time.perf_counter() - t0
+                    step += 1
+                    if step in marks:
+                        curve.setdefault(step, []).append(evaluate(model))
+                    if step >= steps:
+                        break
+                epoch += 1
+            elbos = ", ".join(f"{m}: {curve[m][-1]:.2f}" for m in marks)
+            print(f"  seed {seed} {name}: ELBO at step {elbos} (load {load()})")
+    print("  step | fp32 mean (sd over seeds) | bf16 mean (sd) | bf16 - fp32 per seed | mean difference / fp32 sd")
+    sds = []
+    for m in marks:
+        a = torch.tensor(curves["fp32"][m], dtype=torch.float64)
+        b = torch.tensor(curves["bf16"][m], dtype=torch.float64)
+        sd, sd16 = (float(a.std()), float(b.std())) if len(a) > 1 else (float("nan"), float("nan"))
+        if m > 0:
+            sds.append(sd)
+        d = b - a
+        print(
+            f"  {m:4d} | {float(a.mean()):.3f} ({sd:.3f}) | {float(b.mean()):.3f} ({sd16:.3f}) | "
+            f"{', '.join(f'{x:+.3f}' for x in d.tolist())} | {float(d.mean()) / sd:+.2f}"
+        )
+    diffs = [b - a for m in marks[1:] for a, b in zip(curves["fp32"][m], curves["bf16"][m], strict=True)]
+    print(
+        f"  over the {len(diffs)} (seed, step > 0) pairs: mean bf16 - fp32 {sum(diffs) / len(diffs):+.3f}, mean "
+        f"|bf16 - fp32| {sum(abs(d) for d in diffs) / len(diffs):.3f} nats, mean fp32 sd over seeds "
+        f"{sum(sds) / len(sds):.3f}; training time fp32 {seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s (runs "
+        f"in turn, not interleaved; load {load()})"
     )
 
 

@@ -13,6 +13,7 @@ Tolerances (measured on the tiny corpus, 40-60 SGD steps; bf16 = bfloat16 autoca
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,78 @@ def test_fused_inference_softmax_matches_cross_entropy(block: int):
             low = dec._inference_nll(hidden, target, None)
         rounded = softmax_nll(dec.out.bias.bfloat16().float().expand(7, -1), target)
         torch.testing.assert_close(low, rounded, rtol=1e-6, atol=1e-5)
+
+
+def _output_layer_grads(dec, hidden, target, upstream, precision: str, fused: bool = True):
+    """nll and the gradients of (nll * upstream).sum() w.r.t. hidden, the output weight and bias, through
+    :meth:`LSTMDecoder._score`'s training path (grad enabled) at ``precision``."""
+    dec.fused_training_softmax = fused
+    dec.zero_grad(set_to_none=True)
+    h = hidden.clone().requires_grad_(True)
+    with Precision(precision).autocast():
+        x = h.bfloat16() if precision == "bf16" else h
+        # each token a row of its own (one predicted token: length 2 with the markers), so that the upstream
+        # gradient can vary by token
+        lp = dec._score(x.unsqueeze(1), target.unsqueeze(1), torch.full((target.shape[0],), 2), None)
+    (-lp * upstream).sum().backward()
+    return -lp.detach(), h.grad, dec.out.weight.grad, dec.out.bias.grad
+
+
+@pytest.mark.parametrize(("block", "rows"), [(0, 32), (5, 32), (256, 2)])
+def test_fused_training_output_layer_matches_autocast_cross_entropy(block: int, rows: int, monkeypatch):
+    """The output layer and cross-entropy fused for bf16 training (``_ReducedOutputNLL``): the loss within float32
+    rounding of the same logits, and the gradients of hidden states, weight and bias within bf16 rounding of
+    autocast's ``F.cross_entropy(linear(h).float())`` and of the float32 gradients, for an upstream gradient that
+    varies by token; float32 training keeps ``F.cross_entropy`` (equal with the switch on or off, bit for bit)."""
+    import vaelab.models.text as text
+    from vaelab.models.text import LSTMDecoder
+
+    monkeypatch.setattr(text, "_CACHE_ROWS", rows)
+    torch.manual_seed(0)
+    dec = LSTMDecoder(300, 8, 16, 3)
+    dec.softmax_block_tokens = block
+    with torch.no_grad():
+        torch.nn.init.normal_(dec.out.weight, std=0.5)
+        torch.nn.init.normal_(dec.out.bias, std=2.0)
+    hidden, target, upstream = torch.randn(23, 16), torch.randint(0, 300, (23,)), torch.rand(23) + 0.5
+    exact = _output_layer_grads(dec, hidden, target, upstream, "fp32", fused=True)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(exact, _output_layer_grads(dec, hidden, target, upstream, "fp32", False), strict=True)
+    )
+    fused = _output_layer_grads(dec, hidden, target, upstream, "bf16", fused=True)
+    autocast = _output_layer_grads(dec, hidden, target, upstream, "bf16", fused=False)
+    assert fused[0].dtype == torch.float32
+    for name, f, a, e in zip(("nll", "hidden", "weight", "bias"), fused, autocast, exact, strict=True):
+        scale = float(e.float().norm())
+        assert float((f.float() - e.float()).norm()) < 2e-2 * scale, name  # bf16 vs float32
+        assert float((f.float() - a.float()).norm()) < 2e-2 * scale, name  # fused vs autocast's path
+    # the loss from the same bf16 logits: a zero weight makes them the bias rounded once to bf16
+    with torch.no_grad():
+        dec.out.weight.zero_()
+    zero = _output_layer_grads(dec, hidden, target, upstream, "bf16")[0]
+    logits = dec.out.bias.detach().bfloat16().float().expand(23, -1)
+    torch.testing.assert_close(
+        zero, torch.nn.functional.cross_entropy(logits, target, reduction="none"), rtol=1e-6, atol=1e-5
+    )
+
+
+def test_fused_training_output_layer_far_targets_and_frozen_weights():
+    """A target 150 nats below the best word (its softmax underflows float32) keeps its exact loss (the normaliser
+    comes from the largest probability, 1/S, never from the target's); with the output layer frozen (aggressive
+    training's encoder-only step) only the hidden states get a gradient."""
+    from vaelab.models.text import LSTMDecoder
+
+    torch.manual_seed(0)
+    dec = LSTMDecoder(40, 8, 16, 3)
+    with torch.no_grad():
+        dec.out.weight.zero_()
+        dec.out.bias.zero_()
+        dec.out.bias[7] = -150.0
+    target = torch.tensor([7, 3, 7])
+    nll = _output_layer_grads(dec, torch.randn(3, 16), target, torch.ones(3), "bf16")[0]
+    expected = torch.tensor([150.0 + math.log(39 + math.exp(-150.0)), math.log(39), 150.0 + math.log(39)])
+    torch.testing.assert_close(nll, expected, rtol=1e-6, atol=1e-5)
+    dec.out.requires_grad_(False)
+    _, grad_h, grad_w, grad_b = _output_layer_grads(dec, torch.randn(3, 16), target, torch.ones(3), "bf16")
+    assert grad_h is not None and grad_w is None and grad_b is None

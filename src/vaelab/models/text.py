@@ -81,6 +81,10 @@ def _available_host_bytes() -> int:
 _SAMPLE_STRIDE = GOLDEN
 """Odd multiplier that keeps (sentence seed, sample index) pairs distinct when the samples' seeds are derived."""
 
+_CACHE_ROWS = 32
+"""Rows of float32 logits (32 x V floats: 1.3 MB at V = 10,002) that the fused output layers pass through the
+log-softmax at once after a block's product: they stay in a core's cache through every pass."""
+
 DEFAULT_SOFTMAX_BLOCK_TOKENS = 256
 """The softmax layer is applied to at most this many token positions at once (0: all of a row chunk at once)."""
 
@@ -89,6 +93,83 @@ def softmax_nll(logits: Tensor, target: Tensor) -> Tensor:
     """-log softmax(logits)[target] per row (N,), the log-softmax in float32 whatever the logits' precision. (A
     custom backward that skips cross_entropy's zero-filled NLL gradient measured no faster in a training step.)"""
     return F.cross_entropy(logits.float(), target, reduction="none")
+
+
+class _ReducedOutputNLL(torch.autograd.Function):
+    """-log softmax(h W^T + b)[target] (N,) with its gradient, for training under bf16/fp16 autocast: the output layer
+    and the cross-entropy fused (:meth:`LSTMDecoder._score`). Arguments: hidden (N, H) in any dtype, weight (V, H),
+    bias (V,) and target (N,), the reduced ``dtype`` and the ``block`` of tokens per pass.
+
+    Forward, block by block: the product in ``dtype``, with the bias riding in it as its rounding plus the remainder
+    (as in :meth:`LSTMDecoder._inference_nll`: h W + b rounded once); then, 32 rows at a time on a CPU
+    (:data:`_CACHE_ROWS`: they stay in cache through every pass), the logits cast to float32, the softmax in float32
+    in place, and from the same pass the loss nll = m + log S - x_target, with m the row's largest logit and
+    log S = -log p_m (the largest probability is 1 / S exactly, at least 1 / V, so it never underflows, however far
+    below the target is). The only (N, V) tensor kept is dL/dlogits for a unit upstream gradient, P - onehot(target),
+    stored in ``dtype`` in the product's output buffer (autocast's backward rounds that gradient to bf16 as well).
+
+    Backward, with the upstream gradient g (N,): the input gradient (P - Y) W scaled by g per row after the product,
+    the weight gradient (P - Y)^T [g h] and the bias gradient (P - Y)^T g in one product (g rides as one more column
+    of the scaled hidden states); never a zero-filled (N, V) gradient, a log-softmax backward pass or a float32
+    gradient block. About the same numbers as autocast's ``F.cross_entropy(linear(h).float())`` (the forward within
+    float32 rounding of the same logits; the logits and the gradients within bf16 rounding)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, dtype, block):
+        with torch.autocast(hidden.device.type, enabled=False):  # every dtype below is explicit
+            return _ReducedOutputNLL._forward(ctx, hidden, weight, bias, target, dtype, block)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, bias, target, dtype, block):
+        n, hdim = hidden.shape
+        v = weight.shape[0]
+        dev = hidden.device
+        # (V, H + 2): [W, b rounded, the remainder], cast once; the forward reads it transposed, the input gradient
+        # its first H columns as they are
+        w_ext = torch.empty(v, hdim + 2, dtype=dtype, device=dev)
+        w_ext[:, :hdim].copy_(weight.detach())
+        w_ext[:, hdim].copy_(bias.detach())
+        w_ext[:, hdim + 1].copy_(bias.detach().float() - w_ext[:, hdim].float())
+        w_lo = w_ext[:, :hdim]
+        x_ext = torch.ones(n, hdim + 2, dtype=dtype, device=dev)  # [h, 1, 1]
+        x_ext[:, :hdim].copy_(hidden.detach())
+        block = block if 0 < block < n else n
+        sub = min(block, _CACHE_ROWS) if dev.type == "cpu" else block
+        full = torch.empty(sub, v, dtype=torch.float32, device=dev)
+        grad_logits = torch.empty(n, v, dtype=dtype, device=dev)  # the logits, then P - Y for a unit upstream gradient
+        nll = torch.empty(n, dtype=torch.float32, device=dev)
+        for i in range(0, n, block):
+            m = min(block, n - i)
+            torch.mm(x_ext[i : i + m], w_ext.t(), out=grad_logits[i : i + m])
+            for j in range(i, i + m, sub):  # rows of float32 logits that stay in cache through every pass
+                k = min(sub, i + m - j)
+                lg, lf, tgt = grad_logits[j : j + k], full[:k], target[j : j + k].unsqueeze(1)
+                lf.copy_(lg)
+                top = lf.amax(1, keepdim=True)
+                x_t = lf.gather(1, tgt)
+                torch.softmax(lf, 1, out=lf)
+                # nll = m + log S - x_t, log S = -log p_m (p_m = 1 / S, the largest probability)
+                torch.sub(top, x_t, out=x_t).sub_(lf.amax(1, keepdim=True).log_())
+                nll[j : j + k] = x_t.squeeze(1)
+                lf.scatter_add_(1, tgt, torch.full_like(x_t, -1.0))
+                lg.copy_(lf)
+        ctx.save_for_backward(x_ext, w_lo, grad_logits)
+        ctx.hidden_dtype = hidden.dtype
+        return nll
+
+    @staticmethod
+    def backward(ctx, g):
+        x_ext, w_lo, grad_logits = ctx.saved_tensors
+        hdim = w_lo.shape[1]
+        g = g.float()
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.mm(grad_logits, w_lo).float().mul_(g.unsqueeze(1)).to(ctx.hidden_dtype)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            xg = x_ext[:, : hdim + 1].float().mul_(g.unsqueeze(1)).to(x_ext.dtype)  # [g h, g]
+            both = torch.mm(grad_logits.t(), xg)  # (V, H + 1)
+            grad_w, grad_b = both[:, :hdim].float(), both[:, hdim].float()
+        return grad_h, grad_w, grad_b, None, None, None
 
 
 def _tanh_by_sigmoid(x: Tensor) -> Tensor:
@@ -174,6 +255,10 @@ class LSTMDecoder(Decoder):
         max_activation_elements: floats of activations per row chunk of a multi-sample ``log_prob``; None (default):
             chosen from the device's free memory at call time (:func:`activation_budget`).
 
+    ``fused_training_softmax`` (attribute, default True): under bf16/fp16 autocast, training (gradients on) runs the
+    output layer and its cross-entropy fused (``_ReducedOutputNLL``; not with ``skip``); False: autocast's
+    ``F.cross_entropy(linear(h).float())``, as float32 training always does.
+
     ``share_sentence_work`` (attribute, default True): in eval mode, a multi-sample ``log_prob`` does each sentence's
     work once (:meth:`_shared_log_prob`); False runs every (sentence, sample) row through ``nn.LSTM`` (the
     reference computation, same numbers up to float rounding).
@@ -210,6 +295,7 @@ class LSTMDecoder(Decoder):
         self.max_activation_elements = None if max_activation_elements is None else int(max_activation_elements)
         self.share_sentence_work = True
         self.softmax_block_tokens = DEFAULT_SOFTMAX_BLOCK_TOKENS
+        self.fused_training_softmax = True
         self.vocab: list[str] | None = list(vocab) if vocab is not None else None
         self.embed = nn.Embedding(vocab_size, emb_dim)
         self.dropout_in = nn.Dropout(dropout_in)
@@ -351,8 +437,14 @@ class LSTMDecoder(Decoder):
         row = torch.arange(tgt.shape[0], device=tgt.device).unsqueeze(1).expand_as(mask)[mask]
         z_tok = z[row] if (self.skip_out is not None and z is not None) else None  # skip-VAE: (N_tok, D)
         n, block = hidden.shape[0], self.softmax_block_tokens
+        dev = hidden.device
+        reduced = torch.is_autocast_enabled(dev.type) and torch.get_autocast_dtype(dev.type) != self.out.weight.dtype
         if not torch.is_grad_enabled():
             nll = self._inference_nll(hidden, target, z_tok)
+        elif reduced and z_tok is None and self.fused_training_softmax:
+            nll = _ReducedOutputNLL.apply(
+                hidden, self.out.weight, self.out.bias, target, torch.get_autocast_dtype(dev.type), block
+            )
         else:
             if block <= 0 or n <= block:
                 block = n
