@@ -215,6 +215,23 @@ def test_config_keys_of_custom_models_are_checked():
         load_config(None, ["model.factory=a.b:c"])
 
 
+@pytest.mark.parametrize(
+    ("config", "overrides", "named"),
+    [
+        ({"model": {"hidden": [8]}}, [], r"^model.hidden: not read by model.type=custom"),
+        ({"train": {"momentum": 0.9}}, [], r"^train.momentum: not read by train.optimizer=adam"),
+        ({}, ["objective.beta.cycles=2"], r"^objective.beta.cycles: not read by objective.beta.type=constant"),
+    ],
+)
+def test_train_refuses_a_key_its_config_does_not_read_before_writing(tmp_path, config, overrides, named):
+    """``vaelab.train``'s config is checked as a fresh ``vaelab train`` config is: a key that another model type,
+    optimizer or schedule type reads is one line, before the run folder is made."""
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=named):
+        vaelab.train(good, _x(), out, model_kwargs={"latent": 2}, config=config, overrides=[*FAST, *overrides])
+    assert not out.exists()
+
+
 def test_loading_imports_only_the_recorded_factory(tmp_path, capsys):
     src = tmp_path / "mymodel.py"
     src.write_text(Path(__file__).read_text())  # a copy of this module, imported by path

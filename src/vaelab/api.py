@@ -46,7 +46,16 @@ from vaelab.checks import (
     check_override_values,
     validate_config,
 )
-from vaelab.config import RunConfig, apply_overrides, load_saved_config, read_yaml, run_config, to_dict
+from vaelab.config import (
+    RunConfig,
+    apply_overrides,
+    check_written_keys,
+    load_saved_config,
+    read_yaml,
+    run_config,
+    to_dict,
+    written_part,
+)
 from vaelab.data import load_dataset
 from vaelab.data.base import to_float
 from vaelab.data.text import TokenBatch
@@ -237,6 +246,7 @@ def train(
         key = item.partition("=")[0].strip()
         if any(key == f"data.{k}" for k in _API_DATA_KEYS) or any(key == f"model.{k}" for k in _API_MODEL_KEYS):
             raise ConfigError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")
+    written = written_part(mapping, saved=isinstance(mapping.get("_meta"), dict))  # before train sets its keys
     data_dir = (root / DATA_DIR).resolve()
     mapping["data"] = {**(mapping.get("data") or {}), **user.section(data_dir)}
     mapping["model"] = {**(mapping.get("model") or {}), "type": "custom", "factory": spec, "factory_kwargs": kwargs}
@@ -244,6 +254,7 @@ def train(
     latent_given = "latent_dim" in mapping["model"]
     check_override_values(list(overrides))
     cfg = run_config(mapping)
+    check_written_keys(cfg, written, list(overrides))  # a key the config does not read, as `vaelab train` refuses
 
     created = not data_dir.exists()
     root_created = not root.exists()

@@ -28,10 +28,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from vaelab.configio import parse_scalar
+from vaelab.configio import apply_overrides, parse_scalar
 from vaelab.data.checks import DATA_RULES as DATA_RULES
 from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
@@ -48,10 +48,13 @@ from vaelab.models import MODEL_RULES as MODEL_RULES
 from vaelab.models import OWN_LIKELIHOOD as OWN_LIKELIHOOD
 from vaelab.models import TEXT_MODELS as TEXT_MODELS
 from vaelab.models import check_model as check_model
+from vaelab.models import check_model_keys as check_model_keys
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import OBJECTIVE_RULES as OBJECTIVE_RULES
 from vaelab.objectives.schedules import SCHEDULE_RULES as SCHEDULE_RULES
+from vaelab.objectives.schedules import ScheduleConfig
 from vaelab.objectives.schedules import check_schedule as check_schedule
+from vaelab.objectives.schedules import check_schedule_keys as check_schedule_keys
 from vaelab.objectives.terms import check_free_bits_apply as check_free_bits_apply
 from vaelab.objectives.terms import check_free_bits_groups as check_free_bits_groups
 from vaelab.registry import UnknownChoiceError
@@ -72,7 +75,7 @@ from vaelab.rules import check_device_available as check_device_available
 from vaelab.rules import device_available as device_available
 from vaelab.rules import get_key as get_key
 from vaelab.rules import option as option
-from vaelab.runconfig import RunConfig
+from vaelab.runconfig import LRDecayConfig, RunConfig, TrainConfig
 from vaelab.training.strategies import STRATEGIES
 
 RULES: dict[str, Rule] = {
@@ -316,3 +319,87 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _relations(cfg)
     _components(cfg)
     return cfg
+
+
+def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[str]) -> None:
+    """Refuse a key the user wrote that ``cfg`` does not read given its other keys, in one line naming it: a key
+    that would otherwise be ignored without a word. ``written``: what the user wrote in the config file (or a
+    sweep's base config), as a nested mapping (:func:`vaelab.config.written_part`); ``overrides``: the ``key=value``
+    items applied on it. Fresh configs only (``vaelab train``, sweep points, study arms): a run folder's saved
+    config holds every key.
+
+    - ``model.*``: by the final model type, likelihood and posterior head, wherever the key was written (an
+      override ``model.type=conv`` on a file that sets ``model.hidden`` is refused:
+      :func:`vaelab.models.check_model_keys`);
+    - schedules (``objective.beta``, each ``objective.terms[i].weight``): by the schedule's type
+      (:func:`vaelab.objectives.schedules.check_schedule_keys`); ``train.momentum``: only ``train.optimizer=sgd``
+      reads it; ``train.lr_decay.*``: only read while ``train.lr_decay.enabled`` is true. For these, a key written
+      by an override must be read by the final config; a key written in the file, by the final config or by the
+      file's own choice (its schedule type, optimizer, ``enabled``): an override that switches the choice
+      (``objective.beta.type=constant`` on an annealed config) leaves the file's settings for the other choice
+      unread, as it says.
+    """
+    merged = apply_overrides(written, overrides)
+    model = merged.get("model")
+    check_model_keys(cfg.model, list(model) if isinstance(model, dict) else [])
+    given = apply_overrides({}, overrides)
+    for source in (written, given):  # a term list is written whole: each weight is read as it is written
+        terms = _section(source, "objective").get("terms")
+        for i, term in enumerate(terms if isinstance(terms, list) else []):
+            weight = term.get("weight") if isinstance(term, dict) else None
+            if isinstance(weight, dict):
+                kind = weight.get("type", ScheduleConfig.type)
+                check_schedule_keys(str(kind), list(weight), f"objective.terms[{i}].weight")
+    final = (cfg.objective.beta.type, cfg.train.optimizer, cfg.train.lr_decay.enabled)
+    beta, train = _section(_section(written, "objective"), "beta"), _section(written, "train")
+    own = (
+        beta.get("type", ScheduleConfig.type),
+        train.get("optimizer", TrainConfig.optimizer),
+        _section(train, "lr_decay").get("enabled", LRDecayConfig.enabled),
+    )
+    for check in _choice_checks(written):
+        try:
+            check(final)
+        except ConfigError as e:
+            try:
+                check(own)
+            except ConfigError:
+                raise e from None
+    for check in _choice_checks(given):
+        check(final)
+
+
+def _choice_checks(source: dict[str, Any]) -> list[Callable[[tuple[Any, Any, Any]], None]]:
+    """One check per key of ``source`` (what the user wrote) that only a choice reads, given the choice
+    (schedule type of ``objective.beta``, ``train.optimizer``, ``train.lr_decay.enabled``)."""
+
+    def schedule_key(key: str) -> Callable[[tuple[Any, Any, Any]], None]:
+        return lambda choice: check_schedule_keys(str(choice[0]), [key], "objective.beta")
+
+    def momentum(choice: tuple[Any, Any, Any]) -> None:
+        if choice[1] != "sgd":
+            raise ConfigError(
+                f"train.momentum: not read by train.optimizer={choice[1]} (only by train.optimizer=sgd); remove it "
+                "or set train.optimizer=sgd"
+            )
+
+    def decay_key(key: str) -> Callable[[tuple[Any, Any, Any]], None]:
+        def check(choice: tuple[Any, Any, Any]) -> None:
+            if choice[2] is False:
+                raise ConfigError(
+                    f"train.lr_decay.{key}: not read while train.lr_decay.enabled is false; remove it or set "
+                    "train.lr_decay.enabled=true"
+                )
+
+        return check
+
+    train = _section(source, "train")
+    checks = [schedule_key(k) for k in _section(_section(source, "objective"), "beta")]
+    checks += [momentum] if "momentum" in train else []
+    checks += [decay_key(k) for k in _section(train, "lr_decay") if k != "enabled"]
+    return checks
+
+
+def _section(mapping: Any, key: str) -> dict[str, Any]:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, dict) else {}

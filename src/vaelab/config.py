@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from vaelab.checkpoint import atomic_write_text
-from vaelab.checks import check_override_values, validate_config
+from vaelab.checks import check_override_values, check_written_keys, validate_config
 from vaelab.configio import apply_overrides as apply_overrides
 from vaelab.configio import from_dict as from_dict
 from vaelab.configio import load_yaml_text as load_yaml_text
@@ -27,9 +27,9 @@ from vaelab.configio import read_yaml as read_yaml
 from vaelab.configio import to_dict as to_dict
 from vaelab.data.config import DataConfig as DataConfig
 from vaelab.errors import ConfigError as ConfigError
-from vaelab.models import check_model_keys
 from vaelab.models.config import ModelConfig as ModelConfig
 from vaelab.objectives.objective import ObjectiveConfig as ObjectiveConfig
+from vaelab.objectives.schedules import ScheduleConfig
 from vaelab.runconfig import EvalConfig as EvalConfig
 from vaelab.runconfig import LRDecayConfig as LRDecayConfig
 from vaelab.runconfig import RunConfig as RunConfig
@@ -49,36 +49,59 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     saved = isinstance(data.get("_meta"), dict)
     if saved:
         data.pop("_meta")
-    written = model_keys_written(data, overrides or [], saved)
+    written = written_part(data, saved)
     data = apply_overrides(data, overrides or [])
     check_override_values(overrides or [])  # a bad value given on the command line is named as such
     where = f"{path}: " if path is not None else ""
     try:
         cfg = run_config(data)
-        check_model_keys(cfg.model, written)
+        check_written_keys(cfg, written, overrides or [])
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
     return cfg
 
 
-def model_keys_written(data: dict[str, Any], overrides: list[str], saved: bool = False) -> list[str]:
-    """The ``model.*`` keys (leaf names) the user wrote: those of ``data``'s ``model`` section (a config file's, a
-    sweep's base config) and of the ``overrides``. A run folder's saved config (``saved``: it had ``_meta``) or any
-    complete ``model`` section (a resolved config) holds every key, written by vaelab, not chosen: only its
-    overrides count. An override of the whole section (``model={...}``) replaces what came before it."""
-    section = data.get("model")
-    keys = list(section) if isinstance(section, dict) else []
-    if saved or set(ModelConfig.__dataclass_fields__) <= set(keys):
-        keys = []
-    for item in overrides:
-        name, _, raw = item.partition("=")
-        name = name.strip()
-        if name == "model":
-            value = parse_scalar(raw)
-            keys = [str(k) for k in value] if isinstance(value, dict) else []
-        elif name.startswith("model."):
-            keys.append(name.split(".")[1])
-    return keys
+FULL_MAPPINGS: dict[tuple[str, ...], type] = {
+    ("data",): DataConfig,
+    ("model",): ModelConfig,
+    ("objective",): ObjectiveConfig,
+    ("objective", "beta"): ScheduleConfig,
+    ("train",): TrainConfig,
+    ("train", "lr_decay"): LRDecayConfig,
+    ("eval",): EvalConfig,
+}
+"""The mappings of a run config that vaelab writes out in full (a resolved config, a run folder's config.yaml): one
+that holds every field of its class was not written key by key by the user (:func:`written_part`)."""
+
+
+def written_part(data: dict[str, Any], saved: bool = False) -> dict[str, Any]:
+    """What the user wrote in ``data`` (a config file's mapping, a sweep's base config), as a nested mapping: without
+    the mappings vaelab writes out in full (all of it for a run folder's saved config, ``saved``: it had ``_meta``;
+    else every mapping of :data:`FULL_MAPPINGS`, and each term's weight schedule, that holds every key of its
+    class). :func:`vaelab.checks.check_written_keys` refuses what of it, and of the overrides on it, the config
+    does not read."""
+    return {} if saved else _user_part(data, ())
+
+
+def _full(value: Any, cls: type) -> bool:
+    return isinstance(value, dict) and set(cls.__dataclass_fields__) <= set(value)  # type: ignore[attr-defined]
+
+
+def _user_part(node: Any, path: tuple[str, ...]) -> Any:
+    if not isinstance(node, dict):
+        return node
+    cls = FULL_MAPPINGS.get(path)
+    if cls is not None and _full(node, cls):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if path == ("objective",) and key == "terms" and isinstance(value, list):
+            value = [
+                {**t, "weight": {}} if isinstance(t, dict) and _full(t.get("weight"), ScheduleConfig) else t
+                for t in value
+            ]
+        out[key] = _user_part(value, (*path, str(key)))
+    return out
 
 
 def save_config(cfg: RunConfig, path: str | Path, extra: dict[str, Any] | None = None) -> None:

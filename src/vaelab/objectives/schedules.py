@@ -8,7 +8,7 @@ Durations may be given in steps or in epochs (converted with the run's steps per
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -106,6 +106,17 @@ every schedule through this registry."""
 RAMP_SHAPES = ("linear", "sigmoid", "cosine")
 """The schedule types that ramp from ``start`` to ``value`` (:class:`Ramp`): they need a length and may wait."""
 
+SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",),
+    "cyclical": ("value", "cycles", "ratio", "total_steps"),
+    **{
+        shape: ("start", "value", "warmup_steps", "warmup_epochs", "delay_steps", "delay_epochs")
+        for shape in RAMP_SHAPES
+    },
+}
+"""The keys each schedule type reads besides ``type`` (its factory's): a fresh config that writes another one is
+refused by :func:`check_schedule_keys` (``warmup_epochs`` under ``constant`` would otherwise be ignored)."""
+
 
 def _steps(steps: int | None, epochs: float | None, steps_per_epoch: int) -> int:
     """A duration given in steps, or in epochs (converted with the run's steps per epoch); 0 when neither."""
@@ -167,6 +178,23 @@ def check_schedule(value: Any, key: str) -> None:
             )
     elif value.warmup_steps is None and value.warmup_epochs is None:
         raise ConfigError(f"{key}: a {value.type} schedule needs warmup_steps or warmup_epochs")
+
+
+def check_schedule_keys(kind: str, given: Iterable[str], key: str) -> None:
+    """Refuse a key of a schedule the user wrote (``given``: the keys of the mapping written at ``key``) that a
+    schedule of type ``kind`` does not read (:data:`SCHEDULE_KEYS`); a type without an entry there is not checked.
+    Fresh configs only (:func:`vaelab.checks.check_written_keys`)."""
+    reads = SCHEDULE_KEYS.get(kind)
+    if reads is None:
+        return
+    for k in given:
+        if k == "type" or k in reads or k not in ScheduleConfig.__dataclass_fields__:
+            continue
+        readers = [name for name, keys in SCHEDULE_KEYS.items() if k in keys]
+        raise ConfigError(
+            f"{key}.{k}: not read by {key}.type={kind} (only by {' or '.join(readers)}); remove it or set "
+            f"{key}.type={readers[0]}"
+        )
 
 
 def build_schedule(

@@ -46,15 +46,15 @@ from vaelab.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    check_written_keys,
     from_dict,
-    model_keys_written,
     parse_scalar,
     read_yaml,
     run_config,
     to_dict,
+    written_part,
 )
 from vaelab.data import dataset_modality
-from vaelab.models import check_model_keys
 from vaelab.runfolder import read_json_object
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 
@@ -170,16 +170,16 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
         if not path.is_file():
             raise FileNotFoundError(f"--data {data}: no such config file")
         raw = read_yaml(path)
-        written = model_keys_written(raw, list(overrides or []), saved=isinstance(raw.get("_meta"), dict))
+        written = written_part(raw, saved=isinstance(raw.get("_meta"), dict))
     else:
         preset = PRESETS.get(data) or (_text_preset if is_text_data(data) else _image_preset)
         raw = preset(data)
-        written = model_keys_written({}, list(overrides or []))  # the preset's keys are not the user's
+        written = {}  # the preset's keys are not the user's: only the overrides are
     raw = apply_overrides(raw, list(overrides or []))
     raw.pop("_meta", None)
     try:
         cfg = run_config(raw)
-        check_model_keys(cfg.model, written)  # as `vaelab train` would; each arm's own keys: SweepSpec.validate
+        check_written_keys(cfg, written, list(overrides or []))  # each arm's own keys: SweepSpec.validate
     except ConfigError as e:
         raise ConfigError(f"--data {data}: {e}") from None
     text = is_text_data(cfg.data.name)  # a text model on images is refused when the config is read

@@ -940,8 +940,8 @@ def run_sweep(
     if workers is not None:
         check("workers", workers, workers_rule())
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
-    for i in wanted:  # range check, and the model keys each point sets, before anything runs or is written
-        spec.check_model_keys(spec.point(i))
+    for i in wanted:  # range check, and the keys each point sets, before anything runs or is written
+        spec.check_keys_read(spec.point(i))
     check_measured_data(spec, wanted, options)
     out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)

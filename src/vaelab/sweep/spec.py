@@ -53,13 +53,13 @@ from vaelab.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    check_written_keys,
     from_dict,
-    model_keys_written,
     read_yaml,
     run_config,
     to_dict,
+    written_part,
 )
-from vaelab.models import check_model_keys
 
 
 class SweepError(ConfigError):
@@ -259,14 +259,15 @@ class SweepSpec:
         except ConfigError as e:
             raise SweepError(f"sweep {self.name!r}, point {point.index} ({' '.join(point.overrides)}): {e}") from None
 
-    def check_model_keys(self, point: SweepPoint, cfg: RunConfig | None = None) -> None:
-        """Refuse a ``model.*`` key that the point sets (in the base config's ``model`` section, unless that is a
-        complete, resolved one, or in its overrides: ``fixed``, its variant, zip entry and grid values) and that its
-        model type, likelihood or posterior does not read, as a fresh ``vaelab train`` config is refused
-        (:func:`vaelab.models.check_model_keys`); one line naming the point (and its variant) and the key."""
+    def check_keys_read(self, point: SweepPoint, cfg: RunConfig | None = None) -> None:
+        """Refuse a key that the point sets (in the base config, except the mappings written out in full there, as a
+        study stores its resolved base, or in its overrides: ``fixed``, its variant, zip entry and grid values) and
+        that its config does not read (a ``model.*`` key of another model type, likelihood or posterior head, a
+        schedule key of another schedule type, ...), as a fresh ``vaelab train`` config is refused
+        (:func:`vaelab.checks.check_written_keys`); one line naming the point (and its variant) and the key."""
         cfg = cfg if cfg is not None else self.config(point)
         try:
-            check_model_keys(cfg.model, model_keys_written(self.base_config, list(point.overrides)))
+            check_written_keys(cfg, written_part(self.base_config), list(point.overrides))
         except ConfigError as e:
             variant = point.params.get("variant")
             named = f"variant {variant}: " if isinstance(variant, str) else ""
@@ -275,10 +276,10 @@ class SweepSpec:
             ) from None
 
     def validate(self) -> None:
-        """Build every point's config once (no data, no model) and check the model keys it sets
-        (:meth:`check_model_keys`): a typo fails before anything runs."""
+        """Build every point's config once (no data, no model) and check the keys it sets
+        (:meth:`check_keys_read`): a typo fails before anything runs."""
         for p in self.points():
-            self.check_model_keys(p, self.config(p))
+            self.check_keys_read(p, self.config(p))
 
     def to_dict(self) -> dict[str, Any]:
         """A self-contained mapping (``base_config`` inline) that :func:`spec_from_dict` reads back."""
