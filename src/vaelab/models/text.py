@@ -363,8 +363,10 @@ class LSTMDecoder(Decoder):
         block = self.softmax_block_tokens if 0 < self.softmax_block_tokens < n else n
         reduced = dtype != w.dtype  # bf16/fp16 autocast
         if reduced:
-            b_hi = b.to(dtype)
-            w_t = torch.cat([w.t().to(dtype), b_hi.unsqueeze(0), (b - b_hi.float()).to(dtype).unsqueeze(0)])
+            w_t = torch.empty(hdim + 2, v, dtype=dtype, device=dev)  # [W^T; b rounded; the remainder], one pass
+            w_t[:hdim].copy_(w.t())
+            w_t[hdim].copy_(b)
+            w_t[hdim + 1].copy_(b - w_t[hdim].float())
             inp = torch.ones(block, hdim + 2, dtype=dtype, device=dev)  # (block, H + 2): [h, 1, 1]
         else:
             w_t = w.t().contiguous()  # (H, V)
@@ -525,19 +527,25 @@ class LSTMDecoder(Decoder):
         # gate rows reordered from nn.LSTM's (i, f, g, o) to (i, f, o, g): one sigmoid over 3H, one tanh over H
         order = torch.cat([torch.arange(2 * hdim), torch.arange(3 * hdim, 4 * hdim), torch.arange(2 * hdim, 3 * hdim)])
         order = order.to(z.device)
-        w_ih = lstm.weight_ih_l0[order]
+        w_ih, w_hh = lstm.weight_ih_l0[order], lstm.weight_hh_l0[order]
         dtype = torch.get_autocast_dtype(z.device.type) if torch.is_autocast_enabled(z.device.type) else z.dtype
-        w_hh_t = lstm.weight_hh_l0[order].t().to(dtype).contiguous()  # (H, 4H), cast once, not at every step
         bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[order]
+        # under bf16/fp16 the gates' tanh as 2 sigmoid(2x) - 1: 3x faster than torch.tanh on a CPU, within 2e-7 of it
+        # (float32 keeps torch.tanh: its numbers stay those of earlier versions, bit for bit); the g gate's rows are
+        # doubled (exact in binary floating point, in the products too), so one sigmoid over the 4H gates gives
+        # sigmoid(i), sigmoid(f), sigmoid(o) and sigmoid(2 g)
+        reduced = dtype in (torch.bfloat16, torch.float16)
+        if reduced:
+            two = torch.ones(4 * hdim, 1, device=z.device)
+            two[3 * hdim :] = 2.0
+            w_ih, w_hh, bias = w_ih * two, w_hh * two, bias * two.squeeze(1)
+        w_hh_t = w_hh.t().to(dtype).contiguous()  # (H, 4H), cast once, not at every step
         emb = self.embed(x.tokens[:, :-1].t())  # (T, B, E): step-major, so that a step's rows are contiguous
         g_emb = F.linear(emb, w_ih[:, :e], bias).float()  # (T, B, 4H): once per sentence
         zz = z.transpose(0, 1).reshape(b * s, d)  # row i * S + k: sentence i, sample k
         g_z = F.linear(zz, w_ih[:, e:]).float()  # (B * S, 4H): once per sample
         lengths = x.lengths.repeat_interleave(s)
         sentence = torch.arange(b, device=z.device).repeat_interleave(s)
-        # under bf16/fp16 the gates' tanh as 2 sigmoid(2x) - 1: 3x faster than torch.tanh on a CPU, within 2e-7 of it
-        # (float32 keeps torch.tanh: its numbers stay those of earlier versions, bit for bit)
-        tanh = _tanh_by_sigmoid if dtype in (torch.bfloat16, torch.float16) else torch.tanh
         parts = []
         for lo, hi in self._chunks(lengths, per_token=4 * hdim):
             rows = slice(lo, hi)
@@ -554,15 +562,22 @@ class LSTMDecoder(Decoder):
             h_low = h.to(dtype)
             for t in range(steps):
                 gates = torch.index_select(g_emb[t], 0, sent).add_(g_z_rows)
-                if dtype == gates.dtype:
-                    gates.addmm_(h, w_hh_t)
-                else:  # lower-precision product, float32 sum
+                if reduced:  # lower-precision product, float32 sum; h_t written once, in the products' dtype
                     gates.add_(torch.mm(h_low, w_hh_t))
-                i, f, o = torch.sigmoid(gates[:, : 3 * hdim]).chunk(3, dim=1)
-                c = torch.addcmul(f * c, i, tanh(gates[:, 3 * hdim :]))
-                h = o * tanh(c)
-                h_low = hidden[:, t]
-                h_low.copy_(h)
+                    i, f, o, g2 = gates.sigmoid_().split(hdim, dim=1)
+                    c = torch.addcmul(f * c, i, g2.mul_(2).sub_(1))
+                    h_low = hidden[:, t]
+                    h_low.copy_(o * _tanh_by_sigmoid(c))
+                else:
+                    if dtype == gates.dtype:
+                        gates.addmm_(h, w_hh_t)
+                    else:
+                        gates.add_(torch.mm(h_low, w_hh_t))
+                    i, f, o = torch.sigmoid(gates[:, : 3 * hdim]).chunk(3, dim=1)
+                    c = torch.addcmul(f * c, i, torch.tanh(gates[:, 3 * hdim :]))
+                    h = o * torch.tanh(c)
+                    h_low = hidden[:, t]
+                    h_low.copy_(h)
             parts.append(self._score(hidden, x.tokens[sentence[rows], 1 : steps + 1], lengths[rows], zz[rows]))
         return torch.cat(parts).view(b, s).t()
 
