@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from vaelab.checks import RULES, Either, Items, Num, Rule, Text, leaf_keys
 from vaelab.cli import main
 from vaelab.config import load_config
 from vaelab.study.collapse import StudyRequest, run_study
-from vaelab.sweep import load_sweep, run_sweep
+from vaelab.sweep import load_sweep, run_sweep, write_results
 from vaelab.sweep.runner import max_workers
 from vaelab.training.trainer import Trainer
 
@@ -1531,6 +1532,149 @@ CASES += [
 ]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# a fourth fresh set (issue 16): 271 inputs, 58 of them failed before the fixes (tallied in README's Bad input)
+
+
+def _mkfifo(w: dict, tmp: Path) -> dict[str, str]:
+    os.mkfifo(tmp / "fifo.yaml")  # reading it would block until a writer comes
+    return {"fifo": str(tmp / "fifo.yaml")}
+
+
+def _symlink_loop(w: dict, tmp: Path) -> dict[str, str]:
+    os.symlink(tmp / "loop", tmp / "loop")
+    return {"loop": str(tmp / "loop")}
+
+
+def _nan_parameter(d: Path, w: dict) -> None:
+    path = d / "checkpoints" / "best.pt"
+    ckpt = torch.load(path, weights_only=True)
+    next(t for t in ckpt["model"].values() if t.is_floating_point()).fill_(float("nan"))
+    torch.save(ckpt, path)
+
+
+def _text_file(name: str, data: bytes) -> Callable[[dict, Path], dict[str, str]]:
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        (tmp / name).write_bytes(data)
+        return {"f": str(tmp / name)}
+
+    return setup
+
+
+def _small_sweep_folder(w: dict, tmp: Path) -> dict[str, str]:
+    """{dir}: a finished sweep of one point (2 steps)."""
+    spec = _yaml(tmp / "s.yaml", {"name": "s", "base": str(w["cfg"]), "fixed": {"train.max_steps": 2}})
+    run_sweep(load_sweep(spec), tmp / "sw", workers=1)
+    write_results(tmp / "sw")
+    return {"dir": str(tmp / "sw")}
+
+
+def _channels_last(r: np.random.Generator) -> dict:
+    return {"train": _bits(r, 64 * 3).reshape(64, 6, 6, 3), "test": _bits(r, 48).reshape(16, 6, 6, 3)}
+
+
+NOT_A_REGULAR_FILE = "is not a regular file (a pipe or a device)"
+NO_BEST = "best.pt does not exist but the run logged evaluations"
+
+CASES += [
+    # ---- values that ran for hours or took all memory ----
+    B("set4-hole-prior-samples-huge", {"eval.hole_prior_samples": 10**12}, "eval.hole_prior_samples"),
+    Case(
+        "set4-resume-hole-prior-samples-huge",
+        "resume {copy} eval.hole_prior_samples=10000000000",
+        "eval.hole_prior_samples",
+        partial_run(),
+    ),
+    Case("set4-sweep-index-huge-range", "sweep {sweep_ok} --index 0-99999999999 --out {new}", "more than 1000000"),
+    Case("set4-study-seeds-huge-range", "study collapse --data {cfg} --seeds 0-100000000 --out {new}", "--seeds"),
+    Case("set4-study-budget-huge", "study collapse --data {cfg} --budget 1000000000000 --out {new}", "--budget"),
+    Case("set4-latent-plot-prior-samples-huge", "latent-plot {run} --prior-samples 1000000000000", "--prior-samples"),
+    Case("set4-theory-N-huge", "theory linear-vae --quick --N 1000000000000 --out {new}", "--N"),
+    # ---- overrides, paths that are not what they seem ----
+    Case("set4-override-leading-dot", "train {cfg} .lr=0.1 --out {new}", "'.lr' has an empty part"),
+    Case("set4-override-double-dot", "train {cfg} train..lr=0.1 --out {new}", "'train..lr' has an empty part"),
+    Case("set4-override-empty-key", "train {cfg} =0.1 --out {new}", "has an empty part"),
+    Case("set4-out-a-symlink-loop", "train {cfg} --out {loop}", "leads nowhere", _symlink_loop),
+    Case("set4-config-a-fifo", "train {fifo} --out {new}", NOT_A_REGULAR_FILE, _mkfifo),
+    Case(
+        "set4-config-dev-null", "train /dev/null --out {new}", NOT_A_REGULAR_FILE, skip=not Path("/dev/null").exists()
+    ),
+    Case("set4-reconstruct-file-a-fifo", "reconstruct {text_run} --file {fifo}", NOT_A_REGULAR_FILE, _mkfifo),
+    Case("set4-latent-plot-out-txt", "latent-plot {run} --out {new}.txt", "cannot be written as .txt"),
+    Case("set4-lag-plot-out-txt", "lag-plot --quick --out {new}.txt", "cannot be written as .txt"),
+    # ---- run folders ----
+    Case("set4-evaluate-no-best-finished", "evaluate {copy}", NO_BEST, removed("best.pt")),
+    Case("set4-diagnose-no-best-finished", "diagnose {copy} --evaluate", NO_BEST, removed("best.pt")),
+    Case("set4-latent-plot-no-best-finished", "latent-plot {copy}", NO_BEST, removed("best.pt")),
+    Case(
+        "set4-sample-no-best-finished",
+        "sample {copy}",
+        NO_BEST,
+        edited_copy(lambda d, w: (d / "checkpoints" / "best.pt").unlink(), "text_run"),
+    ),
+    Case("set4-evaluate-nan-parameter", "evaluate {copy}", "holds NaN or infinite values", edited_copy(_nan_parameter)),
+    Case(
+        "set4-diagnose-eval-json-garbage",
+        "diagnose {copy} --no-evaluate",
+        "eval.json: not valid JSON",
+        edited_copy(lambda d, w: (d / "eval.json").write_text("{garbage")),
+    ),
+    Case(
+        "set4-diagnose-eval-json-a-list",
+        "diagnose {copy} --no-evaluate",
+        "eval.json: expected a JSON object",
+        edited_copy(lambda d, w: (d / "eval.json").write_text("[1]")),
+    ),
+    Case(
+        "set4-resume-lock-garbage",
+        "resume {copy}",
+        "not a lock that vaelab wrote",
+        partial_run(lambda d, w: (d / "run.lock").write_text("garbage")),
+    ),
+    Case(
+        "set4-resume-lock-a-folder",
+        "resume {copy}",
+        "a folder, not a lock file",
+        partial_run(lambda d, w: (d / "run.lock").mkdir()),
+    ),
+    # ---- evaluate: an override that the command would ignore ----
+    Case("set4-evaluate-final-split-override", "evaluate {run} eval.final_split=valid", "use --split"),
+    Case("set4-evaluate-iw-samples-twice", "evaluate {run} --iw-samples 5 eval.iw_samples=3", "give one of them"),
+    # ---- sentences ----
+    Case(
+        "set4-reconstruct-nul", "reconstruct {text_run} --file {f}", "NUL character", _text_file("n.txt", b"the\0cat\n")
+    ),
+    Case(
+        "set4-reconstruct-own-token", "reconstruct {text_run} |the <pad> cat|", "'<pad>' is one of vaelab's own tokens"
+    ),
+    # ---- sweeps and studies ----
+    Case(
+        "set4-sweep-base-a-sweep-file", S_BAD, "is a sweep file, not a run config", bad_sweep("name: s\nbase: s.yaml\n")
+    ),
+    Case(
+        "set4-plot-sweep-beta-key-unknown",
+        "plot-sweep {dir} --beta-key nosuch",
+        "--beta-key 'nosuch'",
+        _small_sweep_folder,
+    ),
+    Case("set4-study-reuse-a-file", "study collapse --data {cfg} --reuse {file} --out {new}", "--reuse"),
+    # ---- data files ----
+    Case("set4-npz-channels-last", T_BAD, "channels last?", bad_npz(_channels_last, image_shape=[3, 6, 6])),
+    Case(
+        "set4-npz-own-valid-and-valid-size",
+        T_BAD,
+        "data.valid_size=8 is not read",
+        bad_npz(lambda r: {"train": _bits(r, 64), "valid": _bits(r, 16), "test": _bits(r, 16)}, valid_size=8),
+    ),
+    Case(
+        "set4-vocab-file-without-training-words",
+        T_BAD,
+        "none of the training split's words",
+        bad_corpus({"vocab.txt": "zebra\nyak\n"}, vocab_file="vocab.txt"),
+    ),
+]
+
+
 def _argv(template: str, values: dict[str, str]) -> list[str]:
     parts = template.split("|")
     argv: list[str] = []
@@ -1845,6 +1989,79 @@ API_CASES += [
         lambda out, w: run_study(StudyRequest(data=str(w["cfg"])), out, workers=TOO_MANY_WORKERS),
         f"workers must be an integer in [1, {TOO_MANY_WORKERS - 1}]",
     ),
+]
+
+
+API_CASES += [  # the fourth fresh set
+    (
+        "set4-train-out-none",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, None, overrides=_API_FAST),
+        "out must be",
+    ),
+    (
+        "set4-train-overrides-none",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, out, overrides=None),
+        "overrides",
+    ),
+    (
+        "set4-train-overrides-ints",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, out, overrides=[1, 2]),
+        "overrides",
+    ),
+    (
+        "set4-train-meta-data",
+        lambda out, w: vaelab_api().train(tiny_factory, _X.to("meta"), out, overrides=_API_FAST),
+        "meta device",
+    ),
+    (
+        "set4-train-int64-0-255",
+        lambda out, w: vaelab_api().train(tiny_factory, (_X * 200).long(), out, overrides=_API_FAST),
+        "int64 values are whole numbers",
+    ),
+    ("set4-evaluate-int64-0-255", lambda out, w: vaelab_api().evaluate(tiny_factory(), (_X * 200).long()), "int64"),
+    (
+        "set4-evaluate-modules-do-not-fit",
+        lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[:, :5]),
+        "failed on the first batch of the data, x of shape (120, 5)",
+    ),
+    (
+        "set4-evaluate-iw-fraction",
+        lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, iw_samples=1.5),
+        "iw_samples",
+    ),
+    ("set4-evaluate-iw-chunk-0", lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, iw_chunk=0), "iw_chunk"),
+    (
+        "set4-evaluate-labels-wrong-length",
+        lambda out, w: vaelab_api().evaluate(tiny_factory(), _X, labels=torch.zeros(7)),
+        "labels must be one per example",
+    ),
+    (
+        "set4-holes-prior-samples-0",
+        lambda out, w: vaelab_api().hole_metrics(tiny_factory(), _X, prior_samples=0),
+        "prior_samples",
+    ),
+    ("set4-holes-tau-negative", lambda out, w: vaelab_api().hole_metrics(tiny_factory(), _X, taus=[-1.0]), "taus[0]"),
+    (
+        "set4-probe-float-labels",
+        lambda out, w: vaelab_api().probe(
+            tiny_factory(), _X, _X, train_labels=torch.rand(120), test_labels=torch.rand(120)
+        ),
+        "integer class indices",
+    ),
+    (
+        "set4-probe-negative-labels",
+        lambda out, w: vaelab_api().probe(
+            tiny_factory(),
+            _X,
+            _X,
+            train_labels=-torch.ones(120, dtype=torch.long),
+            test_labels=torch.zeros(120, dtype=torch.long),
+        ),
+        ">= 0",
+    ),
+    ("set4-mi-one-example", lambda out, w: vaelab_api().mutual_information(tiny_factory(), _X[:1]), "at least 2"),
+    ("set4-as-vae-latent-0", lambda out, w: vaelab_api().as_vae(tiny_factory(), latent_dim=0), "latent_dim"),
+    ("set4-run-evaluate-split", lambda out, w: vaelab_api().Run(w["run"]).evaluate(split="dev"), "split must be"),
 ]
 
 

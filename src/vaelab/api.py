@@ -29,6 +29,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from vaelab.checks import (
     COUNT,
     EVALUATE_KEYS,
     RULES,
+    Num,
     check,
     check_override_keys,
     check_override_values,
@@ -59,7 +61,15 @@ from vaelab.config import (
 from vaelab.data import load_dataset
 from vaelab.data.base import to_float
 from vaelab.data.text import TokenBatch
-from vaelab.data.user import TOKEN_OFFSET, UserData, as_intensities, as_user_data, tensor_data, token_data
+from vaelab.data.user import (
+    TOKEN_OFFSET,
+    UserData,
+    as_intensities,
+    as_user_data,
+    refuse_float_intensities,
+    tensor_data,
+    token_data,
+)
 from vaelab.errors import ConfigError, UserError
 from vaelab.metrics.collect import EvalCollection, collect, eval_mode, pooled_mutual_information, summarise
 from vaelab.metrics.holes import DEFAULT_PRIOR_SAMPLES, DEFAULT_TAUS
@@ -78,6 +88,7 @@ from vaelab.models.custom import (
     check_first_batch,
     check_modules,
     check_posterior,
+    check_runs_on,
     factory_spec,
     wrap_modules,
 )
@@ -128,6 +139,8 @@ class Run:
         ``eval.iw_samples``), written to DIR/eval.json and returned."""
         from vaelab.evaluation import evaluate_run
 
+        if split not in SPLIT_NAMES:
+            raise ConfigError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
         return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=list(overrides))
 
     def diagnose(self, *, evaluate: bool | None = None, split: str = "test") -> Any:
@@ -228,6 +241,10 @@ def train(
 
     if isinstance(overrides, str):  # iterated, it would be one override per character
         raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
+    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"overrides must be a list of 'key=value' strings, got {overrides!r}")
+    if not isinstance(out, str | PathLike):
+        raise ConfigError(f"out must be the run folder's path (a str or Path), got {type(out).__name__}")
     spec = factory_spec(model)
     kwargs = _plain(model_kwargs or {})
     user = as_user_data(data)
@@ -304,13 +321,15 @@ def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | No
                 f"{type(model).__name__}"
             )
         model, decoder = model
+    if latent_dim is not None:
+        check("latent_dim", latent_dim, COUNT)
     d = latent_dim or getattr(model, "latent_dim", None) or getattr(decoder, "latent_dim", None)
     if d is None:
         if example is None:
             raise UserError("as_vae needs latent_dim= (or example=, a batch the encoder can read)")
         check_modules(model, decoder)
         with torch.no_grad(), eval_mode(model):
-            mu, _ = check_posterior(model(example), _num_examples(example), None)
+            mu, _ = check_posterior(check_runs_on("encoder(x)", model, example), _num_examples(example), None)
         d = int(mu.shape[1])
     return wrap_modules(model, decoder, int(d))
 
@@ -348,6 +367,8 @@ def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[A
         data = torch.as_tensor(data)
     if isinstance(data, Tensor) or _is_token_lists(data) or isinstance(data, TokenBatch):
         n = data.batch_size if isinstance(data, TokenBatch) else len(data)
+        if y_all is not None and (y_all.ndim != 1 or len(y_all) != n):
+            raise UserError(f"labels must be one per example, shape ({n},), got shape {tuple(y_all.shape)}")
         for s in range(0, n, batch_size):
             rows = slice(s, min(s + batch_size, n))
             if isinstance(data, Tensor):
@@ -395,6 +416,9 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
     for p in parts:  # read as train() reads the user's arrays: bool and uint8 through as_intensities, then [0, 1]
         if isinstance(p.x, Tensor) and p.x.dtype in (torch.uint8, torch.bool):
             p.x = to_float(torch.from_numpy(as_intensities(p.x.cpu().numpy())))
+        elif isinstance(p.x, Tensor) and not p.x.is_floating_point() and not p.x.is_complex():
+            refuse_float_intensities({"to evaluate": (p.x.cpu().numpy(), None)})  # 0..255 as int64: as train() refuses
+            p.x = p.x.to(dtype or torch.float32)  # integer 0/1 data: read as floats, as train() does
         if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
             p.x = p.x.to(dtype)  # float64 data for a float32 model: converted, as train() does
     vae = _resolve_model(model, parts[0].x)
@@ -402,6 +426,8 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
     for p in parts:
         if hasattr(p.x, "to"):
             p.x = p.x.to(device)
+    with torch.no_grad(), eval_mode(vae):  # modules that do not fit the data: one line, as in train()
+        check_runs_on("the model (encoder and decoder.log_prob)", lambda x: elbo_terms(vae, x, 1), parts[0].x)
     return vae, parts
 
 
@@ -413,6 +439,9 @@ def _float_dtype(model: Any) -> torch.dtype | None:
                 if t.is_floating_point():
                     return t.dtype
     return None
+
+
+SPLIT_NAMES = ("train", "valid", "test")
 
 
 def _seed(seed: int) -> int:
@@ -449,6 +478,8 @@ def evaluate(
     memory budget (:func:`~vaelab.metrics.likelihood.resolve_iw_chunk`; 10 for a batch of 500 MNIST images, whose
     (chunk, 500, 784) tensors a fixed 100 made 10x larger), or a count; the estimate does not depend on it beyond
     float rounding (the same draws)."""
+    check("iw_samples", iw_samples, RULES["eval.iw_samples"])  # named as the caller wrote them, before any work
+    check("iw_chunk", iw_chunk, RULES["eval.iw_chunk"])
     vae, parts = _model_and_batches(model, data, batch_size, labels)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
@@ -517,6 +548,8 @@ def mutual_information(
     pools over every example of ``data`` (cap ln N), an int B within consecutive groups of B (cap ln B). Report
     ``.value`` with ``.pool``: an MI near ln(pool) is at the estimator's ceiling."""
     mu, logvar = posteriors(model, data, batch_size=batch_size)
+    if len(mu) < 2:  # the estimator compares each z with the other examples' posteriors
+        raise UserError(f"mutual_information needs at least 2 examples, got {len(mu)}")
     return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(_seed(seed)))
 
 
@@ -546,6 +579,9 @@ def hole_metrics(
     """Hole metrics of the aggregated posterior q_agg of ``data`` (Zhang et al., NeurIPS 2022), nats:
     ``hole_kl`` = KL(p || q_agg) by Monte Carlo over ``prior_samples`` draws (with ``hole_kl_se``),
     ``hole_kl_per_dim`` (quadrature) and ``cu_<tau>``, the dimensions whose per-dimension hole KL is below tau."""
+    check("prior_samples", prior_samples, RULES["eval.hole_prior_samples"])
+    for i, tau in enumerate(taus):
+        check(f"taus[{i}]", tau, Num(lo=0))  # a unit counts as collapsed below tau nats: tau < 0 counts none
     mu, logvar = posteriors(model, data, batch_size=batch_size)
     gen = torch.Generator().manual_seed(_seed(seed))
     return _hole_metrics(mu, logvar, prior_samples=prior_samples, taus=taus, generator=gen)
@@ -568,6 +604,11 @@ def probe(
     te = _posterior_collection(model, test_data, batch_size, test_labels)
     if tr.y is None or te.y is None:
         raise UserError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
+    for name, y in (("train labels", tr.y), ("test labels", te.y)):
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise UserError(f"{name} must be integer class indices, got dtype {y.dtype}")
+        if len(y) and int(y.min()) < 0:
+            raise UserError(f"{name} must be class indices >= 0, got {int(y.min())}")
     assert tr.mu is not None and tr.logvar is not None and te.mu is not None and te.logvar is not None
     y_tr, y_te = tr.y.long().reshape(-1), te.y.long().reshape(-1)
     k = int(max(y_tr.max(), y_te.max())) + 1

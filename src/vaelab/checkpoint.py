@@ -231,6 +231,13 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
     """``model.load_state_dict(state)``; weights that do not fit the model (config.yaml edited after training, a
     checkpoint copied from another run) are a one-line :class:`CheckpointError` naming the file and the first
     mismatch, not torch's many-line RuntimeError."""
+    params = {name for name, _ in model.named_parameters()}
+    for name, t in state.items():  # a trained run stops at a NaN before writing it: this file was damaged
+        if name in params and isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(
+                f"checkpoint {path}: parameter {name} holds NaN or infinite values, so every number computed from it "
+                "would be NaN; use the other checkpoint (best or last) or train again"
+            )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -118,7 +118,7 @@ RULES: dict[str, Rule] = {
     "eval.binarize_seed": SEED,
     "eval.extra_metrics": Items(item=Choice(registry=lambda: EXTRA_METRICS), unique=True),
     "eval.extras_every_epoch": Typed(),
-    "eval.hole_prior_samples": COUNT,
+    "eval.hole_prior_samples": Int(1, 10**7),  # 78x the default; 10**12 (a typo) ran for hours after training
 }
 """The rule of every leaf key of a run config."""
 

@@ -129,6 +129,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"override {item!r} must look like key=value (e.g. model.latent_dim=16)")
         key, _, raw = item.partition("=")
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):  # "=1", ".lr=1", "train..lr=1", "train.=1"
+            raise ConfigError(
+                f"override {item!r}: the key {key.strip()!r} has an empty part; write a dotted key such as train.lr"
+            )
         node = out
         for p in parts[:-1]:
             nxt = node.get(p)
@@ -219,6 +223,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder, not a YAML file")
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or read as nothing
+        raise ConfigError(f"config file {str(path)!r} is not a regular file (a pipe or a device); give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:

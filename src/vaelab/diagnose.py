@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.errors import UserError
-from vaelab.runfolder import read_json_or_none as _read_json
+from vaelab.runfolder import read_json_object
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -256,7 +256,7 @@ def run_metrics(run_dir: str | Path, *, evaluate: bool | None = None, split: str
     if not (root / "config.yaml").is_file():
         raise FileNotFoundError(f"{root} is not a run folder (no config.yaml)")
     sources = [root / "diagnosis_eval.json", root / "eval.json", root / f"eval_{split}.json", root / "summary.json"]
-    found = [(p, _read_json(p)) for p in sources if p.is_file()]
+    found = [(p, read_json_object(p)) for p in sources if p.is_file()]  # a damaged one is named, not skipped
     found = [(p, m) for p, m in found if m and m.get("kl_per_dim") and m.get("split", split) == split]
     complete = [(p, m) for p, m in found if m.get("activity_per_dim") and "hole_kl" in m]
     if evaluate is False or (evaluate is None and complete):

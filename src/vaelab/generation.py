@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from vaelab.data import load_dataset
-from vaelab.data.text import TextDataset, TokenBatch, Vocabulary
+from vaelab.data.text import RESERVED, TextDataset, TokenBatch, Vocabulary
 from vaelab.errors import ConfigError, UserError
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
@@ -79,6 +79,13 @@ class TextRun:
             words = self.tokenize(s)
             if not words:
                 raise UserError(f"empty sentence {s!r}")
+            if "\x00" in s:
+                raise UserError(f"sentence {s[:40]!r} holds a NUL character; give plain text")
+            if reserved := RESERVED.intersection(words):
+                raise UserError(
+                    f"sentence {s[:40]!r}: the word {sorted(reserved)[0]!r} is one of vaelab's own tokens (<pad>, "
+                    "<s>, </s>), so it would not be read as a word; remove it"
+                )
             ids.append(self.vocab.encode(words))
         return TokenBatch.from_sentences(ids, device=self.device)
 
@@ -237,6 +244,8 @@ def _read_sentences(path: Path) -> list[str]:
     """The non-empty lines of ``--file`` (UTF-8; a byte-order mark is dropped); errors name the file."""
     if path.is_dir():
         raise ConfigError(f"--file {path} is a folder; name a text file with one sentence per line")
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or read as nothing
+        raise ConfigError(f"--file {path} is not a regular file (a pipe or a device); name a text file")
     if not path.is_file():
         raise FileNotFoundError(f"--file {path} does not exist")
     raw = path.read_bytes()

@@ -231,9 +231,9 @@ def quick_config() -> LagConfig:
 
 
 def cmd_lag_plot(args: argparse.Namespace) -> int:
-    from vaelab.oserrors import check_output_file
+    from vaelab.oserrors import IMAGE_SUFFIXES, check_output_file
 
-    check_output_file(args.out)
+    check_output_file(args.out, suffixes=IMAGE_SUFFIXES)
     cfg = quick_config() if args.quick else LagConfig()
     if args.steps is not None:
         cfg.steps = args.steps

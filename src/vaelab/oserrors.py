@@ -88,6 +88,11 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> None:
     """Refuse, in one line, a folder that cannot be made or written: ``path`` is a file, lies under a file, or
     its nearest existing folder is read-only or not writable. Changes nothing on disk."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"{flag} {path} is a symbolic link that leads nowhere (its target is missing, or it is a loop); remove "
+            f"it or choose another {flag}"
+        )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} is a file, not a folder; choose another {flag}")
     existing = path
@@ -118,13 +123,21 @@ def check_output_folder(path: str | Path, flag: str = "--out") -> None:
             )
 
 
-def check_output_file(path: str | Path, flag: str = "--out") -> None:
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+"""The file types a figure may be written as (``--out`` of latent-plot and lag-plot; none means .png)."""
+
+
+def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str, ...] | None = None) -> None:
     """Refuse, in one line, a file that cannot be written: ``path`` is a folder, or its folder cannot be made or
-    written (:func:`check_output_folder`)."""
+    written (:func:`check_output_folder`), or its suffix is not one of ``suffixes`` (when given; none is fine)."""
     text = str(path)
     if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):  # Path("x/") would drop the slash
         raise ConfigError(f"{flag} {text} names a folder; name a file in it")
     path = Path(path)
+    if suffixes is not None and path.suffix and path.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{flag} {path}: a figure cannot be written as {path.suffix}; use one of {', '.join(suffixes)}"
+        )
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; name a file")
     check_output_folder(path.parent, flag=flag)

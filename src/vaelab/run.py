@@ -258,10 +258,11 @@ def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunF
     if wrong:
         raise FileNotFoundError(wrong)
     if not ckpt.is_file():
-        if which == "last" and run_folder.has_records():  # not "has not finished an epoch"
+        if run_folder.has_records():  # not "has not finished an epoch"
+            other = "best" if which == "last" else "last"
             raise FileNotFoundError(
                 f"{ckpt} does not exist but the run logged evaluations; put it back if it was moved, or use the "
-                "best checkpoint"
+                f"{other} checkpoint (--checkpoint {other})"
             )
         raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
     return run_folder, ckpt

@@ -47,17 +47,25 @@ def _read(path: Path) -> tuple[dict[str, Any], float] | None:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
-    except OSError:
-        return {}, 0.0
+    except IsADirectoryError:
+        return {UNREADABLE: "a folder, not a lock file"}, 0.0  # never taken over: it cannot be replaced
+    except OSError as e:
+        return {UNREADABLE: e.strerror or str(e)}, 0.0
     try:
         held = json.loads(text) if text.strip() else {}
     except ValueError:
-        held = {}
-    return (held if isinstance(held, dict) else {}), age
+        held = None
+    if not isinstance(held, dict):  # not written by vaelab (its own record is written in one piece)
+        return {UNREADABLE: "not a lock that vaelab wrote"}, age
+    return held, age
+
+
+UNREADABLE = "unreadable"
+"""The key of a lock's contents when the file could not be read as a lock (why, in words)."""
 
 
 def _stale(held: dict[str, Any], age: float) -> bool:
-    if not held:
+    if not held or UNREADABLE in held:
         return age > EMPTY_LOCK_STALE_S
     try:
         pid = int(held.get("pid", -1))
@@ -129,6 +137,8 @@ def release_lock(path: str | Path) -> None:
 
 def describe_holder(held: dict[str, Any]) -> str:
     """``pid 123 on host h (since 2024-05-01T10:00:00)``, or a note that the holder is still writing the lock."""
+    if UNREADABLE in held:
+        return f"an unknown holder (the lock file is {held[UNREADABLE]})"
     if not held:
         return "a process that is just starting (its lock is still empty)"
     since = f" (since {held['started']})" if held.get("started") else ""

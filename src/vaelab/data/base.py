@@ -356,6 +356,15 @@ def images_to_split(
             raise data_error(
                 source, f"each example has {per} values but data.image_shape={list(image_shape)}", None, where
             )
+        given = [d for d in x.shape[1:] if d != 1]
+        if x.ndim > 2 and given != [d for d in shape if d != 1]:  # (N, H, W, C) read as (C, H, W): scrambled
+            raise data_error(
+                source,
+                f"images of shape {tuple(x.shape[1:])} would be reordered into data.image_shape={list(image_shape)} "
+                "(channels last? store them as (N, C, H, W) or flat (N, D))",
+                None,
+                where,
+            )
     elif x.ndim == 4:
         shape = tuple(int(d) for d in x.shape[1:])  # type: ignore[assignment]
     elif x.ndim == 3:

@@ -87,6 +87,11 @@ def _assemble(
         else:
             train, valid, info["split"] = holdout_split(train, cfg.valid_size, cfg.split_seed, source)
     else:
+        if cfg.valid_size != DataConfig.valid_size:  # the file's own split is used: the key would be ignored
+            raise ConfigError(
+                f"data.valid_size={cfg.valid_size} is not read: {source} holds its own validation split; remove "
+                "data.valid_size (or the validation array from the file)"
+            )
         info["split"] = "validation split from its own file/key"
     labelled = [s.y is not None for s in (train, valid, test) if len(s)]
     if any(labelled) and not all(labelled):

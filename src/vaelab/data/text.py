@@ -386,6 +386,12 @@ def _vocabulary(cfg: DataConfig, folder: Path, train: list[list[str]], info: dic
         vf = Path(cfg.vocab_file).expanduser()
         vf = vf if vf.is_absolute() else folder / vf
         vocab = Vocabulary.from_file(vf, cfg.vocab_size, unk_token=cfg.unk_token)
+        known = vocab.stoi
+        if train and not any(w in known for s in train for w in s):  # every word <unk>: a perfect, empty model
+            raise DataError(
+                f"{vf}: none of the training split's words is in this vocabulary (every word would be <unk>); "
+                "check data.vocab_file (and data.lowercase)"
+            )
         info["vocab_source"] = f"file {vf}" + (f", first {cfg.vocab_size}" if cfg.vocab_size else "")
         return vocab
     counts: Counter[str] = Counter()

@@ -243,6 +243,8 @@ def _is_dataset(obj: Any) -> bool:
 
 def _numpy(x: Any, what: str) -> np.ndarray:
     if isinstance(x, Tensor):
+        if x.is_meta:
+            raise UserError(f"{what}: a tensor on the meta device holds no values; pass real data")
         return x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
         return x
@@ -388,21 +390,24 @@ def tensor_data(
         "arrays", train, valid, test, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed
     )
     if not raw:
-        _refuse_float_intensities(splits)
+        refuse_float_intensities(splits)
     return UserData("arrays", splits, binarize=binarize, rules=rules)
 
 
-def _refuse_float_intensities(splits: Mapping[str, tuple[Any, Any]]) -> None:
+def refuse_float_intensities(splits: Mapping[str, tuple[Any, Any]]) -> None:
     """Refuse float arrays whose values are all whole numbers in 0..255 with a maximum above 15 (see
     :func:`tensor_data`; small counts are left alone)."""
     for name, (x, _) in splits.items():
         arr = np.asarray(x) if x is not None else None
-        if arr is None or arr.dtype.kind != "f" or not arr.size or not np.isfinite(arr).all():
+        if arr is None or arr.dtype.kind not in "fiu" or arr.dtype == np.uint8 or not arr.size:
+            continue  # uint8 is read as intensities (0..255 -> [0, 1])
+        if not np.isfinite(arr).all():
             continue
         lo, hi = float(arr.min()), float(arr.max())
+        kind = "float" if arr.dtype.kind == "f" else str(arr.dtype)
         if 15 < hi <= 255 and lo >= 0 and bool(np.all(arr == np.round(arr))):
             raise DataError(
-                f"data {name}: float values are whole numbers {lo:g}..{hi:g}, 8-bit intensities stored as floats; "
+                f"data {name}: {kind} values are whole numbers {lo:g}..{hi:g}, 8-bit intensities stored as {kind}; "
                 "vaelab uses float data as given, so a Bernoulli decoder would see targets > 1: divide by 255 (or "
                 "pass uint8), or pass vaelab.tensor_data(x, raw=True) for a decoder of real values"
             )

@@ -254,7 +254,7 @@ def check_first_batch(encoder: nn.Module, decoder: nn.Module, x: Any, latent_dim
     return int(mu.shape[1])
 
 
-def _call(what: str, fn: Any, x: Any, *args: Any) -> Any:
+def _call(what: str, fn: Any, x: Any, *args: Any, batch: str = "first training batch") -> Any:
     """``fn(x, *args)`` on the first batch; an exception inside the user's code (a shape mismatch: the modules do
     not fit the data) becomes a one-line :class:`ContractError` naming the call and the batch's shape, chained to
     the original (``raise ... from``), so the user's traceback is kept."""
@@ -266,9 +266,15 @@ def _call(what: str, fn: Any, x: Any, *args: Any) -> Any:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ContractError(
-            f"{what} failed on the first training batch, x of shape {shape}: {type(e).__name__}: {first} (do the "
+            f"{what} failed on the {batch}, x of shape {shape}: {type(e).__name__}: {first} (do the "
             "modules fit the data's shape?)"
         ) from e
+
+
+def check_runs_on(what: str, fn: Any, x: Any) -> Any:
+    """``fn(x)`` on the first batch of the data a metric is computed on: an exception inside the user's modules is
+    a one-line :class:`ContractError` (as :func:`check_first_batch` for training), chained to the original."""
+    return _call(what, fn, x, batch="first batch of the data")
 
 
 # --------------------------------------------------------------------------------------------------------------

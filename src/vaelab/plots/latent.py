@@ -199,10 +199,10 @@ def run_posteriors(
 
 
 def cmd_latent_plot(args: argparse.Namespace) -> int:
-    from vaelab.oserrors import check_output_file
+    from vaelab.oserrors import IMAGE_SUFFIXES, check_output_file
 
     if args.out:
-        check_output_file(args.out)
+        check_output_file(args.out, suffixes=IMAGE_SUFFIXES)
     mu, logvar, y, cfg = load_posteriors(
         args.dir, split=args.split, checkpoint=args.checkpoint, max_examples=args.max_examples
     )
@@ -237,7 +237,7 @@ def add_latent_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--prior-samples",
-        type=option(Int(1), "--prior-samples"),
+        type=option(Int(1, 10**7), "--prior-samples"),
         default=2000,
         help="prior draws shown in the PCA panel",
     )

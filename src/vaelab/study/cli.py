@@ -30,13 +30,19 @@ def _csv_list(text: str, flag: str = "--methods") -> list[str]:
     return items
 
 
+MAX_SEEDS = 1000
+"""The most seeds of one study (``--seeds``)."""
+
+
 def _seeds(text: str) -> list[int]:
     from vaelab.sweep.cli import parse_indices
 
     try:
-        seeds = parse_indices(text)
-        given = [s for part in text.split(",") for s in parse_indices(part)]
-    except ConfigError:
+        seeds = parse_indices(text, MAX_SEEDS, "--seeds")
+        given = [s for part in text.split(",") for s in parse_indices(part, MAX_SEEDS, "--seeds")]
+    except ConfigError as e:
+        if "more than" in str(e):  # a range like 0-100000000: one study run per seed and method
+            raise ConfigError(f"{e}; a study runs every method once per seed") from None
         raise ConfigError(f"--seeds {text!r}: expected S, S,T or A-B (non-negative integers)") from None
     if len(given) != len(seeds):  # `1,1`: a typo for 1,2? one seed would run where two were written
         twice = next(s for s in given if given.count(s) > 1)
@@ -68,9 +74,10 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     data_name = Path(args.data).stem if args.data.endswith((".yaml", ".yml")) else args.data
     out = Path(args.out) if args.out else Path("runs") / "studies" / f"collapse_{data_name}"
     from vaelab.sweep import spec_from_dict
-    from vaelab.sweep.runner import check_sweep_folder
+    from vaelab.sweep.runner import check_reuse_folders, check_sweep_folder
 
     check_output_folder(out)
+    check_reuse_folders(args.reuse or [], out)
     spec = spec_from_dict(study_spec(req), "study")
     spec.validate()  # every run's config, before anything is written
     check_sweep_folder(spec, out)  # a run folder, or a study of other methods or measurements: refused now

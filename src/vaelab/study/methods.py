@@ -45,6 +45,9 @@ from vaelab.config import RunConfig
 from vaelab.errors import ConfigError
 from vaelab.registry import Registry
 
+MAX_BUDGET = 10**6
+"""The most epochs or steps of a study's budget (``--budget``)."""
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -57,8 +60,8 @@ class Budget:
         if (self.epochs is None) == (self.steps is None):
             raise ConfigError("a budget is a number of epochs or a number of steps (exactly one)")
         value = self.epochs if self.epochs is not None else self.steps
-        if value is None or value < 1:
-            raise ConfigError(f"--budget must be an integer >= 1, got {value}")
+        if value is None or value < 1 or value > MAX_BUDGET:  # a typo of 10**12 epochs would train for ever
+            raise ConfigError(f"--budget must be an integer in [1, {MAX_BUDGET}], got {value}")
 
     @classmethod
     def parse(cls, text: str | int) -> Budget:

@@ -29,9 +29,14 @@ from vaelab.sweep.runner import (
 from vaelab.sweep.spec import SweepError, load_sweep
 from vaelab.sweep.stopping import step_cap_line
 
+MAX_INDICES = 10**6
+"""The most indices ``--index`` (and ``study --seeds``) may name: a range is checked before it is expanded (a
+typo such as ``0-99999999999`` took 23 GB)."""
 
-def parse_indices(text: str) -> list[int]:
-    """``"3"``, ``"0,4,7"``, ``"10-19"`` or combinations (``"0-3,8"``) -> sorted point indices."""
+
+def parse_indices(text: str, limit: int = MAX_INDICES, flag: str = "--index") -> list[int]:
+    """``"3"``, ``"0,4,7"``, ``"10-19"`` or combinations (``"0-3,8"``) -> sorted point indices; at most ``limit``
+    of them."""
     out: set[int] = set()
     for part in text.split(","):
         part = part.strip()
@@ -43,9 +48,15 @@ def parse_indices(text: str) -> list[int]:
                 lo, hi = int(a), int(b)
                 if hi < lo:
                     raise ValueError
+                if hi - lo + 1 > limit:
+                    raise SweepError(f"{flag} {text!r}: {part} names {hi - lo + 1} indices, more than {limit}")
                 out.update(range(lo, hi + 1))
             else:
                 out.add(int(part))
+            if len(out) > limit:
+                raise SweepError(f"{flag} {text!r}: names more than {limit} indices")
+        except SweepError:
+            raise
         except ValueError:
             raise SweepError(f"--index {text!r}: expected I, I,J,K or A-B (non-negative integers)") from None
     if not out or min(out) < 0:

@@ -123,6 +123,9 @@ def plot_sweep(
     out = Path(out)
     rows = read_results(out)
     columns = list(rows[0]) if rows else []
+    if beta_key is not None and rows and beta_key not in columns:  # every point would sit at one beta, None
+        params = [c for c in columns if "." in c or c == "seed"]
+        raise ConfigError(f"--beta-key {beta_key!r} is not a column of {out / 'results.csv'}; its parameters: {params}")
     beta_key = beta_key or find_beta_key(columns)
     keys = group_keys(out, beta_key)
     metrics = [

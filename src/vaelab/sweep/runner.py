@@ -382,18 +382,25 @@ def _write_point_record(path: Path, record: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
+def check_reuse_folders(folders: Iterable[str | Path], out: str | Path) -> None:
+    """Refuse a ``--reuse`` folder that is the sweep's own or not a sweep or study folder: before anything is
+    written."""
+    for source in map(Path, folders):
+        if source.resolve() == Path(out).resolve():
+            raise SweepError(f"--reuse {source}: that is the sweep's own folder")
+        if not (source / SWEEP_FILE).is_file():
+            raise SweepError(f"--reuse {source}: not a sweep or study folder (no {SWEEP_FILE})")
+
+
 def _donors(folders: Iterable[str | Path], out: Path, spec: SweepSpec) -> dict[str, tuple[Path, bool]]:
     """Finished (or partly trained) points of other sweep folders, by the hash of the config they ran with:
     ``{config hash: (point folder, measured the same way as spec)}``. A point's hash is computed from its own
     config.yaml with today's code, so a folder written by an earlier version still matches. Failed and running
     points are not offered; the first folder listed wins a tie."""
     found: dict[str, tuple[Path, bool]] = {}
+    check_reuse_folders(folders, out)
     for source in folders:
         source = Path(source)
-        if source.resolve() == out.resolve():
-            raise SweepError(f"--reuse {source}: that is the sweep's own folder")
-        if not (source / SWEEP_FILE).is_file():
-            raise SweepError(f"--reuse {source}: not a sweep or study folder (no {SWEEP_FILE})")
         same_measure = measure_identity(load_stored_spec(source).measure) == measure_identity(spec.measure)
         for folder in sorted(points_dir(source).glob("*")):
             if not folder.is_dir() or display_state(folder) in ("failed", "running", "missing"):
@@ -943,6 +950,7 @@ def run_sweep(
     for i in wanted:  # range check, and the keys each point sets, before anything runs or is written
         spec.check_keys_read(spec.point(i))
     check_measured_data(spec, wanted, options)
+    check_reuse_folders(reuse := list(reuse), out)
     out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)
     skipped: list[PointResult] = []

@@ -435,6 +435,8 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
             raise SweepError(f"{where}: set base (a run config file) or base_config (an inline run config)")
         base_path = Path(base) if root is None or Path(base).is_absolute() else root / base
         base_config = read_yaml(base_path)
+        if {"base", "base_config", "grid", "zip", "variants", "fixed"} & set(base_config):
+            raise SweepError(f"{where}: base {base_path} is a sweep file, not a run config; name a run config")
         base_config.pop("_meta", None)
         base = str(base_path.resolve())
     elif not isinstance(base_config, dict):

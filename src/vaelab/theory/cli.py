@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from vaelab.rules import SEED, option
+from vaelab.rules import SEED, Int, option
 
 __all__ = ["add_theory_parser", "main", "run_linear_vae"]
 
@@ -23,6 +23,11 @@ FIGURE_HELP = (
     "finite-size scaling; 3: eps_g* and plateau length vs beta; 4: superfluous latent; 5: KL annealing; "
     "6: entangled -> disentangled. Repeat the option for several figures (default: all)."
 )
+
+
+MAX_N = 10**6
+"""The largest input dimension ``--N``: the SGD runs hold seeds x M x N weights and take N steps per unit of time
+(10**12, a typo, asked for 7 TiB)."""
 
 
 def _positive_int(text: str) -> int:
@@ -64,7 +69,9 @@ def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
     lv.add_argument("--figure", action="append", choices=FIGURE_CHOICES, metavar="{1..6|all}", help=FIGURE_HELP)
     lv.add_argument("--out", default="runs/theory/linear_vae", help="output folder (default: %(default)s)")
     lv.add_argument("--quick", action="store_true", help="small N, few seeds, short runs: a smoke run (< 30 s)")
-    lv.add_argument("--N", type=_positive_int, default=None, help="input dimension of the SGD runs (default 1000)")
+    lv.add_argument(
+        "--N", type=option(Int(1, MAX_N), "--N"), default=None, help="input dimension of the SGD runs (default 1000)"
+    )
     lv.add_argument("--seeds", type=_positive_int, default=None, help="SGD runs per setting (default 5)")
     lv.add_argument("--seed", type=option(SEED, "--seed"), default=0, help="base random seed (default: %(default)s)")
     lv.add_argument("--rho", type=_positive_float, default=1.0, help="signal strength (default: %(default)s)")
