@@ -555,15 +555,18 @@ def run_without_valid(w: dict, tmp: Path) -> dict[str, str]:
     return {"copy": str(tmp / "nv")}
 
 
-def bad_sweep(body: dict | str) -> Callable[[dict, Path], dict[str, str]]:
-    """{bad}: a sweep file over the tiny config (``body`` updates it; a string is the whole file, with {cfg})."""
+def bad_sweep(body: dict | str, base: str = "cfg") -> Callable[[dict, Path], dict[str, str]]:
+    """{bad}: a sweep file over the tiny config (``body`` updates it; a string is the whole file, with {cfg}).
+
+    ``base`` names the world's config the file builds on (``bare_cfg``: no model.hidden, for points of other types).
+    """
 
     def setup(w: dict, tmp: Path) -> dict[str, str]:
         path = tmp / "s.yaml"
         if isinstance(body, str):
             path.write_text(body.format(cfg=w["cfg"]))
         else:
-            _yaml(path, {"name": "s", "base": str(w["cfg"]), "measure": {"iw_samples": 2}, **body})
+            _yaml(path, {"name": "s", "base": str(w[base]), "measure": {"iw_samples": 2}, **body})
         return {"bad": str(path)}
 
     return setup
@@ -1448,7 +1451,8 @@ CASES += [
             {
                 "fixed": {"model.type": "conv", "model.channels": [4]},
                 "grid": {"data.image_shape": [[1, 6, 6], [1, 1, 1]]},
-            }
+            },
+            base="bare_cfg",
         ),
     ),
     Case(
