@@ -404,6 +404,32 @@ CASES: list[Case] = [
     # ---- sweep ----
     Case("sweep-workers-negative", "sweep {sweep_ok} --workers -3 --out {new}", "--workers"),
     Case("sweep-workers-zero", "sweep {sweep_ok} --workers 0 --out {new}", "--workers"),
+    # a Ray address where no cluster can be: refused in seconds (Ray's own attempts took > 90 s), nothing written
+    Case(
+        "sweep-ray-address-no-host",
+        "sweep {sweep_ok} --workers 1 --backend ray --address nowhere:1 --out {new}",
+        "--address 'nowhere:1': host 'nowhere' does not resolve",
+    ),
+    Case(
+        "sweep-ray-address-no-listener",
+        "sweep {sweep_ok} --backend ray --address 127.0.0.1:1 --out {new}",
+        "nothing accepts a connection at 127.0.0.1:1",
+    ),
+    Case(
+        "sweep-ray-address-no-port",
+        "sweep {sweep_ok} --backend ray --address headnode --out {new}",
+        "--address 'headnode': not HOST:PORT",
+    ),
+    Case(
+        "sweep-address-without-ray",
+        "sweep {sweep_ok} --address 127.0.0.1:1 --out {new}",
+        "is read only with --backend ray",
+    ),
+    Case(
+        "study-ray-address-no-host",
+        "study collapse --data {cfg} --backend ray --address nowhere:1 --out {new}",
+        "--address 'nowhere:1'",
+    ),
     Case("sweep-index-text", "sweep {sweep_ok} --index x --out {new}", "--index"),
     Case("sweep-index-reversed", "sweep {sweep_ok} --index 5-2 --out {new}", "--index"),
     Case("sweep-file-missing", "sweep {root}/none.yaml --out {new}", "none.yaml"),

@@ -42,6 +42,7 @@ from vaelab.checks import (
     COUNT,
     EVALUATE_KEYS,
     RULES,
+    Int,
     Num,
     check,
     check_override_keys,
@@ -458,6 +459,10 @@ def _generator(model: nn.Module, seed: int) -> torch.Generator:
 # metrics
 
 
+SAMPLES = Int(1, 10**6)
+"""The rule of the ``num_samples`` of :func:`iw_nll` and :func:`elbo`: as ``eval.iw_samples`` (at least one)."""
+
+
 def evaluate(
     model: Any,
     data: Any,
@@ -480,6 +485,8 @@ def evaluate(
     float rounding (the same draws)."""
     check("iw_samples", iw_samples, RULES["eval.iw_samples"])  # named as the caller wrote them, before any work
     check("iw_chunk", iw_chunk, RULES["eval.iw_chunk"])
+    check("mi_pool", mi_pool, RULES["eval.mi_pool"])
+    check("au_threshold", au_threshold, RULES["eval.au_threshold"])
     vae, parts = _model_and_batches(model, data, batch_size, labels)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
@@ -500,6 +507,8 @@ def iw_nll(
     """Importance-weighted NLL -log p(x) of every example, nats, shape (N,): -log (1/K) sum_k p(x, z_k) / q(z_k|x),
     z_k ~ q(z|x), K = ``num_samples`` (Burda, Grosse & Salakhutdinov, ICLR 2016); an upper bound on the NLL that
     tightens as K grows. The model is in eval mode during the call."""
+    check("num_samples", num_samples, SAMPLES)
+    check("chunk_size", chunk_size, COUNT)
     vae, parts = _model_and_batches(model, data, batch_size)
     gen = _generator(vae, seed)
     with eval_mode(vae):
@@ -509,6 +518,7 @@ def iw_nll(
 def elbo(model: Any, data: Any, *, num_samples: int = 1, batch_size: int = 500, seed: int = 0) -> dict[str, Tensor]:
     """The unweighted ELBO of every example and its parts, nats, each (N,): ``distortion`` = -E_q log p(x|z)
     (``num_samples`` draws), ``rate`` = KL(q(z|x) || p(z)) (Kingma & Welling, ICLR 2014), ``elbo`` = -(D + R)."""
+    check("num_samples", num_samples, SAMPLES)
     vae, parts = _model_and_batches(model, data, batch_size)
     gen = _generator(vae, seed)
     out: dict[str, list[Tensor]] = {"elbo": [], "rate": [], "distortion": []}

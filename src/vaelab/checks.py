@@ -60,6 +60,7 @@ from vaelab.objectives.terms import check_free_bits_groups as check_free_bits_gr
 from vaelab.registry import UnknownChoiceError
 from vaelab.rules import COUNT as COUNT
 from vaelab.rules import DEVICE_PATTERN as DEVICE_PATTERN
+from vaelab.rules import MAX_EPOCHS, MAX_LR
 from vaelab.rules import PROBABILITY_OPEN as PROBABILITY_OPEN
 from vaelab.rules import SEED as SEED
 from vaelab.rules import Choice as Choice
@@ -87,11 +88,11 @@ RULES: dict[str, Rule] = {
     # train
     "train.strategy": Choice(registry=lambda: STRATEGIES),
     "train.optimizer": Typed(),
-    "train.lr": Num(lo=0, lo_open=True),
+    "train.lr": Num(lo=0, hi=MAX_LR, lo_open=True),
     "train.momentum": PROBABILITY_OPEN,
     "train.weight_decay": Num(lo=0),
     "train.batch_size": COUNT,
-    "train.epochs": COUNT,
+    "train.epochs": Int(1, MAX_EPOCHS),
     "train.max_steps": Int(1, optional=True),
     "train.grad_clip": Num(lo=0, lo_open=True, optional=True),
     "train.early_stopping_patience": Int(1, optional=True),

@@ -366,7 +366,9 @@ def _out_of_memory(e: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None)
     if isinstance(e, MemoryError) or (oom is not None and isinstance(e, oom)):
         return True
-    return isinstance(e, RuntimeError) and ("can't allocate memory" in str(e) or "out of memory" in str(e))
+    # torch's "Storage size calculation overflowed": a tensor larger than 2**63 bytes was asked for
+    too_large = ("can't allocate memory", "out of memory", "Storage size calculation overflowed")
+    return isinstance(e, RuntimeError) and any(t in str(e) for t in too_large)
 
 
 def _one_line(e: BaseException) -> str:

@@ -214,6 +214,29 @@ PROBABILITY_OPEN = Num(lo=0, hi=1, hi_open=True)
 COUNT = Int(1)
 SEED = Int(0, 2**63 - 1)
 
+# Upper bounds. A value past one of these is a typo (1e18 for 1e3), not a request: without the bound it was
+# accepted and then failed late (a traceback of torch's size arithmetic, out of memory after the data were
+# generated), trained into NaN, or ran for ever. Each bound is far above any published setting; the fuzzer of
+# tests/test_fuzz_inputs.py tries 1e18 on every key.
+MAX_UNITS = 10**5
+"""The most units of one layer or space: latent dimensions, hidden units, embedding sizes, channels (published VAEs
+use at most a few thousand; 10**5 x 10**5 weights would already be 40 GB)."""
+MAX_LAYERS = 10**3
+"""The most layers of a stack (``model.pixelcnn_layers``)."""
+MAX_EXAMPLES = 10**7
+"""The most examples a data set generates or an evaluation subset holds (the synthetic sets are made in memory)."""
+MAX_EPOCHS = 10**6
+"""The most epochs of a run."""
+MAX_SAMPLES = 10**4
+"""The most Monte Carlo samples per example of a training loss (``objective.regulariser_options.samples``): each
+costs a (samples, batch, latent) tensor at every step."""
+MAX_INIT_RANGE = 10.0
+"""The widest initial weight range U(-r, r) (He et al. 2019 use 0.01 and 0.1): past it the first step is NaN."""
+MAX_LR = 10.0
+"""The largest learning rate: 10x the largest published one (SGD 1.0 on text, He et al. 2019)."""
+WIDTH = Int(1, MAX_UNITS)
+"""A number of units (:data:`MAX_UNITS`)."""
+
 
 def check(key: str, value: Any, rule: Rule) -> Any:
     """Apply ``rule`` to ``value``: a one-line :class:`ConfigError` (a ValueError) naming ``key``. Returns

@@ -10,7 +10,21 @@ from typing import Any
 from vaelab.data.config import DataConfig
 from vaelab.data.dataset import DATASETS
 from vaelab.errors import ConfigError
-from vaelab.rules import COUNT, SEED, Choice, Int, Items, Num, Rule, Text, Typed, check_section
+from vaelab.rules import (
+    COUNT,
+    MAX_EXAMPLES,
+    MAX_UNITS,
+    SEED,
+    WIDTH,
+    Choice,
+    Int,
+    Items,
+    Num,
+    Rule,
+    Text,
+    Typed,
+    check_section,
+)
 
 
 def is_text_data(name: str) -> bool:
@@ -19,21 +33,24 @@ def is_text_data(name: str) -> bool:
     return name in DATASETS and DATASETS.modality(name) == "text"
 
 
+MAX_TOPICS = 1000
+"""The most topics of ``synthetic_text`` (each has its own content words; 10**18 ran for ever)."""
+
 DATA_RULES: dict[str, Rule] = {
     "data.name": Choice(registry=lambda: DATASETS),
     "data.root": Typed(why="a folder"),
     "data.binarize": Typed(why="a binarisation mode"),
     "data.valid_size": Int(0),
     "data.train_size": Int(1, optional=True),
-    "data.eval_size": Int(2, optional=True),  # MI and active units need two examples
+    "data.eval_size": Int(2, MAX_EXAMPLES, optional=True),  # MI and active units need two examples
     "data.split_seed": SEED,
     "data.path": Typed(why="a path"),
     "data.files": Typed(why="a mapping of roles to file names (roles checked by the data set)"),
-    "data.image_shape": Items(optional=True, item=Int(1), min_len=1, max_len=3),
-    "data.num_examples": COUNT,
-    "data.latent_dim": COUNT,
-    "data.noise": Num(lo=0),
-    "data.num_templates": COUNT,
+    "data.image_shape": Items(optional=True, item=Int(1, MAX_UNITS), min_len=1, max_len=3),
+    "data.num_examples": Int(1, MAX_EXAMPLES),
+    "data.latent_dim": WIDTH,
+    "data.noise": Num(lo=0, hi=1000),  # a flip probability, or the sd of data that are O(1)
+    "data.num_templates": Int(1, MAX_TOPICS),
     "data.verify_checksum": Typed(),
     "data.split_kind": Typed(),
     "data.cache_dir": Typed(why="a folder"),

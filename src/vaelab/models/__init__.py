@@ -26,7 +26,19 @@ from vaelab.models.likelihoods import GAUSSIAN_STD, LIKELIHOODS
 from vaelab.models.posterior_heads import BN_GAMMA, DELTA_RATE, apply_posterior_head
 from vaelab.models.text import WORD_DROPOUT, LSTMDecoder, LSTMEncoder, PriorEncoder
 from vaelab.registry import Registry
-from vaelab.rules import COUNT, PROBABILITY_OPEN, Choice, Int, Items, Num, Rule, Typed, check_section
+from vaelab.rules import (
+    MAX_INIT_RANGE,
+    MAX_LAYERS,
+    PROBABILITY_OPEN,
+    WIDTH,
+    Choice,
+    Int,
+    Items,
+    Num,
+    Rule,
+    Typed,
+    check_section,
+)
 
 ModelBuilder = Callable[[ModelConfig, dict[str, Any]], VAE]
 MODELS: Registry[ModelBuilder] = Registry("model type")
@@ -34,11 +46,11 @@ MODELS: Registry[ModelBuilder] = Registry("model type")
 
 MODEL_RULES: dict[str, Rule] = {
     "model.type": Choice(registry=lambda: MODELS),
-    "model.latent_dim": COUNT,
+    "model.latent_dim": WIDTH,
     "model.factory": Typed(why="'package.module:function' or '/path/file.py:function' (checked when built)"),
     "model.factory_kwargs": Typed(why="keyword arguments of model.factory"),
-    "model.hidden": Items(item=Int(1)),
-    "model.channels": Items(item=Int(1), min_len=1),
+    "model.hidden": Items(item=WIDTH),
+    "model.channels": Items(item=WIDTH, min_len=1),
     "model.activation": Choice(registry=lambda: ACTIVATIONS),
     "model.likelihood": Choice(registry=lambda: LIKELIHOODS),
     "model.gaussian_std": GAUSSIAN_STD,
@@ -46,17 +58,17 @@ MODEL_RULES: dict[str, Rule] = {
     "model.posterior": Typed(),
     "model.bn_gamma": BN_GAMMA,
     "model.delta_rate": DELTA_RATE,
-    "model.emb_dim": COUNT,
-    "model.hidden_dim": COUNT,
+    "model.emb_dim": WIDTH,
+    "model.hidden_dim": WIDTH,
     "model.dropout_in": PROBABILITY_OPEN,
     "model.dropout_out": PROBABILITY_OPEN,
     "model.word_dropout": WORD_DROPOUT,
-    "model.init_range": Num(lo=0, lo_open=True),
-    "model.emb_init_range": Num(lo=0, lo_open=True),
+    "model.init_range": Num(lo=0, hi=MAX_INIT_RANGE, lo_open=True),
+    "model.emb_init_range": Num(lo=0, hi=MAX_INIT_RANGE, lo_open=True),
     "model.decoder_init_from_z": Typed(),
     "model.skip": Typed(),
-    "model.pixelcnn_channels": COUNT,
-    "model.pixelcnn_layers": COUNT,
+    "model.pixelcnn_channels": WIDTH,
+    "model.pixelcnn_layers": Int(1, MAX_LAYERS),
 }
 """The rule of every ``model.*`` key."""
 

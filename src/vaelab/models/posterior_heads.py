@@ -57,8 +57,9 @@ from vaelab.rules import Num, check
 
 BN_GAMMA = Num(lo=0, lo_open=True)
 """The rule of ``model.bn_gamma`` (BN-VAE's fixed scale of the posterior means)."""
-DELTA_RATE = Num(lo=0, lo_open=True)
-"""The rule of ``model.delta_rate`` (delta-VAE's committed rate per unit)."""
+DELTA_RATE = Num(lo=0, hi=50, lo_open=True)
+"""The rule of ``model.delta_rate`` (delta-VAE's committed rate per unit, nats; Razavi et al. use 0.1 to 1): the
+variance bound s_l ~ e^(-2 delta - 1) must stay a double (a delta near 372 made math.log(0) a traceback)."""
 
 BN_EPS = 1e-12
 """BatchNorm epsilon of the BN-VAE head: far below the batch variance of any encoder's raw means, so the rate bound

@@ -42,7 +42,7 @@ from torch import Tensor
 from vaelab.distributions import LOG_2PI, log_standard_normal
 from vaelab.objectives.terms import REGULARISERS, ForwardPass, Term, check_free_bits_apply
 from vaelab.options import Options, setting
-from vaelab.rules import COUNT, Int
+from vaelab.rules import MAX_SAMPLES, Int
 
 Estimator = Literal["sampled", "analytic_rate"]
 ESTIMATORS: tuple[str, ...] = ("sampled", "analytic_rate")
@@ -207,7 +207,7 @@ class DensityGapOptions(Options):
     ``estimator``."""
 
     chunk_size: int | None = setting(None, Int(1, optional=True))
-    samples: int = setting(DEFAULT_SAMPLES, COUNT)
+    samples: int = setting(DEFAULT_SAMPLES, Int(1, MAX_SAMPLES))
     estimator: Estimator = "sampled"
 
 

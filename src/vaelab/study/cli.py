@@ -74,9 +74,10 @@ def cmd_study_collapse(args: argparse.Namespace) -> int:
     data_name = Path(args.data).stem if args.data.endswith((".yaml", ".yml")) else args.data
     out = Path(args.out) if args.out else Path("runs") / "studies" / f"collapse_{data_name}"
     from vaelab.sweep import spec_from_dict
-    from vaelab.sweep.runner import check_reuse_folders, check_sweep_folder
+    from vaelab.sweep.runner import check_ray_address, check_reuse_folders, check_sweep_folder
 
     check_output_folder(out)
+    check_ray_address(args.address, args.backend)
     check_reuse_folders(args.reuse or [], out)
     spec = spec_from_dict(study_spec(req), "study")
     spec.validate()  # every run's config, before anything is written

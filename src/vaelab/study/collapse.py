@@ -293,9 +293,10 @@ def run_study(
     trained again (:func:`vaelab.sweep.runner.reuse_points`). Returns the table rows and the path of ``study.md``.
     """
     from vaelab.sweep import RunOptions, run_sweep, spec_from_dict, write_results
-    from vaelab.sweep.runner import workers_rule
+    from vaelab.sweep.runner import check_ray_address, workers_rule
 
     check("workers", workers, workers_rule())  # before study.json is written
+    check_ray_address(address, backend)
     out = Path(out)
     spec = spec_from_dict(study_spec(req), "study")
     stored = out / STUDY_FILE

@@ -863,6 +863,69 @@ def _sigterm_as_interrupt():  # type: ignore[no-untyped-def]
         signal.signal(signal.SIGTERM, old)
 
 
+RAY_ADDRESS_WORDS = ("auto", "local")
+"""``--address`` values that are no host: Ray finds the running cluster itself (``auto``) or starts one (``local``)."""
+ADDRESS_TIMEOUT = 5.0
+"""Seconds to resolve the host of ``--address`` and to open a TCP connection to it: Ray's own attempts on an
+address where no cluster listens took more than 90 s before an error."""
+
+
+def check_ray_address(address: str | None, backend: str, flag: str = "--address") -> None:
+    """Refuse in one line, before anything is written or Ray is started, an ``address`` that no Ray cluster can
+    be at: given without ``backend`` ``ray`` (it would be ignored), not ``HOST:PORT`` (optionally ``ray://``), a
+    host that does not resolve, or a port where nothing accepts a TCP connection within :data:`ADDRESS_TIMEOUT`.
+    Independent of Ray (checked whether or not it is installed)."""
+    if address is None:
+        return
+    if backend != "ray":
+        raise SweepError(f"{flag} {address!r} is read only with --backend ray (backend here: {backend}); remove it")
+    text = address.strip()
+    if text == "auto":  # as Ray finds it: $RAY_ADDRESS, else the cluster this machine started last
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        found_text = os.environ.get("RAY_ADDRESS") or (current.read_text().strip() if current.is_file() else "")
+        if not found_text:
+            raise SweepError(
+                f"{flag} auto: no running Ray cluster found on this machine (RAY_ADDRESS is not set and there is no "
+                f"{current}); start one with `ray start --head`, give its HOST:PORT, or leave {flag} out to start a "
+                "local Ray instance"
+            )
+        if found_text != "auto":
+            check_ray_address(found_text, backend, flag=f"{flag} auto (found {found_text})")
+        return
+    if text in RAY_ADDRESS_WORDS:
+        return
+    hint = (
+        "give the address of a running Ray cluster's head node (HOST:PORT, as `ray start --head` prints it), or "
+        f"leave {flag} out to start a local Ray instance"
+    )
+    host, sep, port_text = text.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise SweepError(f"{flag} {address!r}: not HOST:PORT with a port in 1..65535; {hint}")
+    port = int(port_text)
+    found: list[Any] = []
+
+    def resolve() -> None:  # getaddrinfo has no timeout of its own
+        with contextlib.suppress(OSError, UnicodeError):
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        found.append(None)
+
+    thread = threading.Thread(target=resolve, daemon=True)
+    thread.start()
+    thread.join(ADDRESS_TIMEOUT)
+    addresses = [a for a in found if a is not None]
+    if not found:
+        raise SweepError(f"{flag} {address!r}: host {host!r} did not resolve within {ADDRESS_TIMEOUT:g} s; {hint}")
+    if not addresses:
+        raise SweepError(f"{flag} {address!r}: host {host!r} does not resolve (no such host); {hint}")
+    try:
+        with socket.create_connection((host, port), timeout=ADDRESS_TIMEOUT):
+            pass
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise SweepError(f"{flag} {address!r}: nothing accepts a connection at {host}:{port} ({why}); {hint}") from None
+
+
 def run_ray(
     spec: SweepSpec,
     indices: list[int],
@@ -944,6 +1007,7 @@ def run_sweep(
     log = _serialised(log or _line_writer(sys.stderr))
     if backend not in BACKENDS:
         raise SweepError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    check_ray_address(address, backend)  # before Ray tries (for minutes) and before the sweep folder is made
     if workers is not None:
         check("workers", workers, workers_rule())
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
