@@ -31,7 +31,8 @@ from vaelab.training.aggressive import AggressiveOptions, AggressiveStrategy
         ),
         (
             ["objective.terms=[{type: aug_rate, regulariser: density_gap, regulariser_options: {samples: 0}}]"],
-            r"^objective\.terms\[type=aug_rate\]\.regulariser_options\.samples must be an integer in \[1, 10000\], got 0$",
+            r"^objective\.terms\[type=aug_rate\]\.regulariser_options\.samples "
+            r"must be an integer in \[1, 10000\], got 0$",
         ),
         (
             ["train.strategy=aggressive", "train.strategy_options.window=abc"],

@@ -128,7 +128,8 @@ IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str, ...] | None = None) -> None:
-    """Refuse, in one line, a file that cannot be written: ``path`` is a folder, or its folder cannot be made or
+    """Refuse, in one line, a file that cannot be written: ``path`` is a folder or not a regular file (a device such
+    as /dev/null, a FIFO: the atomic write would replace it), or its folder cannot be made or
     written (:func:`check_output_folder`), or its suffix is not one of ``suffixes`` (when given; none is fine)."""
     text = str(path)
     if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):  # Path("x/") would drop the slash
@@ -140,4 +141,6 @@ def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str
         )
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; name a file")
+    if path.exists() and not path.is_file():  # the atomic write would replace /dev/null (as root) or a pipe
+        raise ConfigError(f"{flag} {path} is not a regular file (a device, a pipe or a socket); name a file")
     check_output_folder(path.parent, flag=flag)

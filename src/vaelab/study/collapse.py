@@ -232,6 +232,9 @@ class StudyRequest:
             raise ConfigError(f"--methods lists a method twice: {self.methods}")
         if not self.seeds:
             raise ConfigError("--seeds: at least one seed is needed")
+        for item in self.overrides:  # named as the option, not as an override of a config file
+            if "=" not in item or not item.partition("=")[0].strip():
+                raise ConfigError(f"--set {item!r} must look like key=value (e.g. train.lr=0.0005)")
 
         check("--iw-samples", self.iw_samples, RULES["eval.iw_samples"])  # it is each run's eval.iw_samples
         try:
