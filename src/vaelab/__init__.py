@@ -7,7 +7,9 @@ compare remedies side by side. All quantities are in nats per example unless sta
 The Python API (:mod:`vaelab.api`, docs/api.md) is available from the package itself and loaded on first use:
 ``vaelab.train`` (your own encoder and decoder on your own data, into a run folder every command reads),
 ``vaelab.load_run``, the metrics ``vaelab.evaluate``, ``iw_nll``, ``elbo``, ``mutual_information``,
-``active_units``, ``kl_per_dim``, ``hole_metrics``, ``probe``, and ``vaelab.diagnosis`` / ``vaelab.write_report``.
+``active_units``, ``kl_per_dim``, ``hole_metrics``, ``probe``, and ``vaelab.diagnosis`` / ``vaelab.write_report``;
+``vaelab.tune_allocator()`` (:mod:`vaelab.allocator`) keeps glibc from mapping each large tensor afresh: the
+``vaelab`` command calls it, ``import vaelab`` does not.
 """
 
 from typing import Any
@@ -45,7 +47,7 @@ _API = (
 """Names of :mod:`vaelab.api` served as ``vaelab.NAME`` (imported lazily, so ``import vaelab`` and the CLI stay
 light and import no training code)."""
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API, "tune_allocator"]
 
 
 def __getattr__(name: str) -> Any:
@@ -53,8 +55,12 @@ def __getattr__(name: str) -> Any:
         from vaelab import api
 
         return getattr(api, name)
+    if name == "tune_allocator":  # glibc's allocator for large tensors (vaelab.allocator); never called on import
+        from vaelab.allocator import tune_allocator
+
+        return tune_allocator
     raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, "tune_allocator"])

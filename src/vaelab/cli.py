@@ -313,8 +313,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vaelab.allocator import tune_allocator
     from vaelab.errors import UserError
     from vaelab.registry import UnknownChoiceError
+
+    tune_allocator()  # glibc: no fresh mmap per large tensor, before any tensor work (VAELAB_MALLOC_TUNING=0: off)
 
     args = parse_args(build_parser(), argv)
     try:
