@@ -85,12 +85,21 @@ def test_importing_vaelab_or_its_command_line_changes_nothing():
     assert out.returncode == 0 and out.stdout.strip() == "None", out.stderr
 
 
-def test_the_command_line_tunes_its_process_and_its_children():
-    code = (
-        "import os\nfrom vaelab.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-        "print(os.environ.get('MALLOC_MMAP_MAX_'))"
-    )
+def _command_line_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_MAX_", "VAELAB_MALLOC_TUNING")}
     env["PYTHONPATH"] = str(REPO / "src")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "0", (out.stdout, out.stderr)
+    env.update(extra)
+    return env
+
+
+COMMAND_LINE = (
+    "import os\nfrom vaelab.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+    "print(os.environ.get('MALLOC_MMAP_MAX_'))"
+)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "None"), ("1", "0"), ("0", "None")])
+def test_the_command_line_tunes_its_process_and_its_children_only_when_asked(setting, expected):
+    env = _command_line_env(**({} if setting is None else {"VAELAB_MALLOC_TUNING": setting}))
+    out = subprocess.run([sys.executable, "-c", COMMAND_LINE], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == expected, (out.stdout, out.stderr)

@@ -313,11 +313,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaelab.allocator import tune_allocator
+    from vaelab.allocator import opted_in, tune_allocator
     from vaelab.errors import UserError
     from vaelab.registry import UnknownChoiceError
 
-    tune_allocator()  # glibc: no fresh mmap per large tensor, before any tensor work (VAELAB_MALLOC_TUNING=0: off)
+    if opted_in():  # VAELAB_MALLOC_TUNING=1: glibc keeps large tensors' pages (docs/text.md); off by default
+        tune_allocator()
 
     args = parse_args(build_parser(), argv)
     try:
