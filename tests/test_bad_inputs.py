@@ -645,6 +645,17 @@ def B(id: str, values: dict[str, object], expect: str, *, text: bool = False) ->
     return Case(id, "train {bad} --out {new}", expect, bad_config(values, text=text))
 
 
+def _cr(transform: object) -> dict[str, object]:
+    """``objective.terms``: the three consistency terms with the policy ``transform``."""
+    return {
+        "objective.terms": [
+            {"type": "aug_distortion", "weight": 1.0, "transform": transform},
+            {"type": "aug_rate", "weight": 1.0},
+            {"type": "consistency_kl", "weight": 0.001},
+        ]
+    }
+
+
 _LONG = "a b c d e f g h i j k l\n" * 5
 
 
@@ -742,6 +753,26 @@ CASES += [
     ),
     B("options-terms-a-mapping", {"objective.terms": {"type": "aug_rate"}}, "objective.terms"),
     B("options-term-without-type", {"objective.terms": [{"weight": 1}]}, "objective.terms[0]"),
+    # ---- consistency transforms: options, modality, image size; duplicate terms (issue 16, set 5) ----
+    B("transform-simple-with-rotation", _cr({"name": "simple", "rotation": 30}), "transform.rotation"),
+    B("transform-rotation-a-string", _cr({"name": "affine", "rotation": "abc"}), "transform.rotation"),
+    B("transform-scale-a-scalar", _cr({"name": "affine", "scale": 1.0}), "transform.scale"),
+    B("transform-compose-transforms-key", _cr({"name": "compose", "transforms": []}), "transform.transforms"),
+    B("transform-compose-policies-string", _cr({"name": "compose", "policies": "crop_shift"}), "transform.policies"),
+    B("transform-crop-shift-beyond-image", _cr({"name": "crop_shift", "max_shift": 1000}), "max_shift=1000"),
+    B("transform-word-dropout-on-images", _cr("word_dropout"), "policy word_dropout transforms text data"),
+    B("transform-text-on-images", _cr("text"), "policy text transforms text data"),
+    B("transform-simple-on-text", _cr("simple"), "policy simple transforms image data", text=True),
+    B(
+        "transform-compose-nested-text-on-images",
+        _cr({"name": "compose", "policies": ["crop_shift", {"name": "compose", "policies": ["word_swap"]}]}),
+        "transforms text data",
+    ),
+    B(
+        "terms-type-twice",
+        {"objective.terms": [{"type": "aug_distortion", "transform": "simple"}, {"type": "aug_distortion"}]},
+        "'aug_distortion' is listed twice",
+    ),
     B("options-free-bits-with-kl", {"objective.free_bits": 0.5}, "objective.free_bits=0.5 is read only by"),
     B(
         "options-groups-with-fine-fb",
@@ -1744,6 +1775,52 @@ def check_refused(case_argv: list[str], expect: str, w: dict, tmp: Path, new: Pa
     assert _hashes(w["root"], tmp) == before, "a run folder changed"
 
 
+# ---- the fifth fresh set (data files, huge image shape) ----
+CASES += [
+    Case(
+        "set5-arrays-object-array",
+        T_BAD,
+        "array 'train' cannot be loaded without pickle",
+        bad_npz(lambda r: {"train": np.array([None] * 64), "test": _bits(r, 16)}, name="arrays", image_shape=None),
+    ),
+    Case(
+        "set5-arrays-object-labels",
+        T_BAD,
+        "array 'train_labels' cannot be loaded without pickle",
+        bad_npz(
+            lambda r: {"train": _bits(r, 64), "train_labels": np.array([None] * 64), "test": _bits(r, 16)},
+            name="arrays",
+            image_shape=None,
+        ),
+    ),
+    Case(
+        "set5-arrays-complex",
+        T_BAD,
+        "d.npz[train]: unsupported dtype complex64",
+        bad_npz(
+            lambda r: {"train": _bits(r, 64).astype("complex64"), "test": _bits(r, 16)}, name="arrays", image_shape=None
+        ),
+    ),
+    Case(
+        "set5-arrays-empty-valid",
+        T_BAD,
+        "array 'valid' is empty",
+        bad_npz(
+            lambda r: {"train": _bits(r, 64), "valid": np.zeros((0, 36), "float32"), "test": _bits(r, 16)},
+            name="arrays",
+            image_shape=None,
+        ),
+    ),
+    Case(
+        "set5-npz-empty-valid",
+        T_BAD,
+        "array 'valid' (valid split) is empty",
+        bad_npz(lambda r: {"train": _bits(r, 64), "valid": np.zeros((0, 36), "float32"), "test": _bits(r, 16)}),
+    ),
+    T("data.image_shape=[1,100000,100000]", "data.image_shape=[1, 100000, 100000] has 10,000,000,000 values"),
+]
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.skip:
@@ -2234,3 +2311,36 @@ def test_fresh_inputs_that_look_odd_but_are_fine_still_work(case: Case, world, t
     code, err = run_cli(_argv(case.argv, values), capsys)
     assert code == 0, err
     assert (tmp_path / "new" / "summary.json").is_file()
+
+
+def test_a_byte_order_mark_inside_a_corpus_is_dropped(world, tmp_path, capsys):
+    """A U+FEFF in the middle of train.txt (CRLF lines, as files joined by a Windows tool leave it) is an invisible
+    zero-width no-break space: the vocabulary and token counts are those of the text without it."""
+    lines = _lines(world)
+    corpus = tmp_path / "corp"
+    shutil.copytree(world["corpus"], corpus)
+    marked = [("\ufeff" + s if i == len(lines) // 2 else s) for i, s in enumerate(lines)]
+    (corpus / "train.txt").write_bytes(("\r\n".join(marked) + "\r\n").encode("utf-8"))
+    cfg = yaml.safe_load(world["text_cfg"].read_text())
+    cfg["data"] = {"name": "text", "path": str(corpus)}
+    code, err = run_cli(["train", str(_yaml(tmp_path / "bom.yaml", cfg)), "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    got = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    want = yaml.safe_load((world["text_run"] / "config.yaml").read_text())
+    assert "\ufeff" not in (tmp_path / "run" / "config.yaml").read_text()
+    for key in ("vocab_source", "vocab_size", "counts", "words", "tokens"):
+        assert got["_meta"]["data"][key] == want["_meta"]["data"][key], key
+
+
+def test_a_quoted_tilde_in_out_means_home(world, tmp_path, capsys, monkeypatch):
+    """``--out '~/x'`` (the shell left the tilde as it was) is the home folder's x, never a folder named ``~`` in
+    the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    code, err = run_cli(["train", str(world["cfg"]), "--out", "~/x"], capsys)
+    assert code == 0, err
+    assert (home / "x" / "summary.json").is_file()
+    assert not (work / "~").exists()

@@ -308,8 +308,24 @@ def _components(cfg: RunConfig) -> None:
             raise ConfigError(f"train.strategy_options: {e}") from None
         strategy.check_budget(cfg.train.epochs, cfg.train.max_steps)  # the trainer checks again with the data
         build_objective(cfg.objective, 1, 1)
+        _transform_modality(cfg)
     except (UnknownChoiceError, UserError) as e:  # a plain ValueError or TypeError is a bug: it keeps its traceback
         raise ConfigError(str(e)) from None
+
+
+def _transform_modality(cfg: RunConfig) -> None:
+    """The consistency terms' policy is of the data's modality (image policies on images, text ones on text),
+    known from ``data.name`` before any file is read; the image size is checked with the data
+    (:func:`vaelab.run.check_transform_fits`)."""
+    from vaelab.data.dataset import DATASETS
+    from vaelab.objectives.consistency import configured_transform_key
+    from vaelab.transforms import check_transform_data
+
+    found = configured_transform_key(cfg.objective.terms)
+    if found is None or cfg.data.name not in DATASETS:
+        return
+    key, spec = found
+    check_transform_data(spec, key, cfg.data.name, DATASETS.modality(cfg.data.name))
 
 
 def validate_config(cfg: RunConfig) -> RunConfig:

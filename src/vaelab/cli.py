@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -284,9 +285,12 @@ PATH_ARGUMENTS = {
     "file": "--file",
     "plots_dir": "--plots-dir",
     "data": "--data",
+    "reuse": "--reuse",
 }
 """Arguments that name a file or folder (argparse dest -> how the user wrote it): an empty one is refused (an unset
-shell variable in ``--out "$OUT"`` would otherwise mean the default folder, or the working directory)."""
+shell variable in ``--out "$OUT"`` would otherwise mean the default folder, or the working directory), and a
+leading ``~`` or ``~user`` is expanded as a shell would (a quoted ``--out '~/x'`` would otherwise make a folder
+named ``~`` in the working directory)."""
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -304,6 +308,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     for dest, name in PATH_ARGUMENTS.items():
         if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
             parser.error(f"{name} is empty: give a file or folder name")
+        value = getattr(args, dest, None)
+        if isinstance(value, str):
+            setattr(args, dest, os.path.expanduser(value))
+        elif isinstance(value, list):
+            setattr(args, dest, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
     keys = [o.partition("=")[0].strip() for o in getattr(args, "overrides", None) or [] if "=" in o]
     twice = next((k for k in keys if keys.count(k) > 1), None)
     if twice is not None:  # which one was meant? (the last would win without a word)

@@ -201,6 +201,7 @@ def check_trainable(run: Run) -> None:
     check_batch_norm_batches(cfg, run.train_loader.batch_sizes(), len(dataset.split("train")))
     check_metrics_have_labels(cfg.eval.extra_metrics, dataset.num_classes, "eval.extra_metrics", cfg.data.name)
     check_data_range(run)
+    check_transform_fits(run)
     final = cfg.eval.final_split
     for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
         if len(dataset.split(split)) == 1:
@@ -230,6 +231,22 @@ def check_trainable(run: Run) -> None:
             f"data set {cfg.data.name} has no validation split (data.valid_size=0), which {', '.join(needs)} "
             "needs; set data.valid_size > 0"
         )
+
+
+def check_transform_fits(run: Run) -> None:
+    """The consistency terms' policy fits the data's modality and image size (a ``crop_shift`` shift smaller
+    than the images): :func:`vaelab.transforms.check_transform_data`, now that the image shape is known."""
+    from vaelab.objectives.consistency import configured_transform_key
+    from vaelab.transforms import check_transform_data
+
+    found = configured_transform_key(run.config.objective.terms)
+    if found is None:
+        return
+    key, spec = found
+    from vaelab.data.base import ImageDataset
+
+    shape = run.dataset.image_shape if isinstance(run.dataset, ImageDataset) else None
+    check_transform_data(spec, key, run.config.data.name, run.dataset.modality, shape)
 
 
 def check_data_range(run: Run) -> None:

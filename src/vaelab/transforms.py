@@ -55,7 +55,9 @@ from torch import Tensor
 
 from vaelab.data.text import UNK_ID, TokenBatch
 from vaelab.errors import ConfigError, UserError
+from vaelab.options import Options, setting
 from vaelab.registry import Registry
+from vaelab.rules import Int, Items, Num
 
 Rebinarize = Literal["auto", "threshold", "bernoulli", "none"]
 REBINARIZE_MODES: tuple[str, ...] = ("auto", "threshold", "bernoulli", "none")
@@ -454,6 +456,104 @@ def text_policy(dropout: float = 0.1, swap: float = 0.1) -> Transform:
 
 
 # --------------------------------------------------------------------------------------------------------
+# declared options and modality of each policy (checked when the config is loaded)
+
+
+@dataclass
+class ImagePolicyOptions(Options):
+    """The options of ``simple`` and ``large`` (fixed ranges): how pixels are resampled."""
+
+    interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    padding: Literal["zeros", "border"] = "zeros"
+    rebinarize: Literal["auto", "threshold", "bernoulli", "none"] = "auto"
+
+
+SCALE_RANGE = Items(item=Num(lo=1e-3, hi=1e3), min_len=2, max_len=2)
+"""The rule of ``affine``'s ``scale``: [min, max] (that min <= max is checked by :class:`RandomAffine`)."""
+
+
+@dataclass
+class AffineOptions(ImagePolicyOptions):
+    """The options of ``affine``: its ranges, and how pixels are resampled."""
+
+    rotation: float = setting(15.0, Num(lo=0, hi=180))
+    translation: float = setting(0.05, Num(lo=0, hi=1))
+    scale: list[float] | None = setting(None, SCALE_RANGE)  # noqa: RUF009 (a field(), default None)
+
+
+@dataclass
+class CropShiftOptions(Options):
+    """The options of ``crop_shift``."""
+
+    max_shift: int = setting(2, Int(0))
+    padding: Literal["zeros", "border"] = "zeros"
+
+
+@dataclass
+class PixelFlipOptions(Options):
+    """The options of ``pixel_flip``."""
+
+    p: float = setting(0.01, Num(lo=0, hi=0.5))
+
+
+@dataclass
+class ComposeOptions(Options):
+    """The options of ``compose``: the non-empty list ``policies``."""
+
+    policies: list[Any] | None = None
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        if not self.policies:
+            raise ConfigError(
+                f"{key}.policies must be a non-empty list of policies (names or {{name: ..., options}}), got "
+                f"{self.policies!r}"
+            )
+
+
+@dataclass
+class WordOptions(Options):
+    """The options of ``word_dropout`` and ``word_swap``."""
+
+    p: float = setting(0.1, Num(lo=0, hi=1))
+
+
+@dataclass
+class TextPolicyOptions(Options):
+    """The options of ``text``."""
+
+    dropout: float = setting(0.1, Num(lo=0, hi=1))
+    swap: float = setting(0.1, Num(lo=0, hi=1))
+
+
+POLICY_OPTIONS: dict[str, type[Options]] = {
+    "simple": ImagePolicyOptions,
+    "large": ImagePolicyOptions,
+    "affine": AffineOptions,
+    "crop_shift": CropShiftOptions,
+    "pixel_flip": PixelFlipOptions,
+    "identity": Options,
+    "compose": ComposeOptions,
+    "word_dropout": WordOptions,
+    "word_swap": WordOptions,
+    "text": TextPolicyOptions,
+}
+"""The declared options of each built-in policy (:class:`vaelab.options.Options`)."""
+
+POLICY_MODALITY: dict[str, str] = {
+    **{n: "image" for n in ("simple", "large", "affine", "crop_shift", "pixel_flip")},
+    **{n: "text" for n in ("word_dropout", "word_swap", "text")},
+}
+"""The data modality each built-in policy transforms (``identity`` and ``compose`` take any: a compose takes
+those of its policies)."""
+
+_OWNER_HINT = {
+    "simple": " (fixed ranges: use name: affine to set rotation, translation or scale)",
+    "large": " (fixed ranges: use name: affine to set rotation, translation or scale)",
+}
+
+
+# --------------------------------------------------------------------------------------------------------
 # building from a config
 
 
@@ -477,10 +577,65 @@ def build_transform(spec: str | Mapping[str, Any], key: str = "transform") -> Tr
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
     factory = TRANSFORMS.get(name, key=f"{key}" if isinstance(spec, str) else f"{key}.name")
+    declared = POLICY_OPTIONS.get(name)
+    if declared is not None:  # keys, types and ranges, each error naming KEY.OPTION
+        parsed = declared.parse(opts, key, f"transformation policy {name!r}{_OWNER_HINT.get(name, '')}")
+        opts = {k: v for k, v in parsed.as_kwargs().items() if k in opts}
+        if name == "compose":  # the inner policies' errors name their full key
+            return Compose([build_transform(p, key=f"{key}.policies[{i}]") for i, p in enumerate(opts["policies"])])
     try:
         return factory(**opts)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{key} ({name}): {e}") from None
+
+
+def policy_modalities(spec: str | Mapping[str, Any]) -> set[str]:
+    """The data modalities (``image``, ``text``) the policy ``spec`` needs: a compose needs those of its
+    policies; ``identity`` and policies registered without a modality need none."""
+    name, opts = transform_spec(spec)
+    if name == "compose":
+        inner = opts.get("policies")
+        out: set[str] = set()
+        for p in inner if isinstance(inner, list | tuple) else []:
+            out |= policy_modalities(p)
+        return out
+    return {POLICY_MODALITY[name]} if name in POLICY_MODALITY else set()
+
+
+def _crop_shifts(spec: str | Mapping[str, Any]) -> list[int]:
+    """The ``max_shift`` of every ``crop_shift`` in ``spec`` (inside composes too)."""
+    name, opts = transform_spec(spec)
+    if name == "compose":
+        inner = opts.get("policies")
+        return [m for p in (inner if isinstance(inner, list | tuple) else []) for m in _crop_shifts(p)]
+    return [int(opts.get("max_shift", 2))] if name == "crop_shift" else []
+
+
+def check_transform_data(
+    spec: str | Mapping[str, Any],
+    key: str,
+    data: str,
+    modality: str,
+    image_shape: Sequence[int] | None = None,
+) -> None:
+    """Refuse, in one line naming ``key``, a policy of another modality than the data (``data`` its
+    ``data.name``), and a ``crop_shift`` whose ``max_shift`` is at least the image's height or width (every t(x)
+    would be moved out of the frame). Call after :func:`build_transform` accepted ``spec``."""
+    wrong = sorted(policy_modalities(spec) - {modality})
+    if wrong:
+        fits = sorted(n for n, m in POLICY_MODALITY.items() if m == modality)
+        raise ConfigError(
+            f"{key}: transformation policy {describe(spec)} transforms {' and '.join(wrong)} data, but "
+            f"data.name={data} holds {modality} data; for {modality} data use {', '.join(fits)} (or a compose of them)"
+        )
+    if image_shape is not None and len(image_shape) == 3:
+        h, w = int(image_shape[1]), int(image_shape[2])
+        for m in _crop_shifts(spec):
+            if m >= min(h, w):
+                raise ConfigError(
+                    f"{key}: crop_shift max_shift={m} is at least the size of the {h}x{w} images of data.name={data} "
+                    f"(shifts up to {m} pixels move whole images out of the frame); use max_shift < {min(h, w)}"
+                )
 
 
 def describe(spec: str | Mapping[str, Any]) -> str:
@@ -505,8 +660,10 @@ __all__ = [
     "affine_images",
     "affine_theta",
     "build_transform",
+    "check_transform_data",
     "describe",
     "is_binary_batch",
+    "policy_modalities",
     "rebinarize",
     "shift_images",
     "transform_spec",

@@ -5,6 +5,7 @@ data set (:func:`check_data`): what :func:`vaelab.data.load_dataset` checks firs
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vaelab.data.config import DataConfig
@@ -69,6 +70,11 @@ DATA_RULES: dict[str, Rule] = {
 """The rule of every ``data.*`` key."""
 
 
+MAX_IMAGE_VALUES = 10**8
+"""The most values (C * H * W) one image of ``data.image_shape`` may hold (a 10**10 one is a typo, not a memory
+error at the first batch)."""
+
+
 FIXED_VALID_SPLIT = {
     "synthetic_blobs": "data.eval_size examples (default num_examples // 4)",
     "synthetic_gaussian": "data.eval_size examples (default num_examples // 4)",
@@ -83,6 +89,11 @@ FIXED_VALID_SPLIT_DEFAULT = 10000
 def check_data(d: Any) -> None:
     """Every rule of the ``data`` section (:data:`DATA_RULES` and the relations between its keys and the data set)."""
     check_section(d, "data", DATA_RULES)
+    if d.image_shape is not None and math.prod(d.image_shape) > MAX_IMAGE_VALUES:
+        raise ConfigError(
+            f"data.image_shape={list(d.image_shape)} has {math.prod(d.image_shape):,} values per image, more than "
+            f"the {MAX_IMAGE_VALUES:,} allowed; give the images' real (C, H, W)"
+        )
     if d.max_length is not None and d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} exceeds data.max_length={d.max_length}")
     if d.name == "synthetic_blobs" and d.noise > 0.5:

@@ -228,6 +228,13 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
                 y = z[keys[f"{split}_labels"]] if f"{split}_labels" in keys else None
             except ValueError as e:  # object arrays need pickle, which is refused
                 raise data_error(path, f"array cannot be loaded without pickle ({e})", "numeric arrays", where) from e
+            if split == "valid" and getattr(x, "ndim", 0) >= 1 and len(x) == 0:  # (finalize refuses empty train, test)
+                raise data_error(
+                    path,
+                    f"array {keys[split]!r} ({split} split) is empty (0 examples)",
+                    f"at least one example, or no {split} array at all",
+                    where,
+                )
             parts[split] = images_to_split(
                 x, y, source=f"{path}[{keys[split]}]", image_shape=cfg.image_shape, where=where
             )

@@ -26,8 +26,8 @@ RESERVED = frozenset((PAD, BOS, EOS))
 
 def read_lines(path: Path) -> list[str]:
     """Lines split on "\\n" only (never on other Unicode line breaks, so line numbers match ``wc -l``/editors),
-    a trailing "\\r" removed; a final newline does not make an extra empty line. A UTF-8 byte-order mark at the
-    start is dropped (it never becomes part of a word)."""
+    a trailing "\\r" removed; a final newline does not make an extra empty line. A UTF-8 byte-order mark (U+FEFF),
+    at the start or anywhere else, is dropped (it never becomes part of a word)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -36,6 +36,9 @@ def read_lines(path: Path) -> list[str]:
     if "\x00" in text:  # UTF-16 without a byte-order mark, or a binary file: no text has NUL characters
         line = text[: text.index("\x00")].count("\n") + 1
         raise DataError(f"{path}:{line}: a NUL character: not a text file (UTF-16? save it as UTF-8)")
+    # U+FEFF elsewhere is a zero-width no-break space (a byte-order mark left by joining files): it is invisible,
+    # so it is dropped rather than glued to a word (the vocabulary and token counts are those of the text without it)
+    text = text.replace("\ufeff", "")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -96,6 +96,8 @@ def _array_split(x: np.ndarray, y: np.ndarray | None, source: str) -> tuple[Spli
     chw = normalize_image_shape(shape, what=f"{source} example shape")
     if x.dtype in (np.bool_, np.uint8):
         arr = as_intensities(x)
+    elif np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{source}: unsupported dtype {x.dtype}: complex values (use real numbers or bool)")
     elif np.issubdtype(x.dtype, np.number):
         arr = x.astype(np.float32)
         if arr.size and not np.isfinite(arr).all():
@@ -109,6 +111,17 @@ def _array_split(x: np.ndarray, y: np.ndarray | None, source: str) -> tuple[Spli
         yt = torch.from_numpy(y.astype(np.int64))
     xt = torch.from_numpy(np.ascontiguousarray(arr).reshape(len(x), *chw))
     return Split(xt, yt), shape
+
+
+def _pickled(z: Any, key: str) -> bool:
+    """Whether array ``key`` of the open .npz ``z`` exists and needs pickle (an object array)."""
+    if key not in z.files:
+        return False
+    try:
+        z[key]
+    except ValueError:
+        return True
+    return False
 
 
 @DATASETS.register("arrays", modality="image")
@@ -127,8 +140,25 @@ def load_arrays(cfg: DataConfig) -> ArrayDataset:
             if split not in z.files:
                 parts[split] = None
                 continue
-            labels = z[f"{split}_labels"] if f"{split}_labels" in z.files else None
-            parts[split], shape = _array_split(z[split], labels, f"{path}[{split}]")
+            try:
+                x = z[split]
+                labels = z[f"{split}_labels"] if f"{split}_labels" in z.files else None
+            except ValueError as e:  # object arrays need pickle, which is refused
+                bad = next((k for k in (split, f"{split}_labels") if _pickled(z, k)), split)
+                raise data_error(
+                    path, f"array {bad!r} cannot be loaded without pickle ({e})", "numeric arrays", where
+                ) from e
+            if split == "valid" and x.ndim >= 1 and len(x) == 0:  # (finalize refuses an empty train or test)
+                if cfg.valid_size == 0:  # no validation, as data.valid_size=0 says (the API's valid_fraction=0)
+                    parts[split] = None
+                    continue
+                raise data_error(
+                    path,
+                    "array 'valid' is empty (0 examples)",
+                    "at least one example, or no 'valid' array (then data.valid_size training examples are held out)",
+                    where,
+                )
+            parts[split], shape = _array_split(x, labels, f"{path}[{split}]")
             shapes.add(shape)
     if len(shapes) > 1:
         raise data_error(path, f"the splits' examples differ in shape: {sorted(shapes)}", "one shape", where)
@@ -202,6 +232,8 @@ class UserData:
             section: dict[str, Any] = {"name": "arrays", "path": str(folder / ARRAYS_FILE)}
             if self.binarize is not None:
                 section["binarize"] = self.binarize
+            if len(self.splits["valid"][0]) == 0:  # valid_fraction=0: the file's empty valid array means none
+                section["valid_size"] = 0
             return section
         return {
             "name": "text",

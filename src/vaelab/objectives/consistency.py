@@ -301,6 +301,20 @@ def cr_terms(
     ]
 
 
+def configured_transform_key(terms: Any) -> tuple[str, str | Mapping[str, Any]] | None:
+    """(config key, spec) of the policy :func:`configured_transform` finds, e.g.
+    ``("objective.terms[0].transform", "simple")``; None without consistency terms."""
+    if not isinstance(terms, list):
+        return None
+    cr = [(i, t) for i, t in enumerate(terms) if isinstance(t, Mapping) and t.get("type") in CONSISTENCY_TERMS]
+    for i, t in cr:
+        if t.get("transform") is not None:
+            return f"objective.terms[{i}].transform", t["transform"]
+    if cr:
+        return f"objective.terms[{cr[0][0]}].transform (default {DEFAULT_TRANSFORM})", DEFAULT_TRANSFORM
+    return None
+
+
 def configured_transform(terms: list[dict[str, Any]]) -> str | Mapping[str, Any] | None:
     """The policy spec a list of ``objective.terms`` uses for consistency regularisation: the first explicit
     ``transform`` of a consistency term, :data:`DEFAULT_TRANSFORM` if consistency terms name none, None if there

@@ -169,6 +169,7 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
     )
     beta = build_schedule(cfg.beta, steps_per_epoch, total_steps, key="objective.beta")
     terms: list[tuple[Term, Schedule]] = []
+    seen: dict[str, int] = {}
     for i, spec in enumerate(cfg.terms):
         key = f"objective.terms[{i}]"
         if not isinstance(spec, dict) or "type" not in spec:
@@ -176,6 +177,12 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
         opts = dict(spec)
         name = opts.pop("type")
         factory = EXTRA_TERMS.get(name, key=f"{key}.type")
+        if name in seen:  # Objective logs one value per term type: a second entry would be summed but not logged
+            raise ConfigError(
+                f"{key}: loss term type {name!r} is listed twice in objective.terms (also "
+                f"objective.terms[{seen[name]}]); give each term type once, with the summed weight"
+            )
+        seen[name] = i
         weight_cfg = opts.pop("weight", getattr(factory, "default_weight", 1.0))  # a term may set its paper default
         if isinstance(weight_cfg, dict):
             weight_cfg = from_dict(ScheduleConfig, weight_cfg, f"{key}.weight")

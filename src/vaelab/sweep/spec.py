@@ -433,7 +433,8 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
     if base_config is None:
         if not base:
             raise SweepError(f"{where}: set base (a run config file) or base_config (an inline run config)")
-        base_path = Path(base) if root is None or Path(base).is_absolute() else root / base
+        given = Path(str(base)).expanduser()  # base: ~/cfg.yaml is the home folder's, as in a shell
+        base_path = given if root is None or given.is_absolute() else root / given
         base_config = read_yaml(base_path)
         if {"base", "base_config", "grid", "zip", "variants", "fixed"} & set(base_config):
             raise SweepError(f"{where}: base {base_path} is a sweep file, not a run config; name a run config")
