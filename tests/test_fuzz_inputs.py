@@ -10,6 +10,13 @@ the generator rather than by a hand-made list.
 - **Command-line options**: every option that takes a value, of every sub-command (walked from the argparse
   parsers of ``vaelab --help``), and every file or folder argument.
 - **Python API**: every int, float or str keyword argument of the metric functions of ``vaelab.__all__``.
+- **Nested values** (:func:`fuzz_nested`, :func:`fuzz_sweep_lists`, :func:`fuzz_study_lists`): the items of every
+  list-valued key (a bad item in first place, and a huge list: :data:`ITEM_FAMILIES`), every option of every
+  transformation policy of ``POLICY_OPTIONS`` (directly, inside a compose, inside a compose inside a compose, and
+  an undeclared option), the options of a loss term's own regulariser, every key of every schedule type (in
+  ``objective.beta`` and in a term's weight), the list values of a sweep file (its dataclasses' list fields, the
+  value lists of ``grid`` and ``zip``) and the comma-separated lists of ``vaelab study collapse``. The fast run
+  tries a subset chosen by :data:`FUZZ_SEED`; ``test_nested_values_exhaustive`` (``slow``) tries them all.
 
 Each value comes from a family (:data:`FAMILIES`): a wrong type (a string, a list, a mapping, a boolean, null),
 negative, zero, huge (1e18), NaN, infinity, empty, a fraction where an integer goes, an out-of-range fraction.
@@ -65,6 +72,7 @@ from vaelab.objectives.objective import EXTRA_TERMS
 from vaelab.objectives.schedules import SCHEDULE_RULES
 from vaelab.objectives.terms import REGULARISERS
 from vaelab.options import Options
+from vaelab.rules import MAX_LAYERS
 from vaelab.runconfig import RunConfig
 from vaelab.training.strategies import STRATEGIES
 
@@ -319,6 +327,14 @@ class Key:
     valid: str
     """A valid value (YAML), to find a context that reads the key."""
     context: tuple[str, list[str]] = ("img", [])
+    oracle: Callable[[str, str], bool] | None = None
+    """Whether accepting (family, value) can only be wrong, where the type hint cannot say (a list's item, a
+    policy's option): :func:`impossible` asks it first."""
+    probe: list[str] | None = None
+    """Overrides that load in the key's context (default: the key at its valid value)."""
+    names: tuple[str, ...] = ()
+    """What a refusal may name instead of the key (the key, as errors write it); default: the key and its last
+    part."""
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -540,11 +556,12 @@ def _loads(w: World, ctx: tuple[str, list[str]], items: list[str]) -> bool:
 
 def find_context(w: World, key: Key) -> tuple[str, list[str]] | None:
     """The first context in which the key with a valid value loads (its own context first)."""
+    probe = key.probe if key.probe is not None else key.overrides(key.valid)
     if key.context != ("img", []):  # given by hand (OWN_CONTEXT, the options' own choice)
         own = resolve(w, key.context)
-        return own if key.valid == "null" or _loads(w, own, key.overrides(key.valid)) else None
+        return own if key.valid == "null" or _loads(w, own, probe) else None
     for ctx in contexts(w):
-        if _loads(w, ctx, key.overrides(key.valid)):
+        if _loads(w, ctx, probe):
             return ctx
     return None
 
@@ -568,6 +585,8 @@ def impossible(key: Key, family: str, value: str) -> bool:
     or a negative value (no key of vaelab means something by a negative number), an integer key given a fraction,
     a boolean key given anything but a boolean, a string key given an empty string, a list or mapping key given
     another type."""
+    if key.oracle is not None:
+        return key.oracle(family, value)
     hint, rule = key.hint, key.rule
     kinds = _kinds(hint)
     optional = type(None) in typing.get_args(hint) or (rule is not None and rule.optional)
@@ -625,7 +644,7 @@ def judge_refusal(o: Outcome, names: list[str], new: Path | None) -> tuple[str, 
 def fuzz_key(w: World, key: Key, ctx: tuple[str, list[str]], family: str, value: str) -> Verdict:
     items = [*ctx[1], *key.overrides(value)]
     base = _base(w, ctx[0])
-    names = [key.name, key.name.replace("[0]", "[0]"), key.name.rpartition(".")[2]]
+    names = list(key.names) or [key.name, key.name.rpartition(".")[2]]
     v = Verdict("config", key.name, family, value, "ok")
     try:
         cfg = load_config(base, items)
@@ -952,6 +971,469 @@ def fuzz_api(w: World) -> tuple[list[Verdict], dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# nested values: the items of every list-valued key, the options of every transformation policy (inside composes
+# too), the options of a loss term's own regulariser, every key of every schedule type, and the list values of
+# sweep files and study options. Each is generated from a declaration (the config dataclasses and their rules,
+# POLICY_OPTIONS, the Options classes of the registries, SCHEDULE_KEYS, the sweep spec's dataclasses), never
+# listed by hand; the fast run tries a subset chosen by FUZZ_SEED, the slow test every combination.
+
+ITEM_FAMILIES: dict[str, list[Any]] = {
+    "huge": [10**18, 1e18],
+    "zero": [0],
+    "negative": [-3, -0.5],
+    "bool": [True],
+    "string": ["a"],
+    "empty": [""],
+    "null": [None],
+    "nested": [[1], []],
+    "mapping": [{"a": 1}],
+    "nan": [math.nan],
+    "inf": [math.inf, -math.inf],
+    "fraction": [0.5, 1.5],
+}
+"""Families of bad items of a list (Python values, written into the list as YAML)."""
+
+HUGE_LIST = (MAX_LAYERS + 1, 10**4 + 1)
+"""The length of the ``huge_list`` family (fast run, exhaustive): a valid item repeated past any sensible count
+(the most layers of a stack, and ten times that)."""
+
+FUZZ_SEED = 16
+"""Chooses the subset of nested inputs of the fast run (deterministic: the same inputs every run)."""
+
+UNKNOWN_OPTION = "fz_unknown_option"
+"""An option no Options class declares (the ``unknown`` family of a nested mapping)."""
+
+
+def _chosen(label: str, share: float, exhaustive: bool) -> bool:
+    """Whether the fast run tries ``label`` (a share of the labels, chosen by :data:`FUZZ_SEED`)."""
+    if exhaustive or share >= 1:
+        return True
+    digest = hashlib.sha256(f"{FUZZ_SEED}:{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _strip_optional(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+        return args[0]
+    return hint
+
+
+def _list_item(hint: Any) -> Any | None:
+    """The item type of a list hint (``list[int] | None`` -> int); None when ``hint`` is no list."""
+    hint = _strip_optional(hint)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return item
+    return None
+
+
+def _item_oracle(item_hint: Any, item_rule: Rule | None) -> Callable[[str, str], bool]:
+    """Whether accepting an item of a family can only be wrong, from the item's type (and rule)."""
+    kinds = _kinds(item_hint) if item_hint is not Any else set()
+
+    def bad(family: str, value: str) -> bool:
+        if family == "huge_list":
+            return False  # a size: judged by running it (it must fail fast or run)
+        if kinds & {int, float} or isinstance(item_rule, Num):
+            if family in ("string", "empty", "bool", "null", "nested", "mapping", "nan", "inf", "negative"):
+                return True
+            return family == "fraction" and int in kinds and float not in kinds
+        if kinds == {str} or isinstance(item_rule, Choice | Text):
+            return family != "string"
+        if {typing.get_origin(k) or k for k in kinds} == {dict}:
+            return family != "mapping"
+        return family in ("null", "nested", "empty")
+
+    return bad
+
+
+def _item_texts(
+    valid: list[Any], exhaustive: bool, label: str, item_rule: Rule | None = None, huge: bool = True
+) -> Iterator[tuple[str, str]]:
+    """(family, YAML text of the list) with a bad item in first place of the valid list ``valid`` (one item per
+    family by a hash of ``label``, unless ``exhaustive``), and a huge list of its first item."""
+    for family, items in ITEM_FAMILIES.items():
+        if not exhaustive and len(items) > 1:
+            items = [items[int(hashlib.sha256(f"{label}:{family}".encode()).hexdigest(), 16) % len(items)]]
+        for item in items:
+            yield family, _flow([item, *valid[1:]])
+    if huge and valid:  # the smallest valid item (a huge list of 512-unit layers would be a memory test)
+        small = _sample(item_rule) if _sample(item_rule) is not None else valid[0]
+        yield "huge_list", "[" + ", ".join([_flow(small)] * HUGE_LIST[exhaustive]) + "]"
+
+
+def _valid_of(hint: Any, rule: Rule | None, default: Any) -> Any:
+    """A valid value of an option: its default, else what its rule or type allows."""
+    if default is not None:
+        return default
+    value = _sample(rule)
+    if value is not None:
+        return value
+    hint = _strip_optional(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)[0]
+    return None
+
+
+def _option_fields(cls: type[Options]) -> Iterator[tuple[str, Any, Rule | None, Any]]:
+    """(name, type hint, rule, a valid value) of each declared option of ``cls``."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        rule = f.metadata.get("rule")
+        yield f.name, hints[f.name], rule, _valid_of(hints[f.name], rule, default)
+
+
+PLACEHOLDER = "FZ_VALUE_HERE"
+
+
+def _mapping_keys(
+    cls: type[Options],
+    name: str,
+    wrap: Callable[[dict[str, Any]], list[str]],
+    base: dict[str, Any],
+    valid_of: Callable[[str], Any] = lambda n: None,
+    exhaustive: bool = True,
+) -> Iterator[Key]:
+    """A :class:`Key` for each declared option of ``cls`` at config key ``name`` (a nested mapping ``base`` +
+    the option, written into the config by ``wrap``), one for each item of a list-valued option, and one for an
+    undeclared option."""
+
+    def setter(opt: str) -> Callable[[str], list[str]]:
+        return lambda v: [
+            item.replace(repr(PLACEHOLDER), v).replace(PLACEHOLDER, v) for item in wrap({**base, opt: PLACEHOLDER})
+        ]
+
+    for opt, hint, rule, valid in _option_fields(cls):
+        valid = valid if valid is not None else valid_of(opt)
+        key = f"{name}.{opt}"
+        yield Key(key, setter(opt), hint, rule, _flow(valid) if valid is not None else "null", names=(key,))
+        item = _list_item(hint)
+        if item is not None and isinstance(valid, list) and valid:
+            item_rule = rule.item if isinstance(rule, Items) else None
+            yield Key(
+                f"{key}[0]",
+                setter(opt),
+                hint,
+                rule,
+                _flow(valid),
+                oracle=_item_oracle(item, item_rule),
+                names=(f"{key}[0]", key),
+            )
+    required = {opt: valid_of(opt) for opt, *_ in _option_fields(cls) if valid_of(opt) is not None}
+    base = {**base, **required}  # compose's policies: the mapping is valid but for the undeclared option
+    yield Key(
+        f"{name}.{UNKNOWN_OPTION}",
+        lambda v: [
+            i.replace(repr(PLACEHOLDER), v).replace(PLACEHOLDER, v) for i in wrap({**base, UNKNOWN_OPTION: PLACEHOLDER})
+        ],
+        Any,
+        None,
+        "null",
+        oracle=lambda family, value: True,  # no value of an undeclared option may be accepted
+        names=(f"{name}.{UNKNOWN_OPTION}", UNKNOWN_OPTION),
+        probe=wrap(base),
+    )
+
+
+def _terms(entry: dict[str, Any]) -> list[str]:
+    return [f"objective.terms=[{_flow(entry)}]"]
+
+
+def _consistency_term() -> str:
+    """The first registered loss term that reads a transformation policy (its Options declare ``transform``)."""
+    return next(
+        n
+        for n in EXTRA_TERMS.names()
+        if "transform" in getattr(_options_class(EXTRA_TERMS.get(n)), "__dataclass_fields__", {})
+    )
+
+
+def policy_keys(exhaustive: bool) -> Iterator[Key]:
+    """Every option of every transformation policy of POLICY_OPTIONS, given directly, inside a compose and inside a
+    compose inside a compose (the fast run: every policy directly, a seeded share of the nested ones)."""
+    from vaelab.transforms import POLICY_MODALITY, POLICY_OPTIONS
+
+    term = _consistency_term()
+    where = f"objective.terms[type={term}].transform"
+
+    def inner_valid(modality: str) -> list[str]:
+        return [next(n for n, m in POLICY_MODALITY.items() if m == modality)] if modality else ["identity"]
+
+    for policy, cls in POLICY_OPTIONS.items():
+        modality = POLICY_MODALITY.get(policy, "")
+        for depth in range(3):
+            if not _chosen(f"{policy}/{depth}", 1.0 if depth == 0 else 0.3, exhaustive):
+                continue
+
+            def wrap(spec: dict[str, Any], depth: int = depth) -> list[str]:
+                for _ in range(depth):
+                    spec = {"name": "compose", "policies": [spec]}
+                return _terms({"type": term, "weight": 1.0, "transform": spec})
+
+            name = where + ".policies[0]" * depth
+            keys = _mapping_keys(
+                cls,
+                name,
+                wrap,
+                {"name": policy},
+                lambda opt, m=modality: inner_valid(m) if opt == "policies" else None,
+            )
+            yield from keys
+
+
+def term_regulariser_keys(exhaustive: bool) -> Iterator[Key]:
+    """The options of the regulariser a loss term names (a term whose Options declare ``regulariser`` and
+    ``regulariser_options``), for every regulariser with declared options."""
+    for term in EXTRA_TERMS.names():
+        fields = getattr(_options_class(EXTRA_TERMS.get(term)), "__dataclass_fields__", {})
+        if not {"regulariser", "regulariser_options"} <= set(fields):
+            continue
+        for reg in REGULARISERS.names():
+            cls = _options_class(REGULARISERS.get(reg))
+            if cls is None or cls is Options:
+                continue
+
+            def wrap(opts: dict[str, Any], term: str = term, reg: str = reg) -> list[str]:
+                return _terms({"type": term, "weight": 1.0, "regulariser": reg, "regulariser_options": opts})
+
+            yield from _mapping_keys(cls, f"objective.terms[type={term}].regulariser_options", wrap, {})
+
+
+def schedule_keys(exhaustive: bool) -> Iterator[Key]:
+    """Every key of every schedule type (SCHEDULE_KEYS), in objective.beta and in a loss term's weight (the fast
+    run: each key under a seeded choice of the types that read it, in each place)."""
+    from vaelab.objectives.schedules import RAMP_SHAPES, SCHEDULE_KEYS, ScheduleConfig
+
+    hints = _hints(ScheduleConfig)
+    term = EXTRA_TERMS.names()[0]
+    places = {
+        "objective.beta": lambda m: [f"objective.beta={_flow(m)}"],
+        "objective.terms[0].weight": lambda m: _terms({"type": term, "weight": m}),
+    }
+    for place, wrap in places.items():
+        for k in sorted({k for keys in SCHEDULE_KEYS.values() for k in keys}):
+            kinds = [t for t, keys in SCHEDULE_KEYS.items() if k in keys]
+            chosen = (
+                kinds
+                if exhaustive
+                else [kinds[int(hashlib.sha256(f"{FUZZ_SEED}:{place}.{k}".encode()).hexdigest(), 16) % len(kinds)]]
+            )
+            for kind in chosen:
+                given: dict[str, Any] = {"type": kind, "value": 1.0}
+                if kind in RAMP_SHAPES and k not in ("warmup_steps", "warmup_epochs"):
+                    given["warmup_steps"] = 2
+                given.pop(k, None)
+                rule = SCHEDULE_RULES[k]
+
+                def setter(v: str, given: dict[str, Any] = given, k: str = k, wrap: Any = wrap) -> list[str]:
+                    return [
+                        i.replace(repr(PLACEHOLDER), v).replace(PLACEHOLDER, v) for i in wrap({**given, k: PLACEHOLDER})
+                    ]
+
+                valid = _sample(rule)
+                yield Key(
+                    f"{place}.{k}[type={kind}]",
+                    setter,
+                    hints[k],
+                    rule,
+                    _flow(valid),
+                    names=(f"{place}.{k}", k),
+                )
+
+
+def list_item_keys(exhaustive: bool) -> Iterator[Key]:
+    """The first item of every list-valued key of a run config (leaf keys whose type is a list)."""
+    for k in leaf_keys():
+        item = _list_item(_hint_of(k))
+        if item is None:
+            continue
+        rule = RULES.get(k)
+        section, _, leaf = k.partition(".")
+        valid = IMG.get(section, {}).get(leaf) or _default_of(k) or _sample(rule)  # type: ignore[attr-defined]
+        if not valid and item is not Any:
+            valid = [_valid_of(item, rule.item if isinstance(rule, Items) else None, None)]
+        if not valid or valid == [None]:
+            valid = [{"type": _consistency_term()}] if k == "objective.terms" else [1]
+        yield Key(
+            f"{k}[0]",
+            lambda v, k=k: [f"{k}={v}"],
+            _hint_of(k),
+            rule,
+            _flow(valid),
+            OWN_CONTEXT.get(k, ("img", [])),
+            oracle=_item_oracle(item, rule.item if isinstance(rule, Items) else None),
+            names=(f"{k}[0]", k),
+        )
+
+
+def nested_keys(exhaustive: bool) -> list[Key]:
+    return [
+        *list_item_keys(exhaustive),
+        *policy_keys(exhaustive),
+        *term_regulariser_keys(exhaustive),
+        *schedule_keys(exhaustive),
+    ]
+
+
+def _values_of(key: Key, exhaustive: bool) -> Iterator[tuple[str, str]]:
+    """The bad values of a nested key: bad items of a list (and a huge list), else the families of a value."""
+    if key.name.endswith("[0]"):
+        valid = yaml.safe_load(key.valid)
+        item_rule = key.rule.item if isinstance(key.rule, Items) else None
+        yield from _item_texts(valid if isinstance(valid, list) else [valid], exhaustive, key.name, item_rule)
+        return
+    for family, values in FAMILIES.items():
+        for value in values if exhaustive else sample(values, key.name):
+            yield family, value
+
+
+def fuzz_nested(w: World, exhaustive: bool = False) -> tuple[list[Verdict], dict[str, Any]]:
+    verdicts: list[Verdict] = []
+    info: dict[str, Any] = {"keys": 0, "no_context": []}
+    for key in nested_keys(exhaustive):
+        ctx = find_context(w, key)
+        info["keys"] += 1
+        if ctx is None:
+            info["no_context"].append(key.name)
+            ctx = resolve(w, key.context)
+        for family, value in _values_of(key, exhaustive):
+            verdicts.append(fuzz_key(w, key, ctx, family, value))
+    return verdicts, info
+
+
+GRID_KEY = "train.lr"
+"""The config key whose values a sweep's ``grid``, ``zip`` and ``variants`` lists carry here (every key's values are
+fuzzed as config keys; this checks that a bad value in a list of a sweep is named like one of a config)."""
+
+
+def sweep_lists(
+    w: World,
+) -> Iterator[tuple[str, Callable[[str], dict[str, Any]], list[Any], Callable[[str, str], bool], bool]]:
+    """(name, spec with the list at ``name`` set to the YAML text given, a valid list, oracle, whether a huge
+    list is tried) for each list-valued field of a sweep file (:class:`~vaelab.sweep.spec.SweepSpec`,
+    :class:`~vaelab.sweep.spec.MeasureSpec`) and the value lists of its mappings of lists (``grid``, ``zip``). A
+    huge list is tried where its length is not the number of points asked for (seeds, variants, zip: a request)."""
+    from vaelab.sweep.spec import MeasureSpec, SweepSpec
+
+    base = {"name": "fzl", "base": str(w.img)}
+    grid_rule = RULES[GRID_KEY]
+    for cls, section in ((SweepSpec, None), (MeasureSpec, "measure")):
+        for f in dataclasses.fields(cls):
+            hint = _strip_optional(_hints(cls)[f.name])
+            item = _list_item(hint)
+            name = f"{section}.{f.name}" if section else f.name
+            if item is not None:
+                rule = RULES.get(f"eval.{f.name}") if section else None  # measure.extra_metrics: eval's rule
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+                valid = default or ([_sample(rule.item)] if isinstance(rule, Items) else None)
+                if valid is None:
+                    valid = [{"name": "fz"}] if typing.get_origin(item) is dict else [0]
+
+                def spec(v: str, f: str = f.name, section: str | None = section) -> dict[str, Any]:
+                    value = yaml.safe_load(v)
+                    return {**base, section: {f: value}} if section else {**base, f: value}
+
+                yield (
+                    name,
+                    spec,
+                    valid,
+                    _item_oracle(item, rule.item if isinstance(rule, Items) else None),
+                    bool(section),
+                )
+            elif typing.get_origin(hint) is dict and _list_item(typing.get_args(hint)[1]) is not None:
+
+                def spec(v: str, f: str = f.name) -> dict[str, Any]:
+                    return {**base, f: {GRID_KEY: yaml.safe_load(v)}}
+
+                yield f"{name}.{GRID_KEY}", spec, [1e-3], _item_oracle(float, grid_rule), False
+
+
+def fuzz_sweep_lists(w: World, exhaustive: bool = False) -> tuple[list[Verdict], dict[str, Any]]:
+    verdicts: list[Verdict] = []
+    info: dict[str, Any] = {"lists": 0}
+    for name, spec, valid, oracle, huge in sweep_lists(w):
+        info["lists"] += 1
+        for family, text in _item_texts(valid, exhaustive, f"sweep.{name}", huge=huge):
+            new = w.new()
+            path = w.root / "fz_sweep_list.yaml"
+            try:
+                path.write_text(yaml.safe_dump(spec(text), sort_keys=False, width=10**9))
+            except yaml.YAMLError:
+                continue
+            o = cli(["sweep", str(path), "--workers", "1", "--out", str(new)])
+            item = (yaml.safe_load(text) or [None])[0]
+            names = [f"{name}[0]", name, name.rpartition(".")[2]]
+            names += [str(k) for k in item] if isinstance(item, dict) else []  # a variant's keys: the one at fault
+            kind, detail = judge_command(o, names, new, lambda: "")
+            stopped = o.rc == 1 and "training stopped" in o.err and "failed (train" in o.err
+            if kind == "late" and stopped and family not in ("huge", "inf"):
+                kind = "diverged"  # a plausible value whose point diverged: stopped, named, exit 1 (as a config's)
+            if kind == "ok" and o.rc == 0 and oracle(family, text):
+                kind, detail = "silently_wrong", "accepted and ran"
+            verdicts.append(Verdict("sweep", f"{name}[0]", family, text[:60], kind, detail))
+            shutil.rmtree(new, ignore_errors=True)
+    return verdicts, info
+
+
+def study_lists(w: World) -> Iterator[tuple[str, str, Callable[[str, str], bool]]]:
+    """(option, a valid value, oracle) of each option of ``vaelab study collapse`` that takes a comma-separated list
+    (its help says so: ``comma-separated``, ``S,T``)."""
+    import vaelab.cli as vcli
+
+    temps = templates(w)
+    for path, action in _walk(vcli.build_parser(), []):
+        command = " ".join(path)
+        if command != "study collapse" or not action.option_strings or not action.help:
+            continue
+        if "comma-separated" not in action.help and "S,T" not in action.help:
+            continue
+        flag = action.option_strings[0]
+        valid = temps[command](w.root).get(flag) or action.default
+        numeric = str(valid).isdigit()
+        yield flag, str(valid), _item_oracle(int if numeric else str, None)
+
+
+STUDY_ITEMS: dict[str, list[str]] = {
+    "huge": ["1e18", "1000000000000000000"],
+    "zero": ["0"],
+    "negative": ["-3"],
+    "bool": ["true"],
+    "string": ["a"],
+    "empty": [""],
+    "null": ["null"],
+    "nested": ["[1]"],
+    "mapping": ["{a: 1}"],
+    "nan": ["nan"],
+    "inf": ["inf"],
+    "fraction": ["1.5"],
+}
+"""Bad items of a comma-separated option (argv text)."""
+
+
+def fuzz_study_lists(w: World, exhaustive: bool = False) -> tuple[list[Verdict], dict[str, Any]]:
+    verdicts: list[Verdict] = []
+    info: dict[str, Any] = {"lists": 0}
+    for flag, valid, oracle in study_lists(w):
+        info["lists"] += 1
+        for family, items in STUDY_ITEMS.items():
+            for item in items if exhaustive else sample(items, f"study{flag}"):
+                new = w.new()
+                spec = templates(w)["study collapse"](new)
+                spec[flag] = f"{valid},{item}"
+                o = cli(_argv("study collapse", spec))
+                kind, detail = judge_command(o, [flag, item or "empty"], new, lambda: "")
+                if kind == "ok" and o.rc == 0 and oracle(family, item):
+                    kind, detail = "silently_wrong", "accepted and ran"
+                verdicts.append(Verdict("study", f"{flag}[1]", family, spec[flag], kind, detail))
+                shutil.rmtree(new, ignore_errors=True)
+    return verdicts, info
+
+
+# --------------------------------------------------------------------------------------------------------------
 # the tests
 
 
@@ -994,6 +1476,36 @@ def test_every_numeric_api_argument_with_every_family_of_bad_values(world):
     assert not failed, "\n".join(failed)
 
 
+def test_nested_values_sampled(world):
+    """The items of every list, the options of every policy, term regulariser and schedule type: a subset chosen
+    by FUZZ_SEED (every key, one value per family; every policy directly, a share of the composes; each schedule
+    key under one of its types)."""
+    verdicts, info = fuzz_nested(world)
+    failed = _report("nested values", verdicts, info)
+    assert info["keys"] >= 60
+    assert not info["no_context"], f"keys read in no context: {info['no_context']}"
+    assert not failed, "\n".join(failed)
+
+
+def test_sweep_and_study_list_items(world):
+    sweep, info = fuzz_sweep_lists(world)
+    study, study_info = fuzz_study_lists(world)
+    failed = _report("sweep and study lists", [*sweep, *study], {**info, "study_lists": study_info["lists"]})
+    assert info["lists"] >= 6 and study_info["lists"] >= 2
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.slow
+def test_nested_values_exhaustive(world):
+    """Every value of every family on every nested key, every policy at every depth, every schedule type."""
+    verdicts, info = fuzz_nested(world, exhaustive=True)
+    more, _ = fuzz_sweep_lists(world, exhaustive=True)
+    study, _ = fuzz_study_lists(world, exhaustive=True)
+    failed = _report("nested values (exhaustive)", [*verdicts, *more, *study], info)
+    assert not info["no_context"], f"keys read in no context: {info['no_context']}"
+    assert not failed, "\n".join(failed)
+
+
 if __name__ == "__main__":  # a tally for the notes: python tests/test_fuzz_inputs.py OUT.json
     import sys
     import tempfile
@@ -1001,7 +1513,16 @@ if __name__ == "__main__":  # a tally for the notes: python tests/test_fuzz_inpu
     t0 = time.time()
     w = make_world(Path(tempfile.mkdtemp(prefix="vaelab_fuzz_")))
     results = {}
-    for area, fn in (("config", fuzz_config), ("flags", fuzz_flags), ("api", fuzz_api)):
+    areas = (
+        ("config", fuzz_config),
+        ("flags", fuzz_flags),
+        ("api", fuzz_api),
+        ("nested", lambda w: fuzz_nested(w, ALL_VALUES)),
+        ("sweep_lists", lambda w: fuzz_sweep_lists(w, ALL_VALUES)),
+        ("study_lists", lambda w: fuzz_study_lists(w, ALL_VALUES)),
+    )
+    only = sys.argv[2].split(",") if len(sys.argv) > 2 else [a for a, _ in areas]
+    for area, fn in ((a, f) for a, f in areas if a in only):
         t = time.time()
         vs, inf = fn(w)
         results[area] = {

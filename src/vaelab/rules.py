@@ -222,7 +222,7 @@ MAX_UNITS = 10**5
 """The most units of one layer or space: latent dimensions, hidden units, embedding sizes, channels (published VAEs
 use at most a few thousand; 10**5 x 10**5 weights would already be 40 GB)."""
 MAX_LAYERS = 10**3
-"""The most layers of a stack (``model.pixelcnn_layers``)."""
+"""The most layers of a stack (``model.pixelcnn_layers``, the items of ``model.hidden`` and ``model.channels``)."""
 MAX_EXAMPLES = 10**7
 """The most examples a data set generates or an evaluation subset holds (the synthetic sets are made in memory)."""
 MAX_EPOCHS = 10**6

@@ -45,6 +45,7 @@ Select a policy by name (``"simple"``) or by a mapping with options (``{name: af
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -57,7 +58,7 @@ from vaelab.data.text import UNK_ID, TokenBatch
 from vaelab.errors import ConfigError, UserError
 from vaelab.options import Options, setting
 from vaelab.registry import Registry
-from vaelab.rules import Int, Items, Num
+from vaelab.rules import MAX_UNITS, Int, Items, Num
 
 Rebinarize = Literal["auto", "threshold", "bernoulli", "none"]
 REBINARIZE_MODES: tuple[str, ...] = ("auto", "threshold", "bernoulli", "none")
@@ -480,12 +481,17 @@ class AffineOptions(ImagePolicyOptions):
     translation: float = setting(0.05, Num(lo=0, hi=1))
     scale: list[float] | None = setting(None, SCALE_RANGE)  # noqa: RUF009 (a field(), default None)
 
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        if self.scale is not None and self.scale[0] > self.scale[1]:
+            raise ConfigError(f"{key}.scale must be [min, max] with min <= max, got {self.scale!r}")
+
 
 @dataclass
 class CropShiftOptions(Options):
     """The options of ``crop_shift``."""
 
-    max_shift: int = setting(2, Int(0))
+    max_shift: int = setting(2, Int(0, MAX_UNITS))  # an image side is at most MAX_UNITS (data.image_shape)
     padding: Literal["zeros", "border"] = "zeros"
 
 
@@ -580,7 +586,9 @@ def build_transform(spec: str | Mapping[str, Any], key: str = "transform") -> Tr
     declared = POLICY_OPTIONS.get(name)
     if declared is not None:  # keys, types and ranges, each error naming KEY.OPTION
         parsed = declared.parse(opts, key, f"transformation policy {name!r}{_OWNER_HINT.get(name, '')}")
-        opts = {k: v for k, v in parsed.as_kwargs().items() if k in opts}
+        # an option given as null whose default is null is unset (Options.validate): not passed to the policy
+        unset = {f.name for f in dataclasses.fields(declared) if f.default is None}
+        opts = {k: v for k, v in parsed.as_kwargs().items() if k in opts and not (v is None and k in unset)}
         if name == "compose":  # the inner policies' errors name their full key
             return Compose([build_transform(p, key=f"{key}.policies[{i}]") for i, p in enumerate(opts["policies"])])
     try:
@@ -602,13 +610,14 @@ def policy_modalities(spec: str | Mapping[str, Any]) -> set[str]:
     return {POLICY_MODALITY[name]} if name in POLICY_MODALITY else set()
 
 
-def _crop_shifts(spec: str | Mapping[str, Any]) -> list[int]:
-    """The ``max_shift`` of every ``crop_shift`` in ``spec`` (inside composes too)."""
+def _crop_shifts(spec: str | Mapping[str, Any], path: str = "") -> list[tuple[str, int]]:
+    """(key suffix, ``max_shift``) of every ``crop_shift`` in ``spec`` (inside composes too: ``.policies[0]``)."""
     name, opts = transform_spec(spec)
     if name == "compose":
         inner = opts.get("policies")
-        return [m for p in (inner if isinstance(inner, list | tuple) else []) for m in _crop_shifts(p)]
-    return [int(opts.get("max_shift", 2))] if name == "crop_shift" else []
+        items = inner if isinstance(inner, list | tuple) else []
+        return [m for i, p in enumerate(items) for m in _crop_shifts(p, f"{path}.policies[{i}]")]
+    return [(f"{path}.max_shift", int(opts.get("max_shift", 2)))] if name == "crop_shift" else []
 
 
 def check_transform_data(
@@ -630,10 +639,10 @@ def check_transform_data(
         )
     if image_shape is not None and len(image_shape) == 3:
         h, w = int(image_shape[1]), int(image_shape[2])
-        for m in _crop_shifts(spec):
+        for where, m in _crop_shifts(spec):
             if m >= min(h, w):
                 raise ConfigError(
-                    f"{key}: crop_shift max_shift={m} is at least the size of the {h}x{w} images of data.name={data} "
+                    f"{key}{where}={m} (crop_shift) is at least the size of the {h}x{w} images of data.name={data} "
                     f"(shifts up to {m} pixels move whole images out of the frame); use max_shift < {min(h, w)}"
                 )
 

@@ -49,8 +49,8 @@ MODEL_RULES: dict[str, Rule] = {
     "model.latent_dim": WIDTH,
     "model.factory": Typed(why="'package.module:function' or '/path/file.py:function' (checked when built)"),
     "model.factory_kwargs": Typed(why="keyword arguments of model.factory"),
-    "model.hidden": Items(item=WIDTH),
-    "model.channels": Items(item=WIDTH, min_len=1),
+    "model.hidden": Items(item=WIDTH, max_len=MAX_LAYERS),  # 10**4 layers hung in building and training
+    "model.channels": Items(item=WIDTH, min_len=1, max_len=MAX_LAYERS),
     "model.activation": Choice(registry=lambda: ACTIVATIONS),
     "model.likelihood": Choice(registry=lambda: LIKELIHOODS),
     "model.gaussian_std": GAUSSIAN_STD,

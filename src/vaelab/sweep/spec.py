@@ -455,7 +455,11 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         raise SweepError(f"{where}: the zip lists must have equal lengths, got {sizes}")
     seeds = data.get("seeds")
     if seeds is not None:
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)  # true is no seed
+        ):
             raise SweepError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
         if len(set(seeds)) != len(seeds):
             raise SweepError(f"{where}: seeds must be distinct, got {seeds}")
