@@ -1821,6 +1821,114 @@ CASES += [
 ]
 
 
+def _old_folder_edit(key: str, value: object) -> Callable[[Path, dict], None]:
+    """Edit config.yaml's ``key`` in a folder written before ``_meta.data_config`` was recorded."""
+
+    def edit(d: Path, w: dict) -> None:
+        data = yaml.safe_load((d / "config.yaml").read_text())
+        data["_meta"].pop("data_config")
+        _set(data, key, value)
+        (d / "config.yaml").write_text(yaml.safe_dump(data))
+
+    return edit
+
+
+def _foreign_point(w: dict, tmp: Path) -> dict[str, str]:
+    """{dir}: a sweep folder of one point whose point folder holds another run (the text run) copied in."""
+    from vaelab.sweep.spec import dump_spec
+
+    spec = load_sweep(w["sweep_ok"])
+    out = tmp / "sw"
+    (out / "points").mkdir(parents=True)
+    dump_spec(spec, out / "sweep.yaml")
+    shutil.copytree(w["text_run"], out / "points" / spec.point(0).folder_name)
+    return {"dir": str(out)}
+
+
+# ---- the fifth fresh set, part 2: section mappings, parent/child sweep keys, edited data, foreign points ----
+CASES += [
+    Case(
+        "set5-override-section-mapping-and-its-key",
+        "train {cfg} train.lr=0.1 |train={{lr: 0.002}}| --out {new}",
+        "override key train.lr is given twice ('train.lr=0.1' and 'train={lr: 0.002}')",
+    ),
+    Case(
+        "set5-override-parent-after-child",
+        "train {cfg} objective.beta.value=2 |objective.beta={{type: constant}}| --out {new}",
+        "objective.beta.value set before it would be lost",
+    ),
+    Case(
+        "set5-sweep-grid-parent-and-child",
+        S_BAD,
+        "objective.beta.value (grid) lies inside objective.beta (grid)",
+        bad_sweep(
+            {"grid": {"objective.beta.value": [0.5, 1.0], "objective.beta": [{"type": "constant", "value": 2.0}]}}
+        ),
+    ),
+    Case(
+        "set5-sweep-fixed-child-variant-parent",
+        S_BAD,
+        "objective.beta.value (fixed) lies inside objective.beta (variant a)",
+        bad_sweep(
+            {
+                "fixed": {"objective.beta.value": 2.0},
+                "variants": [{"name": "a", "objective.beta": {"type": "constant"}}],
+            }
+        ),
+    ),
+    Case(
+        "set5-sweep-zip-child-grid-parent",
+        S_BAD,
+        "objective.beta.value (zip) lies inside objective.beta (grid)",
+        bad_sweep({"zip": {"objective.beta.value": [0.5, 1.0]}, "grid": {"objective.beta": [{"type": "constant"}]}}),
+    ),
+    Case(
+        "set5-sweep-section-grid-and-variant-key",
+        S_BAD,
+        "train.lr is varied by both variants and grid",
+        bad_sweep({"variants": [{"name": "a", "train.lr": 0.1}], "grid": {"train": [{"lr": 0.2}, {"lr": 0.3}]}}),
+    ),
+    Case(
+        "set5-sweep-variant-section-and-its-key",
+        S_BAD,
+        "train.lr (in train and in train.lr) is given twice",
+        bad_sweep({"variants": [{"name": "a", "train.lr": 0.1, "train": {"lr": 0.2}}]}),
+    ),
+    Case(
+        "set5-evaluate-data-noise-edited",
+        "evaluate {copy}",
+        "data.noise is 0.3, but the run was trained with data.noise=0.1",
+        edited_copy(_edit_config("data.noise", 0.3)),
+    ),
+    Case(
+        "set5-evaluate-eval-size-edited-in-config",
+        "evaluate {copy}",
+        "give data.eval_size=N to vaelab evaluate",
+        edited_copy(_edit_config("data.eval_size", 16)),
+    ),
+    Case(
+        "set5-evaluate-old-folder-num-examples-edited",
+        "evaluate {copy}",
+        "counts.train was 256 (_meta.data.counts.train), the data that config.yaml names now give 512",
+        edited_copy(_old_folder_edit("data.num_examples", 512)),
+    ),
+    Case(
+        "set5-evaluate-old-folder-noise-edited",
+        "evaluate {copy}",
+        "generator was",
+        edited_copy(_old_folder_edit("data.noise", 0.3)),
+    ),
+    Case(
+        "set5-diagnose-data-edited",
+        "diagnose {copy} --evaluate",
+        "data.noise is 0.3",
+        edited_copy(_edit_config("data.noise", 0.3)),
+    ),
+    Case("set5-resume-data-edited", "resume {copy}", "data.noise is 0.3", partial_run(_edit_config("data.noise", 0.3))),
+    Case("set5-sweep-aggregate-foreign-point", "sweep-aggregate {dir}", "holds another run", _foreign_point),
+]
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.skip:
@@ -2344,3 +2452,58 @@ def test_a_quoted_tilde_in_out_means_home(world, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert (home / "x" / "summary.json").is_file()
     assert not (work / "~").exists()
+
+
+def test_a_mapping_for_a_section_is_merged_key_by_key(world, tmp_path, capsys):
+    """C01/B13 (set 5): ``train={lr: 0.002}`` on the command line, in a sweep variant, grid or ``fixed`` sets
+    train.lr alone (the file's batch_size and epochs stay), and ``--list`` shows ``train.lr=0.002``; a mapping for a
+    value that is not a section (a schedule) still replaces it whole."""
+    cfg = load_config(world["cfg"], ["train={lr: 0.002}"])
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs) == (0.002, 32, 1)
+    cfg = load_config(world["cfg"], ["train={lr_decay: {enabled: true}}", "train.lr_decay={patience: 4}"])
+    assert (cfg.train.lr_decay.enabled, cfg.train.lr_decay.patience, cfg.train.batch_size) == (True, 4, 32)
+    cfg = load_config(world["cfg"], ["objective.beta={type: constant, value: 2}"])  # a schedule: replaced whole
+    assert (cfg.objective.beta.type, cfg.objective.beta.warmup_steps) == ("constant", None)
+    path = _yaml(
+        tmp_path / "s.yaml",
+        {
+            "name": "s",
+            "base": str(world["cfg"]),
+            "fixed": {"eval": {"iw_samples": 2}, "objective.beta": {"type": "constant", "value": 2.0}},
+            "variants": [{"name": "a", "train.lr": 0.001}, {"name": "b", "train": {"lr": 0.002}}],
+            "grid": {"objective.beta.value": [0.5, 1.0]},  # inside fixed's schedule: changes its value
+        },
+    )
+    spec = load_sweep(path)
+    point = spec.point(2)
+    assert "train.lr=0.002" in point.overrides and not any(o.startswith("train=") for o in point.overrides)
+    c = spec.config(point)
+    assert (c.train.lr, c.train.batch_size, c.train.epochs, c.eval.iw_samples) == (0.002, 32, 1, 2)
+    assert (c.objective.beta.type, c.objective.beta.value) == ("constant", 0.5)
+    capsys.readouterr()
+    code, _ = run_cli(["sweep", str(path), "--list"], capsys)
+    assert code == 0
+
+
+def test_evaluate_accepts_what_does_not_change_the_trained_data(world, tmp_path, capsys):
+    """G08 (set 5): the data check lets through ``data.eval_size`` given to evaluate, a corpus moved with the same
+    files, and a folder without ``_meta.data_config`` whose data are unchanged."""
+    code, err = run_cli(["evaluate", str(_copy(world, tmp_path)), "data.eval_size=16"], capsys)
+    assert code == 0, err
+    d = _copy(world, tmp_path, "text_run")
+    moved = tmp_path / "moved_corpus"
+    shutil.copytree(world["corpus"], moved)
+    text = (d / "config.yaml").read_text().replace(str(world["corpus"]), str(moved))
+    (d / "config.yaml").write_text(text)
+    code, err = run_cli(["evaluate", str(d)], capsys)
+    assert code == 0, err
+    (moved / "train.txt").write_text((moved / "train.txt").read_text() + "the cat sees the dog\n")
+    code, err = run_cli(["evaluate", str(d)], capsys)
+    assert code == 2 and "files.train.sha256 was" in err, err
+    old = tmp_path / "old"
+    shutil.copytree(world["run"], old)
+    data = yaml.safe_load((old / "config.yaml").read_text())
+    data["_meta"].pop("data_config")
+    (old / "config.yaml").write_text(yaml.safe_dump(data))
+    code, err = run_cli(["evaluate", str(old)], capsys)
+    assert code == 0, err

@@ -59,6 +59,7 @@ from vaelab.config import (
     to_dict,
     written_part,
 )
+from vaelab.configio import expand_overrides
 from vaelab.data import load_dataset
 from vaelab.data.base import to_float
 from vaelab.data.text import TokenBatch
@@ -260,7 +261,7 @@ def train(
         given = sorted(set(mapping.get(section) or {}) & set(keys))
         if given:
             raise ConfigError(f"config sets {section}.{given[0]}, which vaelab.train sets itself; leave it out")
-    for item in overrides:
+    for item in expand_overrides(list(overrides)):  # data={path: ...} sets data.path
         key = item.partition("=")[0].strip()
         if any(key == f"data.{k}" for k in _API_DATA_KEYS) or any(key == f"model.{k}" for k in _API_MODEL_KEYS):
             raise ConfigError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")

@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vaelab.configio import apply_overrides, parse_scalar
+from vaelab.configio import apply_overrides, expand_overrides, parse_scalar
 from vaelab.data.checks import DATA_RULES as DATA_RULES
 from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
@@ -165,7 +165,9 @@ def key_allowed(key: str, allowed: tuple[str, ...]) -> bool:
 
 
 def check_override_keys(overrides: list[str], allowed: tuple[str, ...], command: str) -> None:
-    """Refuse an override whose key ``command`` does not accept (one line listing the keys it does accept)."""
+    """Refuse an override whose key ``command`` does not accept (one line listing the keys it does accept); a
+    mapping given for a section is checked key by key (:func:`vaelab.configio.expand_overrides`)."""
+    overrides = expand_overrides(overrides)
     for item in overrides:
         key = item.partition("=")[0].strip()
         if "=" not in item or not key:
@@ -183,8 +185,8 @@ def check_override_keys(overrides: list[str], allowed: tuple[str, ...], command:
 def check_override_values(overrides: list[str]) -> None:
     """Check each ``key=value`` override's value (its type too) against its key's rule, so that the error names
     the key as given on the command line, not the config file (the loaded config is checked as a whole
-    afterwards)."""
-    for item in overrides:
+    afterwards). A mapping given for a section is checked key by key."""
+    for item in expand_overrides(overrides):
         key, _, raw = item.partition("=")
         rule = RULES.get(key.strip())
         if rule is None or isinstance(rule, Typed):

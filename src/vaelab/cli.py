@@ -69,6 +69,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.checks import RESUME_KEYS, check_device_available, check_override_keys
     from vaelab.config import ConfigError, load_saved_config
     from vaelab.oserrors import check_output_folder
+    from vaelab.run import check_trained_data_content
     from vaelab.runfolder import RunFolder
     from vaelab.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
@@ -96,6 +97,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     check_device_available(cfg.train.device)
     check_unlocked(folder.root)
     trainer = Trainer(cfg, folder.root, resume=True)
+    check_trained_data_content(folder.config, trainer.run.dataset)  # the data it was trained on, not other data
     trainer.resume_overrides = tuple(args.overrides)
     if trainer.state["done"] and folder.summary.is_file():
         if args.overrides:  # nothing is left to run, so they would change nothing
@@ -313,11 +315,21 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
             setattr(args, dest, os.path.expanduser(value))
         elif isinstance(value, list):
             setattr(args, dest, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
-    keys = [o.partition("=")[0].strip() for o in getattr(args, "overrides", None) or [] if "=" in o]
+    from vaelab.configio import expand_overrides
+    from vaelab.errors import ConfigError
+
+    given: list[tuple[str, str]] = []  # (key, override): a mapping for a section sets each of its keys
+    for o in getattr(args, "overrides", None) or []:
+        if "=" in o:
+            try:
+                given += [(e.partition("=")[0].strip(), o) for e in expand_overrides([o])]
+            except ConfigError as e:
+                parser.error(str(e))
+    keys = [k for k, _ in given]
     twice = next((k for k in keys if keys.count(k) > 1), None)
     if twice is not None:  # which one was meant? (the last would win without a word)
-        given = " and ".join(repr(o) for o in args.overrides if o.partition("=")[0].strip() == twice)
-        parser.error(f"override key {twice} is given twice ({given}); give it once")
+        items = " and ".join(repr(o) for k, o in given if k == twice)
+        parser.error(f"override key {twice} is given twice ({items}); give it once")
     return args
 
 

@@ -12,6 +12,7 @@ Modules below the config layer import those modules, not this one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 from vaelab.checkpoint import atomic_write_text
 from vaelab.checks import check_override_values, check_written_keys, validate_config
 from vaelab.configio import apply_overrides as apply_overrides
+from vaelab.configio import expand_overrides
 from vaelab.configio import from_dict as from_dict
 from vaelab.configio import load_yaml_text as load_yaml_text
 from vaelab.configio import parse_scalar as parse_scalar
@@ -116,12 +118,51 @@ def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> R
     """Load a run folder's config.yaml (ignoring its ``_meta`` provenance block), apply ``overrides`` (the caller
     checks which keys it accepts) and validate it; errors name the file and the key."""
     data = read_yaml(path)
-    data.pop("_meta", None)
+    meta = data.pop("_meta", None)
     data = apply_overrides(data, overrides or [])
     try:
-        return run_config(data)
+        cfg = run_config(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+    if isinstance(meta, dict):
+        check_trained_data(path, cfg, meta, overrides or [])
+    return cfg
+
+
+DATA_LOCATION_KEYS = ("root", "path", "cache_dir", "verify_checksum")
+"""``data`` keys that say where the data are (or whether to verify them), not which data: a run folder whose
+config.yaml names a moved data folder still loads; its files are compared by content
+(:func:`vaelab.run.check_trained_data_content`)."""
+
+
+def check_trained_data(path: str | Path, cfg: RunConfig, meta: dict[str, Any], overrides: list[str]) -> None:
+    """Refuse a run folder's config.yaml whose ``data`` section differs from the one the run was trained with
+    (``_meta.data_config``, recorded at training since issue 16; older folders have none and are checked by the
+    data's facts, :func:`vaelab.run.check_trained_data_content`): evaluating or resuming would measure or train on
+    other data without a word. One line naming the key and both values. Keys given as ``overrides`` (``vaelab
+    evaluate DIR data.eval_size=N``) and :data:`DATA_LOCATION_KEYS` are not compared."""
+    recorded = meta.get("data_config")
+    if not isinstance(recorded, dict):
+        return
+    given = {o.partition("=")[0].strip() for o in expand_overrides(overrides)}
+    now = to_dict(cfg.data)
+    missing = object()
+    for key in [*now, *(k for k in recorded if k not in now)]:
+        if key in DATA_LOCATION_KEYS or f"data.{key}" in given:
+            continue
+        then, value = recorded.get(key, missing), now.get(key, missing)
+        if _plain(then) != _plain(value):
+            was = "not set" if then is missing else f"data.{key}={then!r}"
+            hint = "; to measure another subset give data.eval_size=N to vaelab evaluate" if key == "eval_size" else ""
+            raise ConfigError(
+                f"{path}: data.{key} is {value!r}, but the run was trained with {was} (_meta.data_config): "
+                f"config.yaml was edited after training, so the run would be measured on other data; put the value "
+                f"back{hint}"
+            )
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def update_saved_config(path: str | Path, cfg: RunConfig, overrides: list[str]) -> None:

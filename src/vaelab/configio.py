@@ -9,6 +9,9 @@ a :class:`~vaelab.errors.ConfigError` naming the key (``model.hidden``), what wa
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -121,10 +124,121 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested mapping (values parsed as YAML)."""
-    out = _deepcopy(data)
+def config_sections() -> frozenset[tuple[str, ...]]:
+    """The config's sections, as key paths: every key of :class:`~vaelab.runconfig.RunConfig` whose value is a
+    group of settings (a dataclass: ``data``, ``model``, ``objective``, ``train``, ``eval``, ``train.lr_decay``),
+    except a schedule (``objective.beta``), which is one value whose ``type`` decides which keys it reads.
+
+    A mapping given for a section (``train={lr: 0.002}`` on the command line, ``{train: {lr: 0.002}}`` in a sweep
+    variant) is merged into it key by key, as if written ``train.lr=0.002`` (:func:`expand_sections`); a mapping
+    given for any other key (a schedule, ``train.strategy_options``, ``objective.regulariser_options``, a list
+    item) replaces the value whole: a schedule of another type must not keep keys that only the old type reads."""
+    global _SECTIONS
+    if _SECTIONS is None:
+        from vaelab.objectives.schedules import ScheduleConfig
+        from vaelab.runconfig import RunConfig
+
+        found: set[tuple[str, ...]] = set()
+
+        def walk(cls: type, path: tuple[str, ...]) -> None:
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                tp = hints[f.name]
+                if dataclasses.is_dataclass(tp) and tp is not ScheduleConfig:
+                    found.add((*path, f.name))
+                    walk(tp, (*path, f.name))  # type: ignore[arg-type]
+
+        walk(RunConfig, ())
+        _SECTIONS = frozenset(found)
+    return _SECTIONS
+
+
+_SECTIONS: frozenset[tuple[str, ...]] | None = None
+
+
+def expand_sections(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``mapping`` (dotted config key -> value, in order) with each mapping given for a section
+    (:func:`config_sections`) spread into its dotted keys: ``{"train": {"lr": 0.002}}`` -> ``{"train.lr": 0.002}``
+    (recursively: ``train.lr_decay``). A key reached twice (``train.lr`` and ``train: {lr: ...}``) is refused,
+    naming both: the later would overwrite the earlier without a word."""
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    def add(key: str, value: Any, given: str) -> None:
+        if tuple(key.split(".")) in config_sections() and isinstance(value, dict):
+            for k, v in value.items():
+                add(f"{key}.{k}", v, given)
+            return
+        if key in out:
+            first = origin[key]
+            what = key if first == given == key else f"{key} (in {first} and in {given})"
+            raise ConfigError(f"{what} is given twice; give it once")
+        out[key] = value
+        origin[key] = given
+
+    for k, v in mapping.items():
+        add(f"{prefix}{k}", v, f"{prefix}{k}")
+    return out
+
+
+def expand_overrides(overrides: list[str]) -> list[str]:
+    """``key=value`` overrides with each mapping given for a section spread into one override per key
+    (``train={lr: 0.002, epochs: 3}`` -> ``train.lr=0.002``, ``train.epochs=3``; :func:`expand_sections`);
+    other items as they are."""
+    out: list[str] = []
     for item in overrides:
+        key, sep, raw = item.partition("=")
+        value = parse_scalar(raw) if sep else None
+        if not sep or tuple(key.strip().split(".")) not in config_sections() or not isinstance(value, dict):
+            out.append(item)
+            continue
+        for k, v in expand_sections({key.strip(): value}).items():
+            try:
+                out.append(f"{k}={override_text(v)}")
+            except ConfigError as e:
+                raise ConfigError(f"override {item!r}: {e}") from None
+    return out
+
+
+def override_text(value: Any) -> str:
+    """An override value that :func:`apply_overrides` parses back to ``value`` (YAML flow style).
+
+    Floats keep a decimal point in the mantissa (PyYAML reads ``1e-05`` as a string but ``1.0e-05`` as a number).
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        if "e" in text:
+            mant, _, exp = text.partition("e")
+            mant = mant if "." in mant else mant + ".0"
+            exp = exp if exp[0] in "+-" else "+" + exp
+            text = f"{mant}e{exp}"
+        return text
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        bare = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", value)) and yaml.safe_load(value) == value
+        return value if bare else json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(override_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {override_text(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as an override value")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested mapping (values parsed as YAML), in order. A mapping given for a
+    section is merged into it key by key (:func:`expand_overrides`); a mapping for any other key replaces its
+    value. An override that would replace a value that an earlier override set inside it
+    (``objective.beta.value=2 objective.beta={type: linear}``) is refused: the earlier one would be lost."""
+    out = _deepcopy(data)
+    done: list[tuple[str, ...]] = []
+    for item in expand_overrides(overrides):
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. model.latent_dim=16)")
         key, _, raw = item.partition("=")
@@ -141,6 +255,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override {key!r}: {p!r} is not a section")
             node = nxt
+        path = tuple(p.strip() for p in parts)
+        lost = next((d for d in done if len(d) > len(path) and d[: len(path)] == path), None)
+        if lost is not None:
+            inner, outer = ".".join(lost), ".".join(path)
+            raise ConfigError(
+                f"override {outer}=... replaces the whole value of {outer}, so {inner} set before it would be lost; "
+                f"give {inner} after it, or inside {outer}'s value"
+            )
+        done.append(path)
         node[parts[-1]] = parse_scalar(raw)
     return out
 

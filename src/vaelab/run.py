@@ -18,6 +18,7 @@ started from, and ``load_run`` replaces its weights by the checkpoint's. Checkpo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from vaelab.checks import (
     check_metrics_have_labels,
     device_available,
 )
-from vaelab.config import RunConfig, load_saved_config, save_config, update_saved_config
+from vaelab.config import RunConfig, load_saved_config, read_yaml, save_config, to_dict, update_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
 from vaelab.distributed import DistInfo, broadcast_object, broadcast_parameters, init_distributed
 from vaelab.errors import ConfigError
@@ -305,9 +306,52 @@ def load_run(
     if not any(o.startswith("train.device=") for o in overrides) and not device_available(cfg.train.device):
         cfg.train.device = "auto"
     run = build_run(cfg, run_folder.root, dataset=dataset)
+    if dataset is None:  # a data set the caller gives is the caller's choice
+        check_trained_data_content(run_folder.config, run.dataset)
     run.load_weights(ckpt)
     run.model.eval()
     return run
+
+
+CONTENT_FACTS = ("name", "generator", "image_shape", "vocab_size", "counts.train", "split_seed", "binarize")
+"""The facts of a data set's record (``info``, stored as ``_meta.data`` in config.yaml) that say which data it is,
+besides its files' sha256: :func:`check_trained_data_content` compares them. (``counts`` of valid and test
+change with ``data.eval_size``, which ``vaelab evaluate`` accepts; paths change when a data folder moves.)"""
+
+
+def _facts(info: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(info, dict):
+        for k, v in info.items():
+            key = f"{prefix}{k}"
+            if key in CONTENT_FACTS or (str(k) == "sha256" and not isinstance(v, dict)):
+                out[key] = json.loads(json.dumps(v, sort_keys=True, default=str))
+            else:
+                out.update(_facts(v, f"{key}."))
+    return out
+
+
+def check_trained_data_content(config_path: Path, dataset: Dataset) -> None:
+    """Refuse data that differ from those the run was trained on, by the facts recorded in config.yaml's
+    ``_meta.data`` (the data set's name, generator, image shape, vocabulary size, training count, split seed,
+    binarisation and each file's sha256; :data:`CONTENT_FACTS`): config.yaml's data section edited after training
+    (older folders have no ``_meta.data_config`` to compare it with), or data files replaced. A moved data folder
+    with the same files passes. One line naming the fact and both values; a folder without the record loads."""
+    try:
+        meta = read_yaml(config_path).get("_meta")
+    except ConfigError:
+        return
+    recorded = meta.get("data") if isinstance(meta, dict) else None
+    if not isinstance(recorded, dict):
+        return
+    then, now = _facts(recorded), _facts(dataset.info)
+    for key in then:
+        if key in now and then[key] != now[key]:
+            raise DataError(
+                f"{config_path}: the data differ from those the run was trained on: {key} was {then[key]!r} "
+                f"(_meta.data.{key}), the data that config.yaml names now give {now[key]!r}; was config.yaml's "
+                "data section edited or a data file replaced after training? put it back"
+            )
 
 
 def open_for_training(run: Run, lock: RunLock, *, fresh: bool, resume_overrides: Sequence[str] = ()) -> None:
@@ -334,6 +378,7 @@ def open_for_training(run: Run, lock: RunLock, *, fresh: bool, resume_overrides:
         folder.create()
         if fresh:
             meta = {**provenance(), "world_size": dist.world_size, "data": run.dataset.info}
+            meta["data_config"] = to_dict(run.config.data)  # what evaluate and resume compare config.yaml with
             save_config(run.config, folder.config, extra=meta)
         elif resume_overrides:
             update_saved_config(folder.config, run.config, list(resume_overrides))

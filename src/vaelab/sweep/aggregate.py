@@ -37,7 +37,7 @@ from typing import Any
 from vaelab.checkpoint import atomic_write_text
 from vaelab.sweep.claims import write_claims
 from vaelab.sweep.measure import MEASUREMENTS_FILE
-from vaelab.sweep.runner import ERROR_FILE, display_state, load_stored_spec, point_dir
+from vaelab.sweep.runner import ERROR_FILE, check_point_folder, display_state, load_stored_spec, point_dir
 from vaelab.sweep.spec import SweepSpec
 from vaelab.sweep.stopping import TRAINING_KEYS, step_cap_line, stop_counts, training_record
 
@@ -68,6 +68,8 @@ def collect_rows(out: str | Path) -> list[dict[str, Any]]:
     for point in spec.points():
         folder = point_dir(out, point)
         state = display_state(folder)
+        if state != "missing":
+            check_point_folder(spec, point, folder)  # a foreign run in a point's folder is never counted
         row: dict[str, Any] = {"index": point.index, "point": point.folder_name, "status": state}
         row.update({k: _cell(v) for k, v in point.params.items()})
         if state == "completed":

@@ -372,6 +372,37 @@ def _saved_config_hash(folder: Path) -> str | None:
         return None
 
 
+def check_point_folder(spec: SweepSpec, point: SweepPoint, folder: Path) -> None:
+    """Refuse a point folder that holds another run than the point (a run folder copied or moved in, a folder of
+    another sweep): its config.yaml, read with today's defaults, must be the point's config (but the keys of
+    :data:`~vaelab.sweep.spec.NOT_IDENTITY_KEYS`), and its point.json, if any, name the point's index. Else its
+    numbers would be counted as the point's. One line naming the point and the first key that differs."""
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return
+    where = f"point {point.folder_name} (index {point.index})"
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads((folder / POINT_FILE).read_text())
+        if isinstance(record, dict) and record.get("index") not in (None, point.index):
+            raise SweepError(
+                f"{where}: {folder / POINT_FILE} names point {record.get('index')}: the folder holds another "
+                "point's run; move it out of the sweep folder"
+            )
+    try:
+        theirs = _flatten(identity(to_dict(load_saved_config(saved))))
+    except ConfigError as e:
+        raise SweepError(f"{where}: its config.yaml cannot be read as this point's run ({e})") from None
+    ours = _flatten(identity(to_dict(spec.config(point))))
+    missing = "(not set)"
+    for key in [*ours, *(k for k in theirs if k not in ours)]:
+        if theirs.get(key, missing) != ours.get(key, missing):
+            raise SweepError(
+                f"{where}: {folder} holds another run: its config.yaml has {key}={theirs.get(key, missing)!r}, the "
+                f"sweep's point sets {key}={ours.get(key, missing)!r}; move that folder out of the sweep folder "
+                "(then `vaelab sweep` trains the point)"
+            )
+
+
 def _same_config_as_saved(folder: Path, digest: str) -> bool:
     """Whether the run folder's config.yaml, read with today's defaults, hashes to ``digest``."""
     return _saved_config_hash(folder) == digest
@@ -484,6 +515,7 @@ def run_point(spec: SweepSpec, index: int, out: str | Path, options: RunOptions 
     folder = point_dir(out, point)
     cfg = spec.config(point)
     _check_point_file(folder, point, config_hash(cfg))
+    check_point_folder(spec, point, folder)  # a run copied in is not this point's
     state = point_state(folder)
     result = PointResult(index, "skipped", folder=str(folder))
     if state == "completed" or (state == "failed" and not options.retry_failed):

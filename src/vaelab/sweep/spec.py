@@ -60,6 +60,7 @@ from vaelab.config import (
     to_dict,
     written_part,
 )
+from vaelab.configio import expand_sections, override_text
 
 
 class SweepError(ConfigError):
@@ -201,6 +202,10 @@ class SweepSpec:
             values[key] = params[key] = options[z]
         for (key, options), i in zip(self.grid.items(), g, strict=True):
             values[key] = params[key] = options[i]
+        try:
+            values = expand_sections(values)  # a grid/zip value given for a section (train: [{lr: ...}])
+        except ConfigError as e:
+            raise SweepError(f"sweep {self.name!r}, point {index}: {e}") from None
         merged = {**self.fixed, **values}
         overrides = [f"{k}={yaml_value(val)}" for k, val in merged.items()]
         if self.seeds:
@@ -343,34 +348,12 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def yaml_value(value: Any) -> str:
-    """An override value that ``vaelab.config.apply_overrides`` parses back to ``value`` (YAML flow style).
-
-    Floats keep a decimal point in the mantissa (PyYAML reads ``1e-05`` as a string but ``1.0e-05`` as a number).
-    """
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)
-        if "e" in text:
-            mant, _, exp = text.partition("e")
-            mant = mant if "." in mant else mant + ".0"
-            exp = exp if exp[0] in "+-" else "+" + exp
-            text = f"{mant}e{exp}"
-        return text
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        bare = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", value)) and yaml.safe_load(value) == value
-        return value if bare else json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {yaml_value(v)}" for k, v in value.items()) + "}"
-    raise SweepError(f"cannot write {value!r} ({type(value).__name__}) as an override value")
+    """An override value that ``vaelab.config.apply_overrides`` parses back to ``value`` (YAML flow style):
+    :func:`vaelab.configio.override_text`, its error a :class:`SweepError`."""
+    try:
+        return override_text(value)
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
 
 
 def _safe(text: str) -> str:
@@ -445,7 +428,11 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
     variants = data.get("variants") or []
     if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
         raise SweepError(f"{where}: variants must be a list of mappings (dotted config key -> value)")
-    variants = [{str(k): v for k, v in var.items()} for var in variants]
+    try:  # a mapping given for a section is merged into it key by key: spread into its dotted keys
+        variants = [expand_sections({str(k): v for k, v in var.items()}) for var in variants]
+        fixed = expand_sections(_flat_mapping(data.get("fixed"), "fixed"))
+    except ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
     names = [v.get("name") for v in variants if "name" in v]
     if len(set(map(str, names))) != len(names):
         raise SweepError(f"{where}: variant names must be unique, got {names}")
@@ -478,7 +465,7 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
         name=_safe(str(name)),
         base_config=base_config,
         base=base,
-        fixed=_flat_mapping(data.get("fixed"), "fixed"),
+        fixed=fixed,
         variants=variants,
         zip=zipped,
         grid=_value_lists(data.get("grid"), "grid", distinct=True),
@@ -494,13 +481,33 @@ def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None
     return spec
 
 
+def _axis_keys(options: dict[str, list[Any]]) -> list[str]:
+    """The dotted keys a ``zip`` or ``grid`` section sets: a key given for a section (``train: [{lr: 0.1}]``)
+    stands for the keys of its mappings."""
+    keys: list[str] = []
+    for key, values in options.items():
+        for value in values:
+            try:
+                keys += [k for k in expand_sections({key: value}) if k not in keys]
+            except ConfigError:
+                keys += [key] if key not in keys else []
+    return keys
+
+
 def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
     """A key varies in one factor only: the same key in ``variants``, ``zip`` and ``grid`` (or ``seed`` there while
     ``seeds`` is given) would let the later factor overwrite the earlier one at every point, so that the sweep
-    holds copies of the same runs under different names."""
+    holds copies of the same runs under different names.
+
+    Nor may one key of a point lie inside another (``objective.beta.value`` and ``objective.beta``): the value of
+    the outer key replaces everything under it, so the inner one would be lost, or would change part of the outer
+    one's values. The one order that means what it says is allowed: an outer key in ``fixed`` (or earlier in the
+    same variant) with an inner key after it (in any factor, or the same variant), which changes that key of the
+    outer value, as ``--method-set aggressive:train.strategy_options.check_every_steps=50`` does to a study arm."""
     owners: dict[str, str] = {}
+    zip_keys, grid_keys = _axis_keys(spec.zip), _axis_keys(spec.grid)
     factors = [("variants", k) for var in spec.variants for k in var if k != "name"]
-    factors += [("zip", k) for k in spec.zip] + [("grid", k) for k in spec.grid]
+    factors += [("zip", k) for k in zip_keys] + [("grid", k) for k in grid_keys]
     if spec.seeds:
         factors.append(("seeds", "seed"))
     for factor, key in factors:
@@ -510,6 +517,21 @@ def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
                 f"{where}: {key} is varied by both {first} and {factor}; the later would overwrite the earlier at "
                 "every point: vary it in one of them"
             )
+    for i, var in enumerate(spec.variants or [{}]):
+        label = f"variant {var['name']}" if "name" in var else f"variant {i}"
+        keys = [("fixed", k) for k in spec.fixed] + [(label, k) for k in var if k != "name"]
+        keys += [("zip", k) for k in zip_keys] + [("grid", k) for k in grid_keys]  # in the order they are applied
+        for a, (fa, ka) in enumerate(keys):
+            for fb, kb in keys[a + 1 :]:
+                if kb.startswith(f"{ka}.") and (fa == "fixed" or (fa == fb != "zip" and fa != "grid")):
+                    continue  # the later, inner key changes one key of the earlier value: what it says
+                if kb.startswith(f"{ka}.") or ka.startswith(f"{kb}."):
+                    (outer, fo), (inner, fi) = sorted([(ka, fa), (kb, fb)], key=lambda t: len(t[0]))
+                    raise SweepError(
+                        f"{where}: {inner} ({fi}) lies inside {outer} ({fo}), which the point also sets: one "
+                        f"would silently overwrite the other; set {inner} in one place only (inside the values of "
+                        f"{outer}, or {outer}'s other keys one by one)"
+                    )
 
 
 def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:
