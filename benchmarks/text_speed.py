@@ -5,7 +5,8 @@ precision asked for (``fp32``, ``bf16``):
 
 - training: one joint SGD step (forward, backward, clipping, update) on batches of 32 PTB training sentences from
   vaelab's loader (length-bucketed, seeded dropout masks), in predicted tokens/s; the same step without the
-  per-sentence dropout seeds (plain ``nn.Dropout``; what the seeds cost); and the encoder-only step of aggressive
+  per-sentence dropout seeds (plain ``nn.Dropout``; what the seeds cost); the same step with the fused output
+  layer off (``F.cross_entropy`` in blocks; what the fusion gains); and the encoder-only step of aggressive
   training (He et al. 2019; decoder frozen) as a fraction of a joint step;
 - IW-NLL with K importance samples (``vaelab.metrics.iw_log_likelihood``, eval mode) on test sentences, in
   token-samples/s (predicted tokens x samples);
@@ -22,7 +23,7 @@ ids with PTB's sentence lengths.
 
     OMP_NUM_THREADS=1 python benchmarks/text_speed.py [--precisions fp32 bf16] [--steps 8] [--k 100]
         [--sentences 4] [--repeats 3] [--threads 1] [--accuracy-steps 120 [--accuracy-sentences 30]]
-        [--only joint unseeded encoder iw] [--elbo-steps 300 [--elbo-seeds 0 1 2] [--elbo-every 50]
+        [--only joint unseeded unfused encoder iw] [--elbo-steps 300 [--elbo-seeds 0 1 2] [--elbo-every 50]
         [--elbo-valid 300]]
 
 ``--accuracy-steps N`` adds the check behind ``train.precision: bf16``'s accuracy: the model trained N fp32 steps,
@@ -216,6 +217,15 @@ def train_pass(cfg: Any, model: torch.nn.Module, xs: list[TokenBatch], precision
     return run
 
 
+def unfused_model(cfg: Any, v: int) -> torch.nn.Module:
+    """The model as :func:`main` builds it (same seed, same weights), with the decoder's fused training output layer
+    off: ``F.cross_entropy(linear(h))`` in blocks of tokens (autocast's path under bf16)."""
+    torch.manual_seed(0)
+    model = build_model(cfg.model, {"vocab_size": v})
+    model.decoder.fused_training_softmax = False
+    return model
+
+
 def iw_pass(model: torch.nn.Module, x: TokenBatch, k: int, precision: Precision):
     """A callable computing the IW-NLL of ``x`` with ``k`` samples (one chunk) at ``precision``, in eval mode."""
 
@@ -262,7 +272,7 @@ def main() -> None:
     p.add_argument(
         "--only",
         nargs="+",
-        choices=["joint", "unseeded", "encoder", "iw", "elbo"],
+        choices=["joint", "unseeded", "unfused", "encoder", "iw", "elbo"],
         help="time only these workloads (default all; e.g. --only iw --repeats 10: short rounds, steadier ratios); "
         "--only elbo: no timing, only the ELBO-per-step check (300 steps unless --elbo-steps)",
     )
@@ -306,7 +316,7 @@ def main() -> None:
         "encoder_min": merge(train_flops(x, e, h, d, v, "encoder_min") for x in train_xs),
         "iw": iw_flops(test_x, args.k, e, h, d, v),
     }
-    flops["unseeded"] = flops["joint"]
+    flops["unseeded"] = flops["unfused"] = flops["joint"]
     total = {k: sum(f.values()) for k, f in flops.items()}
     out_share = 1 - flops["joint"]["other"] / total["joint"]
     print(
@@ -326,6 +336,7 @@ def main() -> None:
             "softmax": lambda: {"softmax": softmax_rate(256, v, args.peak_seconds / 2)},
             "joint": train_pass(cfg, model, train_xs, precision, ["encoder", "decoder"]),
             "unseeded": train_pass(cfg, model, unseeded, precision, ["encoder", "decoder"]),
+            "unfused": train_pass(cfg, unfused_model(cfg, v), train_xs, precision, ["encoder", "decoder"]),
             "encoder": train_pass(cfg, model, train_xs, precision, ["encoder"]),
             "iw": iw_pass(model, test_x, args.k, precision),
         }
@@ -354,6 +365,7 @@ def main() -> None:
         for key, label in (
             ("joint", "training, joint step"),
             ("unseeded", "training, joint step without dropout seeds (plain nn.Dropout)"),
+            ("unfused", "training, joint step with the fused output layer off (F.cross_entropy in blocks)"),
             ("encoder", "training, encoder-only step (aggressive inner step)"),
             ("iw", f"IW-NLL K={args.k}"),
         ):
@@ -369,6 +381,8 @@ def main() -> None:
                 f"  {label}: {speed}, {f / t / 1e9:.1f} GFLOP/s = {roofline_seconds(flops[key], b) / t:.0%} of the "
                 f"roofline at its shapes ({f / t / peak:.0%} of the best matmul rate)"
             )
+        if {"joint", "unfused"} <= b.keys():
+            print(f"  fused output layer: a joint step takes {b['joint'] / b['unfused']:.2f} of the unfused one's time")
         if not {"joint", "unseeded", "encoder"} <= b.keys():
             continue
         seeds = b["joint"] / b["unseeded"] - 1

@@ -172,6 +172,114 @@ class _ReducedOutputNLL(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None, None, None
 
 
+def _storage_use_count(t: Tensor) -> int | None:
+    """References to ``t``'s storage (tensors and views holding it), or None where torch does not tell."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return None
+    try:
+        return int(count(t.untyped_storage()._cdata))
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
+class _ReusedBuffer:
+    """One CPU buffer that the fused float32 training output layer (:class:`_OutputNLL`) takes anew at every step:
+    its (N, V) dL/dlogits block (32 MB for 810 tokens at V = 10,002), which glibc would otherwise map and fault in
+    afresh at each step (3,600 minor page faults and 8 ms of system time per step measured, issue 18).
+
+    :meth:`take` hands out the buffer again only when nothing but this holder references its storage (the backward
+    pass released its saved tensors, or the graph was freed); otherwise, or when it is too small, a new buffer (with
+    1/8 more room) replaces it. A graph kept for a second backward (``retain_graph=True``) keeps its block: a later
+    forward gets another. Copies and pickles of a model start empty (:meth:`__deepcopy__`, :meth:`__reduce__`)."""
+
+    def __init__(self) -> None:
+        self._buf: Tensor | None = None
+        self._free: int | None = None
+
+    def take(self, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        buf = self._buf
+        if (
+            buf is not None
+            and buf.dtype == dtype
+            and buf.device == device
+            and buf.numel() >= numel
+            and _storage_use_count(buf) == self._free
+        ):
+            return buf[:numel]
+        buf = torch.empty(numel + numel // 8, dtype=dtype, device=device)
+        self._free = _storage_use_count(buf)
+        self._buf = buf if self._free is not None else None
+        return buf[:numel]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ReusedBuffer:
+        return _ReusedBuffer()
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (_ReusedBuffer, ())
+
+
+class _OutputNLL(torch.autograd.Function):
+    """-log softmax(h W^T + b)[target] (N,) with its gradient, for float32 training: the output layer and the
+    cross-entropy fused (:meth:`LSTMDecoder._score`). Arguments: hidden (N, H), weight (V, H), bias (V,), target
+    (N,), all float32 but the target, and the ``block`` of tokens per product.
+
+    Forward, block by block: the product with the bias, as ``F.linear`` computes it (``addmm``), into one (N, V)
+    buffer; then, 32 rows at a time on a CPU (:data:`_CACHE_ROWS`: they stay in cache through every pass), the
+    softmax in place and the loss nll = m + log S - x_target from the same pass (m the row's largest logit,
+    log S = -log p_m, as in :class:`_ReducedOutputNLL`), and P - onehot(target) written over the probabilities:
+    dL/dlogits for a unit upstream gradient, the only (N, V) tensor kept for the backward.
+
+    Backward, with the upstream gradient g (N,): the input gradient (P - Y) W scaled by g per row after the
+    product; the weight gradient (P - Y)^T (g h) as one product over all N tokens (not one per block, summed); the
+    bias gradient (P - Y)^T g. Against ``F.cross_entropy(F.linear(h, W, b))`` in blocks, this skips the
+    log-softmax's output tensor and its backward pass, the zero-filled (N, V) NLL gradient, the per-block weight
+    gradients and their sums: the same numbers up to float32 rounding (tested)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, block, pool):
+        n = hidden.shape[0]
+        v = weight.shape[0]
+        dev = hidden.device
+        h, w, b = hidden.detach(), weight.detach(), bias.detach()
+        block = block if 0 < block < n else n
+        sub = min(block, _CACHE_ROWS) if dev.type == "cpu" else block
+        # the logits, then P - Y; on a CPU the block of the last step again when it is free (_ReusedBuffer)
+        if pool is not None and dev.type == "cpu":
+            grad_logits = pool.take(n * v, w.dtype, dev).view(n, v)
+        else:
+            grad_logits = torch.empty(n, v, dtype=w.dtype, device=dev)
+        nll = torch.empty(n, dtype=w.dtype, device=dev)
+        for i in range(0, n, block):
+            m = min(block, n - i)
+            torch.addmm(b, h[i : i + m], w.t(), out=grad_logits[i : i + m])
+            for j in range(i, i + m, sub):  # rows that stay in cache through every pass
+                k = min(sub, i + m - j)
+                lf, tgt = grad_logits[j : j + k], target[j : j + k].unsqueeze(1)
+                top = lf.amax(1, keepdim=True)
+                x_t = lf.gather(1, tgt)
+                torch.softmax(lf, 1, out=lf)
+                # nll = m + log S - x_t, log S = -log p_m (p_m = 1 / S, the largest probability)
+                torch.sub(top, x_t, out=x_t).sub_(lf.amax(1, keepdim=True).log_())
+                nll[j : j + k] = x_t.squeeze(1)
+                lf.scatter_add_(1, tgt, torch.full_like(x_t, -1.0))
+        ctx.save_for_backward(hidden, weight, grad_logits)
+        return nll
+
+    @staticmethod
+    def backward(ctx, g):
+        hidden, weight, grad_logits = ctx.saved_tensors
+        grad_h = grad_w = grad_b = None
+        gc = g.unsqueeze(1)
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.mm(grad_logits, weight.detach()).mul_(gc)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(grad_logits.t(), hidden.detach() * gc)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.mv(grad_logits.t(), g)
+        return grad_h, grad_w, grad_b, None, None, None
+
+
 def _tanh_by_sigmoid(x: Tensor) -> Tensor:
     """tanh(x) = 2 sigmoid(2x) - 1, computed in x's dtype (float32 here): 3x faster than ``torch.tanh`` on this
     project's CPU, within 2e-7 of it."""
@@ -255,9 +363,10 @@ class LSTMDecoder(Decoder):
         max_activation_elements: floats of activations per row chunk of a multi-sample ``log_prob``; None (default):
             chosen from the device's free memory at call time (:func:`activation_budget`).
 
-    ``fused_training_softmax`` (attribute, default True): under bf16/fp16 autocast, training (gradients on) runs the
-    output layer and its cross-entropy fused (``_ReducedOutputNLL``; not with ``skip``); False: autocast's
-    ``F.cross_entropy(linear(h).float())``, as float32 training always does.
+    ``fused_training_softmax`` (attribute, default True): training (gradients on) runs the output layer and its
+    cross-entropy fused, not with ``skip``: in float32 ``_OutputNLL`` (its (N, V) block reused across steps on a
+    CPU, ``_ReusedBuffer``), under bf16/fp16 autocast ``_ReducedOutputNLL``; False: ``F.cross_entropy(linear(h))``
+    in blocks of ``softmax_block_tokens`` tokens (under autocast, with the logits cast to float32).
 
     ``share_sentence_work`` (attribute, default True): in eval mode, a multi-sample ``log_prob`` does each sentence's
     work once (:meth:`_shared_log_prob`); False runs every (sentence, sample) row through ``nn.LSTM`` (the
@@ -296,6 +405,7 @@ class LSTMDecoder(Decoder):
         self.share_sentence_work = True
         self.softmax_block_tokens = DEFAULT_SOFTMAX_BLOCK_TOKENS
         self.fused_training_softmax = True
+        self._logits_buffer = _ReusedBuffer()  # float32 training's (N, V) block, reused across steps (CPU)
         self.vocab: list[str] | None = list(vocab) if vocab is not None else None
         self.embed = nn.Embedding(vocab_size, emb_dim)
         self.dropout_in = nn.Dropout(dropout_in)
@@ -447,6 +557,13 @@ class LSTMDecoder(Decoder):
             nll = _ReducedOutputNLL.apply(
                 hidden, self.out.weight, self.out.bias, target, torch.get_autocast_dtype(dev.type), block
             )
+        elif (
+            z_tok is None
+            and self.fused_training_softmax
+            and not reduced
+            and hidden.dtype == self.out.weight.dtype == torch.float32
+        ):
+            nll = _OutputNLL.apply(hidden, self.out.weight, self.out.bias, target, block, self._logits_buffer)
         else:
             if block <= 0 or n <= block:
                 block = n
