@@ -1929,6 +1929,32 @@ CASES += [
 ]
 
 
+# ---- sixth fresh set (h16s6) ----
+TRAIN_NEW = "train {cfg} %s --out {new}"
+CASES += [
+    Case(
+        "set6-data-key-of-another-generator",
+        TRAIN_NEW % "data.latent_dim=3",
+        "data.latent_dim: not read by data.name=synthetic_blobs (only by data.name=synthetic_gaussian)",
+    ),
+    Case(
+        "set6-data-split-kind-on-blobs",
+        TRAIN_NEW % "data.split_kind=checkerboard",
+        "data.split_kind: not read by data.name=synthetic_blobs (only by data.name=tetrominoes)",
+    ),
+    Case(
+        "set6-data-name-switched-file-keys-left",
+        TRAIN_NEW % "data.name=npz data.path=x.npz",
+        "data.num_examples: not read by data.name=npz",
+    ),
+    Case(
+        "set6-data-mapping-switches-name",
+        TRAIN_NEW % "|data={{name: npz, path: x.npz}}|",
+        "data.num_examples: not read by data.name=npz",
+    ),
+]
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.skip:

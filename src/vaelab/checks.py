@@ -35,6 +35,7 @@ from vaelab.configio import apply_overrides, expand_overrides, parse_scalar
 from vaelab.data.checks import DATA_RULES as DATA_RULES
 from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
+from vaelab.data.checks import check_data_keys as check_data_keys
 from vaelab.data.checks import is_text_data as _text_data
 from vaelab.errors import ConfigError as ConfigError
 from vaelab.errors import UserError
@@ -350,6 +351,8 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
     - ``model.*``: by the final model type, likelihood and posterior head, wherever the key was written (an
       override ``model.type=conv`` on a file that sets ``model.hidden`` is refused:
       :func:`vaelab.models.check_model_keys`);
+    - ``data.*`` settings of one generator (``data.latent_dim``, ``data.num_templates``, ...): by the final data set
+      (:func:`vaelab.data.checks.check_data_keys`);
     - schedules (``objective.beta``, each ``objective.terms[i].weight``): by the schedule's type
       (:func:`vaelab.objectives.schedules.check_schedule_keys`); ``train.momentum``: only ``train.optimizer=sgd``
       reads it; ``train.lr_decay.*``: only read while ``train.lr_decay.enabled`` is true. For these, a key written
@@ -361,6 +364,8 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
     merged = apply_overrides(written, overrides)
     model = merged.get("model")
     check_model_keys(cfg.model, list(model) if isinstance(model, dict) else [])
+    data = merged.get("data")
+    check_data_keys(cfg.data.name, list(data) if isinstance(data, dict) else [])
     given = apply_overrides({}, overrides)
     for source in (written, given):  # a term list is written whole: each weight is read as it is written
         terms = _section(source, "objective").get("terms")

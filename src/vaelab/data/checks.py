@@ -137,6 +137,32 @@ IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
 """``data`` keys that only image data read; on text each must keep its default (None)."""
 
 
+DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "num_examples": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
+    "latent_dim": ("synthetic_gaussian",),
+    "noise": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
+    "num_templates": ("synthetic_blobs", "synthetic_text"),
+    "split_kind": ("tetrominoes",),
+    "cache_dir": ("tetrominoes",),
+}
+"""``data`` keys that only the named data sets read (the generators' settings); another data set ignores them."""
+
+
+def check_data_keys(name: str, given: Any) -> None:
+    """Refuse a ``data.*`` key the user wrote (``given``: leaf names) that ``data.name=name`` does not read
+    (:data:`DATASET_ONLY_KEYS`): ``data.latent_dim`` on synthetic_blobs, or the file's ``data.num_examples`` after an
+    override switched ``data.name`` to npz. Fresh configs only (:func:`vaelab.checks.check_written_keys`)."""
+    if name not in DATASETS:
+        return
+    for key in given:
+        readers = DATASET_ONLY_KEYS.get(key)
+        if readers is not None and name not in readers:
+            raise ConfigError(
+                f"data.{key}: not read by data.name={name} (only by data.name={' or '.join(readers)}); remove it "
+                "or choose a data set that uses it"
+            )
+
+
 def _check_modality_keys(d: Any) -> None:
     """A key that the data set's modality does not read is refused rather than ignored (``data.max_length`` on
     MNIST, ``data.binarize`` on a corpus). Unknown data set names are left to the registry's own error."""
