@@ -2312,6 +2312,20 @@ API_CASES += [  # the fourth fresh set
 ]
 
 
+API_CASES += [  # the sixth fresh set (h16s6)
+    (
+        "set6-evaluate-token-ids-to-an-image-model",
+        lambda out, w: vaelab_api().evaluate(vaelab_api().load_run(w["run"]), [[1, 2, 3]]),
+        "failed on the first batch of the data, x of shape TokenBatch: AttributeError",
+    ),
+    (
+        "set6-evaluate-bernoulli-model-on-values-above-1",
+        lambda out, w: vaelab_api().evaluate(vaelab_api().load_run(w["run"]), torch.rand(10, 1, 6, 6) * 5),
+        "needs data in [0, 1], but the data hold values",
+    ),
+]
+
+
 def vaelab_api():
     import vaelab.api
 

@@ -94,6 +94,7 @@ from vaelab.models.custom import (
     factory_spec,
     wrap_modules,
 )
+from vaelab.models.likelihoods import Bernoulli
 from vaelab.runfolder import RunFolder, read_json_object
 
 DATA_DIR = "data"
@@ -424,6 +425,7 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
         if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
             p.x = p.x.to(dtype)  # float64 data for a float32 model: converted, as train() does
     vae = _resolve_model(model, parts[0].x)
+    _check_bernoulli_range(vae, parts)
     device = _device_of(vae)
     for p in parts:
         if hasattr(p.x, "to"):
@@ -431,6 +433,23 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
     with torch.no_grad(), eval_mode(vae):  # modules that do not fit the data: one line, as in train()
         check_runs_on("the model (encoder and decoder.log_prob)", lambda x: elbo_terms(vae, x, 1), parts[0].x)
     return vae, parts
+
+
+def _check_bernoulli_range(vae: VAE, parts: list[_Batch]) -> None:
+    """A built-in Bernoulli decoder (mlp/conv with ``model.likelihood=bernoulli``, pixelcnn) scores data in [0, 1]
+    only, as :func:`vaelab.checks.check_bernoulli_data` requires for training: other values give numbers that are
+    no log-likelihood."""
+    if not any(isinstance(m, Bernoulli) for m in vae.modules()):
+        return
+    xs = [p.x for p in parts if isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.numel()]
+    if not xs:
+        return
+    lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+    if lo < 0 or hi > 1:
+        raise UserError(
+            f"data: the model's decoder is Bernoulli (model.likelihood=bernoulli), which needs data in [0, 1], but "
+            f"the data hold values {lo:g}..{hi:g}; scale them to [0, 1] (8-bit intensities: divide by 255)"
+        )
 
 
 def _float_dtype(model: Any) -> torch.dtype | None:

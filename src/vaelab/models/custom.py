@@ -257,10 +257,11 @@ def check_first_batch(encoder: nn.Module, decoder: nn.Module, x: Any, latent_dim
 def _call(what: str, fn: Any, x: Any, *args: Any, batch: str = "first training batch") -> Any:
     """``fn(x, *args)`` on the first batch; an exception inside the user's code (a shape mismatch: the modules do
     not fit the data) becomes a one-line :class:`ContractError` naming the call and the batch's shape, chained to
-    the original (``raise ... from``), so the user's traceback is kept."""
+    the original (``raise ... from``), so the user's traceback is kept. An AttributeError counts: a module given
+    data of another kind (token ids to an image model: ``'TokenBatch' object has no attribute 'flatten'``)."""
     try:
         return fn(x, *args)
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
         if isinstance(e, ContractError):
             raise
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
