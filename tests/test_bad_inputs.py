@@ -2547,3 +2547,12 @@ def test_evaluate_accepts_what_does_not_change_the_trained_data(world, tmp_path,
     (old / "config.yaml").write_text(yaml.safe_dump(data))
     code, err = run_cli(["evaluate", str(old)], capsys)
     assert code == 0, err
+
+
+def test_the_closing_lines_name_the_final_split(world, tmp_path, capsys):
+    """h16s6 #30: with eval.final_split=valid, the closing lines said summary.json held the final *test* metrics."""
+    capsys.readouterr()
+    assert main(["train", str(world["cfg"]), "eval.final_split=valid", "--out", str(tmp_path / "r")]) in (0, None)
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["split"] == "valid"
+    assert "summary.json   final valid metrics" in out and "final test metrics" not in out, out

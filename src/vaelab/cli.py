@@ -195,9 +195,10 @@ def _how_to_read(out: Path, summary: dict[str, Any] | None = None) -> str:
         if estimate and summary
         else "its time grows linearly with K"
     )
+    split = (summary or {}).get("split", "test")
     return (
         "how to read it:\n"
-        f"  {out}/summary.json   final test metrics (IW-NLL with K samples, ELBO, KL, MI with its pool, AU)\n"
+        f"  {out}/summary.json   final {split} metrics (IW-NLL with K samples, ELBO, KL, MI with its pool, AU)\n"
         f"  {out}/metrics.jsonl  one JSON line per epoch and split (elbo, rate, distortion, mi, au, beta, wall_time)\n"
         f"  {out}/config.yaml    the full resolved config, seed, versions and hardware\n"
         f"  vaelab evaluate {out} --iw-samples {k}   re-evaluate the best checkpoint with K={k}: {cost}"
