@@ -1931,6 +1931,15 @@ CASES += [
 
 # ---- sixth fresh set (h16s6) ----
 TRAIN_NEW = "train {cfg} %s --out {new}"
+
+
+def _edited_sweep_of_a_folder(w: dict, tmp: Path) -> dict[str, str]:
+    """{dir}: a finished sweep of one point; {bad}: the same sweep file with another step cap."""
+    values = _small_sweep_folder(w, tmp)
+    values["bad"] = str(_yaml(tmp / "s2.yaml", {"name": "s", "base": str(w["cfg"]), "fixed": {"train.max_steps": 3}}))
+    return values
+
+
 CASES += [
     Case(
         "set6-data-key-of-another-generator",
@@ -1951,6 +1960,12 @@ CASES += [
         "set6-data-mapping-switches-name",
         TRAIN_NEW % "|data={{name: npz, path: x.npz}}|",
         "data.num_examples: not read by data.name=npz",
+    ),
+    Case(
+        "set6-sweep-list-of-a-folder-of-another-sweep",
+        "sweep {bad} --out {dir} --list",
+        "holds a different sweep: its point 0 (train.max_steps=2) differs in train.max_steps: 2 -> 3",
+        _edited_sweep_of_a_folder,
     ),
 ]
 

@@ -20,6 +20,7 @@ from vaelab.sweep.aggregate import RESULTS_CSV, read_results, status_counts, wri
 from vaelab.sweep.runner import (
     WORKERS_PER_CORE,
     RunOptions,
+    check_same_sweep,
     display_state,
     max_workers,
     point_dir,
@@ -72,6 +73,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep)
     out = Path(args.out) if args.out else _default_out(spec.name)
     if args.list:
+        check_same_sweep(spec, out)  # the states of another sweep's points would be listed as this one's
         try:
             shape = f"seeds x variants x zip x grid = {spec.shape}"
             print(f"# sweep {spec.name}: {len(spec)} points ({shape}); {out}")

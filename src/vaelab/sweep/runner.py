@@ -254,6 +254,22 @@ def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
     """
     out = Path(out)
     stored_path = out / SWEEP_FILE
+    stored = check_same_sweep(spec, out)
+    if stored is not None:
+        if len(stored) > len(spec):
+            return out  # a shorter sweep over the same folder: keep the larger definition
+        _rename_points(out, stored, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    points_dir(out).mkdir(exist_ok=True)
+    dump_spec(spec, stored_path)
+    return out
+
+
+def check_same_sweep(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
+    """The sweep stored in ``DIR`` (None when there is none), refused when it is another sweep: an index both have
+    that maps to another run config (:func:`check_sweep_folder` for a folder of another kind). Read-only, so
+    ``vaelab sweep S.yaml --list`` refuses the same folders as a run does instead of listing their states."""
+    out = Path(out)
     stored = check_sweep_folder(spec, out)
     if stored is not None:
         for i in range(min(len(stored), len(spec))):
@@ -269,13 +285,7 @@ def prepare_out(spec: SweepSpec, out: str | Path) -> Path:
                     f"{out} holds a different sweep: its point {i} ({' '.join(a.overrides) or 'base'}) differs in "
                     f"{diff}; use another --out (indices must keep their meaning: append seeds or start a new folder)"
                 )
-        if len(stored) > len(spec):
-            return out  # a shorter sweep over the same folder: keep the larger definition
-        _rename_points(out, stored, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    points_dir(out).mkdir(exist_ok=True)
-    dump_spec(spec, stored_path)
-    return out
+    return stored
 
 
 _MISSING = object()
