@@ -1962,6 +1962,12 @@ CASES += [
         "data.num_examples: not read by data.name=npz",
     ),
     Case(
+        "set6-malloc-tuning-neither-on-nor-off",
+        TRAIN_NEW % "train.epochs=1",
+        "environment variable VAELAB_MALLOC_TUNING='banana' is neither on",
+        env={"VAELAB_MALLOC_TUNING": "banana"},
+    ),
+    Case(
         "set6-sweep-list-of-a-folder-of-another-sweep",
         "sweep {bad} --out {dir} --list",
         "holds a different sweep: its point 0 (train.max_steps=2) differs in train.max_steps: 2 -> 3",

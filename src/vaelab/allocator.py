@@ -68,14 +68,31 @@ def _glibc_mallopt() -> Callable[[int, int], int] | None:
     return mallopt
 
 
+ON = ("1", "true", "yes", "on")
+OFF = ("0", "false", "no", "off")
+"""The values of ``VAELAB_MALLOC_TUNING`` (any case, surrounding blanks ignored); unset or empty: the default."""
+
+
+def setting_error() -> str | None:
+    """A one-line message when ``VAELAB_MALLOC_TUNING`` holds a value that is neither on nor off (``banana``, a
+    typo): the ``vaelab`` command refuses it rather than leave the tuning at its default without a word."""
+    value = os.environ.get(OPT_OUT, "").strip().lower()
+    if value and value not in ON + OFF:
+        return (
+            f"environment variable {OPT_OUT}={os.environ[OPT_OUT]!r} is neither on ({', '.join(ON)}) nor off "
+            f"({', '.join(OFF)}); set one of these or unset it"
+        )
+    return None
+
+
 def opted_in() -> bool:
     """Whether the user asked the ``vaelab`` command to tune its process (``VAELAB_MALLOC_TUNING=1``)."""
-    return os.environ.get(OPT_OUT, "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(OPT_OUT, "").strip().lower() in ON
 
 
 def opted_out() -> bool:
     """Whether the user turned the tuning off (``VAELAB_MALLOC_TUNING=0``)."""
-    return os.environ.get(OPT_OUT, "").strip().lower() in ("0", "false", "no", "off")
+    return os.environ.get(OPT_OUT, "").strip().lower() in OFF
 
 
 def tune_allocator() -> bool:

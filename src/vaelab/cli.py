@@ -335,10 +335,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vaelab.allocator import opted_in, tune_allocator
+    from vaelab.allocator import opted_in, setting_error, tune_allocator
     from vaelab.errors import UserError
     from vaelab.registry import UnknownChoiceError
 
+    if (message := setting_error()) is not None:
+        print(f"vaelab: error: {message}", file=sys.stderr)
+        return 2
     if opted_in():  # VAELAB_MALLOC_TUNING=1: glibc keeps large tensors' pages (docs/text.md); off by default
         tune_allocator()
 
