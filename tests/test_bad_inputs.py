@@ -1933,6 +1933,17 @@ CASES += [
 TRAIN_NEW = "train {cfg} %s --out {new}"
 
 
+def _results_csv(text: str) -> Callable[[dict, Path], dict[str, str]]:
+    """{dir}: a finished sweep of one point whose results.csv is replaced by ``text`` (damaged)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        values = _small_sweep_folder(w, tmp)
+        (Path(values["dir"]) / "results.csv").write_text(text)
+        return values
+
+    return setup
+
+
 def _edited_sweep_of_a_folder(w: dict, tmp: Path) -> dict[str, str]:
     """{dir}: a finished sweep of one point; {bad}: the same sweep file with another step cap."""
     values = _small_sweep_folder(w, tmp)
@@ -1966,6 +1977,18 @@ CASES += [
         TRAIN_NEW % "train.epochs=1",
         "environment variable VAELAB_MALLOC_TUNING='banana' is neither on",
         env={"VAELAB_MALLOC_TUNING": "banana"},
+    ),
+    Case(
+        "set6-plot-sweep-results-csv-unterminated-quote",
+        "plot-sweep {dir}",
+        "results.csv: not a valid CSV file (unexpected end of data); re-create it with `vaelab sweep-aggregate",
+        _results_csv('index,point,status\n0,"0000-point\n'),
+    ),
+    Case(
+        "set6-report-results-csv-row-too-long",
+        "report {dir} --no-samples",
+        "results.csv:3: the row's cells do not match the header's 3 columns",
+        _results_csv("index,point,status\n0,0000-point,completed\n1,0001-point,completed,4\n"),
     ),
     Case(
         "set6-sweep-list-of-a-folder-of-another-sweep",

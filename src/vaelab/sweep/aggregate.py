@@ -38,7 +38,7 @@ from vaelab.checkpoint import atomic_write_text
 from vaelab.sweep.claims import write_claims
 from vaelab.sweep.measure import MEASUREMENTS_FILE
 from vaelab.sweep.runner import ERROR_FILE, check_point_folder, display_state, load_stored_spec, point_dir
-from vaelab.sweep.spec import SweepSpec
+from vaelab.sweep.spec import SweepError, SweepSpec
 from vaelab.sweep.stopping import TRAINING_KEYS, step_cap_line, stop_counts, training_record
 
 RESULTS_CSV = "results.csv"
@@ -151,8 +151,26 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         path = path / RESULTS_CSV
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run `vaelab sweep-aggregate DIR` first")
-    with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    redo = f"re-create it with `vaelab sweep-aggregate {path.parent}`"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, strict=True)
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():  # more or fewer cells than the header names
+                    raise SweepError(
+                        f"{path}:{reader.line_num}: the row's cells do not match the header's "
+                        f"{len(reader.fieldnames or ())} columns; {redo}"
+                    )
+                rows.append({k: _parse(v) for k, v in row.items()})
+    except csv.Error as e:
+        raise SweepError(f"{path}: not a valid CSV file ({e}); {redo}") from None
+    except UnicodeDecodeError as e:
+        raise SweepError(f"{path}: not UTF-8 text ({e.reason}); {redo}") from None
+    missing = [c for c in ("index", "point", "status") if c not in (reader.fieldnames or ())]
+    if missing:
+        raise SweepError(f"{path}: no column {missing[0]!r} in its header; {redo}")
+    return rows
 
 
 def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
