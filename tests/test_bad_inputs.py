@@ -1098,7 +1098,7 @@ CASES += [
     Case(
         "evaluate-config-edited-after-training",
         "evaluate {copy}",
-        "does not fit the model",
+        "model.latent_dim is 8, but the run was trained with model.latent_dim=4",
         edited_copy(_edit_config("model.latent_dim", 8)),
     ),
     Case(
@@ -1958,19 +1958,38 @@ CASES += [
         "data.latent_dim: not read by data.name=synthetic_blobs (only by data.name=synthetic_gaussian)",
     ),
     Case(
-        "set6-data-split-kind-on-blobs",
-        TRAIN_NEW % "data.split_kind=checkerboard",
-        "data.split_kind: not read by data.name=synthetic_blobs (only by data.name=tetrominoes)",
+        "set6-data-name-switched-with-a-generator-key",
+        TRAIN_NEW % "data.name=npz data.path=x.npz data.noise=0.2",
+        "data.noise: not read by data.name=npz",
     ),
     Case(
-        "set6-data-name-switched-file-keys-left",
-        TRAIN_NEW % "data.name=npz data.path=x.npz",
-        "data.num_examples: not read by data.name=npz",
+        "set6-data-mapping-switches-name-with-a-generator-key",
+        TRAIN_NEW % "|data={{name: npz, path: x.npz, num_templates: 3}}|",
+        "data.num_templates: not read by data.name=npz",
     ),
     Case(
-        "set6-data-mapping-switches-name",
-        TRAIN_NEW % "|data={{name: npz, path: x.npz}}|",
+        "set6-data-file-npz-with-generator-keys",
+        T_BAD,
         "data.num_examples: not read by data.name=npz",
+        bad_config({"data.name": "npz", "data.path": "x.npz"}),
+    ),
+    Case(
+        "set6-resume-lr-edited-in-config",
+        "resume {copy}",
+        "train.lr is 0.5, but the run was trained with train.lr=0.003 (_meta.trained_config)",
+        partial_run(_edit_config("train.lr", 0.5)),
+    ),
+    Case(
+        "set6-resume-epochs-shortened-in-config",
+        "resume {copy}",
+        "train.epochs is 2, but the run was trained with train.epochs=5",
+        partial_run(_edit_config("train.epochs", 2)),
+    ),
+    Case(
+        "set6-evaluate-beta-edited-in-config",
+        "evaluate {copy}",
+        "objective.beta.value is 2.0, but the run was trained with objective.beta.value=1.0",
+        edited_copy(_edit_config("objective.beta.value", 2.0)),
     ),
     Case(
         "set6-malloc-tuning-neither-on-nor-off",

@@ -37,6 +37,7 @@ from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
 from vaelab.data.checks import check_data_keys as check_data_keys
 from vaelab.data.checks import is_text_data as _text_data
+from vaelab.data.config import DataConfig
 from vaelab.errors import ConfigError as ConfigError
 from vaelab.errors import UserError
 from vaelab.metrics.collect import MI_POOL
@@ -352,7 +353,8 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
       override ``model.type=conv`` on a file that sets ``model.hidden`` is refused:
       :func:`vaelab.models.check_model_keys`);
     - ``data.*`` settings of one generator (``data.latent_dim``, ``data.num_templates``, ...): by the final data set
-      (:func:`vaelab.data.checks.check_data_keys`);
+      (:func:`vaelab.data.checks.check_data_keys`), or for a key written in the file, by the file's own
+      ``data.name`` (an override ``data.name=npz`` leaves the file's generator settings unread, as for a schedule);
     - schedules (``objective.beta``, each ``objective.terms[i].weight``): by the schedule's type
       (:func:`vaelab.objectives.schedules.check_schedule_keys`); ``train.momentum``: only ``train.optimizer=sgd``
       reads it; ``train.lr_decay.*``: only read while ``train.lr_decay.enabled`` is true. For these, a key written
@@ -364,9 +366,16 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
     merged = apply_overrides(written, overrides)
     model = merged.get("model")
     check_model_keys(cfg.model, list(model) if isinstance(model, dict) else [])
-    data = merged.get("data")
-    check_data_keys(cfg.data.name, list(data) if isinstance(data, dict) else [])
     given = apply_overrides({}, overrides)
+    file_name = _section(written, "data").get("name", DataConfig.name)
+    try:  # the file's keys: read by the final data set, or by the file's own (an override switched data.name)
+        check_data_keys(cfg.data.name, list(_section(written, "data")))
+    except ConfigError as e:
+        try:
+            check_data_keys(str(file_name), list(_section(written, "data")))
+        except ConfigError:
+            raise e from None
+    check_data_keys(cfg.data.name, list(_section(given, "data")))
     for source in (written, given):  # a term list is written whole: each weight is read as it is written
         terms = _section(source, "objective").get("terms")
         for i, term in enumerate(terms if isinstance(terms, list) else []):

@@ -19,7 +19,15 @@ from typing import Any
 import yaml
 
 from vaelab.checkpoint import atomic_write_text
-from vaelab.checks import check_override_values, check_written_keys, validate_config
+from vaelab.checks import (
+    RESUME_KEYS,
+    check_override_values,
+    check_written_keys,
+    get_key,
+    key_allowed,
+    leaf_keys,
+    validate_config,
+)
 from vaelab.configio import apply_overrides as apply_overrides
 from vaelab.configio import expand_overrides
 from vaelab.configio import from_dict as from_dict
@@ -126,6 +134,7 @@ def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> R
         raise ConfigError(f"{path}: {e}") from None
     if isinstance(meta, dict):
         check_trained_data(path, cfg, meta, overrides or [])
+        check_trained_config(path, cfg, meta, overrides or [])
     return cfg
 
 
@@ -158,6 +167,35 @@ def check_trained_data(path: str | Path, cfg: RunConfig, meta: dict[str, Any], o
                 f"{path}: data.{key} is {value!r}, but the run was trained with {was} (_meta.data_config): "
                 f"config.yaml was edited after training, so the run would be measured on other data; put the value "
                 f"back{hint}"
+            )
+
+
+def check_trained_config(path: str | Path, cfg: RunConfig, meta: dict[str, Any], overrides: list[str]) -> None:
+    """Refuse a run folder's config.yaml whose settings outside ``data`` differ from those the run was trained with
+    (``_meta.trained_config``, recorded at training; older folders have none): ``train.lr`` or ``train.epochs``
+    edited before ``vaelab resume`` would go on under settings that ``resume`` refuses as overrides, or leave a
+    folder whose config.yaml no longer describes its run. The keys ``vaelab resume`` accepts
+    (:data:`vaelab.checks.RESUME_KEYS`: evaluation, logging, device) and keys given as ``overrides`` are not
+    compared; ``data`` is :func:`check_trained_data`'s."""
+    recorded = meta.get("trained_config")
+    if not isinstance(recorded, dict):
+        return
+    given = {o.partition("=")[0].strip() for o in expand_overrides(overrides)}
+    missing = object()
+    for key in leaf_keys():
+        if key.startswith("data.") or key in given or key_allowed(key, RESUME_KEYS):
+            continue
+        then: Any = recorded
+        for part in key.split("."):
+            then = then.get(part, missing) if isinstance(then, dict) else missing
+        if then is missing:  # a key added since the folder was written
+            continue
+        value = get_key(cfg, key)
+        if _plain(then) != _plain(value):
+            raise ConfigError(
+                f"{path}: {key} is {_plain(value)!r}, but the run was trained with {key}={_plain(then)!r} "
+                "(_meta.trained_config): config.yaml was edited after training, so it no longer describes the run; "
+                "put the value back (for other settings train a new run with another --out)"
             )
 
 

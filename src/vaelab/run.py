@@ -379,6 +379,7 @@ def open_for_training(run: Run, lock: RunLock, *, fresh: bool, resume_overrides:
         if fresh:
             meta = {**provenance(), "world_size": dist.world_size, "data": run.dataset.info}
             meta["data_config"] = to_dict(run.config.data)  # what evaluate and resume compare config.yaml with
+            meta["trained_config"] = {k: v for k, v in to_dict(run.config).items() if k != "data"}  # and the rest
             save_config(run.config, folder.config, extra=meta)
         elif resume_overrides:
             update_saved_config(folder.config, run.config, list(resume_overrides))

@@ -142,8 +142,6 @@ DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "latent_dim": ("synthetic_gaussian",),
     "noise": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
     "num_templates": ("synthetic_blobs", "synthetic_text"),
-    "split_kind": ("tetrominoes",),
-    "cache_dir": ("tetrominoes",),
 }
 """``data`` keys that only the named data sets read (the generators' settings); another data set ignores them."""
 
