@@ -59,7 +59,6 @@ from vaelab.config import (
     to_dict,
     written_part,
 )
-from vaelab.configio import expand_overrides
 from vaelab.data import load_dataset
 from vaelab.data.base import to_float
 from vaelab.data.text import TokenBatch
@@ -95,6 +94,7 @@ from vaelab.models.custom import (
     wrap_modules,
 )
 from vaelab.models.likelihoods import Bernoulli
+from vaelab.runconfig import expand_overrides
 from vaelab.runfolder import RunFolder, read_json_object
 
 DATA_DIR = "data"

@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vaelab.configio import apply_overrides, expand_overrides, parse_scalar
+from vaelab.configio import parse_scalar
 from vaelab.data.checks import DATA_RULES as DATA_RULES
 from vaelab.data.checks import FIXED_VALID_SPLIT as FIXED_VALID_SPLIT
 from vaelab.data.checks import check_data as check_data
@@ -78,7 +78,7 @@ from vaelab.rules import check_device_available as check_device_available
 from vaelab.rules import device_available as device_available
 from vaelab.rules import get_key as get_key
 from vaelab.rules import option as option
-from vaelab.runconfig import LRDecayConfig, RunConfig, TrainConfig
+from vaelab.runconfig import LRDecayConfig, RunConfig, TrainConfig, apply_overrides, expand_overrides
 from vaelab.training.strategies import STRATEGIES
 
 RULES: dict[str, Rule] = {
@@ -168,7 +168,7 @@ def key_allowed(key: str, allowed: tuple[str, ...]) -> bool:
 
 def check_override_keys(overrides: list[str], allowed: tuple[str, ...], command: str) -> None:
     """Refuse an override whose key ``command`` does not accept (one line listing the keys it does accept); a
-    mapping given for a section is checked key by key (:func:`vaelab.configio.expand_overrides`)."""
+    mapping given for a section is checked key by key (:func:`vaelab.runconfig.expand_overrides`)."""
     overrides = expand_overrides(overrides)
     for item in overrides:
         key = item.partition("=")[0].strip()

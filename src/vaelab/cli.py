@@ -316,8 +316,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
             setattr(args, dest, os.path.expanduser(value))
         elif isinstance(value, list):
             setattr(args, dest, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
-    from vaelab.configio import expand_overrides
     from vaelab.errors import ConfigError
+    from vaelab.runconfig import expand_overrides
 
     given: list[tuple[str, str]] = []  # (key, override): a mapping for a section sets each of its keys
     for o in getattr(args, "overrides", None) or []:

@@ -28,8 +28,6 @@ from vaelab.checks import (
     leaf_keys,
     validate_config,
 )
-from vaelab.configio import apply_overrides as apply_overrides
-from vaelab.configio import expand_overrides
 from vaelab.configio import from_dict as from_dict
 from vaelab.configio import load_yaml_text as load_yaml_text
 from vaelab.configio import parse_scalar as parse_scalar
@@ -44,6 +42,8 @@ from vaelab.runconfig import EvalConfig as EvalConfig
 from vaelab.runconfig import LRDecayConfig as LRDecayConfig
 from vaelab.runconfig import RunConfig as RunConfig
 from vaelab.runconfig import TrainConfig as TrainConfig
+from vaelab.runconfig import apply_overrides as apply_overrides
+from vaelab.runconfig import expand_overrides
 
 
 def run_config(data: dict[str, Any]) -> RunConfig:

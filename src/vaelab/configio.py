@@ -3,7 +3,7 @@
 :func:`from_dict` builds a (nested) dataclass from a mapping, refusing unknown keys and wrongly typed values with
 a :class:`~vaelab.errors.ConfigError` naming the key (``model.hidden``), what was given and what is valid;
 :func:`read_yaml` reads a YAML mapping whose errors name the file and line (and refuses a key written twice);
-:func:`apply_overrides` applies ``key=value`` overrides. No rule of a value lives here (:mod:`vaelab.checks`).
+:func:`apply_key_overrides` applies ``key=value`` overrides. No rule of a value lives here (:mod:`vaelab.checks`).
 """
 
 from __future__ import annotations
@@ -124,82 +124,6 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
-def config_sections() -> frozenset[tuple[str, ...]]:
-    """The config's sections, as key paths: every key of :class:`~vaelab.runconfig.RunConfig` whose value is a
-    group of settings (a dataclass: ``data``, ``model``, ``objective``, ``train``, ``eval``, ``train.lr_decay``),
-    except a schedule (``objective.beta``), which is one value whose ``type`` decides which keys it reads.
-
-    A mapping given for a section (``train={lr: 0.002}`` on the command line, ``{train: {lr: 0.002}}`` in a sweep
-    variant) is merged into it key by key, as if written ``train.lr=0.002`` (:func:`expand_sections`); a mapping
-    given for any other key (a schedule, ``train.strategy_options``, ``objective.regulariser_options``, a list
-    item) replaces the value whole: a schedule of another type must not keep keys that only the old type reads."""
-    global _SECTIONS
-    if _SECTIONS is None:
-        from vaelab.objectives.schedules import ScheduleConfig
-        from vaelab.runconfig import RunConfig
-
-        found: set[tuple[str, ...]] = set()
-
-        def walk(cls: type, path: tuple[str, ...]) -> None:
-            hints = typing.get_type_hints(cls)
-            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-                tp = hints[f.name]
-                if dataclasses.is_dataclass(tp) and tp is not ScheduleConfig:
-                    found.add((*path, f.name))
-                    walk(tp, (*path, f.name))  # type: ignore[arg-type]
-
-        walk(RunConfig, ())
-        _SECTIONS = frozenset(found)
-    return _SECTIONS
-
-
-_SECTIONS: frozenset[tuple[str, ...]] | None = None
-
-
-def expand_sections(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``mapping`` (dotted config key -> value, in order) with each mapping given for a section
-    (:func:`config_sections`) spread into its dotted keys: ``{"train": {"lr": 0.002}}`` -> ``{"train.lr": 0.002}``
-    (recursively: ``train.lr_decay``). A key reached twice (``train.lr`` and ``train: {lr: ...}``) is refused,
-    naming both: the later would overwrite the earlier without a word."""
-    out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-
-    def add(key: str, value: Any, given: str) -> None:
-        if tuple(key.split(".")) in config_sections() and isinstance(value, dict):
-            for k, v in value.items():
-                add(f"{key}.{k}", v, given)
-            return
-        if key in out:
-            first = origin[key]
-            what = key if first == given == key else f"{key} (in {first} and in {given})"
-            raise ConfigError(f"{what} is given twice; give it once")
-        out[key] = value
-        origin[key] = given
-
-    for k, v in mapping.items():
-        add(f"{prefix}{k}", v, f"{prefix}{k}")
-    return out
-
-
-def expand_overrides(overrides: list[str]) -> list[str]:
-    """``key=value`` overrides with each mapping given for a section spread into one override per key
-    (``train={lr: 0.002, epochs: 3}`` -> ``train.lr=0.002``, ``train.epochs=3``; :func:`expand_sections`);
-    other items as they are."""
-    out: list[str] = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        value = parse_scalar(raw) if sep else None
-        if not sep or tuple(key.strip().split(".")) not in config_sections() or not isinstance(value, dict):
-            out.append(item)
-            continue
-        for k, v in expand_sections({key.strip(): value}).items():
-            try:
-                out.append(f"{k}={override_text(v)}")
-            except ConfigError as e:
-                raise ConfigError(f"override {item!r}: {e}") from None
-    return out
-
-
 def override_text(value: Any) -> str:
     """An override value that :func:`apply_overrides` parses back to ``value`` (YAML flow style).
 
@@ -231,14 +155,14 @@ def override_text(value: Any) -> str:
     raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as an override value")
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested mapping (values parsed as YAML), in order. A mapping given for a
-    section is merged into it key by key (:func:`expand_overrides`); a mapping for any other key replaces its
-    value. An override that would replace a value that an earlier override set inside it
-    (``objective.beta.value=2 objective.beta={type: linear}``) is refused: the earlier one would be lost."""
+def apply_key_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested mapping (values parsed as YAML), in order; a mapping value
+    replaces the key's value whole (a run config's sections are merged first by
+    :func:`vaelab.runconfig.apply_overrides`). An override that would replace a value that an earlier override set
+    inside it (``objective.beta.value=2 objective.beta={type: linear}``) is refused: the earlier one would be lost."""
     out = _deepcopy(data)
     done: list[tuple[str, ...]] = []
-    for item in expand_overrides(overrides):
+    for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. model.latent_dim=16)")
         key, _, raw = item.partition("=")

@@ -60,7 +60,8 @@ from vaelab.config import (
     to_dict,
     written_part,
 )
-from vaelab.configio import expand_sections, override_text
+from vaelab.configio import override_text
+from vaelab.runconfig import expand_sections
 
 
 class SweepError(ConfigError):
