@@ -26,3 +26,14 @@ def test_sweep_report_embeds_the_sweep_figures(tmp_path: Path):
     html = write_report(out).read_text()
     assert ">Results</h2>" in html and html.count("<tr>") >= 3
     assert _figures(html) >= 2
+
+
+def test_a_mean_that_rounds_to_zero_is_shown_without_a_sign():
+    """MI a hair above ln N (ln N - MI = -1e-17) reads 0.00 in results.md, not -0.00; real negatives keep theirs."""
+    from vaelab.sweep.aggregate import _fmt
+
+    assert _fmt(-1e-17) == "0.00"
+    assert _fmt(-0.004, 0.01) == "0.00 ± 0.01"
+    assert _fmt(-0.006) == "-0.01"
+    assert _fmt(-3.0, digits=1) == "-3.0"
+    assert _fmt(float("nan")) == "-"

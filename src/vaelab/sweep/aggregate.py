@@ -270,6 +270,8 @@ def _fmt(mean: Any, half: Any = None, digits: int = 2) -> str:
     if not isinstance(mean, int | float) or not math.isfinite(mean):
         return "-"
     text = f"{mean:.{digits}f}"
+    if text.startswith("-") and not text.strip("-0."):  # -0.00: a value that rounds to zero has no sign
+        text = text[1:]
     return f"{text} ± {half:.{digits}f}" if isinstance(half, int | float) else text
 
 
