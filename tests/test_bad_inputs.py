@@ -1953,6 +1953,16 @@ def _edited_sweep_of_a_folder(w: dict, tmp: Path) -> dict[str, str]:
 
 CASES += [
     Case(
+        "set6-data-split-kind-not-tetrominoes",
+        TRAIN_NEW % "data.split_kind=checkerboard",
+        "data.split_kind: not read by data.name=synthetic_blobs (only by data.name=tetrominoes)",
+    ),
+    Case(
+        "set6-data-cache-dir-not-tetrominoes",
+        TRAIN_NEW % "data.cache_dir={new}_cache",
+        "data.cache_dir: not read by data.name=synthetic_blobs (only by data.name=tetrominoes)",
+    ),
+    Case(
         "set6-data-key-of-another-generator",
         TRAIN_NEW % "data.latent_dim=3",
         "data.latent_dim: not read by data.name=synthetic_blobs (only by data.name=synthetic_gaussian)",
@@ -2385,6 +2395,11 @@ API_CASES += [  # the sixth fresh set (h16s6)
         "set6-evaluate-bernoulli-model-on-values-above-1",
         lambda out, w: vaelab_api().evaluate(vaelab_api().load_run(w["run"]), torch.rand(10, 1, 6, 6) * 5),
         "needs data in [0, 1], but the data hold values",
+    ),
+    (
+        "set6-tensor-data-binarize-not-a-mode",
+        lambda out, w: vaelab_api().tensor_data(torch.rand(10, 1, 6, 6), binarize="sometimes"),
+        "binarize: 'sometimes' is not a valid choice; valid choices: dynamic, static, threshold, none",
     ),
 ]
 

@@ -302,6 +302,7 @@ def make_world(root: Path) -> World:
     os.mkfifo(w.fifo)
     w.file.write_text("not a folder\n")
     w.folder.mkdir()
+    (root / TETROMINOES_ROOT).mkdir()  # the tetrominoes cache goes there (rendered only when a run needs it)
     for argv in (["train", str(w.img), "--out", str(w.run)], ["train", str(w.text), "--out", str(w.text_run)]):
         o = cli(argv, seconds=120)
         assert o.rc == 0, (argv, o)
@@ -474,6 +475,7 @@ OWN_CONTEXT: dict[str, tuple[str, list[str]]] = {
     **{f"train.strategy_options.{k}": ("pretrain", []) for k in ("pretrain_epochs", "pretrain_steps", "reset_decoder")},
     **{f"data.{k}": ("gauss", []) for k in ("latent_dim", "noise")},
     "data.num_templates": ("synthetic_text", []),
+    **{f"data.{k}": ("tetrominoes", []) for k in ("split_kind", "cache_dir")},
     "model.factory": ("custom", []),
     "objective.beta.warmup_epochs": ("img", ["objective.beta.warmup_steps=null"]),
 }
@@ -510,7 +512,24 @@ NAMED_CONTEXTS = {
         ["data.name=synthetic_text", "data.path=null", "data.num_examples=40", "data.eval_size=12"],
     ),
     "custom": lambda w: ("img", ["model.type=custom", f"model.factory={w.factory}:build"]),
+    "tetrominoes": lambda w: (
+        "img",
+        [
+            "data.name=tetrominoes",
+            f"data.root={w.root / TETROMINOES_ROOT}",
+            "data.image_shape=null",
+            "data.train_size=64",
+            "data.valid_size=16",
+            "model.likelihood=gaussian",
+        ],
+    ),
 }
+
+
+TETROMINOES_ROOT = "tetrominoes_data"
+"""The data folder (``data.root``, under the world's temporary folder) of the tetrominoes context: its default cache
+folder, for ``data.cache_dir`` null or empty (else the user's cache folder would be written). Rendering takes a few
+seconds, once per cache folder and process (the rendered set stays in memory: :func:`world` releases it)."""
 
 
 def resolve(w: World, ctx: tuple[str, list[str]]) -> tuple[str, list[str]]:
@@ -1442,8 +1461,11 @@ def tally(verdicts: list[Verdict]) -> Counter[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return make_world(tmp_path_factory.mktemp("fuzz"))
+def world(tmp_path_factory) -> Iterator[World]:
+    yield make_world(tmp_path_factory.mktemp("fuzz"))
+    from vaelab.data import tetrominoes
+
+    tetrominoes._MEMORY.clear()  # the rendered sets of the tetrominoes context (500 MB each)
 
 
 def _report(name: str, verdicts: list[Verdict], info: dict[str, Any]) -> list[str]:

@@ -142,8 +142,11 @@ DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "latent_dim": ("synthetic_gaussian",),
     "noise": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
     "num_templates": ("synthetic_blobs", "synthetic_text"),
+    "split_kind": ("tetrominoes",),
+    "cache_dir": ("tetrominoes",),
 }
-"""``data`` keys that only the named data sets read (the generators' settings); another data set ignores them."""
+"""``data`` keys that only the named data sets read (the generators' settings, the rendered sets' split and cache);
+another data set ignores them."""
 
 
 def check_data_keys(name: str, given: Any) -> None:

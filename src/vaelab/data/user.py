@@ -47,7 +47,7 @@ from vaelab.data.base import (
     resolve_data_file,
     sha256_file,
 )
-from vaelab.data.config import DataConfig
+from vaelab.data.config import BINARIZE_MODES, DataConfig
 from vaelab.data.text import SPECIALS
 from vaelab.errors import UserError
 
@@ -418,6 +418,11 @@ def tensor_data(
     stored as floats) are refused unless ``raw=True``: a Bernoulli decoder would train on targets > 1 without a
     word; divide them by 255 (or pass uint8, read as intensities), or pass ``raw=True`` for a decoder of real
     values."""
+    if binarize is not None and binarize not in BINARIZE_MODES:
+        raise UserError(
+            f"binarize: {binarize!r} is not a valid choice; valid choices: {', '.join(BINARIZE_MODES)}, or None (the "
+            "data set's default)"
+        )
     splits, rules = _prepare(
         "arrays", train, valid, test, valid_fraction=valid_fraction, test_fraction=test_fraction, split_seed=split_seed
     )
