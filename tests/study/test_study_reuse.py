@@ -78,11 +78,11 @@ def test_reuse_refuses_its_own_folder_and_a_folder_that_is_not_a_sweep(tmp_path:
 def test_a_study_continues_when_a_preset_value_is_spelled_out(tmp_path: Path):
     out = tmp_path / "s"
     run_study(tiny_request(methods=["plain"]), out)
-    stamp = (out / "points" / "0000-point" / "measurements.json").stat().st_mtime_ns
+    stamp = (out / "points" / "0000-plain" / "measurements.json").stat().st_mtime_ns
     spelled = tiny_request(methods=["plain"])
     spelled.overrides.append("train.batch_size=64")  # already the request's value: the same runs
     run_study(spelled, out)
-    assert (out / "points" / "0000-point" / "measurements.json").stat().st_mtime_ns == stamp
+    assert (out / "points" / "0000-plain" / "measurements.json").stat().st_mtime_ns == stamp
     changed = tiny_request(methods=["plain"])
     changed.overrides.append("train.batch_size=32")
     with pytest.raises((ConfigError, SweepError), match=r"train\.batch_size"):
@@ -99,4 +99,4 @@ def test_cli_reuse_flag(tmp_path: Path, capsys):
     assert main(args) == 0
     assert "reused from" in capsys.readouterr().err
     record = json.loads((tmp_path / "second" / "points" / "0000-plain" / "point.json").read_text())
-    assert record["reused_from"] == str(first / "points" / "0000-point")
+    assert record["reused_from"] == str(first / "points" / "0000-plain")

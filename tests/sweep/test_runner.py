@@ -158,16 +158,46 @@ def test_appending_a_seed_keeps_the_finished_points_of_a_one_seed_sweep(tmp_path
     one = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
     out = tmp_path / "out"
     assert [r.action for r in run_sweep(one, out, workers=1, log=quiet)] == ["train"]
-    assert point_dir(out, one.point(0)).name == "0000-point"
+    assert point_dir(out, one.point(0)).name == "0000-ok"
     first = (point_dir(out, one.point(0)) / "measurements.json").read_text()
 
     two = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]}, seeds=[0, 1])
     results = run_sweep(two, out, workers=1, log=quiet)
     assert [(r.index, r.status, r.action) for r in results] == [(0, "skipped", "none"), (1, "completed", "train")]
     kept = point_dir(out, two.point(0))
-    assert kept.name == "0000-seed0" and not (out / "points" / "0000-point").exists()
+    assert kept.name == "0000-seed0" and not (out / "points" / "0000-ok").exists()
     assert (kept / "measurements.json").read_text() == first
     assert json.loads((kept / "point.json").read_text())["folder"] == "0000-seed0"
+
+
+def test_a_one_variant_sweep_folder_of_an_earlier_version_keeps_its_point_folder(tmp_path: Path, capsys) -> None:
+    """Until issue 16 a sweep's only point, a named variant, was ``0000-point`` (now ``0000-<name>``): a folder
+    written then still resumes, aggregates and lists that point instead of training it again beside it, and
+    appending a seed renames it as before."""
+    from vaelab.cli import main
+    from vaelab.sweep import collect_rows
+
+    one = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]})
+    out = tmp_path / "out"
+    assert [r.action for r in run_sweep(one, out, workers=1, log=quiet)] == ["train"]
+    old = out / "points" / "0000-point"  # what the earlier version wrote
+    (out / "points" / "0000-ok").rename(old)
+    record = json.loads((old / "point.json").read_text())
+    (old / "point.json").write_text(json.dumps({**record, "folder": "0000-point"}))
+    first = (old / "measurements.json").read_text()
+
+    assert [(r.status, r.action) for r in run_sweep(one, out, workers=1, log=quiet)] == [("skipped", "none")]
+    assert point_dir(out, one.point(0)) == old and not (out / "points" / "0000-ok").exists()
+    assert [(r["point"], r["status"]) for r in collect_rows(out)] == [("0000-point", "completed")]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(one.to_dict()))
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--out", str(out), "--list"]) == 0
+    assert "0\t0000-point\tcompleted" in capsys.readouterr().out
+
+    two = small_spec(variants=[{"name": "ok", "model.hidden": [8]}], grid={"objective.beta.value": [0.5]}, seeds=[0, 1])
+    results = run_sweep(two, out, workers=1, log=quiet)
+    assert [(r.index, r.status, r.action) for r in results] == [(0, "skipped", "none"), (1, "completed", "train")]
+    kept = point_dir(out, two.point(0))
+    assert kept.name == "0000-seed0" and not old.exists() and (kept / "measurements.json").read_text() == first
 
 
 def test_a_process_releases_only_its_own_lock(tmp_path: Path) -> None:

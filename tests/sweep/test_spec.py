@@ -112,6 +112,20 @@ def test_index_out_of_range() -> None:
         spec.point(8)
 
 
+def test_a_sweep_of_one_named_variant_names_its_point_by_the_variant() -> None:
+    one = spec_from_dict(sweep_dict(variants=[{"name": "wide", "model.hidden": [32]}], grid={}, seeds=None))
+    assert one.point(0).folder_name == "0000-wide"
+    assert one.point(0).legacy_folder_names == ("0000-point",)  # the name before issue 16, still found
+    unnamed = spec_from_dict(sweep_dict(variants=[{"model.hidden": [32]}], grid={}, seeds=None))
+    assert unnamed.point(0).folder_name == "0000-point" and unnamed.point(0).legacy_folder_names == ()
+    # every other name is as before: the variant's name only where something else varies with it
+    assert spec_from_dict(sweep_dict(variants=[{"name": "wide", "model.hidden": [32]}])).point(0).folder_name == (
+        "0000-beta0.1-seed0"
+    )
+    assert spec_from_dict(sweep_dict()).point(1).folder_name == "0001-narrow-beta1-seed0"
+    assert all(not p.legacy_folder_names for p in spec_from_dict(sweep_dict()).points())
+
+
 def test_sweep_folder_accepts_appended_seeds_and_rejects_other_changes(tmp_path) -> None:
     out = tmp_path / "out"
     prepare_out(spec_from_dict(sweep_dict()), out)

@@ -70,7 +70,7 @@ def collect_rows(out: str | Path) -> list[dict[str, Any]]:
         state = display_state(folder)
         if state != "missing":
             check_point_folder(spec, point, folder)  # a foreign run in a point's folder is never counted
-        row: dict[str, Any] = {"index": point.index, "point": point.folder_name, "status": state}
+        row: dict[str, Any] = {"index": point.index, "point": folder.name, "status": state}
         row.update({k: _cell(v) for k, v in point.params.items()})
         if state == "completed":
             row.update({k: _cell(v) for k, v in _read_json(folder / MEASUREMENTS_FILE).items()})

@@ -79,7 +79,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"# sweep {spec.name}: {len(spec)} points ({shape}); {out}")
             for p in spec.points():
                 folder = point_dir(out, p)
-                print(f"{p.index}\t{p.folder_name}\t{display_state(folder)}\t{' '.join(p.overrides)}")
+                print(f"{p.index}\t{folder.name}\t{display_state(folder)}\t{' '.join(p.overrides)}")
             sys.stdout.flush()
         except BrokenPipeError:  # `vaelab sweep S.yaml --list | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

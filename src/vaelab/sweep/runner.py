@@ -108,8 +108,17 @@ def points_dir(out: str | Path) -> Path:
 
 
 def point_dir(out: str | Path, point: SweepPoint) -> Path:
-    """``DIR/points/NNNN-<slug>``."""
-    return points_dir(out) / point.folder_name
+    """``DIR/points/NNNN-<slug>``, or the folder an earlier version named for the point
+    (:attr:`~vaelab.sweep.spec.SweepPoint.legacy_folder_names`: ``0000-point`` for a sweep's only point, a named
+    variant) when that one exists and the current name does not: a sweep folder written then still resumes,
+    aggregates and lists its finished point instead of training it again beside the old folder."""
+    folder = points_dir(out) / point.folder_name
+    if not folder.exists():
+        for name in point.legacy_folder_names:
+            old = points_dir(out) / name
+            if old.is_dir():
+                return old
+    return folder
 
 
 def point_state(folder: Path) -> str:
@@ -352,7 +361,7 @@ def _point_record(point: SweepPoint, digest: str) -> dict[str, Any]:
 
 def _check_point_file(folder: Path, point: SweepPoint, digest: str) -> None:
     path = folder / POINT_FILE
-    record = _point_record(point, digest)
+    record = {**_point_record(point, digest), "folder": folder.name}  # an earlier version's name, if kept
     if path.is_file():
         old = json.loads(path.read_text())
         if old.get("config_hash") != digest and _same_config_as_saved(folder, digest):
@@ -482,14 +491,16 @@ def reuse_points(
         skip = (LOCK_FILE, ERROR_FILE, POINT_FILE, *(() if same_measure else (MEASUREMENTS_FILE,)))
         ignore = shutil.ignore_patterns(*skip)
         shutil.copytree(source, tmp, ignore=ignore)
-        _write_point_record(tmp / POINT_FILE, {**_point_record(point, digest), "reused_from": str(source)})
+        _write_point_record(
+            tmp / POINT_FILE, {**_point_record(point, digest), "folder": folder.name, "reused_from": str(source)}
+        )
         if folder.exists():  # an empty folder left by a point that never started
             shutil.rmtree(folder)
         tmp.rename(folder)
         copied.append(i)
         what = point_state(folder)
         again = "" if same_measure else " (measured there with other settings: measured again here)"
-        log(f"point {i} ({point.folder_name}): reused from {source} ({what}){again}")
+        log(f"point {i} ({folder.name}): reused from {source} ({what}){again}")
     return copied
 
 

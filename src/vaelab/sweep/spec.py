@@ -143,11 +143,19 @@ class SweepPoint:
     overrides: tuple[str, ...]
     params: dict[str, Any]
     slug: str
+    legacy_slugs: tuple[str, ...] = ()
+    """Slugs an earlier version gave this point's folder (a sweep folder written then keeps its name:
+    :func:`vaelab.sweep.runner.point_dir` finds it, so resuming does not train the point again)."""
 
     @property
     def folder_name(self) -> str:
         """``NNNN-<slug>``: the folder of the point under ``DIR/points/``."""
         return f"{self.index:04d}-{self.slug}"
+
+    @property
+    def legacy_folder_names(self) -> tuple[str, ...]:
+        """``NNNN-<slug>`` of each of :attr:`legacy_slugs`."""
+        return tuple(f"{self.index:04d}-{slug}" for slug in self.legacy_slugs)
 
 
 @dataclass
@@ -212,7 +220,9 @@ class SweepSpec:
         if self.seeds:
             overrides.append(f"seed={self.seeds[s]}")
             params["seed"] = self.seeds[s]
-        return SweepPoint(index, tuple(overrides), params, self._slug(params))
+        slug = self._slug(params)
+        legacy = (LEGACY_SLUG,) if slug != LEGACY_SLUG and self._slug(params, legacy=True) == LEGACY_SLUG else ()
+        return SweepPoint(index, tuple(overrides), params, slug, legacy)
 
     def points(self) -> Iterator[SweepPoint]:
         """Every point in index order."""
@@ -232,7 +242,9 @@ class SweepSpec:
         keys += [k for k, v in self.grid.items() if len(v) > 1 and k not in keys]
         return keys
 
-    def _slug(self, params: dict[str, Any]) -> str:
+    def _slug(self, params: dict[str, Any], legacy: bool = False) -> str:
+        """The factors that vary, short; a sweep of one point is named by its variant's name if it has one (else,
+        and before issue 16 in every case, ``point``: ``legacy``)."""
         varying = set(self.varying_keys())
         named_variant = isinstance(params.get("variant"), str)
         parts = []
@@ -246,7 +258,9 @@ class SweepSpec:
             parts.append(_slug_part(_short_name(key), val))
         if "seed" in params and "seed" in varying:
             parts.append(_slug_part("seed", params["seed"]))
-        slug = "-".join(parts) or "point"
+        if not parts and not legacy and isinstance(params.get("variant"), str):
+            parts.append(_safe(str(params["variant"])))
+        slug = "-".join(parts) or LEGACY_SLUG
         if len(slug) > 80:
             digest = hashlib.sha1(slug.encode()).hexdigest()[:8]
             slug = slug[:71] + "-" + digest
@@ -355,6 +369,11 @@ def yaml_value(value: Any) -> str:
         return override_text(value)
     except ConfigError as e:
         raise SweepError(str(e)) from None
+
+
+LEGACY_SLUG = "point"
+"""The slug of a point none of whose factors varies and that has no variant name; until issue 16 also that of a
+sweep's only point when it is a named variant (now named by it: ``0000-<name>``)."""
 
 
 def _safe(text: str) -> str:
