@@ -95,6 +95,18 @@ def softmax_nll(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), target, reduction="none")
 
 
+def _nll_and_grad_(logits: Tensor, target: Tensor) -> Tensor:
+    """In place: rows of ``logits`` (k x V) become softmax - one-hot(``target``, k x 1), the cross-entropy's gradient
+    with respect to them; returns each row's negative log-likelihood (k,), from the same pass:
+    nll = m + log S - x_t with m the row's largest logit and log S = -log p_max (S = sum exp(x - m) = 1 / p_max)."""
+    top = logits.amax(1, keepdim=True)
+    x_t = logits.gather(1, target)
+    torch.softmax(logits, 1, out=logits)
+    torch.sub(top, x_t, out=x_t).sub_(logits.amax(1, keepdim=True).log_())
+    logits.scatter_add_(1, target, torch.full_like(x_t, -1.0))
+    return x_t.squeeze(1)
+
+
 class _ReducedOutputNLL(torch.autograd.Function):
     """-log softmax(h W^T + b)[target] (N,) with its gradient, for training under bf16/fp16 autocast: the output layer
     and the cross-entropy fused (:meth:`LSTMDecoder._score`). Arguments: hidden (N, H) in any dtype, weight (V, H),
@@ -145,13 +157,7 @@ class _ReducedOutputNLL(torch.autograd.Function):
                 k = min(sub, i + m - j)
                 lg, lf, tgt = grad_logits[j : j + k], full[:k], target[j : j + k].unsqueeze(1)
                 lf.copy_(lg)
-                top = lf.amax(1, keepdim=True)
-                x_t = lf.gather(1, tgt)
-                torch.softmax(lf, 1, out=lf)
-                # nll = m + log S - x_t, log S = -log p_m (p_m = 1 / S, the largest probability)
-                torch.sub(top, x_t, out=x_t).sub_(lf.amax(1, keepdim=True).log_())
-                nll[j : j + k] = x_t.squeeze(1)
-                lf.scatter_add_(1, tgt, torch.full_like(x_t, -1.0))
+                nll[j : j + k] = _nll_and_grad_(lf, tgt)
                 lg.copy_(lf)
         ctx.save_for_backward(x_ext, w_lo, grad_logits)
         ctx.hidden_dtype = hidden.dtype
@@ -256,13 +262,7 @@ class _OutputNLL(torch.autograd.Function):
             for j in range(i, i + m, sub):  # rows that stay in cache through every pass
                 k = min(sub, i + m - j)
                 lf, tgt = grad_logits[j : j + k], target[j : j + k].unsqueeze(1)
-                top = lf.amax(1, keepdim=True)
-                x_t = lf.gather(1, tgt)
-                torch.softmax(lf, 1, out=lf)
-                # nll = m + log S - x_t, log S = -log p_m (p_m = 1 / S, the largest probability)
-                torch.sub(top, x_t, out=x_t).sub_(lf.amax(1, keepdim=True).log_())
-                nll[j : j + k] = x_t.squeeze(1)
-                lf.scatter_add_(1, tgt, torch.full_like(x_t, -1.0))
+                nll[j : j + k] = _nll_and_grad_(lf, tgt)
         ctx.save_for_backward(hidden, weight, grad_logits)
         return nll
 
