@@ -63,3 +63,26 @@ def test_page_escapes_text_and_numbers_are_formatted():
     assert "<title>a &lt;b&gt; &amp; c</title>" in html
     assert "&lt;script&gt;" in html and "<td>0.1235</td>" in html and "<td>-</td>" in html and "<td>7</td>" in html
     assert fmt(float("nan")) == "nan" and fmt(123456.7) == "123456.7"
+
+
+def test_report_out_never_replaces_a_run_folders_records(tmp_path):
+    """``report DIR --out DIR/config.yaml`` (or a checkpoint) is refused before anything is written; an HTML file in
+    the folder, and a file of that name in a folder vaelab did not write, are fine."""
+    from vaelab.errors import ConfigError
+    from vaelab.oserrors import check_output_file
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "checkpoints" / "best.pt").write_bytes(b"\x80")
+    (run / "report.html").write_text("<html></html>")
+    for record in (run / "config.yaml", run / "checkpoints" / "best.pt"):
+        with pytest.raises(ConfigError, match=r"would overwrite a record of the vaelab folder"):
+            check_output_file(record)
+    assert (run / "config.yaml").read_text() == "name: x\n"
+    check_output_file(run / "report.html")
+    check_output_file(run / "new.yaml")  # a new file is not a record
+    other = tmp_path / "elsewhere"  # no config.yaml, sweep.yaml or study.yaml: not a vaelab folder
+    other.mkdir()
+    (other / "notes.json").write_text("{}")
+    check_output_file(other / "notes.json")

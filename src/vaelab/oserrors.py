@@ -127,6 +127,27 @@ IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 """The file types a figure may be written as (``--out`` of latent-plot and lag-plot; none means .png)."""
 
 
+RECORD_SUFFIXES = frozenset((".yaml", ".yml", ".json", ".jsonl", ".pt", ".csv", ".txt", ".md", ".lock"))
+"""The suffixes of what a run, sweep or study folder records (config, metrics, summaries, checkpoints, logs,
+results): an output of another kind (HTML, a figure) must never replace one of them."""
+
+FOLDER_MARKERS = ("config.yaml", "sweep.yaml", "study.yaml")
+"""A folder holding one of these is a vaelab run, sweep or study folder."""
+
+
+def _record_owner(path: Path) -> Path | None:
+    """The vaelab folder whose existing record file ``path`` is (``DIR/config.yaml``, ``DIR/checkpoints/best.pt``),
+    or None: a new file, another kind of file, or a folder vaelab did not write."""
+    if not path.is_file() or path.suffix.lower() not in RECORD_SUFFIXES:
+        return None
+    parent = path.parent
+    candidates = [parent.parent] if parent.name == "checkpoints" else []
+    for folder in [parent, *candidates]:
+        if any((folder / m).is_file() for m in FOLDER_MARKERS):
+            return folder
+    return None
+
+
 def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str, ...] | None = None) -> None:
     """Refuse, in one line, a file that cannot be written: ``path`` is a folder or not a regular file (a device such
     as /dev/null, a FIFO: the atomic write would replace it), or its folder cannot be made or
@@ -143,4 +164,10 @@ def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str
         raise ConfigError(f"{flag} {path} is a folder; name a file")
     if path.exists() and not path.is_file():  # the atomic write would replace /dev/null (as root) or a pipe
         raise ConfigError(f"{flag} {path} is not a regular file (a device, a pipe or a socket); name a file")
+    owner = _record_owner(path)
+    if owner is not None:
+        raise ConfigError(
+            f"{flag} {path} would overwrite a record of the vaelab folder {owner} (its {path.suffix} files, "
+            f"checkpoints/); name another file, e.g. {owner / 'report.html'}"
+        )
     check_output_folder(path.parent, flag=flag)
