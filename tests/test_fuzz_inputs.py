@@ -67,6 +67,7 @@ import yaml
 from conftest import write_corpus
 from vaelab.checks import RULES, Choice, Device, Either, Items, Num, Rule, Text, leaf_keys
 from vaelab.config import ConfigError, load_config, to_dict
+from vaelab.data.checks import TEXT_ONLY_DATA_KEYS
 from vaelab.errors import UserError
 from vaelab.objectives.objective import EXTRA_TERMS
 from vaelab.objectives.schedules import SCHEDULE_RULES
@@ -385,57 +386,56 @@ def _options_class(obj: Any) -> type[Options] | None:
     return cls if isinstance(cls, type) and issubclass(cls, Options) else None
 
 
+def _valid_value(f: dataclasses.Field) -> Any:
+    """A value the declared option ``f`` accepts: its default (or its default factory's), else a sample of its rule."""
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        default = f.default_factory()  # type: ignore[misc]
+    return default if default is not None else _sample(f.metadata.get("rule"))
+
+
+def _declared_keys(prefix: str, cls: type, context: Callable[[str], tuple[str, list[str]]]) -> Iterator[Key]:
+    """A key ``PREFIX.OPTION=value`` per declared option of the Options class ``cls``, in the setup
+    ``context(name)``."""
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}"
+        yield Key(
+            key,
+            lambda v, key=key: [f"{key}={v}"],
+            _hints(cls)[f.name],
+            f.metadata.get("rule"),
+            _flow(_valid_value(f)),
+            context(f.name),
+        )
+
+
 def _option_keys() -> Iterator[Key]:
     """The declared options of every strategy, regulariser and loss term, and each term's weight schedule keys."""
     for name in STRATEGIES.names():
-        factory = STRATEGIES.get(name)
-        cls = _options_class(factory)
-        if cls is None:
-            continue
-        for f in dataclasses.fields(cls):
-            rule = f.metadata.get("rule")
-            default = f.default if f.default is not dataclasses.MISSING else None
-            valid = default if default is not None else _sample(rule)
-            yield Key(
-                f"train.strategy_options.{f.name}",
-                lambda v, n=f.name: [f"train.strategy_options.{n}={v}"],
-                _hints(cls)[f.name],
-                rule,
-                _flow(valid),
-                OWN_CONTEXT.get(f"train.strategy_options.{f.name}", ("img", [f"train.strategy={name}"])),
+        cls = _options_class(STRATEGIES.get(name))
+        if cls is not None:
+            yield from _declared_keys(
+                "train.strategy_options",
+                cls,
+                lambda n, s=name: OWN_CONTEXT.get(f"train.strategy_options.{n}", ("img", [f"train.strategy={s}"])),
             )
     for name in REGULARISERS.names():
         cls = _options_class(REGULARISERS.get(name))
-        if cls is None or cls is Options:
-            continue
-        for f in dataclasses.fields(cls):
-            rule = f.metadata.get("rule")
-            default = f.default if f.default is not dataclasses.MISSING else None
-            valid = default if default is not None else _sample(rule)
-            yield Key(
-                f"objective.regulariser_options.{f.name}",
-                lambda v, n=f.name: [f"objective.regulariser_options.{n}={v}"],
-                _hints(cls)[f.name],
-                rule,
-                _flow(valid),
-                ("img", [f"objective.regulariser={name}"]),
+        if cls is not None and cls is not Options:
+            yield from _declared_keys(
+                "objective.regulariser_options", cls, lambda n, r=name: ("img", [f"objective.regulariser={r}"])
             )
     for name in EXTRA_TERMS.names():
         cls = _options_class(EXTRA_TERMS.get(name))
         if cls is None:
             continue
         for f in dataclasses.fields(cls):
-            rule = f.metadata.get("rule")
-            default = f.default if f.default is not dataclasses.MISSING else None
-            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                default = f.default_factory()  # type: ignore[misc]
-            valid = default if default is not None else _sample(rule)
             yield Key(
                 f"objective.terms[type={name}].{f.name}",
                 lambda v, n=f.name, t=name: [f"objective.terms=[{{type: {t}, weight: 1.0, {n}: {v}}}]"],
                 _hints(cls)[f.name],
-                rule,
-                _flow(valid),
+                f.metadata.get("rule"),
+                _flow(_valid_value(f)),
             )
     term = EXTRA_TERMS.names()[0]
     for k, rule in SCHEDULE_RULES.items():
@@ -455,22 +455,8 @@ def _option_keys() -> Iterator[Key]:
         )
 
 
-TEXT_DATA_KEYS = (
-    "vocab_size",
-    "vocab_file",
-    "max_length",
-    "min_length",
-    "length_policy",
-    "unk_token",
-    "labels_as_words",
-    "lowercase",
-    "skip_malformed",
-    "bucketing",
-    "format",
-)
-
 OWN_CONTEXT: dict[str, tuple[str, list[str]]] = {
-    **{f"data.{k}": ("text", []) for k in TEXT_DATA_KEYS},
+    **{f"data.{k}": ("text", []) for k in TEXT_ONLY_DATA_KEYS},
     **{f"data.{k}": ("npz", []) for k in ("valid_size", "path", "files")},
     **{f"train.strategy_options.{k}": ("pretrain", []) for k in ("pretrain_epochs", "pretrain_steps", "reset_decoder")},
     **{f"data.{k}": ("gauss", []) for k in ("latent_dim", "noise")},
