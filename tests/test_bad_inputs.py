@@ -2403,6 +2403,25 @@ API_CASES += [  # the sixth fresh set (h16s6)
     ),
 ]
 
+API_CASES += [  # the seventh fresh set (h16s7)
+    (
+        "set7-N04-evaluate-one-example",
+        lambda out, w: vaelab_api().evaluate(tiny_factory(), _X[:1]),
+        "data holds 1 example; its evaluation (MI, active units) needs at least 2",
+    ),
+    (
+        "set7-N25-load-run-overrides-a-string",
+        lambda out, w: vaelab_api().load_run(w["run"], overrides="eval.iw_samples=5"),
+        "overrides must be a list of 'key=value' strings, got the string 'eval.iw_samples=5'",
+    ),
+    (
+        "set7-N25-run-evaluate-overrides-a-string",
+        lambda out, w: vaelab_api().Run(w["run"]).evaluate(overrides="eval.iw_samples=5"),
+        "overrides must be a list of 'key=value' strings, got the string",
+    ),
+    ("set7-T15-run-of-a-number", lambda out, w: vaelab_api().Run(5), "path must be a folder's path"),
+]
+
 
 def vaelab_api():
     import vaelab.api
@@ -2439,6 +2458,20 @@ def test_labels_as_words_reads_a_plain_file_whose_lines_start_with_a_number_and_
     cfg = load_config(world["text_cfg"], [f"data.path={corpus}", "data.labels_as_words=true"]).data
     ds = load_dataset(cfg)
     assert "100" in ds.vocab and ds.num_classes is None
+
+
+def test_run_folders_are_accepted_as_str_and_path_like(world):
+    """T15 (h16s7): vaelab.Run and load_run take a str or any os.PathLike as well as a Path."""
+
+    class Where:  # an os.PathLike that is not a Path
+        def __fspath__(self) -> str:
+            return str(world["run"])
+
+    api = vaelab_api()
+    run = world["run"]
+    assert api.Run(str(run)).summary == api.Run(run).summary
+    assert api.Run(Where()).path == run
+    assert api.load_run(str(run)).path == run
 
 
 def test_evaluate_converts_float64_data_for_a_float32_model_as_train_does():

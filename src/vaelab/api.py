@@ -94,6 +94,7 @@ from vaelab.models.custom import (
     wrap_modules,
 )
 from vaelab.models.likelihoods import Bernoulli
+from vaelab.rules import too_few_to_evaluate
 from vaelab.runconfig import expand_overrides
 from vaelab.runfolder import RunFolder, read_json_object
 
@@ -123,6 +124,9 @@ class Run:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        self.path = _folder_path(self.path, "path")
+
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json: the final metrics of the best model on the test split (nats per example)."""
@@ -144,7 +148,7 @@ class Run:
 
         if split not in SPLIT_NAMES:
             raise ConfigError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
-        return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=list(overrides))
+        return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=_override_list(overrides))
 
     def diagnose(self, *, evaluate: bool | None = None, split: str = "test") -> Any:
         """``vaelab diagnose DIR``: a :class:`~vaelab.diagnose.Diagnosis` (``.verdict``, ``.text()``), written to
@@ -158,6 +162,23 @@ class Run:
         return write_report(self.path, samples=samples)
 
 
+def _folder_path(path: Any, name: str) -> Path:
+    """A folder argument given as a str or an os.PathLike, as a Path (anything else refused, naming ``name``)."""
+    if isinstance(path, str | PathLike) and not isinstance(path, bytes):
+        return Path(path)
+    raise ConfigError(f"{name} must be a folder's path (a str or Path), got {type(path).__name__}")
+
+
+def _override_list(overrides: Any) -> list[str]:
+    """``overrides`` as a list of ``key=value`` strings; a single string (iterated, one override per character)
+    or anything else refused in one line."""
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
+    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"overrides must be a list of 'key=value' strings, got {overrides!r}")
+    return list(overrides)
+
+
 def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str] = ()) -> LoadedRun:
     """Load a run folder (any: ``vaelab train``, :func:`train`, a sweep or study point) for use in Python.
 
@@ -166,15 +187,16 @@ def load_run(path: str | Path, checkpoint: str = "best", overrides: Sequence[str
     ``key=value`` settings ``vaelab evaluate`` accepts (``eval.*``, ``data.eval_size``, ``train.device``)."""
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    check_override_keys(list(overrides), EVALUATE_KEYS, "vaelab.load_run")
-    return _run.load_run(path, checkpoint, overrides=tuple(overrides))
+    items = _override_list(overrides)
+    check_override_keys(items, EVALUATE_KEYS, "vaelab.load_run")
+    return _run.load_run(_folder_path(path, "path"), checkpoint, overrides=tuple(items))
 
 
 def write_report(path: str | Path, *, samples: bool = True) -> Path:
     """``vaelab report DIR`` for a run, sweep or study folder: writes DIR/report.html and returns its path."""
     from vaelab.report import write_report as _write
 
-    return Path(_write(path, samples=samples))
+    return Path(_write(_folder_path(path, "path"), samples=samples))
 
 
 def _config_mapping(config: Mapping[str, Any] | RunConfig | str | Path | None) -> dict[str, Any]:
@@ -242,10 +264,7 @@ def train(
     """
     from vaelab.training.trainer import Trainer
 
-    if isinstance(overrides, str):  # iterated, it would be one override per character
-        raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
-    if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError(f"overrides must be a list of 'key=value' strings, got {overrides!r}")
+    overrides = _override_list(overrides)
     if not isinstance(out, str | PathLike):
         raise ConfigError(f"out must be the run folder's path (a str or Path), got {type(out).__name__}")
     spec = factory_spec(model)
@@ -359,7 +378,22 @@ def _is_token_lists(data: Any) -> bool:
 def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
     """Token-id sequences (your ids, in [0, V)) as the :class:`~vaelab.data.text.TokenBatch` a model trained by
     :func:`train` receives: ``<s> ids+4 </s> <pad>..`` (ids shifted by :data:`TOKEN_OFFSET`)."""
-    return TokenBatch.from_sentences([[int(t) + TOKEN_OFFSET for t in s] for s in sequences])
+    if isinstance(sequences, str | bytes) or not isinstance(sequences, Sequence | Tensor | np.ndarray):
+        raise UserError(f"token_batch: sequences must be a list of token-id lists, got {type(sequences).__name__}")
+    rows = []
+    for i, s in enumerate(sequences):
+        ids = s.tolist() if isinstance(s, Tensor | np.ndarray) else s
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence) or not all(_is_int(t) for t in ids):
+            raise UserError(
+                f"token_batch: sequences[{i}] must be a list of integer token ids (in [0, V)), got {s!r:.60}; encode "
+                "words with your vocabulary first (the id of each word, as given to vaelab.token_data)"
+            )
+        rows.append([int(t) + TOKEN_OFFSET for t in ids])
+    return TokenBatch.from_sentences(rows)
+
+
+def _is_int(t: object) -> bool:
+    return isinstance(t, int | np.integer) and not isinstance(t, bool)
 
 
 def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[Any, Tensor | None]]:
@@ -452,6 +486,15 @@ def _check_bernoulli_range(vae: VAE, parts: list[_Batch]) -> None:
         )
 
 
+def _check_evaluable(parts: list[_Batch]) -> None:
+    """The data hold enough examples for MI and active units (:func:`vaelab.rules.too_few_to_evaluate`, the rule
+    ``vaelab train`` and ``data.eval_size`` apply to a split)."""
+    if not all(isinstance(p.x, Tensor) or hasattr(p.x, "batch_size") for p in parts):
+        return  # a batch of the user's own kind: its size is known only to the model
+    if reason := too_few_to_evaluate(sum(_num_examples(p.x) for p in parts), "data"):
+        raise UserError(reason)
+
+
 def _float_dtype(model: Any) -> torch.dtype | None:
     """The dtype of the first floating-point parameter of ``model`` (a module, or a tuple of modules)."""
     for m in model if isinstance(model, tuple | list) else (model,):
@@ -508,6 +551,7 @@ def evaluate(
     check("mi_pool", mi_pool, RULES["eval.mi_pool"])
     check("au_threshold", au_threshold, RULES["eval.au_threshold"])
     vae, parts = _model_and_batches(model, data, batch_size, labels)
+    _check_evaluable(parts)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
     return summarise(
@@ -578,8 +622,8 @@ def mutual_information(
     pools over every example of ``data`` (cap ln N), an int B within consecutive groups of B (cap ln B). Report
     ``.value`` with ``.pool``: an MI near ln(pool) is at the estimator's ceiling."""
     mu, logvar = posteriors(model, data, batch_size=batch_size)
-    if len(mu) < 2:  # the estimator compares each z with the other examples' posteriors
-        raise UserError(f"mutual_information needs at least 2 examples, got {len(mu)}")
+    if reason := too_few_to_evaluate(len(mu), "data"):  # each z is compared with the other examples' posteriors
+        raise UserError(reason)
     return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(_seed(seed)))
 
 
@@ -666,7 +710,7 @@ def diagnosis(source: str | Path | Mapping[str, Any], *, model_type: str | None 
 
     if isinstance(source, Mapping):
         return diagnose_metrics(dict(source), model_type=model_type)
-    return diagnose_run(source)
+    return diagnose_run(_folder_path(source, "source"))
 
 
 __all__ = [

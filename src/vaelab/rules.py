@@ -227,6 +227,9 @@ MAX_EXAMPLES = 10**7
 """The most examples a data set generates or an evaluation subset holds (the synthetic sets are made in memory)."""
 MAX_EPOCHS = 10**6
 """The most epochs of a run."""
+MIN_EVAL_EXAMPLES = 2
+"""The fewest examples an evaluation measures: MI compares each example's z with the other examples' posteriors
+and active units take a variance over examples, both undefined for one example."""
 MAX_SAMPLES = 10**4
 """The most Monte Carlo samples per example of a training loss (``objective.regulariser_options.samples``): each
 costs a (samples, batch, latent) tensor at every step."""
@@ -234,6 +237,19 @@ MAX_INIT_RANGE = 10.0
 """The widest initial weight range U(-r, r) (He et al. 2019 use 0.01 and 0.1): past it the first step is NaN."""
 MAX_LR = 10.0
 """The largest learning rate: 10x the largest published one (SGD 1.0 on text, He et al. 2019)."""
+
+
+def too_few_to_evaluate(n: int, what: str) -> str | None:
+    """The one-line reason why ``what`` (e.g. ``"data set X: the valid split"``) holding ``n`` examples cannot be
+    evaluated (1 example: :data:`MIN_EVAL_EXAMPLES`), or None; 0 examples is the caller's own message."""
+    if 0 < n < MIN_EVAL_EXAMPLES:
+        return (
+            f"{what} holds {n} example; its evaluation (MI, active units) needs at least {MIN_EVAL_EXAMPLES}: "
+            "give it more examples"
+        )
+    return None
+
+
 WIDTH = Int(1, MAX_UNITS)
 """A number of units (:data:`MAX_UNITS`)."""
 

@@ -43,6 +43,7 @@ from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
 from vaelab.precision import Precision
+from vaelab.rules import too_few_to_evaluate
 from vaelab.runfolder import RunFolder, provenance
 from vaelab.runlock import RunLock
 from vaelab.seeds import seed_everything
@@ -205,11 +206,8 @@ def check_trainable(run: Run) -> None:
     check_transform_fits(run)
     final = cfg.eval.final_split
     for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
-        if len(dataset.split(split)) == 1:
-            raise DataError(
-                f"data set {cfg.data.name}: the {split} split holds 1 example; its evaluation (MI, active units) "
-                "needs at least 2: give it more examples"
-            )
+        if reason := too_few_to_evaluate(len(dataset.split(split)), f"data set {cfg.data.name}: the {split} split"):
+            raise DataError(reason)
     if len(dataset.split(final)) == 0:
         raise DataError(
             f"data set {cfg.data.name}: the {final} split is empty, so the final evaluation (eval.final_split) "

@@ -15,6 +15,7 @@ from vaelab.rules import (
     COUNT,
     MAX_EXAMPLES,
     MAX_UNITS,
+    MIN_EVAL_EXAMPLES,
     SEED,
     WIDTH,
     Choice,
@@ -43,7 +44,7 @@ DATA_RULES: dict[str, Rule] = {
     "data.binarize": Typed(why="a binarisation mode"),
     "data.valid_size": Int(0),
     "data.train_size": Int(1, optional=True),
-    "data.eval_size": Int(2, MAX_EXAMPLES, optional=True),  # MI and active units need two examples
+    "data.eval_size": Int(MIN_EVAL_EXAMPLES, MAX_EXAMPLES, optional=True),  # MI and active units need two
     "data.split_seed": SEED,
     "data.path": Typed(why="a path"),
     "data.files": Typed(why="a mapping of roles to file names (roles checked by the data set)"),
