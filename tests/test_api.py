@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from torch import nn
 import vaelab
 from vaelab.cli import main as cli
 from vaelab.config import ConfigError, load_config
+from vaelab.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -285,6 +287,16 @@ def test_metrics_on_a_pair_of_modules():
 def test_token_batches_shift_the_users_ids():
     b = vaelab.token_batch([[0, 5], [2]])
     assert b.tokens.tolist() == [[1, 4, 9, 2], [1, 6, 2, 0]] and b.lengths.tolist() == [4, 3]
+    assert vaelab.token_batch([np.array([0, 5]), torch.tensor([2])]).tokens.tolist() == b.tokens.tolist()
+    for bad, where in (
+        (["the cat", "a dog"], r"sequences\[0\]"),
+        ([[0], [1.5]], r"sequences\[1\]"),
+        ("ab", "sequences"),
+    ):
+        with pytest.raises(UserError, match=rf"token_batch: {where} must be a list of"):
+            vaelab.token_batch(bad)
+    with pytest.raises(UserError, match=r"integer token ids \(in \[0, V\)\)"):
+        vaelab.token_batch([[0, -1]])
     data = vaelab.token_data([[0, 1], [2, 3, 4]] * 10)
     assert data.model_vocab_size == 5 + vaelab.TOKEN_OFFSET
     with pytest.raises(ValueError, match="outside vocab_size=3"):

@@ -378,12 +378,12 @@ def _is_token_lists(data: Any) -> bool:
 def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
     """Token-id sequences (your ids, in [0, V)) as the :class:`~vaelab.data.text.TokenBatch` a model trained by
     :func:`train` receives: ``<s> ids+4 </s> <pad>..`` (ids shifted by :data:`TOKEN_OFFSET`)."""
-    if isinstance(sequences, str | bytes) or not isinstance(sequences, Sequence | Tensor | np.ndarray):
+    if isinstance(sequences, str | bytes) or not hasattr(sequences, "__iter__"):
         raise UserError(f"token_batch: sequences must be a list of token-id lists, got {type(sequences).__name__}")
     rows = []
     for i, s in enumerate(sequences):
-        ids = s.tolist() if isinstance(s, Tensor | np.ndarray) else s
-        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence) or not all(_is_int(t) for t in ids):
+        ids = s.tolist() if hasattr(s, "tolist") else s
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence) or not all(map(_is_token_id, ids)):
             raise UserError(
                 f"token_batch: sequences[{i}] must be a list of integer token ids (in [0, V)), got {s!r:.60}; encode "
                 "words with your vocabulary first (the id of each word, as given to vaelab.token_data)"
@@ -392,8 +392,11 @@ def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
     return TokenBatch.from_sentences(rows)
 
 
-def _is_int(t: object) -> bool:
-    return isinstance(t, int | np.integer) and not isinstance(t, bool)
+def _is_token_id(t: object) -> bool:
+    """A token id: a Python or NumPy integer >= 0 (not a bool)."""
+    import numbers
+
+    return isinstance(t, numbers.Integral) and not isinstance(t, bool) and int(t) >= 0
 
 
 def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[Any, Tensor | None]]:
