@@ -2027,6 +2027,31 @@ CASES += [
     ),
 ]
 
+CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps, data files
+    Case(
+        "set7-P06-npz-float-test-labels-name-the-labels-array",
+        T_BAD,
+        "d.npz[y_test]: labels have shape (16,) and dtype float64",
+        bad_npz(lambda r: {"x_train": _bits(r, 64), "x_test": _bits(r, 16), "y_test": r.random(16)}),
+    ),
+    B(
+        "set7-C11-consistency-terms-disagree-on-transform-before-the-folder",
+        {
+            "objective.terms": [
+                {"type": "aug_distortion", "weight": 1.0, "transform": "simple"},
+                {"type": "aug_rate", "weight": 1.0, "transform": "large"},
+            ]
+        },
+        "bad.yaml: objective.terms[1].transform: consistency terms disagree on 'transform': 'simple'",
+    ),
+    Case(
+        "set7-I06-sweep-train-subset-without-a-train-split",
+        "sweep {bad} --out {new} --list",
+        "measure.train_subset=10 is not read: measure.splits ['test'] has no train split",
+        bad_sweep({"measure": {"splits": ["test"], "iw_samples": 2, "train_subset": 10}}),
+    ),
+]
+
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
@@ -2420,6 +2445,18 @@ API_CASES += [  # the seventh fresh set (h16s7)
         "overrides must be a list of 'key=value' strings, got the string",
     ),
     ("set7-T15-run-of-a-number", lambda out, w: vaelab_api().Run(5), "path must be a folder's path"),
+    (
+        "set7-T12-train-config-data-valid-size",
+        lambda out, w: vaelab_api().train(
+            tiny_factory, _X, out, config={"data": {"valid_size": 50}}, overrides=_API_FAST
+        ),
+        "config sets data.valid_size=50, which vaelab.train does not read",
+    ),
+    (
+        "set7-T12-train-override-data-valid-size",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, out, overrides=[*_API_FAST, "data.valid_size=10000"]),
+        "override 'data.valid_size=10000', which vaelab.train does not read",
+    ),
 ]
 
 

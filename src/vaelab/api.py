@@ -61,6 +61,7 @@ from vaelab.config import (
 )
 from vaelab.data import load_dataset
 from vaelab.data.base import to_float
+from vaelab.data.config import DataConfig
 from vaelab.data.text import TokenBatch
 from vaelab.data.user import (
     TOKEN_OFFSET,
@@ -103,6 +104,11 @@ DATA_DIR = "data"
 
 _API_DATA_KEYS = ("name", "path", "files", "vocab_file", "format")
 _API_MODEL_KEYS = ("type", "factory", "factory_kwargs")
+_VALID_SIZE_UNREAD = (
+    "{where}, which vaelab.train does not read: the data's validation split is written with them (a 'valid' "
+    "split, else valid_fraction of vaelab.tensor_data / token_data, default 0.1), as an npz file's own "
+    "validation array makes data.valid_size unread; pass valid_fraction=... instead"
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -281,10 +287,15 @@ def train(
         given = sorted(set(mapping.get(section) or {}) & set(keys))
         if given:
             raise ConfigError(f"config sets {section}.{given[0]}, which vaelab.train sets itself; leave it out")
+    valid_size = (mapping.get("data") or {}).get("valid_size", DataConfig.valid_size)
+    if valid_size != DataConfig.valid_size:  # the default: what a RunConfig or a saved config.yaml holds
+        raise ConfigError(_VALID_SIZE_UNREAD.format(where=f"config sets data.valid_size={valid_size}"))
     for item in expand_overrides(list(overrides)):  # data={path: ...} sets data.path
         key = item.partition("=")[0].strip()
         if any(key == f"data.{k}" for k in _API_DATA_KEYS) or any(key == f"model.{k}" for k in _API_MODEL_KEYS):
             raise ConfigError(f"override {item!r} sets a key that vaelab.train sets itself; leave it out")
+        if key == "data.valid_size":  # whatever its value: the override asks for a held-out count
+            raise ConfigError(_VALID_SIZE_UNREAD.format(where=f"override {item!r}"))
     written = written_part(mapping, saved=isinstance(mapping.get("_meta"), dict))  # before train sets its keys
     data_dir = (root / DATA_DIR).resolve()
     mapping["data"] = {**(mapping.get("data") or {}), **user.section(data_dir)}

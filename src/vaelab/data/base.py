@@ -337,11 +337,13 @@ def images_to_split(
     source: str,
     image_shape: Sequence[int] | None = None,
     where: str | None = None,
+    label_source: str | None = None,
 ) -> Split:
     """Turn an image array (N, H, W), (N, C, H, W) or (N, D) into a :class:`Split`.
 
     Values: uint8 0..255 (kept), bool or integer/float 0/1 (stored as uint8 0/255), other integers within
-    0..255 (cast to uint8) or floats in [0, 1] (float32). ``source`` names the file/key in errors. Flat rows
+    0..255 (cast to uint8) or floats in [0, 1] (float32). ``source`` names the images' file/key in errors,
+    ``label_source`` the labels' (default ``source``). Flat rows
     need ``image_shape`` unless D is a square number (then single-channel sqrt(D) x sqrt(D)).
     """
     if x.ndim not in (2, 3, 4):
@@ -403,12 +405,13 @@ def images_to_split(
     yt = None
     if y is not None:
         y = np.asarray(y)
+        labels = label_source or source
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise data_error(
-                source, f"labels have shape {y.shape} and dtype {y.dtype}", "integers of shape (N,)", where
+                labels, f"labels have shape {y.shape} and dtype {y.dtype}", "integers of shape (N,)", where
             )
         if len(y) != n:
-            raise data_error(source, f"{len(y)} labels for {n} images", "one label per image", where)
+            raise data_error(labels, f"{len(y)} labels for {n} images ({source})", "one label per image", where)
         yt = torch.from_numpy(y.astype(np.int64))
     return Split(xt, yt)
 

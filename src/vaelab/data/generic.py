@@ -163,7 +163,9 @@ def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
                     f"{len(x)} labels",
                     where,
                 )
-        parts[split] = images_to_split(x, y, source=str(img_path), image_shape=cfg.image_shape, where=where)
+        parts[split] = images_to_split(
+            x, y, source=str(img_path), image_shape=cfg.image_shape, where=where, label_source=str(lab_path)
+        )
     info = {
         "source": str(folder),
         "format": "IDX",
@@ -236,7 +238,12 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
                     where,
                 )
             parts[split] = images_to_split(
-                x, y, source=f"{path}[{keys[split]}]", image_shape=cfg.image_shape, where=where
+                x,
+                y,
+                source=f"{path}[{keys[split]}]",
+                image_shape=cfg.image_shape,
+                where=where,
+                label_source=f"{path}[{keys[f'{split}_labels']}]" if y is not None else None,
             )
     info = {"source": str(path), "format": "npz", "keys": keys, "sha256": sha256_file(path)}
     return _assemble("npz", cfg, parts, info, str(path))

@@ -122,7 +122,9 @@ def _idx_folder_splits(
         _check_shape(x, (n, 28, 28), str(paths[f"{split}_images"]), f"{split} images", where)
         _check_shape(y, (n,), str(paths[f"{split}_labels"]), f"{split} labels", where)
         _check_class_counts(y, exp_counts, str(paths[f"{split}_labels"]), split, where)
-        arrays[split] = images_to_split(x, y, source=str(paths[f"{split}_images"]), where=where)
+        arrays[split] = images_to_split(
+            x, y, source=str(paths[f"{split}_images"]), where=where, label_source=str(paths[f"{split}_labels"])
+        )
     info = {"source": str(folder), "files": {k: str(v) for k, v in paths.items()}, "format": "IDX"}
     info["sha256"] = {k: sha256_file(v) for k, v in paths.items()}
     return arrays["train"], arrays["test"], info

@@ -199,6 +199,22 @@ class ConsistencyTerm(Term):
         self._step = -1
         self._calls = 0
 
+    def check_with_earlier(self, earlier: list[Term], key: str) -> None:
+        """At config time (``key``: this term's ``objective.terms[i]``): the settings this term gives agree with
+        those of the first consistency term among ``earlier``, which makes the shared pass on t(x) (its defaults
+        for transform and noise; a seed only if it gives one), as :meth:`augmented` requires during training."""
+        first = next((t for t in earlier if isinstance(t, ConsistencyTerm)), None)
+        if first is None:
+            return
+        for name, value in self.explicit.items():
+            theirs = first.explicit.get(name) if name == "seed" else getattr(first.settings, name)
+            if theirs != value:
+                raise ConfigError(
+                    f"{key}.{name}: consistency terms disagree on {name!r}: {theirs!r} (term {first.name!r}, which "
+                    f"makes the shared pass on t(x)) vs {value!r} (term {self.name!r}); give {name} on the first "
+                    "consistency term only, or the same on all"
+                )
+
     def _count_call(self, step: int) -> int:
         """k: how many times this term ran before in optimisation step ``step``."""
         if step != self._step:

@@ -193,5 +193,7 @@ def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int
             term = factory(**opts)
         except TypeError as e:  # a factory without declared options
             raise ConfigError(f"{key}: {e}") from None
+        if (check_with := getattr(term, "check_with_earlier", None)) is not None:  # terms that share a pass
+            check_with([t for t, _ in terms], key)
         terms.append((term, build_schedule(weight_cfg, steps_per_epoch, total_steps, key=f"{key}.weight")))
     return Objective(regulariser, beta, terms)

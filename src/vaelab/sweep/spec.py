@@ -119,6 +119,11 @@ class MeasureSpec:
             raise SweepError(str(e)) from None
         if isinstance(self.train_subset, str) and self.train_subset not in ("test", "all"):
             raise SweepError(f"measure.train_subset: {self.train_subset!r} is not valid; use test, all or an integer")
+        if self.train_subset != "test" and "train" not in self.splits:  # the default is written back by to_dict
+            raise SweepError(
+                f"measure.train_subset={self.train_subset} is not read: measure.splits {self.splits} has no train "
+                "split; add train to measure.splits or remove measure.train_subset"
+            )
         if self.checkpoint not in ("best", "last"):
             raise SweepError(f"measure.checkpoint: {self.checkpoint!r} is not valid; valid choices: best, last")
         if self.extra_metrics is not None:
