@@ -929,6 +929,24 @@ CASES += [
     ),
     Case("study-budget-in-minutes", "study collapse --data {cfg} --budget 10min --out {new}", "--budget"),
     # ---- text corpora ----
+    Case(
+        "set7-unk-token-not-in-corpus",
+        "train {bad} --out {new}",
+        "data.unk_token='_UNK' occurs 0 times in the training file",
+        bad_corpus({}, unk_token="_UNK"),
+    ),
+    Case(
+        "set7-unk-token-case-slip",
+        "train {bad} --out {new}",
+        "train.txt; the file writes '_unk' 60 times; did you mean data.unk_token=_unk?",
+        corpus_edit(lambda w: {"train.txt": "".join(f"{s} _unk\n" for s in _lines(w))}, unk_token="_UNK"),
+    ),
+    Case(
+        "set7-data-file-a-folder",
+        "train {bad} |data.files={{train: ., valid: valid.txt, test: test.txt}}| --out {new}",
+        "corp is a folder, expected a text file",
+        bad_corpus({}),
+    ),
     Case("corpus-empty-train-file", "train {bad} --out {new}", "train.txt", bad_corpus({"train.txt": ""})),
     Case("corpus-blank-lines-only", "train {bad} --out {new}", "train.txt:1", bad_corpus({"train.txt": "\n\n  \n\n"})),
     Case(

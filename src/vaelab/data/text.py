@@ -73,7 +73,7 @@ from vaelab.data.config import DataConfig
 from vaelab.data.dataset import Dataset, Modality
 from vaelab.data.text_batches import TextBatch, TextSplit, TokenBatch
 from vaelab.data.text_loader import POOL_BATCHES, TextLoader
-from vaelab.data.text_parse import LABEL_TAB_SHARE, ParsedFile, parse_corpus
+from vaelab.data.text_parse import LABEL_TAB_SHARE, ParsedFile, parse_corpus, split_words
 from vaelab.data.text_vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, RESERVED, SPECIALS, UNK, UNK_ID, Vocabulary
 from vaelab.errors import ConfigError
 from vaelab.seeds import hashed_uniform
@@ -154,8 +154,9 @@ class TextDataset(Dataset):
         return {**self.info["model_info"], "vocab": list(self.vocab.itos)}
 
     def tokenize(self, sentence: str) -> list[str]:
-        """Split a raw sentence into words as the corpus files were (whitespace; lower-cased if configured)."""
-        words = sentence.split()
+        """Split a raw sentence into words as the corpus files were (:func:`split_words`; lower-cased if
+        configured)."""
+        words = split_words(sentence)
         return [w.lower() for w in words] if self.lowercase else words
 
     def encode(self, sentence: str) -> list[int]:
@@ -303,6 +304,8 @@ def _read_files(
         if role not in files:
             continue
         path = folder / files[role]
+        if path.is_dir():
+            raise DataError(f"data.files.{role}: {path} is a folder, expected a text file (one sentence a line)")
         if not path.is_file():
             raise DataError(f"file {path}: does not exist (data.files.{role}); {where}")
         p = parse_corpus(
@@ -321,7 +324,19 @@ def _read_files(
             rec["skipped_lines"] = [f"{ln}: {why}" for ln, why in p.skipped[:20]]
         info["files"][role] = rec
         parsed[role] = p
+        if role == "train" and cfg.unk_token is not None and p.unk_token_count == 0:
+            _unk_token_not_found(cfg.unk_token, path, p)
     return parsed
+
+
+def _unk_token_not_found(unk_token: str, path: Path, parsed: ParsedFile) -> None:
+    """Refuse a ``data.unk_token`` the training file never writes: it would change nothing, and a spelling slip
+    (``_UNK`` for the corpus's ``_unk``) would leave the corpus's own unknown token an ordinary word."""
+    hint = "check the spelling, or remove data.unk_token"
+    if parsed.unk_token_near:
+        word, count = max(parsed.unk_token_near.items(), key=lambda kv: (kv[1], kv[0]))
+        hint = f"the file writes {word!r} {count} times; did you mean data.unk_token={word}?"
+    raise DataError(f"data.unk_token={unk_token!r} occurs 0 times in the training file {path}; {hint}")
 
 
 def _checksum_record(path: Path, sentences: int, standard: dict[str, tuple[str, int]] | None) -> dict[str, Any]:

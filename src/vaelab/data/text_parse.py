@@ -7,7 +7,7 @@ that looks labelled, invisible format characters.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ class ParsedFile:
     lines: list[int]
     num_lines: int
     skipped: list[tuple[int, str]]
+    unk_token_count: int = 0
+    """How many words were the configured ``unk_token`` (read as ``<unk>``)."""
+    unk_token_near: dict[str, int] = field(default_factory=dict)
+    """Words that equal ``unk_token`` but for case (``_unk`` for ``_UNK``), with their counts."""
 
 
 _PARSE_CACHE: dict[tuple[Any, ...], ParsedFile] = {}
@@ -75,6 +79,8 @@ def parse_corpus(
     labels: list[int] | None = [] if fmt == "label_tab" else None
     kept_lines: list[int] = []
     skipped: list[tuple[int, str]] = []
+    unk_count = 0
+    near: dict[str, int] = {}
     raw = read_lines(path)
     if fmt == "plain" and not labels_as_words:
         _looks_labelled(path, raw)
@@ -94,7 +100,7 @@ def parse_corpus(
                 except ValueError:
                     problem = f"bad label {head!r} (expected an integer >= 0)"
         if problem is None:
-            words = [w for w in text.split() if w.isascii() or not _invisible(w)]
+            words = split_words(text)
             if not words:
                 problem = "empty line" if not line.strip() else "empty sentence"
             elif reserved := RESERVED.intersection(words):
@@ -109,6 +115,10 @@ def parse_corpus(
             skipped.append((lineno, problem))
             continue
         if unk_token is not None:
+            unk_count += words.count(unk_token)
+            for w in words:
+                if w != unk_token and w.casefold() == unk_token.casefold():
+                    near[w] = near.get(w, 0) + 1
             words = [UNK if w == unk_token else w for w in words]
         if lowercase:
             words = [w if w == UNK else w.lower() for w in words]
@@ -116,9 +126,24 @@ def parse_corpus(
         kept_lines.append(lineno)
         if labels is not None:
             labels.append(label)
-    parsed = ParsedFile(sentences, labels, kept_lines, len(raw), skipped)
+    parsed = ParsedFile(sentences, labels, kept_lines, len(raw), skipped, unk_count, near)
     _PARSE_CACHE[key] = parsed
     return parsed
+
+
+def split_words(text: str) -> list[str]:
+    """The words of one sentence as every corpus line is read: split on whitespace, a "word" made only of
+    invisible format characters (a zero-width space, U+200B) dropped. Typed sentences (``vaelab reconstruct``) are
+    read with it too."""
+    return [w for w in text.split() if w.isascii() or not _invisible(w)]
+
+
+def label_and_text(line: str) -> tuple[int, str] | None:
+    """``(label, sentence)`` of a line that looks like ``LABEL<TAB>sentence`` (an integer >= 0, then a TAB), as
+    ``data.format: label_tab`` reads it; None for any other line."""
+    head, tab, text = line.partition("\t")
+    head = head.strip()
+    return (int(head), text) if tab and head.isdigit() and head.isascii() else None
 
 
 def _invisible(word: str) -> bool:
@@ -131,5 +156,7 @@ def _invisible(word: str) -> bool:
 __all__ = [
     "LABEL_TAB_SHARE",
     "ParsedFile",
+    "label_and_text",
     "parse_corpus",
+    "split_words",
 ]
