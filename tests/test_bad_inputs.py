@@ -401,6 +401,31 @@ CASES: list[Case] = [
     Case("reconstruct-both", "reconstruct {text_run} |the cat| --file {latin1}", "not both"),
     Case("interpolate-steps-one", "interpolate {text_run} |the cat| |a dog| --steps 1", "--steps"),
     Case("interpolate-steps-zero", "interpolate {text_run} |the cat| |a dog| --steps 0", "--steps"),
+    # ---- issue 16, seventh set: an option that the chosen decoding mode does not read ----
+    Case("set7-sample-greedy-temperature", "sample {text_run} --greedy --temperature 0.5", "--temperature 0.5 has no"),
+    Case("set7-reconstruct-temperature-greedy", "reconstruct {text_run} |a dog| --temperature 50", "add --sample"),
+    Case(
+        "set7-reconstruct-posterior-temperature",
+        "reconstruct {text_run} |a dog| --posterior-sample --temperature 2",
+        "--temperature 2 has no effect here: words are decoded greedily unless --sample",
+    ),
+    Case(
+        "set7-reconstruct-samples-greedy-mean",
+        "reconstruct {text_run} |a dog| --samples 3",
+        "--samples 3 has no effect here: without --sample or --posterior-sample every decoding is the same",
+    ),
+    Case("set7-reconstruct-seed-greedy-mean", "reconstruct {text_run} |a dog| --seed 4", "--seed 4 has no effect"),
+    Case(
+        "set7-interpolate-temperature-greedy",
+        "interpolate {text_run} |a| |b| --temperature 3",
+        "--temperature 3 has no",
+    ),
+    Case("set7-reconstruct-file-then-sentence", "reconstruct {text_run} --file {latin1} |a dog|", "not both"),
+    Case(
+        "set7-reconstruct-label-on-plain-run",
+        "reconstruct {text_run} |1\tthe cat|",
+        "looks like LABEL<TAB>sentence, but the run was trained on data.format=plain",
+    ),
     # ---- sweep ----
     Case("sweep-workers-negative", "sweep {sweep_ok} --workers -3 --out {new}", "--workers"),
     Case("sweep-workers-zero", "sweep {sweep_ok} --workers 0 --out {new}", "--workers"),
@@ -2644,6 +2669,34 @@ def test_a_byte_order_mark_inside_a_corpus_is_dropped(world, tmp_path, capsys):
     assert "\ufeff" not in (tmp_path / "run" / "config.yaml").read_text()
     for key in ("vocab_source", "vocab_size", "counts", "words", "tokens"):
         assert got["_meta"]["data"][key] == want["_meta"]["data"][key], key
+
+
+def test_reconstruct_reads_typed_sentences_as_the_corpus_reader_does(world, tmp_path, capsys):
+    """Issue 16, seventh set: sentences may follow the options (H10/H19); an invisible format character between
+    words is no word (W10, as in a corpus line); a label_tab run drops a leading LABEL<TAB> of a typed or --file
+    sentence as its corpus reader does, and still reads a plain sentence (H16/H20)."""
+
+    def reconstructed(*argv: str) -> list[str]:
+        capsys.readouterr()
+        code = main(["reconstruct", *argv])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return [ln for ln in out.splitlines() if ln.startswith("> ")]
+
+    run = str(world["text_run"])
+    assert reconstructed(run, "--max-length", "3", "the cat sees it", "a dog") == ["> the cat sees it", "> a dog"]
+    for mark in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"):
+        assert reconstructed(run, f"the cat {mark} sees it") == ["> the cat sees it"], repr(mark)
+
+    labelled = tmp_path / "labelled_run"
+    code, err = run_cli(["train", str(world["labelled_cfg"]), "data.format=label_tab", "--out", str(labelled)], capsys)
+    assert code == 0, err
+    assert reconstructed(str(labelled), "1\tthe cat sees it", "the cat sees it") == ["> the cat sees it"] * 2
+    test_file = Path(yaml.safe_load(world["labelled_cfg"].read_text())["data"]["path"]) / "test.txt"
+    want = [f"> {ln.partition(chr(9))[2]}" for ln in test_file.read_text().splitlines()]
+    got = reconstructed(str(labelled), "--file", str(test_file))
+    assert [len(g.split()) for g in got] == [len(w.split()) for w in want]  # no label read as a word
+    assert not any(ln.startswith("> <unk>") for ln in got)
 
 
 def test_a_quoted_tilde_in_out_means_home(world, tmp_path, capsys, monkeypatch):

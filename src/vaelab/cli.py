@@ -297,15 +297,18 @@ named ``~`` in the working directory)."""
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """``parser.parse_args``, but ``key=value`` overrides may also follow the options (``vaelab evaluate DIR
-    --iw-samples 50 eval.iw_chunk=10``: argparse alone stops collecting the positional overrides at the first
-    option and calls the rest unrecognised); an empty file or folder argument is refused."""
+    """``parser.parse_args``, but ``key=value`` overrides, and the sentences of ``vaelab reconstruct``, may also
+    follow the options (``vaelab evaluate DIR --iw-samples 50 eval.iw_chunk=10``: argparse alone stops collecting a
+    list of positionals at the first option and calls the rest unrecognised); an empty file or folder argument is
+    refused."""
     args, extra = parser.parse_known_args(argv)
     if extra:
         if isinstance(getattr(args, "overrides", None), list) and all(
             "=" in a and not a.startswith("-") for a in extra
         ):
             args.overrides = [*args.overrides, *extra]
+        elif isinstance(getattr(args, "sentences", None), list) and not any(a.startswith("-") for a in extra):
+            args.sentences = [*args.sentences, *extra]  # `reconstruct DIR --max-length 5 "a sentence"`
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for dest, name in PATH_ARGUMENTS.items():

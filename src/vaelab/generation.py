@@ -27,6 +27,7 @@ import yaml
 
 from vaelab.data import load_dataset
 from vaelab.data.text import RESERVED, TextDataset, TokenBatch, Vocabulary
+from vaelab.data.text_parse import label_and_text, split_words
 from vaelab.errors import ConfigError, UserError
 from vaelab.models import VAE, build_model
 from vaelab.models.text import LSTMDecoder
@@ -45,19 +46,24 @@ class TextRun:
     lowercase: bool
     max_length: int
     """Longest training sentence in words (the default cap for decoding is a bit more than this)."""
+    data_format: str = "plain"
+    """The corpus's ``data.format``: a ``label_tab`` run reads a sentence's leading ``LABEL<TAB>`` as its label."""
+    labels_as_words: bool = False
+    """The corpus's ``data.labels_as_words``: a plain run then reads a leading ``LABEL<TAB>`` as a word."""
 
     @classmethod
-    def from_data(cls, model: VAE, dataset: TextDataset) -> TextRun:
+    def from_data(cls, model: VAE, dataset: TextDataset, *, labels_as_words: bool = False) -> TextRun:
         """A text model with the text data set it was trained on (its vocabulary and tokenisation)."""
         info = dataset.model_info()
-        return cls(model, dataset.vocab, bool(dataset.lowercase), int(info.get("max_length", 80)))
+        fmt = str(dataset.info.get("format", "plain"))
+        return cls(model, dataset.vocab, bool(dataset.lowercase), int(info.get("max_length", 80)), fmt, labels_as_words)
 
     @classmethod
     def from_run(cls, run: Run) -> TextRun:
         """A loaded text run (:func:`vaelab.run.load_run`), decoded on its device."""
         if not isinstance(run.dataset, TextDataset) or not isinstance(run.model.decoder, LSTMDecoder):
             raise UserError(f"{run.path} is not a text run (model.type={run.config.model.type!r})")
-        return cls.from_data(run.model, run.dataset)
+        return cls.from_data(run.model, run.dataset, labels_as_words=run.config.data.labels_as_words)
 
     @property
     def decoder(self) -> LSTMDecoder:
@@ -68,8 +74,18 @@ class TextRun:
         return next(self.model.parameters()).device
 
     def tokenize(self, sentence: str) -> list[str]:
-        """Whitespace tokens of a raw sentence, lower-cased if the corpus was."""
-        words = sentence.split()
+        """The words of a raw sentence as the corpus's lines were read (:func:`~vaelab.data.text_parse.split_words`:
+        whitespace, invisible format characters dropped), lower-cased if the corpus was; a label_tab run drops a
+        leading ``LABEL<TAB>``."""
+        labelled = label_and_text(sentence)
+        if labelled is not None and self.data_format == "label_tab":
+            sentence = labelled[1]
+        elif labelled is not None and not self.labels_as_words:  # as training refuses a plain file of such lines
+            raise UserError(
+                f"sentence {sentence[:40]!r} looks like LABEL<TAB>sentence, but the run was trained on "
+                "data.format=plain text, which would read the label as a word; give the sentence without its label"
+            )
+        words = split_words(sentence)
         return [w.lower() for w in words] if self.lowercase else words
 
     def batch(self, sentences: Sequence[str]) -> TokenBatch:
@@ -148,7 +164,8 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     if vocab.itos != list(words):
         raise UserError(f"{ckpt_path}: the saved vocabulary does not start with the special tokens")
     model.to(device).eval()
-    return TextRun(model, vocab, bool(info.get("lowercase", False)), int(info.get("max_length", 80)))
+    lowercase, longest = bool(info.get("lowercase", False)), int(info.get("max_length", 80))
+    return TextRun(model, vocab, lowercase, longest, cfg.data.format, bool(cfg.data.labels_as_words))
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -257,10 +274,29 @@ def _read_sentences(path: Path) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
+def _refuse_unused(args: argparse.Namespace, needs: dict[str, str]) -> None:
+    """Refuse an option given where the chosen decoding mode does not read it (it would change nothing):
+    ``needs`` maps the argparse dest to the sentence saying which mode it needs (the options default to None)."""
+    for dest, why in needs.items():
+        if getattr(args, dest) is not None:
+            raise ConfigError(f"--{dest} {getattr(args, dest)} has no effect here: {why}")
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    if args.greedy:
+        _refuse_unused(args, {"temperature": "--greedy takes the most probable word; drop --greedy to sample words"})
     run = _load(args)
     for s in sample_prior(
-        run, args.n, greedy=args.greedy, temperature=args.temperature, seed=args.seed, max_length=args.max_length
+        run,
+        args.n,
+        greedy=args.greedy,
+        temperature=_or(args.temperature, 1.0),
+        seed=_or(args.seed, 0),
+        max_length=args.max_length,
     ):
         print(s)
     return 0
@@ -273,15 +309,24 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if not sentences:
         where = f"--file {args.file} holds no sentences" if args.file else "no sentences to reconstruct"
         raise ConfigError(f"{where} (give them as arguments or with --file, one a line)")
+    if not args.sample:
+        needs = {"temperature": "words are decoded greedily unless --sample is given; add --sample"}
+        if not args.posterior_sample:
+            needs["samples"] = (
+                "without --sample or --posterior-sample every decoding is the same greedy decoding of the posterior "
+                "mean; add --sample (sample words) or --posterior-sample (z ~ q(z|x))"
+            )
+            needs["seed"] = "nothing is random without --sample or --posterior-sample"
+        _refuse_unused(args, needs)
     run = _load(args)
     for seen, outs in reconstruct(
         run,
         sentences,
         greedy=not args.sample,
         posterior_sample=args.posterior_sample,
-        samples=args.samples,
-        temperature=args.temperature,
-        seed=args.seed,
+        samples=_or(args.samples, 1),
+        temperature=_or(args.temperature, 1.0),
+        seed=_or(args.seed, 0),
         max_length=args.max_length,
     ):
         print(f"> {seen}")
@@ -291,6 +336,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
+    if not args.sample:
+        why = "words are decoded greedily unless --sample is given; add --sample"
+        _refuse_unused(args, {"temperature": why, "seed": f"nothing is random: {why}"})
     run = _load(args)
     for t, s in interpolate(
         run,
@@ -298,8 +346,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         args.b,
         steps=args.steps,
         greedy=not args.sample,
-        temperature=args.temperature,
-        seed=args.seed,
+        temperature=_or(args.temperature, 1.0),
+        seed=_or(args.seed, 0),
         max_length=args.max_length,
     ):
         print(f"{t:.2f}  {s}")
@@ -312,8 +360,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--temperature",
         type=option(Num(lo=1e-3, hi=1e3), "--temperature"),
-        default=1.0,
-        help="softmax temperature when sampling words",
+        default=None,
+        help="softmax temperature when sampling words (default 1; not with greedy decoding)",
     )
     p.add_argument(
         "--max-length",
@@ -322,7 +370,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="most words per sentence (default: longest + 20)",
     )
     p.add_argument(
-        "--seed", type=option(SEED, "--seed"), default=0, help="random seed of z and word sampling (default 0)"
+        "--seed",
+        type=option(SEED, "--seed"),
+        default=None,
+        help="random seed of z and word sampling (default 0; only where something is random)",
     )
     p.add_argument(
         "--device", type=option(Device(), "--device"), default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)"
@@ -344,7 +395,10 @@ def add_generation_parsers(subparsers: Any) -> None:
     r.add_argument("--sample", action="store_true", help="sample words instead of greedy decoding")
     r.add_argument("--posterior-sample", action="store_true", help="z ~ q(z|x) instead of the posterior mean")
     r.add_argument(
-        "--samples", type=option(Int(1, 1000), "--samples"), default=1, help="decodings per sentence (default 1)"
+        "--samples",
+        type=option(Int(1, 1000), "--samples"),
+        default=None,
+        help="decodings per sentence (default 1; with --sample or --posterior-sample)",
     )
     r.set_defaults(func=cmd_reconstruct)
 
