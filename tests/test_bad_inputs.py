@@ -2554,6 +2554,48 @@ def test_run_folders_are_accepted_as_str_and_path_like(world):
     assert api.load_run(str(run)).path == run
 
 
+def test_report_says_which_cut_metrics_line_it_leaves_out(world, tmp_path, capsys):
+    """F04 (h16s7): a metrics.jsonl whose only line is cut short was reported as 'metrics.jsonl is empty'."""
+    d = _copy(world, tmp_path)
+    (d / "metrics.jsonl").write_text((d / "metrics.jsonl").read_text()[:100])
+    code, err = run_cli(["report", str(d), "--no-samples"], capsys)
+    assert code == 0, err
+    assert "metrics.jsonl:1: the line is cut short (not JSON) and left out of the curves" in err
+    page = (d / "report.html").read_text()
+    assert "metrics.jsonl:1: the line is cut short" in page and "metrics.jsonl is empty" not in page
+
+
+def test_diagnose_and_report_refuse_an_eval_json_of_an_earlier_checkpoint(world, tmp_path, capsys):
+    """G12 (h16s7): eval.json records the sha256 of the checkpoint it measured; diagnose --no-evaluate refuses
+    one whose checkpoint has changed since (and an old one without the record that is older than best.pt), the
+    report leaves it out; a current one is read."""
+    d = _copy(world, tmp_path)
+    code, err = run_cli(["evaluate", str(d), "--iw-samples", "2"], capsys)
+    assert code == 0, err
+    fresh = json.loads((d / "eval.json").read_text())
+    assert len(fresh["checkpoint_sha256"]) == 64
+    code, err = run_cli(["diagnose", str(d), "--no-evaluate"], capsys)
+    assert code == 0, err
+    assert json.loads((d / "diagnosis.json").read_text())["numbers"]["source"].endswith("eval.json")
+
+    (d / "eval.json").write_text(json.dumps({**fresh, "checkpoint_sha256": "0" * 64}))
+    code, err = run_cli(["diagnose", str(d), "--no-evaluate"], capsys)
+    assert code == 2 and "eval.json measured another checkpoints/best.pt than the folder now holds" in err, err
+    assert f"run `vaelab evaluate {d}` again" in err and len(err.strip().splitlines()) == 1
+    code, err = run_cli(["report", str(d), "--no-samples"], capsys)
+    assert code == 0 and "eval.json left out: " in (d / "report.html").read_text()
+
+    old = {k: v for k, v in fresh.items() if k != "checkpoint_sha256"}  # written before the record existed
+    (d / "eval.json").write_text(json.dumps(old))
+    best = (d / "checkpoints" / "best.pt").stat().st_mtime_ns
+    os.utime(d / "eval.json", ns=(best - 10**9, best - 10**9))
+    code, err = run_cli(["diagnose", str(d), "--no-evaluate"], capsys)
+    assert code == 2 and "eval.json is older than checkpoints/best.pt" in err, err
+    os.utime(d / "eval.json", ns=(best + 10**9, best + 10**9))
+    code, err = run_cli(["diagnose", str(d), "--no-evaluate"], capsys)
+    assert code == 0, err
+
+
 def test_evaluate_converts_float64_data_for_a_float32_model_as_train_does():
     api = vaelab_api()
     torch.manual_seed(0)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.errors import UserError
-from vaelab.runfolder import read_json_object
+from vaelab.runfolder import EVALUATION_FILES, checkpoint_record, read_json_object, stale_evaluation
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -258,6 +258,10 @@ def run_metrics(run_dir: str | Path, *, evaluate: bool | None = None, split: str
     sources = [root / "diagnosis_eval.json", root / "eval.json", root / f"eval_{split}.json", root / "summary.json"]
     found = [(p, read_json_object(p)) for p in sources if p.is_file()]  # a damaged one is named, not skipped
     found = [(p, m) for p, m in found if m and m.get("kl_per_dim") and m.get("split", split) == split]
+    stale = [(p, why) for p, m in found if p.name in EVALUATION_FILES and (why := stale_evaluation(p, m))]
+    if stale and evaluate is False:
+        raise UserError(f"{stale[0][1]}; run `vaelab evaluate {root}` again, or diagnose without --no-evaluate")
+    found = [(p, m) for p, m in found if p not in {s for s, _ in stale}]  # re-evaluated below when needed
     complete = [(p, m) for p, m in found if m.get("activity_per_dim") and "hole_kl" in m]
     if evaluate is False or (evaluate is None and complete):
         pick = complete[0] if complete else (found[0] if found else None)
@@ -287,7 +291,7 @@ def evaluate_for_diagnosis(run: Run, split: str = "test") -> dict[str, Any]:
     ev.hole_prior_samples = min(ev.hole_prior_samples, 32_000)
     checkpoint = run.checkpoint.stem if run.checkpoint is not None else None
     evaluation = Evaluator(run).evaluate(split, seed_offset=DIAGNOSE_OFFSET, extras=True)
-    result = {"split": split, "checkpoint": checkpoint, **evaluation}
+    result = {"split": split, "checkpoint": checkpoint, **checkpoint_record(run.checkpoint), **evaluation}
     if run.folder is not None:
         run.folder.write_json("diagnosis_eval.json", result)
     return result

@@ -32,7 +32,7 @@ from vaelab.metrics.units import active_units
 from vaelab.models import batch_size
 from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.run import Checkpoint, Run, load_run
-from vaelab.runfolder import DEFERRED
+from vaelab.runfolder import DEFERRED, checkpoint_record
 from vaelab.seeds import mix_seed
 
 BN_REFRESH_BATCHES = 100
@@ -228,6 +228,7 @@ def evaluate_loaded(
     result = {
         "split": split,
         "checkpoint": checkpoint,
+        **checkpoint_record(run.checkpoint),  # readers tell a stale eval.json by it (stale_evaluation)
         **({"overrides": list(overrides)} if overrides else {}),
         **Evaluator(run).evaluate(split, iw_samples=k, seed_offset=EVALUATE_OFFSET, extras=True),
     }

@@ -114,6 +114,62 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+EVALUATION_FILES = ("eval.json", "diagnosis_eval.json")
+"""The evaluation files that ``vaelab evaluate`` and ``vaelab diagnose`` write into a run folder, possibly while it
+trains or before it is resumed: readers check them with :func:`stale_evaluation`."""
+CHECKPOINT_SHA256 = "checkpoint_sha256"
+"""The key of eval.json and diagnosis_eval.json that records the sha256 of the checkpoint file they measured."""
+
+
+def checkpoint_record(checkpoint: Path | None) -> dict[str, str]:
+    """What an evaluation file records of the checkpoint it measured (:data:`CHECKPOINT_SHA256`), so that a
+    reader can tell whether the folder's checkpoint has changed since (:func:`stale_evaluation`)."""
+    if checkpoint is None or not checkpoint.is_file():
+        return {}
+    from vaelab.data.base import sha256_file
+
+    return {CHECKPOINT_SHA256: sha256_file(checkpoint)}
+
+
+def stale_evaluation(path: Path, data: dict[str, Any]) -> str | None:
+    """Why the evaluation file ``path`` (eval.json, diagnosis_eval.json, holding ``data``) no longer measures the
+    checkpoint it names (``data["checkpoint"]``, default best) as the folder now holds it, or None. A file that
+    records the checkpoint's sha256 is compared by it; an older file without the record is stale when it is older
+    than the checkpoint file (an evaluate before the run was resumed and wrote a new best.pt); a folder without
+    the checkpoint cannot tell, and the file is taken as it is."""
+    which = data.get("checkpoint") or "best"
+    ckpt = path.parent / "checkpoints" / f"{which}.pt"
+    if not isinstance(which, str) or not ckpt.is_file():
+        return None
+    recorded = data.get(CHECKPOINT_SHA256)
+    if recorded is not None:
+        from vaelab.data.base import sha256_file
+
+        if recorded == sha256_file(ckpt):
+            return None
+        return f"{path} measured another checkpoints/{which}.pt than the folder now holds (the run went on since)"
+    if path.stat().st_mtime_ns < ckpt.stat().st_mtime_ns:
+        return f"{path} is older than checkpoints/{which}.pt, so it measured an earlier checkpoint"
+    return None
+
+
+def cut_last_line(path: Path) -> int | None:
+    """The number of the last line of a .jsonl file if :func:`read_jsonl` skips it (cut short: no newline after
+    it and not JSON, as a process stopped while writing it leaves it), else None; readers that go on without it
+    say so (``vaelab report``)."""
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    lines = text.splitlines()
+    if not lines or text.endswith("\n") or not lines[-1].strip():
+        return None
+    try:
+        json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return len(lines)
+    return None
+
+
 class RunFolder:
     """Paths and writers for one run folder."""
 

@@ -12,7 +12,14 @@ from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.report.page import Page, esc, file_data_uri, fmt
-from vaelab.runfolder import RunFolder, read_json_object, read_jsonl
+from vaelab.runfolder import (
+    EVALUATION_FILES,
+    RunFolder,
+    cut_last_line,
+    read_json_object,
+    read_jsonl,
+    stale_evaluation,
+)
 from vaelab.runfolder import read_json_or_none as _read_json
 
 REPORT_FILE = "report.html"
@@ -81,14 +88,18 @@ def final_metrics(root: Path) -> tuple[dict[str, Any], str]:
     """The run's final evaluation: eval_test.json (sweep/study measurement) or eval.json merged over summary.json
     (later files win), and a note of the files used."""
     merged: dict[str, Any] = {}
-    used = []
+    used: list[str] = []
+    left_out: list[str] = []  # an evaluation of an earlier checkpoint (stale_evaluation)
     for name in ("summary.json", "eval.json", "eval_test.json", "diagnosis_eval.json"):
         # a file that is there must be whole: a damaged one is a one-line error naming it, not "no evaluation yet"
         data = read_json_object(root / name) if (root / name).is_file() else None
+        if data and name in EVALUATION_FILES and (why := stale_evaluation(root / name, data)):
+            left_out.append(f"{name} left out: {why}; run vaelab evaluate again")
+            continue
         if data and data.get("split", "test") == "test":
             merged.update({k: v for k, v in data.items() if v is not None})
             used.append(name)
-    return merged, ", ".join(used)
+    return merged, "; ".join([", ".join(used), *left_out])
 
 
 def _metric_table(page: Page, metrics: dict[str, Any]) -> None:
@@ -207,6 +218,11 @@ def run_page(root: Path, *, samples: bool = True, log: Log) -> Page:
     page.section("Training curves")
     records = folder.read_metrics()
     steps = read_jsonl(folder.steps)
+    for path in (folder.metrics, folder.steps):  # read_jsonl skips a cut last line: the report says so
+        if (line := cut_last_line(path)) is not None:
+            warning = f"{path.name}:{line}: the line is cut short (not JSON) and left out of the curves"
+            log(f"report: {path}:{line}: the line is cut short (not JSON) and left out of the curves")
+            page.note(f"{warning}: the file is damaged, or the run was stopped while it wrote that line.")
     if records or steps:
         page.figure(
             figures.training_curves(records, steps),
@@ -215,7 +231,7 @@ def run_page(root: Path, *, samples: bool = True, log: Log) -> Page:
             "training mean over each logging window (grey).",
         )
     else:
-        page.note("metrics.jsonl is empty.")
+        page.note("metrics.jsonl holds no record." if folder.metrics.exists() else "The run has no metrics.jsonl.")
     page.section("Latent units")
     if metrics.get("kl_per_dim"):
         page.figure(
