@@ -2070,6 +2070,15 @@ CASES += [
     ),
 ]
 
+
+def _meta_removed_and_data_changed(d: Path, w: dict) -> None:
+    """S09 (h16s7): config.yaml without its _meta record, and other data (split_seed) than the run's."""
+    data = yaml.safe_load((d / "config.yaml").read_text())
+    data.pop("_meta")
+    data["data"]["split_seed"] = 5
+    (d / "config.yaml").write_text(yaml.safe_dump(data))
+
+
 CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps, data files
     Case(
         "set7-P06-npz-float-test-labels-name-the-labels-array",
@@ -2093,6 +2102,20 @@ CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps,
         "measure.train_subset=10 is not read: measure.splits ['test'] has no train split",
         bad_sweep({"measure": {"splits": ["test"], "iw_samples": 2, "train_subset": 10}}),
     ),
+    *[
+        Case(
+            f"set7-S09-{argv.split()[0]}-config-yaml-without-meta",
+            argv,
+            "config.yaml: no _meta record, which every config.yaml vaelab writes holds: the file was edited",
+            (partial_run if argv.startswith("resume") else edited_copy)(_meta_removed_and_data_changed),
+        )
+        for argv in (
+            "evaluate {copy} --iw-samples 2",
+            "diagnose {copy} --no-evaluate",
+            "report {copy} --no-samples",
+            "resume {copy}",
+        )
+    ],
 ]
 
 

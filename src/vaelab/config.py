@@ -124,17 +124,24 @@ def save_config(cfg: RunConfig, path: str | Path, extra: dict[str, Any] | None =
 
 def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a run folder's config.yaml (ignoring its ``_meta`` provenance block), apply ``overrides`` (the caller
-    checks which keys it accepts) and validate it; errors name the file and the key."""
+    checks which keys it accepts) and validate it; errors name the file and the key. A config.yaml without
+    ``_meta`` is refused: vaelab has written it into every run folder since its first version, so its absence
+    means an edited file whose data and settings could not be checked against the training's."""
     data = read_yaml(path)
     meta = data.pop("_meta", None)
+    if not isinstance(meta, dict):  # every config.yaml vaelab writes has had it, since the first Trainer
+        raise ConfigError(
+            f"{path}: no _meta record, which every config.yaml vaelab writes holds: the file was edited or "
+            "replaced, so it no longer says which data and settings the run was trained with; restore it, or "
+            "train a new run (vaelab train CONFIG --out NEW)"
+        )
     data = apply_overrides(data, overrides or [])
     try:
         cfg = run_config(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    if isinstance(meta, dict):
-        check_trained_data(path, cfg, meta, overrides or [])
-        check_trained_config(path, cfg, meta, overrides or [])
+    check_trained_data(path, cfg, meta, overrides or [])
+    check_trained_config(path, cfg, meta, overrides or [])
     return cfg
 
 
