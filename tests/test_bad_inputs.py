@@ -2116,6 +2116,29 @@ CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps,
             "resume {copy}",
         )
     ],
+    # A09/K07/V03: an error of a command-line override names the override, not the config file
+    Case(
+        "set7-A09-train-override-error-names-the-override",
+        "train {cfg} objective.beta=2 --out {new}",
+        "error: override objective.beta=2: objective.beta: expected a mapping",
+    ),
+    Case(
+        "set7-A09-train-file-value-keeps-the-file-prefix",
+        "train {bad} train.lr=0.01 --out {new}",
+        "bad.yaml: objective.beta: expected a mapping",
+        bad_config({"objective.beta": 2}),
+    ),
+    Case(
+        "set7-K07-study-set-error-names-the-set",
+        "study collapse --data {cfg} --methods plain --set train.optimiser=sgd --out {new}",
+        "error: --set train.optimiser=sgd: unknown config key 'train.optimiser'",
+    ),
+    Case(
+        "set7-V03-resume-override-error-names-the-override",
+        "resume {copy} eval.final_split=trian",
+        "error: override eval.final_split=trian: eval.final_split: 'trian' is not a valid choice",
+        partial_run(),
+    ),
 ]
 
 

@@ -193,7 +193,7 @@ def test_study_arms_and_the_study_base_are_checked(tmp_path: Path):
 
     # the preset's own keys (model.hidden) are not the user's: another type is accepted
     spec(methods=["plain", "bn_vae"], overrides=["model.type=conv"]).validate()
-    with pytest.raises(ConfigError, match=r"^--data synthetic_blobs: model.channels: not read by model.type=mlp"):
+    with pytest.raises(ConfigError, match=r"^--set model.channels=\[8\]: model.channels: not read by model.type=mlp"):
         spec(overrides=["model.channels=[8]"])
     # an arm's own setting that its posterior does not read, named by the arm
     with pytest.raises(ConfigError) as e:

@@ -13,6 +13,7 @@ Modules below the config layer import those modules, not this one.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,26 @@ def run_config(data: dict[str, Any]) -> RunConfig:
     return validate_config(from_dict(RunConfig, data))
 
 
+def attribute_error(error: ConfigError, where: str, overrides: list[str], flag: str = "override") -> ConfigError:
+    """The one-line error of a config read from ``where`` (a file, ``--data X``; "" for none) with command-line
+    ``overrides``, prefixed with what gave the value at fault: the override whose key the message names (the
+    longest such key, a parent of the named key included: ``override objective.beta=2: objective.beta: ...``;
+    ``flag`` names the option, e.g. ``--set``), else ``where``, since the value came from the file. Without a
+    file the error is left as it is."""
+    msg = str(error)
+    if not where:  # no file: every value is an override's or a default, as the message's key says
+        return error
+    blamed: tuple[str, str] | None = None
+    for item in expand_overrides(overrides):
+        key = item.partition("=")[0].strip()
+        named = key and re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", msg)
+        if named and (blamed is None or len(key) > len(blamed[0])):
+            blamed = (key, item)
+    if blamed is not None:
+        return ConfigError(f"{flag} {blamed[1]}: {msg}")
+    return ConfigError(f"{where}: {msg}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it. A run
     folder's config.yaml may be given: its ``_meta`` provenance block is not part of the config and is dropped."""
@@ -62,12 +83,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     written = written_part(data, saved)
     data = apply_overrides(data, overrides or [])
     check_override_values(overrides or [])  # a bad value given on the command line is named as such
-    where = f"{path}: " if path is not None else ""
     try:
         cfg = run_config(data)
         check_written_keys(cfg, written, overrides or [])
     except ConfigError as e:
-        raise ConfigError(f"{where}{e}") from None
+        raise attribute_error(e, "" if path is None else str(path), overrides or []) from None
     return cfg
 
 
@@ -139,7 +159,7 @@ def load_saved_config(path: str | Path, overrides: list[str] | None = None) -> R
     try:
         cfg = run_config(data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise attribute_error(e, str(path), overrides or []) from None
     check_trained_data(path, cfg, meta, overrides or [])
     check_trained_config(path, cfg, meta, overrides or [])
     return cfg

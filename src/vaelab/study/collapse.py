@@ -46,6 +46,7 @@ from vaelab.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    attribute_error,
     check_written_keys,
     from_dict,
     parse_scalar,
@@ -181,7 +182,7 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
         cfg = run_config(raw)
         check_written_keys(cfg, written, list(overrides or []))  # each arm's own keys: SweepSpec.validate
     except ConfigError as e:
-        raise ConfigError(f"--data {data}: {e}") from None
+        raise attribute_error(e, f"--data {data}", list(overrides or []), flag="--set") from None
     text = is_text_data(cfg.data.name)  # a text model on images is refused when the config is read
     out = to_dict(cfg)
     out["train"]["progress"] = False
