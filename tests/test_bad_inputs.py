@@ -2142,6 +2142,68 @@ CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps,
 ]
 
 
+def _damaged_measurements(w: dict, tmp: Path) -> dict[str, str]:
+    """{dir}: a finished one-point sweep whose measurements.json was cut short (a copy that stopped halfway)."""
+    values = _small_sweep_folder(w, tmp)
+    (path,) = Path(values["dir"]).glob("points/*/measurements.json")
+    path.write_text(path.read_text()[:20])
+    return values
+
+
+CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damaged sweep folders
+    Case(
+        "set8-S16-sweep-fixed-key-also-in-the-grid",
+        "sweep {bad} --list --out {new}",
+        "train.lr is set in fixed and varied by grid, which replaces the fixed value at every point",
+        bad_sweep({"fixed": {"train.lr": 0.01}, "grid": {"train.lr": [0.001, 0.002]}}),
+    ),
+    Case(
+        "set8-S18-sweep-fixed-seed-and-seeds",
+        "sweep {bad} --list --out {new}",
+        "seed is set in fixed and varied by seeds",
+        bad_sweep({"fixed": {"seed": 7}, "seeds": [0, 1]}),
+    ),
+    Case(
+        "set8-S20-sweep-fixed-section-mapping-and-grid",
+        "sweep {bad} --list --out {new}",
+        "train.lr is set in fixed and varied by grid",
+        bad_sweep({"fixed": {"train": {"lr": 0.01}}, "grid": {"train.lr": [0.001, 0.002]}}),
+    ),
+    Case(
+        "set8-S13-sweep-two-variants-with-the-same-values",
+        "sweep {bad} --list --out {new}",
+        "variants 0 and 1 set the same values (model.latent_dim=2)",
+        bad_sweep({"variants": [{"model.latent_dim": 2}, {"model.latent_dim": 2}]}),
+    ),
+    Case(
+        "set8-P11-sweep-aggregate-measurements-cut-short",
+        "sweep-aggregate {dir}",
+        "measurements.json: not valid JSON",
+        _damaged_measurements,
+    ),
+    Case(
+        "set8-J13-study-set-train-epochs",
+        "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
+        "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",
+    ),
+    Case(
+        "set8-J14-study-set-max-steps-with-a-step-budget",
+        "study collapse --data {cfg} --methods plain --budget 5steps --set train.max_steps=2 --out {new}",
+        "train.max_steps is set by --budget (5 steps)",
+    ),
+    Case(
+        "set8-J08-study-method-set-train-epochs",
+        "study collapse --data {cfg} --methods plain --method-set plain:train.epochs=5 --out {new}",
+        "--method-set plain:train.epochs=5: train.epochs is set by --budget",
+    ),
+    Case(
+        "set8-J08-study-set-train-section-with-epochs",
+        "study collapse --data {cfg} --methods plain |--set=train={{epochs: 3, lr: 0.01}}| --out {new}",
+        "train.epochs is set by --budget",
+    ),
+]
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.skip:
@@ -2863,3 +2925,14 @@ def test_the_closing_lines_name_the_final_split(world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["split"] == "valid"
     assert "summary.json   final valid metrics" in out and "final test metrics" not in out, out
+
+
+def test_a_study_continues_under_the_same_budget_written_another_way(world, tmp_path, capsys):
+    """J16 (set 8): ``--budget 1ep`` then ``--budget 1`` (the same budget, as --help says) continues the study."""
+    base = ["study", "collapse", "--data", str(world["cfg"]), "--methods", "plain", "--iw-samples", "2"]
+    out = ["--out", str(tmp_path / "st"), "--no-report"]
+    assert run_cli([*base, "--budget", "1ep", *out], capsys)[0] == 0
+    code, err = run_cli([*base, "--budget", "1", *out], capsys)
+    assert code == 0, err
+    code, err = run_cli([*base, "--budget", "2", *out], capsys)
+    assert code == 2 and "budget='1', not '2'" in err, err

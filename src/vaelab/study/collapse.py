@@ -56,6 +56,7 @@ from vaelab.config import (
     written_part,
 )
 from vaelab.data import dataset_modality
+from vaelab.runconfig import expand_sections
 from vaelab.runfolder import read_json_object
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
 
@@ -255,12 +256,32 @@ def study_extra_metrics(base: dict[str, Any], text: bool) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+BUDGET_KEYS = ("train.epochs", "train.max_steps")
+"""The keys ``--budget`` sets for every method (:meth:`Budget.overrides`)."""
+
+
+def _check_budget_keys(req: StudyRequest, budget: Budget) -> None:
+    """Refuse ``--set`` or ``--method-set`` of a key the budget sets: the budget would drop a ``--set`` without a
+    word, and a ``--method-set`` would give one method another budget than the table states."""
+    given = [("--set", item, item) for item in req.overrides]
+    given += [("--method-set", item, item.partition(":")[2]) for item in req.method_overrides]
+    for option, item, assignment in given:
+        key, _, raw = assignment.partition("=")
+        for budget_key in BUDGET_KEYS:
+            if budget_key in expand_sections({key.strip(): parse_scalar(raw)}):
+                raise ConfigError(
+                    f"{option} {item}: {budget_key} is set by --budget ({budget}) for every method, so that they "
+                    "compare under one budget; change --budget instead (epochs: 3ep, steps: 500steps)"
+                )
+
+
 def study_spec(req: StudyRequest) -> dict[str, Any]:
     """The sweep (as a mapping for :func:`vaelab.sweep.spec_from_dict`) that runs the study."""
     budget = req.validate()
     base, text = base_config(req.data, req.overrides)
     cfg = from_dict(RunConfig, base)
     sets = req.method_sets()
+    _check_budget_keys(req, budget)
     variants = [{"name": m, **method_overrides(m, cfg, budget, text), **sets.get(m, {})} for m in req.methods]
     extras = study_extra_metrics(base, text)
     name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
@@ -279,6 +300,14 @@ def study_spec(req: StudyRequest) -> dict[str, Any]:
             "extra_metrics": extras,
         },
     }
+
+
+def _same_budget(old: Any, new: str) -> bool:
+    """Whether a stored ``--budget`` text means the same budget as ``new`` (``2``, ``2ep``, ``2 epochs``)."""
+    try:
+        return Budget.parse(old) == Budget.parse(new)
+    except ConfigError:
+        return False
 
 
 def run_study(
@@ -320,6 +349,8 @@ def run_study(
             was = old.get(key)
             if key == "seeds" and isinstance(was, list) and record[key][: len(was)] == was:
                 continue  # appended seeds: the finished points keep their meaning and are kept
+            if key == "budget" and _same_budget(was, record[key]):
+                continue  # 2, 2ep and "2 epochs" are one budget
             if was != record[key]:
                 raise ConfigError(
                     f"{out} holds a study with {key}={old.get(key)!r}, not {record[key]!r}; "

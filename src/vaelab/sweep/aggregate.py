@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.checkpoint import atomic_write_text
+from vaelab.errors import UserError
+from vaelab.runfolder import read_json_object
 from vaelab.sweep.claims import write_claims
 from vaelab.sweep.measure import MEASUREMENTS_FILE
 from vaelab.sweep.runner import ERROR_FILE, check_point_folder, display_state, load_stored_spec, point_dir
@@ -55,6 +57,18 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _measurements(folder: Path) -> dict[str, Any]:
+    """A completed point's measurements.json; one that cannot be read (a truncated copy) is an error naming it,
+    never a completed point without numbers."""
+    path = folder / MEASUREMENTS_FILE
+    try:
+        return read_json_object(path)
+    except UserError as e:
+        raise UserError(
+            f"{e}; delete it and run `vaelab sweep` on this folder again to measure the point again"
+        ) from None
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value)
@@ -73,7 +87,7 @@ def collect_rows(out: str | Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"index": point.index, "point": folder.name, "status": state}
         row.update({k: _cell(v) for k, v in point.params.items()})
         if state == "completed":
-            row.update({k: _cell(v) for k, v in _read_json(folder / MEASUREMENTS_FILE).items()})
+            row.update({k: _cell(v) for k, v in _measurements(folder).items()})
         row.update(training_record(folder))  # also for points measured before it was in measurements.json
         summary = _read_json(folder / "summary.json")
         if "train_time" in summary:

@@ -542,6 +542,20 @@ def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
                 f"{where}: {key} is varied by both {first} and {factor}; the later would overwrite the earlier at "
                 "every point: vary it in one of them"
             )
+    for key in spec.fixed:  # a fixed value that a factor replaces at every point is never used
+        if key in owners:
+            raise SweepError(
+                f"{where}: {key} is set in fixed and varied by {owners[key]}, which replaces the fixed value at "
+                f"every point: remove {key} from fixed (or stop varying it)"
+            )
+    seen: dict[tuple[tuple[str, str], ...], int] = {}
+    for i, var in enumerate(spec.variants):  # two variants that set the same values would train the same runs
+        same = seen.setdefault(tuple(sorted((k, repr(v)) for k, v in var.items() if k != "name")), i)
+        if same != i:
+            raise SweepError(
+                f"{where}: variants {same} and {i} set the same values ({_variant_text(var)}), so their points "
+                "would be the same runs: remove one or make them differ"
+            )
     for i, var in enumerate(spec.variants or [{}]):
         label = f"variant {var['name']}" if "name" in var else f"variant {i}"
         keys = [("fixed", k) for k in spec.fixed] + [(label, k) for k in var if k != "name"]
@@ -557,6 +571,12 @@ def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
                         f"would silently overwrite the other; set {inner} in one place only (inside the values of "
                         f"{outer}, or {outer}'s other keys one by one)"
                     )
+
+
+def _variant_text(variant: dict[str, Any]) -> str:
+    """A variant's values as overrides, for messages (``base values`` for one that sets nothing)."""
+    items = [f"{k}={yaml_value(v)}" for k, v in variant.items() if k != "name"]
+    return " ".join(items) or "base values"
 
 
 def load_sweep(path: str | Path, *, validate: bool = True) -> SweepSpec:
