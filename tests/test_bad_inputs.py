@@ -2182,6 +2182,18 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         _damaged_measurements,
     ),
     Case(
+        "set8-M12-world-size-without-torchrun",
+        "train {cfg} --out {new}",
+        "WORLD_SIZE=2 asks for 2 data-parallel processes, but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are not set",
+        env={"WORLD_SIZE": "2"},
+    ),
+    Case(
+        "set8-M12-world-size-not-a-number",
+        "train {cfg} --out {new}",
+        "environment variable WORLD_SIZE='two' must be a number of processes",
+        env={"WORLD_SIZE": "two"},
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",
@@ -2607,6 +2619,25 @@ API_CASES += [  # the seventh fresh set (h16s7)
         "set7-T12-train-override-data-valid-size",
         lambda out, w: vaelab_api().train(tiny_factory, _X, out, overrides=[*_API_FAST, "data.valid_size=10000"]),
         "override 'data.valid_size=10000', which vaelab.train does not read",
+    ),
+]
+
+
+API_CASES += [  # the eighth fresh set (h16s8)
+    (
+        "set8-Y15-tensor-data-negative-split-seed",
+        lambda out, w: vaelab_api().tensor_data(_X, split_seed=-1),
+        "split_seed must be an integer in [0,",
+    ),
+    (
+        "set8-Y24-train-on-an-empty-valid-split",
+        lambda out, w: vaelab_api().train(tiny_factory, vaelab_api().tensor_data(_X, _X[:0]), out, overrides=_API_FAST),
+        "data valid: the given valid split holds 0 examples",
+    ),
+    (
+        "set8-Y24-token-data-empty-test-split",
+        lambda out, w: vaelab_api().token_data([[1, 2, 3]] * 20, test=[]),
+        "data test: the given test split holds 0 examples",
     ),
 ]
 

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from vaelab.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -36,12 +38,39 @@ class DistInfo:
         return self.world_size > 1
 
 
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""What ``torchrun`` sets for each process besides ``WORLD_SIZE``."""
+
+
+def torchrun_world_size() -> int:
+    """The number of processes ``torchrun`` started (env ``WORLD_SIZE``, 1 when unset), checked: a value that is not
+    a count, or ``WORLD_SIZE`` > 1 without the other variables torchrun sets (left over in a shell or a job script),
+    is a one-line :class:`~vaelab.errors.UserError` naming the variable."""
+    raw = os.environ.get("WORLD_SIZE", "1").strip()
+    how = "start vaelab with torchrun (torchrun --nproc_per_node N -m vaelab ...), or unset WORLD_SIZE"
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"environment variable WORLD_SIZE={raw!r} must be a number of processes >= 1; {how}")
+    world = int(raw)
+    if world > 1:
+        missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name, "").strip()]
+        if missing:
+            raise UserError(
+                f"environment variable WORLD_SIZE={world} asks for {world} data-parallel processes, but "
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; {how}"
+            )
+        for name in ("RANK", "LOCAL_RANK"):
+            value = os.environ[name].strip()
+            if not value.isdigit() or int(value) >= world:
+                raise UserError(f"environment variable {name}={value!r} must be an integer in [0, {world - 1}]; {how}")
+    return world
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group ``torchrun`` describes (env WORLD_SIZE > 1), else run as a single process.
 
     Backend: NCCL on CUDA, gloo on CPU.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = torchrun_world_size()
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():

@@ -50,6 +50,7 @@ from vaelab.data.base import (
 from vaelab.data.config import BINARIZE_MODES, DataConfig
 from vaelab.data.text import SPECIALS
 from vaelab.errors import UserError
+from vaelab.rules import SEED, check
 
 TOKEN_OFFSET = len(SPECIALS)
 """A user's token id t is t + TOKEN_OFFSET (= 4) inside vaelab's token batches (ids 0..3: <pad> <s> </s> <unk>)."""
@@ -359,9 +360,14 @@ def _prepare(
     test_fraction: float,
     split_seed: int,
 ) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
+    check("split_seed", split_seed, SEED)
     part = _array_part if kind == "arrays" else _token_part
     given = {"train": train, "valid": valid, "test": test}
     parts = {k: part(v, f"data {k}") for k, v in given.items() if v is not None}
+    for k in ("valid", "test"):  # an empty split given on purpose is a slicing slip: none is said with a fraction
+        if k in parts and len(parts[k][0]) == 0:
+            none = "valid_fraction=0 for no validation split" if k == "valid" else "it out to hold one out of train"
+            raise UserError(f"data {k}: the given {k} split holds 0 examples; give examples, or leave {none}")
     rules: dict[str, str] = {}
     missing = [k for k in ("test", "valid") if k not in parts]
     if missing:
