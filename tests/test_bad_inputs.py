@@ -2194,6 +2194,20 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         env={"WORLD_SIZE": "two"},
     ),
     Case(
+        "set8-G05-corpus-line-of-200000-words",
+        T_BAD,
+        "train.txt:3: a sentence of 200,000 words (at most 10,000",
+        corpus_edit(lambda w: {"train.txt": "\n".join([*_lines(w)[:2], " ".join(["w"] * 200_000), *_lines(w)[2:]])}),
+    ),
+    T("objective.regulariser=free_bits_batch", "objective.regulariser=free_bits_batch without objective.free_bits"),
+    Case(
+        "set8-E07-aggressive-patience-under-first-decrease",
+        "train {cfg} train.strategy=aggressive |train.strategy_options={{rule: first_decrease, patience: 3}}| "
+        "--out {new}",
+        "train.strategy_options.patience: not read by rule=first_decrease",
+    ),
+    T("eval.extras_every_epoch=true", "eval.extras_every_epoch=true measures eval.extra_metrics every epoch"),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

@@ -400,6 +400,35 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
                 raise e from None
     for check in _choice_checks(given):
         check(final)
+    _check_unread_settings(cfg, _section(merged, "objective"))
+
+
+FREE_BITS_REGULARISERS = ("free_bits_batch", "free_bits_fine")
+
+
+def _check_unread_settings(cfg: RunConfig, objective: dict[str, Any]) -> None:
+    """Settings of a fresh config that would change nothing given its other keys: an aggressive strategy's
+    ``patience`` under ``rule: first_decrease``, ``eval.extras_every_epoch`` without extra metrics, and a free-bits
+    regulariser whose ``objective.free_bits`` was never written (its default 0 is the plain KL). ``objective``: the
+    objective section the user wrote, overrides applied."""
+    options = cfg.train.strategy_options or {}
+    if cfg.train.strategy == "aggressive" and "patience" in options:
+        rule = options.get("rule", "patience")
+        if rule != "patience":
+            raise ConfigError(
+                f"train.strategy_options.patience: not read by rule={rule} (only by rule=patience); remove it or "
+                "set train.strategy_options.rule=patience"
+            )
+    if cfg.eval.extras_every_epoch and not cfg.eval.extra_metrics:
+        raise ConfigError(
+            "eval.extras_every_epoch=true measures eval.extra_metrics every epoch, but eval.extra_metrics is empty; "
+            "add the metrics (e.g. eval.extra_metrics=[holes]) or remove eval.extras_every_epoch"
+        )
+    if cfg.objective.regulariser in FREE_BITS_REGULARISERS and "free_bits" not in objective:
+        raise ConfigError(
+            f"objective.regulariser={cfg.objective.regulariser} without objective.free_bits: its default 0 makes "
+            "it the plain KL; set objective.free_bits (nats) or use objective.regulariser=kl"
+        )
 
 
 def _choice_checks(source: dict[str, Any]) -> list[Callable[[tuple[Any, Any, Any]], None]]:

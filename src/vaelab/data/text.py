@@ -235,6 +235,29 @@ def _apply_length_limits(
     return out, pos, counts
 
 
+MAX_SENTENCE_WORDS = 10_000
+"""The most words a sentence may hold after the length limits (as ``--max-length`` of the generation commands): a
+longer "sentence" is a file without line breaks or a paragraph per line, whose padded batches would not fit in
+memory; ``data.max_length`` truncates or drops such lines."""
+
+
+def _check_sentence_lengths(
+    sentences: list[list[str]], lines: list[int], role: str, folder: Path, files: dict[str, str]
+) -> None:
+    """Refuse a split whose longest sentence (after ``data.max_length``) exceeds :data:`MAX_SENTENCE_WORDS`,
+    naming its file and line, before any run folder is written."""
+    if not sentences:
+        return
+    i = max(range(len(sentences)), key=lambda k: len(sentences[k]))
+    if len(sentences[i]) > MAX_SENTENCE_WORDS:
+        source = folder / files[role if role in files else "train"]
+        raise DataError(
+            f"{source}:{lines[i]}: a sentence of {len(sentences[i]):,} words (at most {MAX_SENTENCE_WORDS:,}: one "
+            "sentence per line is expected); split the text into sentences, or set data.max_length (with "
+            "data.length_policy=drop to skip such lines)"
+        )
+
+
 RawSplit = tuple[list[list[str]], list[int] | None, list[int]]
 """A split as read, before the vocabulary: its sentences (words), labels (None without) and file line numbers."""
 
@@ -444,6 +467,7 @@ def _encode_splits(
                 f"{cfg.min_length}, data.max_length={cfg.max_length}, data.length_policy={cfg.length_policy}); "
                 "loosen them"
             )
+        _check_sentence_lengths(kept, [lines[i] for i in pos], role, folder, files)
         encoded = [vocab.encode(s) for s in kept]
         split = TextSplit.from_sentences(encoded, None if ys is None else [ys[i] for i in pos], [lines[i] for i in pos])
         n_words = split.num_words
