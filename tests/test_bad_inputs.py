@@ -2208,6 +2208,18 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
     ),
     T("eval.extras_every_epoch=true", "eval.extras_every_epoch=true measures eval.extra_metrics every epoch"),
     Case(
+        "set8-F-npz-channels-last-without-image-shape",
+        T_BAD,
+        "images of shape (6, 6, 3) look channels-last (N, H, W, C)",
+        bad_npz(_channels_last, image_shape=None),
+    ),
+    Case(
+        "set8-F-npz-two-default-keys-of-the-train-split",
+        T_BAD,
+        "arrays 'train', 'x_train' are each a default key of the train split",
+        bad_npz(lambda r: {"train": _bits(r, 64), "x_train": _bits(r, 32), "test": _bits(r, 16)}),
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

@@ -330,6 +330,11 @@ def finalize(
     )
 
 
+CHANNEL_COUNTS = (1, 3, 4)
+"""Channel counts of images (grey, RGB, RGBA): a 4-D array whose last axis is one of them and whose second is not
+is stored channels-last."""
+
+
 def images_to_split(
     x: np.ndarray,
     y: np.ndarray | None,
@@ -369,6 +374,15 @@ def images_to_split(
             )
     elif x.ndim == 4:
         shape = tuple(int(d) for d in x.shape[1:])  # type: ignore[assignment]
+        if shape[2] in CHANNEL_COUNTS and shape[0] not in CHANNEL_COUNTS:  # (N, H, W, C) read as (C, H, W)
+            raise data_error(
+                source,
+                f"images of shape {shape} look channels-last (N, H, W, C), which would be read as {shape[0]} "
+                f"channels of {shape[1]}x{shape[2]} images",
+                f"(N, C, H, W): store np.moveaxis(x, -1, 1), or set data.image_shape={list(shape)} if they "
+                "really are channels first",
+                where,
+            )
     elif x.ndim == 3:
         shape = (1, int(x.shape[1]), int(x.shape[2]))
     else:

@@ -207,9 +207,16 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
                     )
                 keys[role] = key
             else:
-                found = next((k for k in NPZ_DEFAULT_KEYS[role] if k in present), None)
-                if found is not None:
-                    keys[role] = found
+                found = [k for k in NPZ_DEFAULT_KEYS[role] if k in present]
+                if len(found) > 1:  # which one is meant cannot be guessed
+                    raise data_error(
+                        path,
+                        f"arrays {', '.join(repr(k) for k in found)} are each a default key of the {role} split",
+                        f"the one to use named in data.files.{role}",
+                        where,
+                    )
+                if found:
+                    keys[role] = found[0]
         for role in ("train", "test"):
             if role not in keys:
                 raise data_error(
