@@ -2220,6 +2220,11 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         bad_npz(lambda r: {"train": _bits(r, 64), "x_train": _bits(r, 32), "test": _bits(r, 16)}),
     ),
     Case(
+        "set8-M10-train-out-inside-a-run-folder",
+        "train {cfg} --out {run}/checkpoints",
+        "checkpoints lies inside the run folder",
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",
@@ -2650,6 +2655,11 @@ API_CASES += [  # the seventh fresh set (h16s7)
 
 
 API_CASES += [  # the eighth fresh set (h16s8)
+    (
+        "set8-M10-api-train-out-inside-a-run-folder",
+        lambda out, w: vaelab_api().train(tiny_factory, _X, w["run"] / "sub", overrides=_API_FAST),
+        "sub lies inside the run folder",
+    ),
     (
         "set8-Y15-tensor-data-negative-split-seed",
         lambda out, w: vaelab_api().tensor_data(_X, split_seed=-1),

@@ -249,6 +249,9 @@ class RunFolder:
         for marker, kind in (("sweep.yaml", "sweep"), ("study.json", "study"), ("points", "sweep")):
             if (root / marker).exists():
                 return f"{root} is a {kind} folder ({marker}), not a run folder; choose another --out"
+        for parent in Path(os.path.abspath(root)).parents:  # a run inside another run's folder (its checkpoints/)
+            if (parent / "config.yaml").is_file() and _saved_by_vaelab(parent / "config.yaml"):
+                return f"{root} lies inside the run folder {parent}, which it would mix with; choose another --out"
         if self.config.is_file() and not _saved_by_vaelab(self.config):
             return (
                 f"{self.config} is not a config.yaml that vaelab wrote (no _meta block): a run here would overwrite "
