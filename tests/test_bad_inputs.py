@@ -2225,6 +2225,16 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         "checkpoints lies inside the run folder",
     ),
     Case(
+        "set8-O03-sweep-reuse-without-a-folder",
+        "sweep {sweep_ok} --reuse --out {new}",
+        "argument --reuse: expected at least one argument",
+    ),
+    Case(
+        "set8-O03-study-set-without-an-item",
+        "study collapse --data {cfg} --methods plain --set --out {new}",
+        "argument --set: expected at least one argument",
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

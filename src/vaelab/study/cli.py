@@ -139,14 +139,14 @@ def add_study_parser(subparsers: Any) -> None:
     )
     c.add_argument(
         "--set",
-        nargs="*",
+        nargs="+",  # at least one: an empty list is an unset shell variable, not a request
         action="extend",
         metavar="KEY=VALUE",
         help="overrides of the base config (data.train_size=...); may be repeated",
     )
     c.add_argument(
         "--method-set",
-        nargs="*",
+        nargs="+",  # at least one: an empty list is an unset shell variable, not a request
         action="extend",
         metavar="METHOD:KEY=VALUE",
         help="overrides for some methods only, e.g. aggressive,aggressive_anneal:train.strategy_options."
@@ -166,7 +166,7 @@ def add_study_parser(subparsers: Any) -> None:
     c.add_argument("--retry-failed", action="store_true", help="run methods recorded as failed again")
     c.add_argument(
         "--reuse",
-        nargs="*",
+        nargs="+",  # at least one: an empty list is an unset shell variable, not a request
         action="extend",
         metavar="DIR",
         help="earlier study or sweep folders: a run there with the same config (seed included) is copied in, "

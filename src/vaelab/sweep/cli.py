@@ -186,7 +186,7 @@ def add_sweep_parsers(subparsers: Any) -> None:
     s.add_argument("--retry-failed", action="store_true", help="run points recorded as failed again")
     s.add_argument(
         "--reuse",
-        nargs="*",
+        nargs="+",  # at least one: an empty list is an unset shell variable, not a request
         action="extend",
         metavar="DIR",
         help="other sweep or study folders: a point there with the same run config (seed included) is copied in, "
