@@ -2671,6 +2671,16 @@ API_CASES += [  # the eighth fresh set (h16s8)
         "sub lies inside the run folder",
     ),
     (
+        "set8-Y12-diagnosis-unknown-model-type",
+        lambda out, w: vaelab_api().diagnosis({"rate": 0.1, "kl_per_dim": [0.1]}, model_type="foo"),
+        "model_type must be one of conv, custom",
+    ),
+    (
+        "set8-Y12-diagnosis-model-type-of-a-run-folder",
+        lambda out, w: vaelab_api().diagnosis(w["run"], model_type="pixelcnn"),
+        "model_type is read from the run folder's config.yaml",
+    ),
+    (
         "set8-Y15-tensor-data-negative-split-seed",
         lambda out, w: vaelab_api().tensor_data(_X, split_seed=-1),
         "split_seed must be an integer in [0,",

@@ -720,10 +720,17 @@ def diagnosis(source: str | Path | Mapping[str, Any], *, model_type: str | None 
     ``findings``, ``recommendations``, ``text()``) of a run folder (as ``vaelab diagnose DIR``, which writes
     DIR/diagnosis.md) or of a metrics dict from :func:`evaluate` (it needs ``kl_per_dim``; add
     :func:`hole_metrics` for the hole findings)."""
+    from vaelab.checks import RULES, check
     from vaelab.diagnose import diagnose_metrics, diagnose_run
 
+    if model_type is not None:
+        check("model_type", model_type, RULES["model.type"])
     if isinstance(source, Mapping):
         return diagnose_metrics(dict(source), model_type=model_type)
+    if model_type is not None:  # a run folder's config.yaml says which model it trained
+        raise UserError(
+            "model_type is read from the run folder's config.yaml; pass model_type only with a metrics dict"
+        )
     return diagnose_run(_folder_path(source, "source"))
 
 
