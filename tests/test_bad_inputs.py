@@ -2235,6 +2235,12 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         "argument --set: expected at least one argument",
     ),
     Case(
+        "set8-P01-plot-sweep-without-beta-lists-the-parameters-only",
+        "plot-sweep {dir}",
+        "the sweep varies no beta (its parameters: none), which the figures plot against; pass --beta-key",
+        _small_sweep_folder,
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

@@ -44,7 +44,12 @@ def find_beta_key(columns: list[str]) -> str:
     for c in columns:
         if "beta" in c:
             return c
-    raise ConfigError(f"no beta column among the sweep's parameters {columns}; pass --beta-key")
+    params = [c for c in columns if "." in c or c in ("seed", "variant")]  # not the measured columns
+    raise ConfigError(
+        f"the sweep varies no beta (its parameters: {', '.join(params) or 'none'}), which the figures plot "
+        "against; pass --beta-key "
+        "with the parameter to use"
+    )
 
 
 def group_keys(out: str | Path, beta_key: str) -> list[str]:
