@@ -2241,6 +2241,12 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         _small_sweep_folder,
     ),
     Case(
+        "set8-N14-resume-extras-every-epoch-without-extra-metrics",
+        "resume {copy} |eval={{extras_every_epoch: true}}|",
+        "eval.extras_every_epoch=true measures eval.extra_metrics every epoch, but eval.extra_metrics is empty",
+        partial_run(),
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

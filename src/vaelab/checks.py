@@ -406,6 +406,16 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
 FREE_BITS_REGULARISERS = ("free_bits_batch", "free_bits_fine")
 
 
+def check_extras_every_epoch(cfg: RunConfig) -> None:
+    """``eval.extras_every_epoch`` needs ``eval.extra_metrics`` to measure (a fresh config, or resume's overrides of
+    either key); else it would change nothing."""
+    if cfg.eval.extras_every_epoch and not cfg.eval.extra_metrics:
+        raise ConfigError(
+            "eval.extras_every_epoch=true measures eval.extra_metrics every epoch, but eval.extra_metrics is empty; "
+            "add the metrics (e.g. eval.extra_metrics=[holes]) or remove eval.extras_every_epoch"
+        )
+
+
 def _check_unread_settings(cfg: RunConfig, objective: dict[str, Any]) -> None:
     """Settings of a fresh config that would change nothing given its other keys: an aggressive strategy's
     ``patience`` under ``rule: first_decrease``, ``eval.extras_every_epoch`` without extra metrics, and a free-bits
@@ -419,11 +429,7 @@ def _check_unread_settings(cfg: RunConfig, objective: dict[str, Any]) -> None:
                 f"train.strategy_options.patience: not read by rule={rule} (only by rule=patience); remove it or "
                 "set train.strategy_options.rule=patience"
             )
-    if cfg.eval.extras_every_epoch and not cfg.eval.extra_metrics:
-        raise ConfigError(
-            "eval.extras_every_epoch=true measures eval.extra_metrics every epoch, but eval.extra_metrics is empty; "
-            "add the metrics (e.g. eval.extra_metrics=[holes]) or remove eval.extras_every_epoch"
-        )
+    check_extras_every_epoch(cfg)
     if cfg.objective.regulariser in FREE_BITS_REGULARISERS and "free_bits" not in objective:
         raise ConfigError(
             f"objective.regulariser={cfg.objective.regulariser} without objective.free_bits: its default 0 makes "

@@ -66,10 +66,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from vaelab.checks import RESUME_KEYS, check_device_available, check_override_keys
+    from vaelab.checks import RESUME_KEYS, check_device_available, check_extras_every_epoch, check_override_keys
     from vaelab.config import ConfigError, load_saved_config
     from vaelab.oserrors import check_output_folder
     from vaelab.run import check_trained_data_content
+    from vaelab.runconfig import expand_overrides
     from vaelab.runfolder import RunFolder
     from vaelab.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
@@ -91,6 +92,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"{folder.last} does not exist: the run never reached its first checkpoint; train it again"
         )
     cfg = load_saved_config(folder.config, args.overrides)
+    if any(
+        o.split("=", 1)[0].strip() in ("eval.extras_every_epoch", "eval.extra_metrics")
+        for o in expand_overrides(args.overrides)
+    ):
+        check_extras_every_epoch(cfg)
     for read in (folder.read_metrics, folder.read_steps):  # a damaged log is refused now, before "resuming ..."
         read()
     check_output_folder(folder.root, flag="run folder")
