@@ -3035,3 +3035,20 @@ def test_a_study_continues_under_the_same_budget_written_another_way(world, tmp_
     assert code == 0, err
     code, err = run_cli([*base, "--budget", "2", *out], capsys)
     assert code == 2 and "budget='1', not '2'" in err, err
+
+
+def test_a_fixed_value_that_some_variants_change_is_a_default_and_still_works(world, tmp_path):
+    """S16 (set 8) refuses a key in ``fixed`` that every point replaces; a key that only some variants set keeps its
+    fixed value at the others, which is what it says."""
+    spec = load_sweep(
+        _yaml(
+            tmp_path / "fixed_default.yaml",
+            {
+                "name": "s",
+                "base": str(world["cfg"]),
+                "fixed": {"model.latent_dim": 2},
+                "variants": [{"name": "a", "model.latent_dim": 3}, {"name": "b"}],
+            },
+        )
+    )
+    assert [p.overrides for p in spec.points()] == [("model.latent_dim=3",), ("model.latent_dim=2",)]

@@ -542,8 +542,9 @@ def _check_factors_disjoint(spec: SweepSpec, where: str) -> None:
                 f"{where}: {key} is varied by both {first} and {factor}; the later would overwrite the earlier at "
                 "every point: vary it in one of them"
             )
+    in_every_variant = set.intersection(*(set(var) for var in spec.variants)) if spec.variants else set()
     for key in spec.fixed:  # a fixed value that a factor replaces at every point is never used
-        if key in owners:
+        if key in owners and (owners[key] != "variants" or key in in_every_variant):
             raise SweepError(
                 f"{where}: {key} is set in fixed and varied by {owners[key]}, which replaces the fixed value at "
                 f"every point: remove {key} from fixed (or stop varying it)"
