@@ -2247,6 +2247,16 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         partial_run(),
     ),
     Case(
+        "set8-M10-sweep-out-inside-a-run-folder",
+        "sweep {sweep_ok} --workers 1 --out {run}/sw",
+        "sw lies inside the run folder",
+    ),
+    Case(
+        "set8-M10-study-out-inside-a-run-folder",
+        "study collapse --data {cfg} --methods plain --out {run}/st",
+        "st lies inside the run folder",
+    ),
+    Case(
         "set8-J13-study-set-train-epochs",
         "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",

@@ -249,9 +249,8 @@ class RunFolder:
         for marker, kind in (("sweep.yaml", "sweep"), ("study.json", "study"), ("points", "sweep")):
             if (root / marker).exists():
                 return f"{root} is a {kind} folder ({marker}), not a run folder; choose another --out"
-        for parent in Path(os.path.abspath(root)).parents:  # a run inside another run's folder (its checkpoints/)
-            if (parent / "config.yaml").is_file() and _saved_by_vaelab(parent / "config.yaml"):
-                return f"{root} lies inside the run folder {parent}, which it would mix with; choose another --out"
+        if (parent := enclosing_run(root)) is not None:  # a run inside another run's folder (its checkpoints/)
+            return f"{root} lies inside the run folder {parent}, which it would mix with; choose another --out"
         if self.config.is_file() and not _saved_by_vaelab(self.config):
             return (
                 f"{self.config} is not a config.yaml that vaelab wrote (no _meta block): a run here would overwrite "
@@ -324,6 +323,15 @@ class RunFolder:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
         return read_json_object(path)
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run folder (a folder with a config.yaml that vaelab wrote) that ``path`` lies inside, if any: a run,
+    sweep or study written there would mix with that run's files."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if (parent / "config.yaml").is_file() and _saved_by_vaelab(parent / "config.yaml"):
+            return parent
+    return None
 
 
 def _saved_by_vaelab(path: Path) -> bool:

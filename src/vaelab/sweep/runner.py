@@ -47,6 +47,7 @@ from vaelab.checkpoint import atomic_write_text
 from vaelab.config import ConfigError, load_saved_config, read_yaml, run_config, to_dict
 from vaelab.errors import builtin_type_name
 from vaelab.rules import Int, Num, check, option
+from vaelab.runfolder import enclosing_run
 from vaelab.runlock import acquire_lock, pid_alive, release_lock
 from vaelab.sweep.measure import MEASUREMENTS_FILE, measure_run
 from vaelab.sweep.spec import (
@@ -153,6 +154,8 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
     """Refuse, changing nothing, a folder ``out`` that ``spec`` cannot run in: one that holds a run (a run folder
     is not a sweep folder) or a different sweep (:func:`prepare_out`). Returns the stored sweep, if any."""
     out = Path(out)
+    if (parent := enclosing_run(out)) is not None:
+        raise SweepError(f"{out} lies inside the run folder {parent}, which it would mix with; choose another --out")
     stored_path = out / SWEEP_FILE
     if not stored_path.is_file():
         held = [name for name in ("config.yaml", "checkpoints", "summary.json") if (out / name).exists()]
