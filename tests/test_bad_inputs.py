@@ -368,6 +368,16 @@ CASES: list[Case] = [
     Case("evaluate-eval-size-0", "evaluate {run} data.eval_size=0", "data.eval_size"),
     Case("evaluate-eval-size-neg", "evaluate {run} data.eval_size=-5", "data.eval_size"),
     Case("evaluate-iw-chunk", "evaluate {run} eval.iw_chunk=0", "eval.iw_chunk"),
+    Case(
+        "set9-evaluate-extras-every-epoch",
+        "evaluate {run} eval.extras_every_epoch=true",
+        "vaelab evaluate does not read eval.extras_every_epoch",
+    ),
+    Case(
+        "set9-evaluate-eval-size-of-train",
+        "evaluate {run} --split train data.eval_size=5",
+        "data.eval_size subsets the valid and test splits, not --split train",
+    ),
     Case("evaluate-precision-unknown", "evaluate {run} train.precision=fp64", "train.precision"),
     Case("evaluate-model-key", "evaluate {run} model.hidden=[8]", "model.hidden"),
     Case("evaluate-train-key", "evaluate {run} train.lr=1", "train.lr"),
@@ -959,6 +969,12 @@ CASES += [
         "train {bad} --out {new}",
         "data.unk_token='_UNK' occurs 0 times in the training file",
         bad_corpus({}, unk_token="_UNK"),
+    ),
+    Case(
+        "set9-valid-size-with-a-valid-file",
+        "train {bad} --out {new}",
+        "data.valid_size=20 is not read: text's validation split is the file",
+        bad_corpus({}, valid_size=20),
     ),
     Case(
         "set7-unk-token-case-slip",

@@ -136,6 +136,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "vaelab evaluate measures the split given by --split (default test), not eval.final_split (the split of "
             "a run's final evaluation); use --split"
         )
+    if "eval.extras_every_epoch" in given:  # a training loop's setting: evaluate has no epochs
+        raise ConfigError(
+            "vaelab evaluate does not read eval.extras_every_epoch (extra metrics at every training epoch): it "
+            "measures eval.extra_metrics once; remove the override"
+        )
+    if "data.eval_size" in given and args.split == "train":  # eval_size subsets valid and test only
+        raise ConfigError(
+            "data.eval_size subsets the valid and test splits, not --split train, which is measured whole; remove "
+            "the override or measure --split valid/test"
+        )
     if "eval.iw_samples" in given and args.iw_samples is not None:
         raise ConfigError("--iw-samples and eval.iw_samples both set K of the IW-NLL; give one of them")
     if Path(args.dir).is_dir():

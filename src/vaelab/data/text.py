@@ -276,6 +276,12 @@ def load_text_corpus(
     (:func:`_encode_splits`), then ``train_size`` and ``eval_size`` (:func:`_subset_splits`) and the classes."""
     check_data(cfg)  # as load_dataset does: this function is public
     _check_roles(name, files)
+    if "valid" in files and cfg.valid_size != DataConfig.valid_size:  # the file is the split: the key is unread
+        raise ConfigError(
+            f"data.valid_size={cfg.valid_size} is not read: {name}'s validation split is the file "
+            f"{folder / files['valid']}; remove data.valid_size (or the validation file, to hold out training "
+            "sentences instead)"
+        )
     info: dict[str, Any] = {"name": name, "format": cfg.format, "folder": str(folder), "files": {}}
     parsed = _read_files(cfg, folder, files, where, standard, info)
     raw = _raw_splits(name, cfg, parsed, info)
