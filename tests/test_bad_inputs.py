@@ -963,6 +963,7 @@ CASES += [
         "--method-set",
     ),
     Case("study-budget-in-minutes", "study collapse --data {cfg} --budget 10min --out {new}", "--budget"),
+    Case("set9-study-empty-name", "study collapse --data {cfg} --name || --out {new}", "--name is empty"),
     # ---- text corpora ----
     Case(
         "set7-unk-token-not-in-corpus",
@@ -2687,6 +2688,22 @@ API_CASES += [  # the seventh fresh set (h16s7)
         "overrides must be a list of 'key=value' strings, got the string",
     ),
     ("set7-T15-run-of-a-number", lambda out, w: vaelab_api().Run(5), "path must be a folder's path"),
+    (
+        "set9-q04-train-into-an-empty-out",
+        lambda out, w: vaelab_api().train(tiny_factory, vaelab_api().tensor_data(_X), ""),
+        "out is empty: give a folder's path",
+    ),
+    ("set9-run-of-an-empty-path", lambda out, w: vaelab_api().Run(""), "path is empty"),
+    (
+        "set9-q11-as-vae-other-latent-dim",
+        lambda out, w: vaelab_api().as_vae(vaelab_api().load_run(w["run"]).model, latent_dim=99),
+        "as_vae: latent_dim=99, but the",
+    ),
+    (
+        "set9-p42-as-vae-negative-latent-dim",
+        lambda out, w: vaelab_api().as_vae(vaelab_api().load_run(w["run"]), latent_dim=-1),
+        "latent_dim",
+    ),
     (
         "set7-T12-train-config-data-valid-size",
         lambda out, w: vaelab_api().train(

@@ -26,6 +26,7 @@ token-id sequences, or an iterable of batches (tensors, ``(x, y)`` pairs, or obj
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -169,8 +170,11 @@ class Run:
 
 
 def _folder_path(path: Any, name: str) -> Path:
-    """A folder argument given as a str or an os.PathLike, as a Path (anything else refused, naming ``name``)."""
+    """A folder argument given as a str or an os.PathLike, as a Path (anything else refused, naming ``name``; an
+    empty one too: ``Path('')`` is the working directory, as the CLI's empty ``--out`` would be)."""
     if isinstance(path, str | PathLike) and not isinstance(path, bytes):
+        if not str(os.fspath(path)).strip():
+            raise ConfigError(f"{name} is empty: give a folder's path")
         return Path(path)
     raise ConfigError(f"{name} must be a folder's path (a str or Path), got {type(path).__name__}")
 
@@ -271,12 +275,10 @@ def train(
     from vaelab.training.trainer import Trainer
 
     overrides = _override_list(overrides)
-    if not isinstance(out, str | PathLike):
-        raise ConfigError(f"out must be the run folder's path (a str or Path), got {type(out).__name__}")
+    root = _folder_path(out, "out")
     spec = factory_spec(model)
     kwargs = _plain(model_kwargs or {})
     user = as_user_data(data)
-    root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"out={str(root)!r} is a file, not a folder; choose another run folder")
     if reason := RunFolder(root).holds_run():
@@ -343,10 +345,18 @@ def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | No
     a pair ``(encoder, decoder)``, or an encoder with ``decoder`` given. User modules are wrapped as in training
     (outputs checked, z of shape (S, B, D) handled). ``latent_dim`` defaults to the modules' ``latent_dim``
     attribute, else to the D the encoder returns for the batch ``example``."""
-    if isinstance(model, LoadedRun):
-        return model.model
-    if isinstance(model, VAE):
-        return model
+    if latent_dim is not None:
+        check("latent_dim", latent_dim, COUNT)
+    if isinstance(model, LoadedRun | VAE):
+        vae = model.model if isinstance(model, LoadedRun) else model
+        if decoder is not None:
+            raise UserError(f"as_vae: decoder= is for an encoder given alone, not a {type(model).__name__}")
+        if latent_dim is not None and latent_dim != vae.latent_dim:
+            raise UserError(
+                f"as_vae: latent_dim={latent_dim}, but the {type(model).__name__} has latent_dim={vae.latent_dim}; "
+                "leave latent_dim out"
+            )
+        return vae
     if decoder is None:
         if not (isinstance(model, tuple | list) and len(model) == 2):
             raise ContractTypeError(
@@ -354,8 +364,6 @@ def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | No
                 f"{type(model).__name__}"
             )
         model, decoder = model
-    if latent_dim is not None:
-        check("latent_dim", latent_dim, COUNT)
     d = latent_dim or getattr(model, "latent_dim", None) or getattr(decoder, "latent_dim", None)
     if d is None:
         if example is None:

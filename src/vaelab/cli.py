@@ -327,6 +327,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
             args.sentences = [*args.sentences, *extra]  # `reconstruct DIR --max-length 5 "a sentence"`
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if isinstance(getattr(args, "name", None), str) and not args.name.strip():  # an unset shell variable
+        parser.error("--name is empty: give a name (or leave --name out for the default)")
     for dest, name in PATH_ARGUMENTS.items():
         if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
             parser.error(f"{name} is empty: give a file or folder name")
