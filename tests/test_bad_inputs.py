@@ -331,6 +331,11 @@ CASES: list[Case] = [
         "test split is empty",
     ),
     Case(
+        "set9-d45-npz-path-a-folder",
+        "train {cfg} data.name=npz data.path={plain_dir} data.image_shape=[1,6,6] --out {new}",
+        "names the folder",
+    ),
+    Case(
         "train-no-valid-but-early-stopping",
         "train {cfg} data.name=npz data.path={empty_test_npz} data.image_shape=[1,6,6] data.valid_size=0 "
         "eval.final_split=train train.early_stopping_patience=2 --out {new}",

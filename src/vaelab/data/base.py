@@ -117,6 +117,8 @@ def resolve_data_file(cfg: Any, expected: str) -> tuple[Path, str]:
     if not path.is_absolute():
         path = root / path
         where += f" relative to the {root_note(root, setting)}"
+    if path.is_dir():
+        raise ConfigError(f"data.path={cfg.path!r} names the folder {path}; name the {expected} in it")
     if not path.is_file():
         raise data_error(path, "not found", f"an {expected}", where)
     return path, where
