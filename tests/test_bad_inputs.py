@@ -132,6 +132,22 @@ def foreign(name: str) -> Callable[[dict, Path], dict[str, str]]:
     return setup
 
 
+def of_another_run(name: str, which: str = "run") -> Callable[[dict, Path], dict[str, str]]:
+    """A copy whose checkpoint is that of another run of the same config (``cp other/checkpoints/best.pt``): the
+    same weights' shapes, another run's id."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        d = _copy(w, tmp, which)
+        p = d / "checkpoints" / name
+        ckpt = torch.load(p, weights_only=True)
+        assert isinstance(ckpt["run_id"], str)
+        ckpt["run_id"] = "0123456789abcdef0123456789abcdef"
+        torch.save(ckpt, p)
+        return {"copy": str(d)}
+
+    return setup
+
+
 def tensor_only(name: str) -> Callable[[dict, Path], dict[str, str]]:
     def setup(w: dict, tmp: Path) -> dict[str, str]:
         d = _copy(w, tmp)
@@ -363,6 +379,7 @@ CASES: list[Case] = [
     ),
     Case("resume-truncated-last", "resume {copy}", "last.pt", truncated("last.pt")),
     Case("resume-foreign-last", "resume {copy}", "last.pt", foreign("last.pt")),
+    Case("resume-last-of-another-run", "resume {copy}", "last.pt belongs to another run", of_another_run("last.pt")),
     Case("resume-config-not-yaml", "resume {copy}", "config.yaml", config_text("train: [\n")),
     Case("resume-saved-bad-value", "resume {copy}", "train.batch_size", saved_value("train.batch_size", 0)),
     # ---- evaluate ----
@@ -391,6 +408,7 @@ CASES: list[Case] = [
     Case("evaluate-no-best", "evaluate {copy}", "best.pt", removed("best.pt")),
     Case("evaluate-truncated-best", "evaluate {copy}", "best.pt", truncated("best.pt")),
     Case("evaluate-foreign-best", "evaluate {copy}", "best.pt", foreign("best.pt")),
+    Case("evaluate-best-of-another-run", "evaluate {copy}", "best.pt belongs to another", of_another_run("best.pt")),
     Case("evaluate-tensor-not-checkpoint", "evaluate {copy}", "best.pt", tensor_only("best.pt")),
     Case("evaluate-truncated-last", "evaluate {copy} --checkpoint last", "last.pt", truncated("last.pt")),
     Case("evaluate-saved-bad-value", "evaluate {copy}", "config.yaml", saved_value("eval.iw_chunk", 0)),
@@ -408,6 +426,7 @@ CASES: list[Case] = [
     Case("sample-image-run", "sample {run}", "not a text run"),
     Case("sample-missing-folder", "sample {root}/nowhere", "nowhere"),
     Case("sample-truncated-best", "sample {copy}", "best.pt", truncated("best.pt", "text_run")),
+    Case("sample-best-of-another-run", "sample {copy}", "best.pt belongs to", of_another_run("best.pt", "text_run")),
     Case("reconstruct-samples-zero", "reconstruct {text_run} |the cat| --samples 0", "--samples"),
     Case("reconstruct-file-missing", "reconstruct {text_run} --file {root}/none.txt", "none.txt"),
     Case("reconstruct-file-folder", "reconstruct {text_run} --file {plain_dir}", "plain_dir"),
@@ -498,6 +517,12 @@ CASES: list[Case] = [
     Case("diagnose-missing", "diagnose {root}/nowhere", "nowhere"),
     Case("diagnose-split", "diagnose {run} --split dev", "--split"),
     Case("diagnose-truncated-best", "diagnose {copy} --evaluate", "best.pt", truncated("best.pt")),
+    Case(
+        "diagnose-best-of-another-run",
+        "diagnose {copy} --evaluate",
+        "best.pt belongs to another run",
+        of_another_run("best.pt"),
+    ),
     Case("report-missing", "report {root}/nowhere", "nowhere"),
     Case("report-out-a-folder", "report {run} --out {plain_dir}", "plain_dir"),
     Case("report-out-under-a-file", "report {run} --out {file}/r.html", "a_file.txt"),
@@ -1169,7 +1194,7 @@ CASES += [
     Case(
         "evaluate-checkpoint-of-another-run",
         "evaluate {copy}",
-        "does not fit the model",
+        "best.pt belongs to another run",
         edited_copy(lambda d, w: shutil.copy(w["text_run"] / "checkpoints" / "best.pt", d / "checkpoints" / "best.pt")),
     ),
     Case(
@@ -1540,7 +1565,7 @@ CASES += [
     Case(
         "folder3-resume-checkpoint-of-another-run",
         "resume {copy}",
-        "does not fit the model",
+        "last.pt belongs to another run",
         partial_run(lambda d, w: shutil.copy(w["text_run"] / "checkpoints" / "last.pt", d / "checkpoints" / "last.pt")),
     ),
     Case(

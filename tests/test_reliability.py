@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 import torch
 import yaml
 
+import vaelab
 from conftest import Crash, crash_at_step
 from vaelab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.cli import main
@@ -150,6 +152,69 @@ def test_a_truncated_checkpoint_is_one_line_naming_the_file(trained_run, capsys)
     assert main(["evaluate", str(trained_run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(best) in err[0] and "truncated" in err[0]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# run identity: a checkpoint belongs to the run folder whose config.yaml holds its run id
+
+
+def _meta_run_id(d: Path) -> str | None:
+    return yaml.safe_load((d / "config.yaml").read_text())["_meta"].get("run_id")
+
+
+def _ckpt_run_id(d: Path, name: str) -> str | None:
+    return torch.load(d / "checkpoints" / name, weights_only=True).get("run_id")
+
+
+def test_a_best_pt_copied_from_another_run_of_the_same_config_is_refused(tiny_config, tmp_path, capsys):
+    cfg = load_config(tiny_config(train={"epochs": 1}))
+    run, other = tmp_path / "run", tmp_path / "other"
+    Trainer(cfg, run).fit()
+    Trainer(cfg, other).fit()  # the same config, seed and architecture: only the run id differs
+    assert _meta_run_id(run) != _meta_run_id(other)
+    best = run / "checkpoints" / "best.pt"
+    shutil.copy(other / "checkpoints" / "best.pt", best)
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{best} belongs to another run" in err[0], err
+    assert _meta_run_id(other) in err[0] and _meta_run_id(run) in err[0]
+    assert not (run / "eval.json").exists()
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        vaelab.load_run(run)
+    vaelab.load_run(run, "last")  # its own last.pt still loads
+
+
+def test_resume_keeps_the_run_id_and_its_new_checkpoints_carry_it(tiny_config, tmp_path):
+    d = tmp_path / "run"
+    crash_at_step(Trainer(load_config(tiny_config()), d), 13)  # the last checkpoint is at step 12
+    run_id = _meta_run_id(d)
+    assert isinstance(run_id, str) and len(run_id) == 32
+    assert _ckpt_run_id(d, "last.pt") == run_id and _ckpt_run_id(d, "best.pt") == run_id
+    assert main(["resume", str(d)]) == 0
+    assert _meta_run_id(d) == run_id
+    last = torch.load(d / "checkpoints" / "last.pt", weights_only=True)
+    assert last["trainer"]["step"] > 12 and last["run_id"] == run_id
+    assert _ckpt_run_id(d, "best.pt") == run_id
+
+
+def test_folders_and_checkpoints_without_a_run_id_still_load(trained_run, capsys):
+    best = trained_run / "checkpoints" / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["run_id"] = "0123456789abcdef0123456789abcdef"  # another run's id ...
+    torch.save(ckpt, best)
+    config = trained_run / "config.yaml"
+    saved = config.read_text()
+    data = yaml.safe_load(saved)
+    del data["_meta"]["run_id"]  # ... but config.yaml written before run ids: nothing to compare
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["evaluate", str(trained_run)]) == 0
+    config.write_text(saved)
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        vaelab.load_run(trained_run)
+    del ckpt["run_id"]  # an old checkpoint in a folder with an id: nothing to compare either
+    torch.save(ckpt, best)
+    vaelab.load_run(trained_run)
 
 
 # --------------------------------------------------------------------------------------------------------------

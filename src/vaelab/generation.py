@@ -138,9 +138,9 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     The model sizes come from the run's config.yaml (``_meta.data.model_info``, written at training time); when
     that is missing (a config from elsewhere) the corpus is loaded again to get them.
     """
-    from vaelab.checkpoint import load_checkpoint, load_model_state
+    from vaelab.checkpoint import load_model_state
     from vaelab.config import load_saved_config
-    from vaelab.run import run_checkpoint
+    from vaelab.run import load_run_checkpoint, run_checkpoint
 
     folder, ckpt_path = run_checkpoint(run_dir, checkpoint)
     cfg = load_saved_config(folder.config)
@@ -155,7 +155,7 @@ def load_text_run(run_dir: str | Path, *, checkpoint: str = "best", device: str 
     model = build_model(cfg.model, dict(info))
     if not isinstance(model.decoder, LSTMDecoder):
         raise UserError(f"{folder.root} is not a text run (model.type={cfg.model.type!r})")
-    state = load_checkpoint(ckpt_path, map_location="cpu")["model"]
+    state = load_run_checkpoint(folder, ckpt_path, map_location="cpu")["model"]
     load_model_state(model, state, ckpt_path)
     words = model.decoder.vocab
     if words is None:

@@ -19,6 +19,7 @@ started from, and ``load_run`` replaces its weights by the checkpoint's. Checkpo
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 
-from vaelab.checkpoint import load_checkpoint, load_model_state
+from vaelab.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from vaelab.checks import (
     check_batch_norm_batches,
     check_bernoulli_data,
@@ -57,8 +58,9 @@ class Run:
     ``model`` (on ``device``), ``objective``, ``folder`` (None for a run built without one), ``device``,
     ``precision`` (``train.precision``'s autocast), ``dist`` (this process's rank of the job), ``train_loader``
     (this process's shard of the shuffled training split, ``train.batch_size`` per global batch), ``total_steps``
-    (the training's step count, epochs x steps per epoch capped by ``train.max_steps``) and ``checkpoint`` (the
-    file whose weights the model holds; None: fresh weights).
+    (the training's step count, epochs x steps per epoch capped by ``train.max_steps``), ``checkpoint`` (the
+    file whose weights the model holds; None: fresh weights) and ``run_id`` (the training's id, config.yaml's
+    ``_meta.run_id``, which every checkpoint it writes holds; set by :func:`open_for_training`).
 
     The Python API serves this class as ``vaelab.LoadedRun``; ``vaelab.Run`` is another class, the handle on a run
     folder that :func:`vaelab.train` returns (:class:`vaelab.api.Run`)."""
@@ -74,6 +76,7 @@ class Run:
     train_loader: Loader
     total_steps: int
     checkpoint: Path | None = None
+    run_id: str | None = None
 
     @property
     def path(self) -> Path | None:
@@ -87,8 +90,9 @@ class Run:
 
     def load_weights(self, path: str | Path) -> dict[str, Any]:
         """Load a checkpoint's model weights into :attr:`model` (read with ``weights_only=True``, onto
-        :attr:`device`); returns the whole checkpoint (the trainer restores its own state from it)."""
-        ckpt = load_checkpoint(Path(path), map_location=self.device)
+        :attr:`device`); returns the whole checkpoint (the trainer restores its own state from it). A checkpoint
+        of another run than the folder's is refused (:func:`load_run_checkpoint`)."""
+        ckpt = load_run_checkpoint(self.folder, path, map_location=self.device)
         load_model_state(self.model, ckpt["model"], path)
         self.checkpoint = Path(path)
         return ckpt
@@ -259,6 +263,46 @@ def check_data_range(run: Run) -> None:
         check_bernoulli_data(run.config, min(float(x.min()) for x in xs), max(float(x.max()) for x in xs))
 
 
+RUN_ID_KEY = "run_id"
+"""The key of the run id in config.yaml's ``_meta`` and in every checkpoint (a plain str: checkpoints load with
+``weights_only=True``)."""
+
+
+def new_run_id() -> str:
+    """A fresh run's id (random, 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def recorded_run_id(config_path: Path) -> str | None:
+    """The run id in config.yaml's ``_meta`` (None: a folder written before run ids, or no readable config)."""
+    try:
+        meta = read_yaml(config_path).get("_meta")
+    except (ConfigError, OSError):
+        return None
+    run_id = meta.get(RUN_ID_KEY) if isinstance(meta, dict) else None
+    return run_id if isinstance(run_id, str) else None
+
+
+def load_run_checkpoint(
+    folder: RunFolder | None, path: str | Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """:func:`~vaelab.checkpoint.load_checkpoint` of a run folder's checkpoint, the one place every reader of a
+    run folder loads one (evaluate, resume, diagnose, report, sample, the API): a checkpoint whose run id differs
+    from config.yaml's ``_meta.run_id`` (copied from another run folder, even of the same architecture) is a
+    one-line :class:`~vaelab.checkpoint.CheckpointError` naming the file. When either side has no id (older folders
+    and checkpoints) nothing is compared."""
+    path = Path(path)
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if folder is not None:
+        theirs, ours = ckpt.get(RUN_ID_KEY), recorded_run_id(folder.config)
+        if isinstance(theirs, str) and ours is not None and theirs != ours:
+            raise CheckpointError(
+                f"{path} belongs to another run (its run id {theirs}, config.yaml's _meta.run_id {ours}): it was "
+                "copied from another run folder; put this run's checkpoint back, or read it in its own run folder"
+            )
+    return ckpt
+
+
 def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunFolder, Path]:
     """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
     run_folder = RunFolder(folder)
@@ -372,10 +416,13 @@ def open_for_training(run: Run, lock: RunLock, *, fresh: bool, resume_overrides:
     refusal = broadcast_object(refusal, dist)
     if refusal is not None:
         raise refusal
+    # a fresh run's new id; a resumed run (a sweep point continued too) keeps the id its config.yaml records
+    run_id = (new_run_id() if fresh else recorded_run_id(folder.config)) if dist.is_main else None
+    run.run_id = broadcast_object(run_id, dist)
     if dist.is_main:
         folder.create()
         if fresh:
-            meta = {**provenance(), "world_size": dist.world_size, "data": run.dataset.info}
+            meta = {**provenance(), RUN_ID_KEY: run.run_id, "world_size": dist.world_size, "data": run.dataset.info}
             meta["data_config"] = to_dict(run.config.data)  # what evaluate and resume compare config.yaml with
             meta["trained_config"] = {k: v for k, v in to_dict(run.config).items() if k != "data"}  # and the rest
             save_config(run.config, folder.config, extra=meta)
@@ -390,7 +437,10 @@ __all__ = [
     "check_data_range",
     "check_trainable",
     "load_run",
+    "load_run_checkpoint",
+    "new_run_id",
     "open_for_training",
+    "recorded_run_id",
     "resolve_device",
     "run_checkpoint",
 ]

@@ -106,9 +106,13 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint holds (:func:`~vaelab.training.state.checkpoint_state`), :attr:`state`'s wall time
-        brought up to date."""
+        brought up to date, and the run's id (:attr:`Run.run_id <vaelab.run.Run.run_id>`, which readers compare
+        with config.yaml's)."""
         self.state["elapsed"] = self.elapsed()
-        return checkpoint_state(self.run.model, self.optimizers, self.strategy, self.state, self.run.precision)
+        ckpt = checkpoint_state(self.run.model, self.optimizers, self.strategy, self.state, self.run.precision)
+        if self.run.run_id is not None:
+            ckpt["run_id"] = self.run.run_id
+        return ckpt
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
         """Continue from a checkpoint of :meth:`state_dict` whose model weights the run holds."""
