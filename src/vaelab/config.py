@@ -73,10 +73,28 @@ def attribute_error(error: ConfigError, where: str, overrides: list[str], flag: 
     return ConfigError(f"{where}: {msg}")
 
 
+SWEEP_FILE_KEYS = ("base", "base_config", "fixed", "variants", "zip", "grid", "seeds", "measure")
+"""The top-level keys of a sweep file (:mod:`vaelab.sweep.spec`) that no run config has: a file of only these (and
+``name``) given where a run config is expected is named as the sweep file it is."""
+
+
+def check_not_a_sweep_file(path: str | Path, data: dict[str, Any], flag: str = "") -> None:
+    """Refuse a sweep file (``data``: its mapping) read from ``path`` where a run config is expected, naming it as
+    such rather than its first key as unknown."""
+    sweep_keys = [k for k in SWEEP_FILE_KEYS if k in data]
+    if sweep_keys and set(data) <= {"name", *SWEEP_FILE_KEYS}:
+        raise ConfigError(
+            f"{flag}{path} is a sweep file ({', '.join(sweep_keys)}), not a run config: run it with `vaelab sweep "
+            f"{path}`, or name a run config here"
+        )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a run config from YAML (or defaults if ``path`` is None), apply overrides and validate it. A run
     folder's config.yaml may be given: its ``_meta`` provenance block is not part of the config and is dropped."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None:
+        check_not_a_sweep_file(path, data)
     saved = isinstance(data.get("_meta"), dict)
     if saved:
         data.pop("_meta")

@@ -47,6 +47,7 @@ from vaelab.config import (
     RunConfig,
     apply_overrides,
     attribute_error,
+    check_not_a_sweep_file,
     check_written_keys,
     from_dict,
     parse_scalar,
@@ -172,6 +173,7 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
         if not path.is_file():
             raise FileNotFoundError(f"--data {data}: no such config file")
         raw = read_yaml(path)
+        check_not_a_sweep_file(path, raw, flag="--data ")
         written = written_part(raw, saved=isinstance(raw.get("_meta"), dict))
     else:
         preset = PRESETS.get(data) or (_text_preset if is_text_data(data) else _image_preset)

@@ -69,6 +69,8 @@ class SweepError(ConfigError):
 
 
 SPEC_KEYS = ("name", "base", "base_config", "fixed", "variants", "zip", "grid", "seeds", "measure")
+RUN_CONFIG_KEYS = ("seed", "data", "model", "objective", "train", "eval")
+"""A run config's top-level keys besides ``name``: in a sweep file they name a run config given as one."""
 
 
 @dataclass
@@ -434,6 +436,12 @@ def _value_lists(value: Any, key: str, distinct: bool = False) -> dict[str, list
 def spec_from_dict(data: dict[str, Any], where: str = "sweep", root: Path | None = None) -> SweepSpec:
     """Validate a sweep mapping; ``root`` resolves a relative ``base`` path. Errors name the key."""
     unknown = [k for k in data if k not in SPEC_KEYS]
+    run_sections = [k for k in unknown if k in RUN_CONFIG_KEYS]
+    if run_sections and "base" not in data and "base_config" not in data:  # a run config given as a sweep file
+        raise SweepError(
+            f"{where} is a run config ({', '.join(run_sections)}), not a sweep file: train it with `vaelab train`, "
+            "or write a sweep file that names it as its base (base: FILE, grid: {key: [values]})"
+        )
     if unknown:
         raise SweepError(f"{where}: unknown sweep key {unknown[0]!r}; valid keys: {', '.join(SPEC_KEYS)}")
     base = data.get("base")
