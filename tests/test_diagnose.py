@@ -152,3 +152,18 @@ def test_diagnose_reads_files_without_evaluating(trained_run: Path):
 def test_diagnose_a_folder_that_is_not_a_run(tmp_path: Path, capsys):
     assert main(["diagnose", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_diagnose_says_when_the_run_has_not_finished(trained_run: Path, capsys):
+    """A run killed before its end has no summary.json: the diagnosis of its best checkpoint so far says so first
+    (issue 16, ninth set n27: it read 'healthy' as if the run were trained)."""
+    assert main(["diagnose", str(trained_run), "--evaluate"]) == 0
+    assert "has not finished" not in capsys.readouterr().out
+    assert not json.loads((trained_run / "diagnosis.json").read_text())["numbers"].get("unfinished")
+    (trained_run / "summary.json").unlink()
+    assert main(["diagnose", str(trained_run), "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "The run has not finished: it has no summary.json (its last logged epoch is 1, step" in out
+    assert f"vaelab resume {trained_run}" in out
+    diag = json.loads((trained_run / "diagnosis.json").read_text())
+    assert diag["numbers"]["unfinished"] is True and diag["findings"][0].startswith("The run has not finished")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.errors import UserError
-from vaelab.runfolder import EVALUATION_FILES, checkpoint_record, read_json_object, stale_evaluation
+from vaelab.runfolder import EVALUATION_FILES, checkpoint_record, read_json_object, read_jsonl, stale_evaluation
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -307,6 +307,35 @@ def run_context(run_dir: str | Path) -> tuple[str | None, float | None]:
     return cfg.model.type, beta
 
 
+def unfinished_run(root: Path) -> str | None:
+    """A sentence saying that the run in ``root`` has not finished (no summary.json, or one that does not say
+    completed: killed, still training, failed) with its last epoch and step, or None for a finished run."""
+    summary = root / "summary.json"
+    status = None
+    if summary.is_file():
+        try:
+            status = read_json_object(summary).get("status")
+        except (UserError, OSError, ValueError):
+            status = "unreadable"
+        if status == "completed":
+            return None
+    records = [r for r in _metrics_records(root) if isinstance(r, dict)]
+    where = f" (its last logged epoch is {records[-1].get('epoch')}, step {records[-1].get('step')})" if records else ""
+    why = "has no summary.json" if status is None else f"has a summary.json with status {status}"
+    return (
+        f"The run has not finished: it {why}{where}, so this describes its best checkpoint so far, not a trained "
+        f"model; finish it with `vaelab resume {root}` and diagnose it again."
+    )
+
+
+def _metrics_records(root: Path) -> list[Any]:
+    """metrics.jsonl's records, [] when it is missing or unreadable (a diagnosis does not need them)."""
+    try:
+        return read_jsonl(root / "metrics.jsonl")
+    except (UserError, OSError, ValueError):
+        return []
+
+
 def diagnose_run(run_dir: str | Path, *, evaluate: bool | None = None, split: str = "test") -> Diagnosis:
     """Diagnose a run folder and write ``DIR/diagnosis.json`` and ``DIR/diagnosis.md``."""
     metrics, source = run_metrics(run_dir, evaluate=evaluate, split=split)
@@ -315,6 +344,9 @@ def diagnose_run(run_dir: str | Path, *, evaluate: bool | None = None, split: st
     diag.numbers["source"] = source
     diag.numbers["split"] = split
     root = Path(run_dir)
+    if unfinished := unfinished_run(root):  # the verdict is about the best model so far: say so first
+        diag.findings.insert(0, unfinished)
+        diag.numbers["unfinished"] = True
     atomic_write_text(root / "diagnosis.json", json.dumps(asdict(diag), indent=2) + "\n")
     atomic_write_text(root / "diagnosis.md", diag.markdown(f"Diagnosis of {root.name}"))
     return diag
