@@ -464,7 +464,11 @@ CASES: list[Case] = [
     Case("sweep-workers-negative", "sweep {sweep_ok} --workers -3 --out {new}", "--workers"),
     Case("set9-k27-train-a-sweep-file", "train {sweep_ok} --out {new}", "is a sweep file (base"),
     Case("set9-k28-sweep-a-run-config", "sweep {cfg} --out {new}", "is a run config ("),
-    Case("set9-l28-study-data-a-sweep-file", "study collapse --data {sweep_ok} --out {new}", "sweep_ok.yaml is a sweep file (base"),
+    Case(
+        "set9-l28-study-data-a-sweep-file",
+        "study collapse --data {sweep_ok} --out {new}",
+        "sweep_ok.yaml is a sweep file (base",
+    ),
     Case("sweep-workers-zero", "sweep {sweep_ok} --workers 0 --out {new}", "--workers"),
     # a Ray address where no cluster can be: refused in seconds (Ray's own attempts took > 90 s), nothing written
     Case(
