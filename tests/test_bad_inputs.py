@@ -542,6 +542,8 @@ CASES: list[Case] = [
     Case("lag-plot-out-under-a-file", "lag-plot --quick --out {file}/lag.png", "a_file.txt"),
     Case("theory-N", "theory linear-vae --N 0 --out {new}", "--N"),
     Case("theory-out-a-file", "theory linear-vae --quick --out {file}", "a_file.txt"),
+    Case("set10-th08-theory-into-a-run", "theory linear-vae --quick --figure 1 --out {run}", "is a vaelab run"),
+    Case("set10-g05-lag-plot-beside-a-summary", "lag-plot --quick --out {run}/summary.png", "(its numbers, summary"),
     Case("unknown-command", "fly {run}", "fly"),
 ]
 
@@ -2731,6 +2733,11 @@ API_CASES += [  # the seventh fresh set (h16s7)
         "out is empty: give a folder's path",
     ),
     ("set9-run-of-an-empty-path", lambda out, w: vaelab_api().Run(""), "path is empty"),
+    (
+        "set10-api40-report-samples-a-string",
+        lambda out, w: vaelab_api().write_report(w["run"], samples="no"),
+        "samples must be True or False, got 'no'",
+    ),
     (
         "set9-q11-as-vae-other-latent-dim",
         lambda out, w: vaelab_api().as_vae(vaelab_api().load_run(w["run"]).model, latent_dim=99),

@@ -206,6 +206,8 @@ def write_report(path: str | Path, *, samples: bool = True) -> Path:
     """``vaelab report DIR`` for a run, sweep or study folder: writes DIR/report.html and returns its path."""
     from vaelab.report import write_report as _write
 
+    if not isinstance(samples, bool):  # 'no' would count as true
+        raise ConfigError(f"samples must be True or False, got {samples!r}")
     return Path(_write(_folder_path(path, "path"), samples=samples))
 
 

@@ -234,6 +234,8 @@ def cmd_lag_plot(args: argparse.Namespace) -> int:
     from vaelab.oserrors import IMAGE_SUFFIXES, check_output_file
 
     check_output_file(args.out, suffixes=IMAGE_SUFFIXES)
+    numbers = Path(args.out).with_suffix(".json")  # written beside the figure: it must not replace a run's record
+    check_output_file(numbers, flag=f"--out {args.out} (its numbers, {numbers.name})")
     cfg = quick_config() if args.quick else LagConfig()
     if args.steps is not None:
         cfg.steps = args.steps

@@ -148,6 +148,18 @@ def _record_owner(path: Path) -> Path | None:
     return None
 
 
+def check_not_a_vaelab_folder(path: str | Path, flag: str = "--out") -> None:
+    """Refuse a folder for another command's outputs (figures, a summary.json) that is a vaelab run, sweep or study
+    folder (:data:`FOLDER_MARKERS`): its records would be replaced or mixed with them."""
+    path = Path(path)
+    marker = next((m for m in FOLDER_MARKERS if (path / m).is_file()), None)
+    if marker is not None:
+        raise ConfigError(
+            f"{flag} {path} is a vaelab run, sweep or study folder ({marker}): this command's files (summary.json, "
+            "figures) would replace its records; choose another folder"
+        )
+
+
 def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str, ...] | None = None) -> None:
     """Refuse, in one line, a file that cannot be written: ``path`` is a folder or not a regular file (a device such
     as /dev/null, a FIFO: the atomic write would replace it), or its folder cannot be made or

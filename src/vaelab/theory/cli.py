@@ -99,9 +99,10 @@ def run_linear_vae(args: argparse.Namespace) -> int:
         cfg = FigureConfig.quick_defaults(N=args.N, n_seeds=args.seeds, **common)
     else:
         cfg = FigureConfig(N=args.N or 1000, n_seeds=args.seeds or 5, **common)
-    from vaelab.oserrors import check_output_folder
+    from vaelab.oserrors import check_not_a_vaelab_folder, check_output_folder
 
     check_output_folder(args.out)
+    check_not_a_vaelab_folder(args.out)  # its summary.json would replace a run's
     t0 = time.perf_counter()
     summary, files = make_figures(which, cfg, args.out)
     for path in files:
