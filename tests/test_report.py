@@ -82,7 +82,13 @@ def test_report_out_never_replaces_a_run_folders_records(tmp_path):
     assert (run / "config.yaml").read_text() == "name: x\n"
     check_output_file(run / "report.html")
     check_output_file(run / "new.yaml")  # a new file is not a record
-    other = tmp_path / "elsewhere"  # no config.yaml, sweep.yaml or study.yaml: not a vaelab folder
+    study = tmp_path / "study"  # a study folder: its request is study.json
+    study.mkdir()
+    (study / "study.json").write_text("{}")
+    (study / "results.csv").write_text("arm\n")
+    with pytest.raises(ConfigError, match=r"would overwrite a record of the vaelab folder"):
+        check_output_file(study / "results.csv")
+    other = tmp_path / "elsewhere"  # no config.yaml, sweep.yaml or study.json: not a vaelab folder
     other.mkdir()
     (other / "notes.json").write_text("{}")
     check_output_file(other / "notes.json")

@@ -131,8 +131,9 @@ RECORD_SUFFIXES = frozenset((".yaml", ".yml", ".json", ".jsonl", ".pt", ".csv", 
 """The suffixes of what a run, sweep or study folder records (config, metrics, summaries, checkpoints, logs,
 results): an output of another kind (HTML, a figure) must never replace one of them."""
 
-FOLDER_MARKERS = ("config.yaml", "sweep.yaml", "study.yaml")
-"""A folder holding one of these is a vaelab run, sweep or study folder."""
+FOLDER_MARKERS = ("config.yaml", "sweep.yaml", "study.json")
+"""A folder holding one of these is a vaelab run, sweep or study folder (a study records its request in study.json,
+:data:`vaelab.study.collapse.STUDY_FILE`)."""
 
 
 def _record_owner(path: Path) -> Path | None:
