@@ -26,6 +26,7 @@ token-id sequences, or an iterable of batches (tensors, ``(x, y)`` pairs, or obj
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -415,8 +416,6 @@ def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
 
 def _is_token_id(t: object) -> bool:
     """A token id: a Python or NumPy integer >= 0 (not a bool)."""
-    import numbers
-
     return isinstance(t, numbers.Integral) and not isinstance(t, bool) and int(t) >= 0
 
 

@@ -220,9 +220,9 @@ def run_page(root: Path, *, samples: bool = True, log: Log) -> Page:
     steps = read_jsonl(folder.steps)
     for path in (folder.metrics, folder.steps):  # read_jsonl skips a cut last line: the report says so
         if (line := cut_last_line(path)) is not None:
-            warning = f"{path.name}:{line}: the line is cut short (not JSON) and left out of the curves"
-            log(f"report: {path}:{line}: the line is cut short (not JSON) and left out of the curves")
-            page.note(f"{warning}: the file is damaged, or the run was stopped while it wrote that line.")
+            why = f"{line}: the line is cut short (not JSON) and left out of the curves"
+            log(f"report: {path}:{why}")
+            page.note(f"{path.name}:{why}: the file is damaged, or the run was stopped while it wrote that line.")
     if records or steps:
         page.figure(
             figures.training_curves(records, steps),

@@ -50,6 +50,7 @@ from typing import Any, Literal
 import yaml
 
 from vaelab.config import (
+    SWEEP_FILE_KEYS,
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -68,9 +69,10 @@ class SweepError(ConfigError):
     """A bad sweep file or a sweep folder that does not match the sweep; the message says what to change."""
 
 
-SPEC_KEYS = ("name", "base", "base_config", "fixed", "variants", "zip", "grid", "seeds", "measure")
-RUN_CONFIG_KEYS = ("seed", "data", "model", "objective", "train", "eval")
-"""A run config's top-level keys besides ``name``: in a sweep file they name a run config given as one."""
+SPEC_KEYS = ("name", *SWEEP_FILE_KEYS)
+RUN_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "name")
+"""A run config's top-level keys besides ``name`` (seed, data, model, ...): in a sweep file they name a run config
+given as one."""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from vaelab.distributed import barrier, broadcast_object
 from vaelab.evaluation import Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
-from vaelab.run import build_run, check_trainable, open_for_training
+from vaelab.run import RUN_ID_KEY, build_run, check_trainable, open_for_training
 from vaelab.runfolder import DEFERRED, RunFolder
 from vaelab.runlock import RunLock
 from vaelab.training.callbacks import Callback, standard_callbacks
@@ -111,7 +111,7 @@ class Trainer:
         self.state["elapsed"] = self.elapsed()
         ckpt = checkpoint_state(self.run.model, self.optimizers, self.strategy, self.state, self.run.precision)
         if self.run.run_id is not None:
-            ckpt["run_id"] = self.run.run_id
+            ckpt[RUN_ID_KEY] = self.run.run_id
         return ckpt
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
