@@ -544,6 +544,21 @@ CASES: list[Case] = [
     Case("theory-out-a-file", "theory linear-vae --quick --out {file}", "a_file.txt"),
     Case("set10-th08-theory-into-a-run", "theory linear-vae --quick --figure 1 --out {run}", "is a vaelab run"),
     Case("set10-g05-lag-plot-beside-a-summary", "lag-plot --quick --out {run}/summary.png", "(its numbers, summary"),
+    Case("set10-p17-root-on-generated-data", "train {cfg} data.root={root} --out {new}", "override data.root="),
+    Case(
+        "set10-u01-checksum-on-generated-data",
+        "train {cfg} data.verify_checksum=false --out {new}",
+        "data.verify_checksum: not read by data.name=synthetic_blobs",
+    ),
+    Case("set10-u13-path-on-generated-data", "train {cfg} data.path=x.npz --out {new}", "data.path: not read by"),
+    Case(
+        "set10-u12b-files-on-generated-data",
+        "train {cfg} |data.files={{train: a.npz}}| --out {new}",
+        "data.files: not read by data.name=synthetic_blobs",
+    ),
+    Case("set10-path-on-tetrominoes", "train {bare_cfg} data.name=tetrominoes data.path=x --out {new}", "data.path:"),
+    Case("set10-u23-binarize-seed-on-text", "train {text_cfg} eval.binarize_seed=7 --out {new}", "(a text corpus"),
+    Case("set10-binarize-seed-on-text-evaluate", "evaluate {text_run} eval.binarize_seed=7", "eval.binarize_seed=7"),
     Case("unknown-command", "fly {run}", "fly"),
 ]
 

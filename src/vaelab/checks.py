@@ -78,7 +78,7 @@ from vaelab.rules import check_device_available as check_device_available
 from vaelab.rules import device_available as device_available
 from vaelab.rules import get_key as get_key
 from vaelab.rules import option as option
-from vaelab.runconfig import LRDecayConfig, RunConfig, TrainConfig, apply_overrides, expand_overrides
+from vaelab.runconfig import EvalConfig, LRDecayConfig, RunConfig, TrainConfig, apply_overrides, expand_overrides
 from vaelab.training.strategies import STRATEGIES
 
 RULES: dict[str, Rule] = {
@@ -287,6 +287,11 @@ def _relations(cfg: RunConfig) -> None:
         raise ConfigError(
             f"model.type={m.type} ({OWN_LIKELIHOOD[m.type]}) needs data in [0, 1], but data.name=synthetic_gaussian "
             "holds real numbers (x = W z + b + noise); choose model.type=mlp or conv with model.likelihood=gaussian"
+        )
+    if _text_data(d.name) and cfg.eval.binarize_seed != EvalConfig.binarize_seed:
+        raise ConfigError(
+            f"eval.binarize_seed={cfg.eval.binarize_seed} is not read by data.name={d.name} (a text corpus: nothing "
+            "is binarised); remove eval.binarize_seed"
         )
     if cfg.train.selection == "beta_elbo" and cfg.objective.beta.type != "constant":
         raise ConfigError(

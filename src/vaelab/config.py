@@ -56,18 +56,19 @@ def run_config(data: dict[str, Any]) -> RunConfig:
 def attribute_error(error: ConfigError, where: str, overrides: list[str], flag: str = "override") -> ConfigError:
     """The one-line error of a config read from ``where`` (a file, ``--data X``; "" for none) with command-line
     ``overrides``, prefixed with what gave the value at fault: the override whose key the message names (the
-    longest such key, a parent of the named key included: ``override objective.beta=2: objective.beta: ...``;
-    ``flag`` names the option, e.g. ``--set``), else ``where``, since the value came from the file. Without a
-    file the error is left as it is."""
+    longest such key, a parent of the named key included: ``override objective.beta=2: objective.beta: ...``; of
+    keys of one length, the one the message names first; ``flag`` names the option, e.g. ``--set``), else
+    ``where``, since the value came from the file. Without a file the error is left as it is."""
     msg = str(error)
     if not where:  # no file: every value is an override's or a default, as the message's key says
         return error
-    blamed: tuple[str, str] | None = None
+    blamed: tuple[tuple[int, int], str] | None = None
     for item in expand_overrides(overrides):
         key = item.partition("=")[0].strip()
         named = key and re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", msg)
-        if named and (blamed is None or len(key) > len(blamed[0])):
-            blamed = (key, item)
+        rank = (len(key), -named.start()) if named else None  # the longest key; of equal ones, the first named
+        if rank is not None and (blamed is None or rank > blamed[0]):
+            blamed = (rank, item)
     if blamed is not None:
         return ConfigError(f"{flag} {blamed[1]}: {msg}")
     return ConfigError(f"{where}: {msg}")

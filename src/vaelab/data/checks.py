@@ -138,6 +138,9 @@ IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
 """``data`` keys that only image data read; on text each must keep its default (None)."""
 
 
+FILE_DATASETS = ("mnist", "fashion_mnist", "binarized_mnist", "omniglot", "idx", "npz", "arrays", "text", "ptb")
+"""The data sets read from files (``data.path``, ``data.root``); the generated ones read none."""
+
 DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "num_examples": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
     "latent_dim": ("synthetic_gaussian",),
@@ -145,9 +148,13 @@ DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "num_templates": ("synthetic_blobs", "synthetic_text"),
     "split_kind": ("tetrominoes",),
     "cache_dir": ("tetrominoes",),
+    "root": (*FILE_DATASETS, "tetrominoes"),  # tetrominoes: its default cache folder
+    "path": FILE_DATASETS,
+    "files": ("idx", "npz", "text", "ptb"),
+    "verify_checksum": ("binarized_mnist", "omniglot", "text", "ptb"),
 }
-"""``data`` keys that only the named data sets read (the generators' settings, the rendered sets' split and cache);
-another data set ignores them."""
+"""``data`` keys that only the named data sets read (the generators' settings, the rendered sets' split and cache,
+the file readers' folder, files and checksums); another data set ignores them."""
 
 
 def check_data_keys(name: str, given: Any) -> None:
