@@ -53,6 +53,8 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["cfg"] = _yaml(root / "tiny.yaml", tiny)
     # the tiny config without model.hidden (read only by model.type=mlp), for cases that choose another type
     w["bare_cfg"] = _yaml(root / "bare.yaml", {**tiny, "model": {"type": "mlp", "latent_dim": 4}})
+    # the tiny config with the plain objective (beta = 1), the base a study accepts
+    w["plain_cfg"] = _yaml(root / "plain.yaml", {**tiny, "objective": {}})
     w["run"] = root / "run"
     Trainer(load_config(w["cfg"]), w["run"]).fit()
     w["corpus"] = write_corpus(root / "corpus", n_train=60, n_eval=16)
@@ -499,7 +501,7 @@ CASES: list[Case] = [
     ),
     Case(
         "study-ray-address-no-host",
-        "study collapse --data {cfg} --backend ray --address nowhere:1 --out {new}",
+        "study collapse --data {plain_cfg} --backend ray --address nowhere:1 --out {new}",
         "--address 'nowhere:1'",
     ),
     Case("sweep-index-text", "sweep {sweep_ok} --index x --out {new}", "--index"),
@@ -511,15 +513,15 @@ CASES: list[Case] = [
     Case("sweep-aggregate-missing", "sweep-aggregate {root}/nowhere", "nowhere"),
     Case("plot-sweep-missing", "plot-sweep {root}/nowhere", "nowhere"),
     # ---- study ----
-    Case("study-iw-negative", "study collapse --data {cfg} --iw-samples -1 --out {new}", "--iw-samples"),
-    Case("study-workers-zero", "study collapse --data {cfg} --workers 0 --out {new}", "--workers"),
-    Case("study-seeds", "study collapse --data {cfg} --seeds x --out {new}", "--seeds"),
-    Case("study-methods", "study collapse --data {cfg} --methods nope --out {new}", "nope"),
-    Case("study-budget", "study collapse --data {cfg} --budget soon --out {new}", "soon"),
+    Case("study-iw-negative", "study collapse --data {plain_cfg} --iw-samples -1 --out {new}", "--iw-samples"),
+    Case("study-workers-zero", "study collapse --data {plain_cfg} --workers 0 --out {new}", "--workers"),
+    Case("study-seeds", "study collapse --data {plain_cfg} --seeds x --out {new}", "--seeds"),
+    Case("study-methods", "study collapse --data {plain_cfg} --methods nope --out {new}", "nope"),
+    Case("study-budget", "study collapse --data {plain_cfg} --budget soon --out {new}", "soon"),
     Case("study-data-missing", "study collapse --data {root}/none.yaml --out {new}", "none.yaml"),
     Case("study-no-data", "study collapse --out {new}", "--data"),
-    Case("study-set-bad-value", "study collapse --data {cfg} --set train.lr=-1 --out {new}", "train.lr"),
-    Case("study-out-a-file", "study collapse --data {cfg} --out {file}", "a_file.txt"),
+    Case("study-set-bad-value", "study collapse --data {plain_cfg} --set train.lr=-1 --out {new}", "train.lr"),
+    Case("study-out-a-file", "study collapse --data {plain_cfg} --out {file}", "a_file.txt"),
     # ---- diagnose / report / latent-plot / lag-plot / theory ----
     Case("diagnose-missing", "diagnose {root}/nowhere", "nowhere"),
     Case("diagnose-split", "diagnose {run} --split dev", "--split"),
@@ -557,6 +559,12 @@ CASES: list[Case] = [
         "data.files: not read by data.name=synthetic_blobs",
     ),
     Case("set10-path-on-tetrominoes", "train {bare_cfg} data.name=tetrominoes data.path=x --out {new}", "data.path:"),
+    Case(
+        "set10-st15-study-base-of-another-beta",
+        "study collapse --data {plain_cfg} --set objective.beta.value=0.2 --out {new}",
+        "objective.beta.value=0.2: a study's base is the plain VAE",
+    ),
+    Case("set10-st15-study-base-annealed", "study collapse --data {cfg} --out {new}", "objective.beta.type=linear"),
     Case("set10-u23-binarize-seed-on-text", "train {text_cfg} eval.binarize_seed=7 --out {new}", "(a text corpus"),
     Case("set10-binarize-seed-on-text-evaluate", "evaluate {text_run} eval.binarize_seed=7", "eval.binarize_seed=7"),
     Case("unknown-command", "fly {run}", "fly"),
@@ -1002,22 +1010,22 @@ CASES += [
         bad_sweep({"variants": {"a": {"train.lr": 1}}}),
     ),
     # ---- study options ----
-    Case("study-seeds-empty-item", "study collapse --data {cfg} --seeds 0,,1 --out {new}", "--seeds"),
-    Case("study-methods-empty", "study collapse --data {cfg} |--methods=| --out {new}", "--methods"),
-    Case("study-methods-trailing-comma", "study collapse --data {cfg} --methods plain, --out {new}", "--methods"),
+    Case("study-seeds-empty-item", "study collapse --data {plain_cfg} --seeds 0,,1 --out {new}", "--seeds"),
+    Case("study-methods-empty", "study collapse --data {plain_cfg} |--methods=| --out {new}", "--methods"),
+    Case("study-methods-trailing-comma", "study collapse --data {plain_cfg} --methods plain, --out {new}", "--methods"),
     Case(
         "study-out-a-run",
-        "study collapse --data {cfg} --out {copy}",
+        "study collapse --data {plain_cfg} --out {copy}",
         "holds a run",
         lambda w, tmp: {"copy": str(_copy(w, tmp))},
     ),
     Case(
         "study-method-set-without-colon",
-        "study collapse --data {cfg} --methods plain --method-set train.lr=1 --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --method-set train.lr=1 --out {new}",
         "--method-set",
     ),
-    Case("study-budget-in-minutes", "study collapse --data {cfg} --budget 10min --out {new}", "--budget"),
-    Case("set9-study-empty-name", "study collapse --data {cfg} --name || --out {new}", "--name is empty"),
+    Case("study-budget-in-minutes", "study collapse --data {plain_cfg} --budget 10min --out {new}", "--budget"),
+    Case("set9-study-empty-name", "study collapse --data {plain_cfg} --name || --out {new}", "--name is empty"),
     # ---- text corpora ----
     Case(
         "set7-unk-token-not-in-corpus",
@@ -1432,10 +1440,14 @@ CASES += [
     Case("cli3-report-a-plain-folder", "report {plain_dir}", "not a run folder"),
     Case("cli3-diagnose-a-file", "diagnose {file}", "not a run folder"),
     Case("cli3-latent-plot-out-a-folder-name", "latent-plot {run} --out {new}/", "names a folder"),
-    Case("cli3-study-seed-negative", "study collapse --data {cfg} --seeds -1 --out {new}", "--seeds"),
-    Case("cli3-study-seed-twice", "study collapse --data {cfg} --seeds 1,1 --out {new}", "seed 1 is given twice"),
+    Case("cli3-study-seed-negative", "study collapse --data {plain_cfg} --seeds -1 --out {new}", "--seeds"),
+    Case("cli3-study-seed-twice", "study collapse --data {plain_cfg} --seeds 1,1 --out {new}", "seed 1 is given twice"),
     Case("cli3-study-unknown-kind", "study nope --data {cfg} --out {new}", "nope"),
-    Case("cli3-study-iw-huge", "study collapse --data {cfg} --iw-samples 10000000000000 --out {new}", "--iw-samples"),
+    Case(
+        "cli3-study-iw-huge",
+        "study collapse --data {plain_cfg} --iw-samples 10000000000000 --out {new}",
+        "--iw-samples",
+    ),
     Case("cli3-lag-plot-steps-huge", "lag-plot --quick --steps 100000000000 --out {new}/lag.png", "--steps"),
     Case("cli3-theory-N-fraction", "theory linear-vae --N 1.5 --out {new}", "--N"),
     # ---- data files ----
@@ -1767,8 +1779,8 @@ CASES += [
         partial_run(),
     ),
     Case("set4-sweep-index-huge-range", "sweep {sweep_ok} --index 0-99999999999 --out {new}", "more than 1000000"),
-    Case("set4-study-seeds-huge-range", "study collapse --data {cfg} --seeds 0-100000000 --out {new}", "--seeds"),
-    Case("set4-study-budget-huge", "study collapse --data {cfg} --budget 1000000000000 --out {new}", "--budget"),
+    Case("set4-study-seeds-huge-range", "study collapse --data {plain_cfg} --seeds 0-100000000 --out {new}", "--seeds"),
+    Case("set4-study-budget-huge", "study collapse --data {plain_cfg} --budget 1000000000000 --out {new}", "--budget"),
     Case("set4-latent-plot-prior-samples-huge", "latent-plot {run} --prior-samples 1000000000000", "--prior-samples"),
     Case("set4-theory-N-huge", "theory linear-vae --quick --N 1000000000000 --out {new}", "--N"),
     # ---- overrides, paths that are not what they seem ----
@@ -1838,7 +1850,7 @@ CASES += [
         "--beta-key 'nosuch'",
         _small_sweep_folder,
     ),
-    Case("set4-study-reuse-a-file", "study collapse --data {cfg} --reuse {file} --out {new}", "--reuse"),
+    Case("set4-study-reuse-a-file", "study collapse --data {plain_cfg} --reuse {file} --out {new}", "--reuse"),
     # ---- data files ----
     Case("set4-npz-channels-last", T_BAD, "channels last?", bad_npz(_channels_last, image_shape=[3, 6, 6])),
     Case(
@@ -2201,7 +2213,7 @@ CASES += [  # the seventh fresh set (h16s7): run folders, config checks, sweeps,
     ),
     Case(
         "set7-K07-study-set-error-names-the-set",
-        "study collapse --data {cfg} --methods plain --set train.optimiser=sgd --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --set train.optimiser=sgd --out {new}",
         "error: --set train.optimiser=sgd: unknown config key 'train.optimiser'",
     ),
     Case(
@@ -2302,7 +2314,7 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
     ),
     Case(
         "set8-O03-study-set-without-an-item",
-        "study collapse --data {cfg} --methods plain --set --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --set --out {new}",
         "argument --set: expected at least one argument",
     ),
     Case(
@@ -2324,27 +2336,27 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
     ),
     Case(
         "set8-M10-study-out-inside-a-run-folder",
-        "study collapse --data {cfg} --methods plain --out {run}/st",
+        "study collapse --data {plain_cfg} --methods plain --out {run}/st",
         "st lies inside the run folder",
     ),
     Case(
         "set8-J13-study-set-train-epochs",
-        "study collapse --data {cfg} --methods plain --set train.epochs=5 --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --set train.epochs=5 --out {new}",
         "--set train.epochs=5: train.epochs is set by --budget (2 epochs) for every method",
     ),
     Case(
         "set8-J14-study-set-max-steps-with-a-step-budget",
-        "study collapse --data {cfg} --methods plain --budget 5steps --set train.max_steps=2 --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --budget 5steps --set train.max_steps=2 --out {new}",
         "train.max_steps is set by --budget (5 steps)",
     ),
     Case(
         "set8-J08-study-method-set-train-epochs",
-        "study collapse --data {cfg} --methods plain --method-set plain:train.epochs=5 --out {new}",
+        "study collapse --data {plain_cfg} --methods plain --method-set plain:train.epochs=5 --out {new}",
         "--method-set plain:train.epochs=5: train.epochs is set by --budget",
     ),
     Case(
         "set8-J08-study-set-train-section-with-epochs",
-        "study collapse --data {cfg} --methods plain |--set=train={{epochs: 3, lr: 0.01}}| --out {new}",
+        "study collapse --data {plain_cfg} --methods plain |--set=train={{epochs: 3, lr: 0.01}}| --out {new}",
         "train.epochs is set by --budget",
     ),
 ]
@@ -3130,7 +3142,7 @@ def test_the_closing_lines_name_the_final_split(world, tmp_path, capsys):
 
 def test_a_study_continues_under_the_same_budget_written_another_way(world, tmp_path, capsys):
     """J16 (set 8): ``--budget 1ep`` then ``--budget 1`` (the same budget, as --help says) continues the study."""
-    base = ["study", "collapse", "--data", str(world["cfg"]), "--methods", "plain", "--iw-samples", "2"]
+    base = ["study", "collapse", "--data", str(world["plain_cfg"]), "--methods", "plain", "--iw-samples", "2"]
     out = ["--out", str(tmp_path / "st"), "--no-report"]
     assert run_cli([*base, "--budget", "1ep", *out], capsys)[0] == 0
     code, err = run_cli([*base, "--budget", "1", *out], capsys)

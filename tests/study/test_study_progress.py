@@ -24,7 +24,10 @@ def test_a_study_from_a_yaml_computes_the_iw_nll_only_with_its_own_k(tiny_config
 
     monkeypatch.setattr(collect_module, "iw_log_likelihood_from_posterior", counting)
     monkeypatch.setattr(vaelab.progress, "REPORT_EVERY_S", 0.0)  # a progress line after every batch
-    config = tiny_config(eval={"batch_size": 32, "iw_samples": 500, "iw_chunk": 100})
+    config = tiny_config(
+        objective={"beta": {"type": "constant", "value": 1.0}},
+        eval={"batch_size": 32, "iw_samples": 500, "iw_chunk": 100},
+    )
     req = StudyRequest(data=str(config), methods=["plain", "free_bits"], budget="2", iw_samples=3)
     out = tmp_path / "study"
     table, _ = run_study(req, out)

@@ -161,12 +161,34 @@ def is_text_data(name: str) -> bool:
     return dataset_modality(name, key="--data") == "text"
 
 
+def check_plain_objective(cfg: RunConfig) -> None:
+    """A study's base config is the plain VAE, the ELBO (``objective.regulariser=kl``, a constant beta = 1, no
+    ``objective.terms``): the ``plain`` arm trains it as it is and each remedy sets its own objective on it, so a
+    base with another objective would make every arm something the table does not say."""
+    o, why = cfg.objective, ""
+    if o.regulariser != "kl":
+        why = f"objective.regulariser={o.regulariser}"
+    elif o.beta.type != "constant":
+        why = f"objective.beta.type={o.beta.type}"
+    elif o.beta.value != 1.0:
+        why = f"objective.beta.value={o.beta.value:g}"
+    elif o.terms:
+        why = f"objective.terms has {len(o.terms)} term(s)"
+    if why:
+        raise ConfigError(
+            f"{why}: a study's base is the plain VAE (the ELBO: objective.regulariser=kl, a constant beta = 1, no "
+            "objective.terms), which the plain arm trains as it is and each method changes in its own way; remove "
+            "the objective section from the base config (a method's own setting: --method-set METHOD:key=value)"
+        )
+
+
 def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str, Any], bool]:
     """The base run config (a mapping) of a study and whether it is text.
 
     ``data``: a registered data set name (a built-in preset: an MLP VAE for images, the LSTM VAE for text) or a
-    run config YAML file (its model and objective are the plain VAE of the study). ``overrides``: ``key=value``
-    applied on top (``data.path=...``, ``model.latent_dim=16``). The result is validated.
+    run config YAML file (its model and objective are the plain VAE of the study: :func:`check_plain_objective`).
+    ``overrides``: ``key=value`` applied on top (``data.path=...``, ``model.latent_dim=16``). The result is
+    validated.
     """
     path = Path(data)
     if path.suffix in (".yaml", ".yml"):
@@ -184,6 +206,7 @@ def base_config(data: str, overrides: list[str] | None = None) -> tuple[dict[str
     try:
         cfg = run_config(raw)
         check_written_keys(cfg, written, list(overrides or []))  # each arm's own keys: SweepSpec.validate
+        check_plain_objective(cfg)
     except ConfigError as e:
         raise attribute_error(e, f"--data {data}", list(overrides or []), flag="--set") from None
     text = is_text_data(cfg.data.name)  # a text model on images is refused when the config is read
