@@ -182,6 +182,21 @@ def saved_value(key: str, value: object) -> Callable[[dict, Path], dict[str, str
     return setup
 
 
+def _write_in_copy(w: dict, tmp: Path, name: str, text: str) -> dict[str, str]:
+    """A copy of the run whose file ``name`` holds ``text``."""
+    d = _copy(w, tmp)
+    (d / name).write_text(text)
+    return {"copy": str(d)}
+
+
+def _empty_sweep_copy(tmp: Path) -> dict[str, str]:
+    """A sweep folder whose own sweep.yaml was emptied."""
+    d = tmp / "emptied_sweep"
+    (d / "points").mkdir(parents=True)
+    (d / "sweep.yaml").write_text("")
+    return {"dir": str(d)}
+
+
 def config_text(text: str) -> Callable[[dict, Path], dict[str, str]]:
     def setup(w: dict, tmp: Path) -> dict[str, str]:
         d = _copy(w, tmp)
@@ -565,6 +580,18 @@ CASES: list[Case] = [
         "objective.beta.value=0.2: a study's base is the plain VAE",
     ),
     Case("set10-st15-study-base-annealed", "study collapse --data {cfg} --out {new}", "objective.beta.type=linear"),
+    Case(
+        "set10-c10-best-pt-a-json-file",
+        "evaluate {copy}",
+        "best.pt is not a PyTorch checkpoint (it begins with the text",
+        lambda w, tmp: _write_in_copy(w, tmp, "checkpoints/best.pt", '{"a": 1}'),
+    ),
+    Case(
+        "set10-a08-sweep-copy-empty",
+        "sweep-aggregate {dir}",
+        "the copy of the sweep that `vaelab sweep` wrote into the sweep folder, cannot be read: the file is empty",
+        lambda w, tmp: _empty_sweep_copy(tmp),
+    ),
     Case("set10-u23-binarize-seed-on-text", "train {text_cfg} eval.binarize_seed=7 --out {new}", "(a text corpus"),
     Case("set10-binarize-seed-on-text-evaluate", "evaluate {text_run} eval.binarize_seed=7", "eval.binarize_seed=7"),
     Case("unknown-command", "fly {run}", "fly"),
@@ -2760,6 +2787,8 @@ API_CASES += [  # the seventh fresh set (h16s7)
         "out is empty: give a folder's path",
     ),
     ("set9-run-of-an-empty-path", lambda out, w: vaelab_api().Run(""), "path is empty"),
+    ("set10-api41-run-of-a-missing-folder", lambda out, w: vaelab_api().Run(w["root"] / "nowhere"), "does not exist"),
+    ("set10-run-of-a-sweep-folder", lambda out, w: vaelab_api().Run(w["root"]), "not a run folder (no config.yaml)"),
     (
         "set10-api40-report-samples-a-string",
         lambda out, w: vaelab_api().write_report(w["run"], samples="no"),
@@ -2837,7 +2866,7 @@ def test_python_api_bad_input_is_one_line_and_writes_nothing(call, expect, world
 
     out = tmp_path / "new"
     before = _hashes(world["root"])
-    with pytest.raises((ValueError, TypeError, FileExistsError, DataError)) as e:
+    with pytest.raises((ValueError, TypeError, OSError, DataError)) as e:
         call(out, world)
     assert expect in str(e.value) and "\n" not in str(e.value).strip(), str(e.value)
     assert not out.exists() and not (tmp_path / "sw" / "config.yaml").exists()

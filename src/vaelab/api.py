@@ -134,6 +134,16 @@ class Run:
 
     def __post_init__(self) -> None:
         self.path = _folder_path(self.path, "path")
+        if not self.path.is_dir():
+            kind, what = (
+                (NotADirectoryError, "is a file") if self.path.exists() else (FileNotFoundError, "does not exist")
+            )
+            raise kind(f"vaelab.Run: {self.path} {what}; give a run folder (one `vaelab train` wrote)")
+        if not (self.path / "config.yaml").is_file():
+            inside = (
+                " (a sweep or study folder: its runs are in points/)" if (self.path / "sweep.yaml").is_file() else ""
+            )
+            raise FileNotFoundError(f"vaelab.Run: {self.path} is not a run folder (no config.yaml){inside}")
 
     @property
     def summary(self) -> dict[str, Any]:

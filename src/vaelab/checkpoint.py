@@ -216,6 +216,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    _check_format(path)
     try:
         state = _safe_load(path, map_location)
     except pickle.UnpicklingError as e:
@@ -247,6 +248,29 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
             f"checkpoint {path} does not fit the model that the run's config.yaml describes ({first[:300]}); was "
             "config.yaml edited after training, or the checkpoint copied from another run?"
         ) from None
+
+
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+"""How a file ``torch.save`` wrote begins: a zip archive (torch >= 1.6), or a pickle (protocol 2 and later)."""
+
+
+def _check_format(path: Path) -> None:
+    """Refuse, before unpickling, a file that is not one ``torch.save`` wrote (a text file, an image, a JSON record
+    saved as best.pt), naming what it begins with: such a file is not a checkpoint, not a threat."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} could not be read: {_one_line(e)}") from None
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): damaged or truncated; train again or restore it")
+    if not head.startswith(TORCH_FILE_STARTS):
+        text = head.isascii() and all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+        kind = "text" if text else "bytes"
+        raise CheckpointError(
+            f"checkpoint {path} is not a PyTorch checkpoint (it begins with the {kind} {head[:12]!r}, not a zip "
+            "archive or a pickle that torch.save writes); put back the file the run wrote, or train again"
+        )
 
 
 def _refused(path: Path, e: BaseException) -> CheckpointError:

@@ -164,7 +164,7 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
                 f"{out} holds a run ({held[0]}); a sweep or study needs a folder of its own: choose another --out"
             )
         return None
-    stored = spec_from_dict(read_yaml(stored_path), str(stored_path))
+    stored = read_stored_spec(out)
     was, now = measure_identity(stored.measure), measure_identity(spec.measure)
     if was != now:
         diff = ", ".join(f"measure.{k}: {was[k]!r} -> {now[k]!r}" for k in was if was[k] != now.get(k))
@@ -348,7 +348,22 @@ def load_stored_spec(out: str | Path) -> SweepSpec:
     path = Path(out) / SWEEP_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{out} is not a sweep folder (no {SWEEP_FILE}); run `vaelab sweep SWEEP.yaml` first")
-    return spec_from_dict(read_yaml(path), str(path))
+    return read_stored_spec(out)
+
+
+def read_stored_spec(out: str | Path) -> SweepSpec:
+    """``DIR/sweep.yaml``, the copy of its sweep that ``vaelab sweep`` wrote into the folder; one that cannot be
+    read (emptied, cut short, edited) is a one-line error saying it is that copy and how to write it again."""
+    path = Path(out) / SWEEP_FILE
+    try:
+        return spec_from_dict(read_yaml(path), str(path))
+    except ConfigError as e:  # SweepError is a ConfigError
+        problem = str(e).removeprefix(f"{path}: ").split("; ")[0]  # the advice is for a sweep file one writes
+        raise SweepError(
+            f"{path}, the copy of the sweep that `vaelab sweep` wrote into the sweep folder, cannot be read: "
+            f"{problem}; restore it, or write it again with `vaelab sweep SWEEP.yaml --out {out}` and the sweep file "
+            "it was run with"
+        ) from None
 
 
 def _point_record(point: SweepPoint, digest: str) -> dict[str, Any]:
