@@ -167,3 +167,22 @@ def test_diagnose_says_when_the_run_has_not_finished(trained_run: Path, capsys):
     assert f"vaelab resume {trained_run}" in out
     diag = json.loads((trained_run / "diagnosis.json").read_text())
     assert diag["numbers"]["unfinished"] is True and diag["findings"][0].startswith("The run has not finished")
+
+
+def test_an_mi_estimate_above_the_rate_is_read_as_the_rate():
+    """I(x; z) <= rate: an MI estimate of 0.09 nats over a rate of 0.04 is sampling error, so the information is
+    0.04 nats (collapsed), and rate - MI < 0 is named as such rather than reported as a negative KL."""
+    d = diagnose_metrics(metrics([0.005] * D, [0.5] * D, mi=0.09, rate=0.04))
+    assert d.verdict == "collapsed"
+    assert any("below 0, which KL(q(z) || p(z)) cannot be" in f for f in d.findings)
+    assert not any(f.startswith("rate - MI = KL(") for f in d.findings)
+
+
+def test_units_whose_means_vary_without_information_are_close_to_collapse():
+    """Every unit's posterior mean varies (A_d = 0.02 >= 0.01: AU counts it), but the 8 units carry 0.07 nats
+    together, under 0.01 each: not a healthy VAE (a KL of 0.07 nats was called healthy)."""
+    d = diagnose_metrics(metrics([0.025, 0.021] + [0.004] * (D - 2), [0.02] * D, mi=0.07))
+    assert d.numbers["au"] == D
+    assert d.verdict == "partial" and "close to collapse" in d.headline and "0.07" in d.headline
+    healthy = diagnose_metrics(metrics([0.05] * D, [0.05] * D, mi=0.3))  # 0.3 nats over 8 units: 0.0375 each
+    assert healthy.verdict == "healthy"

@@ -8,9 +8,11 @@ field: a unit is active when A_d >= 0.01 (Burda et al.), it carries no informati
 
 Verdicts (:func:`diagnose_metrics`):
 
-- ``collapsed``: I_q < 0.05 nats or no active unit: q(z|x) does not depend on x, the decoder ignores z;
-- ``partial``: some units active, more than a quarter of them inactive;
-- ``healthy``: (almost) every unit active and I_q clearly above zero.
+- ``collapsed``: I_q < 0.05 nats (I_q read as min(MI estimate, rate): I_q <= rate) or no active unit: q(z|x)
+  does not depend on x, the decoder ignores z;
+- ``partial``: some units active, more than a quarter of them inactive; or the active units carry together less
+  than 0.01 nats each (means that vary without carrying information: "close to collapse");
+- ``healthy``: (almost) every unit active and I_q clearly above zero (at least 0.01 nats per active unit).
 
 The recommendation is chosen from the measured pattern (see :func:`recommend`) and names the vaelab setting.
 """
@@ -152,7 +154,13 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
                 f"MI is at its ceiling: the estimator cannot resolve values above ln {pool}; compare runs by the "
                 "IW-NLL, the rate and AU, or measure with a larger pool (eval.mi_pool=all on a larger split)."
             )
-    if marginal is not None:
+    if marginal is not None and marginal < 0:
+        findings.append(
+            f"rate - MI = {_f(marginal)} nats, below 0, which KL(q(z) || p(z)) cannot be: the MI estimate exceeds "
+            "the rate by its sampling error (MI <= rate always), so the information is read as the rate, "
+            f"{_f(rate)} nats, and the mismatch as about 0."
+        )
+    elif marginal is not None:
         findings.append(
             f"rate - MI = KL(q(z) || p(z)) = {_f(marginal)} nats: the part of the rate that buys no information "
             "about x, spent on a mismatch between the aggregate posterior and the prior."
@@ -167,24 +175,35 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
     if beta is not None and beta > 1:
         findings.append(f"the objective's beta is {beta:g} > 1: it pays for less rate, which favours collapse.")
 
-    collapsed = (mi is not None and mi < MI_COLLAPSED) or au == 0 or len(dead) == d
+    info = min(mi, rate) if mi is not None else None  # I(x; z) <= rate: an estimate above it is sampling error
+    collapsed = (info is not None and info < MI_COLLAPSED) or au == 0 or len(dead) == d
     n_active = au if au is not None else d - len(dead)
+    # units whose posterior means vary (AU counts them) while all of them together carry less than a dead unit's
+    # 0.01 nats each: a mean that moves by 0.1 prior sd carries ~0.005 nats, which no decoder can use
+    weak = info if info is not None else rate
+    weak_latent = not collapsed and n_active > 0 and weak < UNIT_KL_DEAD * n_active
     holes = marginal is not None and marginal > 1.0 and marginal > HOLE_FRACTION * max(rate, 1e-12)
     if collapsed:
         verdict = "collapsed"
         headline = (
-            f"posterior collapse: q(z|x) hardly depends on x (MI {_f(mi) if mi is not None else 'n/a'} nats, "
+            f"posterior collapse: q(z|x) hardly depends on x (MI {_f(info) if info is not None else 'n/a'} nats, "
             f"AU {n_active}/{d}, rate {_f(rate)} nats); the decoder models the data without z."
+        )
+    elif weak_latent:
+        verdict = "partial"
+        headline = (
+            f"close to collapse: {n_active} of {d} latent units vary with x, but together they carry only "
+            f"{_f(weak)} nats, under {UNIT_KL_DEAD} per unit; the decoder can hardly use z."
         )
     elif n_active < 0.75 * d:
         verdict = "partial"
         headline = (
             f"partial collapse: {d - n_active} of {d} latent units are inactive; the other {n_active} carry "
-            f"{_f(mi) if mi is not None else _f(rate)} nats of information."
+            f"{_f(info) if info is not None else _f(rate)} nats of information."
         )
     else:
         verdict = "healthy"
-        headline = f"no collapse: {n_active} of {d} units active, MI {_f(mi) if mi is not None else 'n/a'} nats."
+        headline = f"no collapse: {n_active} of {d} units active, MI {_f(info) if info is not None else 'n/a'} nats."
     numbers["verdict"] = verdict
     numbers["inactive_units"] = inactive
     numbers["holes"] = holes
