@@ -184,5 +184,6 @@ def test_units_whose_means_vary_without_information_are_close_to_collapse():
     d = diagnose_metrics(metrics([0.025, 0.021] + [0.004] * (D - 2), [0.02] * D, mi=0.07))
     assert d.numbers["au"] == D
     assert d.verdict == "partial" and "close to collapse" in d.headline and "0.07" in d.headline
+    assert "free bits" in d.recommendations[0] and not any("superfluous" in r for r in d.recommendations)
     healthy = diagnose_metrics(metrics([0.05] * D, [0.05] * D, mi=0.3))  # 0.3 nats over 8 units: 0.0375 each
     assert healthy.verdict == "healthy"

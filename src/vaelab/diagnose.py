@@ -206,6 +206,7 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
         headline = f"no collapse: {n_active} of {d} units active, MI {_f(info) if info is not None else 'n/a'} nats."
     numbers["verdict"] = verdict
     numbers["inactive_units"] = inactive
+    numbers["weak_latent"] = weak_latent
     numbers["holes"] = holes
     return Diagnosis(verdict, headline, findings, recommend(verdict, numbers, ar, holes), numbers)
 
@@ -233,6 +234,15 @@ def recommend(verdict: str, n: dict[str, Any], autoregressive: bool, holes: bool
         )
         if n.get("beta") is not None and n["beta"] > 1:
             out.insert(0, f"lower beta (now {n['beta']:g}): beta > 1 makes collapse the optimum for weak signals.")
+    elif verdict == "partial" and n.get("weak_latent"):
+        out.append(
+            "treat it as collapse in the making: free bits (objective.regulariser=free_bits_batch "
+            "objective.free_bits=0.25) make the first 0.25 nats per unit free, so the units can carry what their "
+            "varying means hint at; KL annealing (objective.beta={type: linear, start: 0.1, value: 1.0, "
+            "warmup_epochs: 10}) lets the encoder carry information before the KL price is paid in full."
+        )
+        if autoregressive:
+            out.append("aggressive training (train.strategy=aggressive): the encoder may be lagging the decoder.")
     elif verdict == "partial":
         out.append(
             f"if the data need fewer than {d} dimensions, the inactive units are superfluous rather than lost "
