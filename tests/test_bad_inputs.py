@@ -2347,7 +2347,8 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
     Case(
         "set8-P01-plot-sweep-without-beta-lists-the-parameters-only",
         "plot-sweep {dir}",
-        "the sweep varies no beta (its parameters: none), which the figures plot against; pass --beta-key",
+        "the sweep varies no beta (its parameters: none), which the figures plot against; draw them against "
+        "another parameter with `vaelab plot-sweep DIR --beta-key KEY`",
         _small_sweep_folder,
     ),
     Case(
@@ -2385,6 +2386,46 @@ CASES += [  # the eighth fresh set (h16s8): sweep factors, study budgets, damage
         "set8-J08-study-set-train-section-with-epochs",
         "study collapse --data {plain_cfg} --methods plain |--set=train={{epochs: 3, lr: 0.01}}| --out {new}",
         "train.epochs is set by --budget",
+    ),
+]
+
+
+CASES += [  # the eleventh fresh set (h16s11)
+    Case(
+        "set11-c01-generated-data-too-small-to-evaluate",
+        "train {cfg} data.num_examples=7 data.eval_size=null --out {new}",
+        "set data.eval_size >= 2 (its default is data.num_examples // 4, so data.num_examples >= 8",
+    ),
+    Case(
+        "set11-o08-override-of-an-upper-case-section",
+        "train {cfg} TRAIN.LR=0.01 --out {new}",
+        "override TRAIN.LR=0.01: unknown config key 'TRAIN'; did you mean 'train' (keys are case-sensitive)?",
+    ),
+    Case(
+        "set11-n-mism-npz-splits-of-two-shapes",
+        "train {bad} --out {new}",
+        "d.npz: the test images are (1, 5, 5) (C, H, W), the train images (1, 6, 6); every split must hold",
+        bad_npz(
+            lambda r: {"train": _bits(r, 64).reshape(64, 1, 6, 6), "test": _bits(r, 16)[:, :25].reshape(16, 1, 5, 5)},
+            image_shape=None,
+        ),
+    ),
+    Case(
+        "set11-x-onetrain-one-training-sentence",
+        "train {bad} --out {new}",
+        "its 1 training sentence is too few to hold out a validation split",
+        corpus_edit(lambda w: {"train.txt": _lines(w)[0] + "\n", "valid.txt": None}),
+    ),
+    Case(
+        "set11-x-labtab-named-labels-read-as-plain",
+        "train {bad} --out {new}",
+        "look like LABEL<TAB>sentence with 2 named labels",
+        corpus_edit(
+            lambda w: {
+                name: "".join(f"{('pos', 'neg')[i % 2]}\t{s}\n" for i, s in enumerate(_lines(w, name)))
+                for name in ("train.txt", "valid.txt", "test.txt")
+            }
+        ),
     ),
 ]
 
@@ -3195,3 +3236,46 @@ def test_a_fixed_value_that_some_variants_change_is_a_default_and_still_works(wo
         )
     )
     assert [p.overrides for p in spec.points()] == [("model.latent_dim=3",), ("model.latent_dim=2",)]
+
+
+def test_set11_f14_the_report_of_a_sweep_without_beta_points_to_plot_sweep(world, tmp_path, capsys):
+    """h16s11 F14: the report of a sweep that varies no beta advised `--beta-key`, an option report does not have."""
+    folder = _small_sweep_folder(world, tmp_path)["dir"]
+    capsys.readouterr()
+    assert main(["report", folder, "--out", str(tmp_path / "r.html")]) in (0, None)
+    err = capsys.readouterr().err
+    assert "report: no sweep figures: the sweep varies no beta" in err, err
+    assert "`vaelab plot-sweep DIR --beta-key KEY`" in err and "Traceback" not in err
+    assert "draw them against another parameter" in (tmp_path / "r.html").read_text()
+
+
+def test_set11_s24_sample_streams_its_sentences_and_a_closed_pipe_is_not_an_error(world, cli_env):
+    """h16s11 S24: `vaelab sample -n 100000` printed nothing until every sentence was decoded; sentences now come
+    SAMPLE_CHUNK at a time, and a reader that stops early (`| head`) ends the command quietly with status 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "sample", str(world["text_run"]), "-n", "20000", "--max-length", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves after one line, as `head -1` does
+    _, err = proc.communicate(timeout=300)
+    assert first.strip() and proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_set11_s24_the_chunks_decode_the_same_z_as_one_batch(world):
+    """The prior draws of all n sentences come first, so the i-th sentence's z does not depend on the chunk size;
+    a request of at most one chunk is decoded exactly as one batch."""
+    from vaelab import generation
+
+    run = generation.load_text_run(world["text_run"])
+    one = generation.sample_prior(run, 6, greedy=True, seed=4)
+    old = generation.SAMPLE_CHUNK
+    try:
+        generation.SAMPLE_CHUNK = 2
+        chunked = generation.sample_prior(run, 6, greedy=True, seed=4)
+    finally:
+        generation.SAMPLE_CHUNK = old
+    assert chunked == one  # greedy words depend on z only: the same z in chunks gives the same sentences

@@ -167,13 +167,13 @@ def test_sweep_points_and_study_arms_are_checked(tmp_path: Path):
 def test_every_data_set_only_key_names_registered_data_sets_that_read_it():
     """:data:`DATASET_ONLY_KEYS` names only registered data sets (a misspelt one would refuse a key its real data
     set reads), each key is a data key, and the generated data sets read no file key."""
-    from vaelab.data.checks import DATA_RULES, DATASET_ONLY_KEYS, FILE_DATASETS
+    from vaelab.data.checks import DATA_RULES, DATASET_ONLY_KEYS, FILE_DATASETS, GENERATED_DATASETS
     from vaelab.data.dataset import DATASETS
 
     for key, readers in DATASET_ONLY_KEYS.items():
         assert f"data.{key}" in DATA_RULES, key
         assert readers and set(readers) <= set(DATASETS.names()), (key, set(readers) - set(DATASETS.names()))
-    generated = {"synthetic_blobs", "synthetic_gaussian", "synthetic_text"}
+    generated = set(GENERATED_DATASETS)
     assert set(FILE_DATASETS) | generated | {"tetrominoes"} == set(DATASETS.names())
     for key in ("root", "path", "files", "verify_checksum"):
         assert not generated & set(DATASET_ONLY_KEYS[key]), key

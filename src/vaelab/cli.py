@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         described = describe_os_error(e) if isinstance(e, OSError) and e.filename is not None else None
         print(f"vaelab: error: {described or _one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `vaelab sample RUN -n 1000 | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except Exception as e:
         from vaelab.data import DataError
         from vaelab.oserrors import describe_os_error, find_os_error

@@ -67,6 +67,10 @@ def attribute_error(error: ConfigError, where: str, overrides: list[str], flag: 
         key = item.partition("=")[0].strip()
         named = key and re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", msg)
         rank = (len(key), -named.start()) if named else None  # the longest key; of equal ones, the first named
+        parts = key.split(".")
+        for i in range(len(parts) - 1, 0, -1):  # an unknown section of the key, quoted: 'TRAIN' of TRAIN.LR
+            if rank is None and (quoted := re.search(re.escape(repr(".".join(parts[:i]))), msg)):
+                rank = (0, -quoted.start())
         if rank is not None and (blamed is None or rank > blamed[0]):
             blamed = (rank, item)
     if blamed is not None:

@@ -106,7 +106,10 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in names:
-            raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(names)}")
+            same = [n for n in names if n.lower() == str(k).lower()]  # keys are lower case: TRAIN for train
+            fixed = f"{prefix}.{same[0]}" if prefix and same else (same[0] if same else "")
+            hint = f"; did you mean {fixed!r} (keys are case-sensitive)?" if same else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; valid keys here: {', '.join(names)}")
         kwargs[k] = _coerce(hints[k], v, key)
     return cls(**kwargs)
 

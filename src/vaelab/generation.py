@@ -17,7 +17,7 @@ sentence), and reconstructions and interpolations do not depend on the input.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,7 +177,6 @@ def _generator(seed: int | None) -> torch.Generator:
     return g
 
 
-@torch.no_grad()
 def sample_prior(
     run: TextRun,
     n: int,
@@ -188,11 +187,33 @@ def sample_prior(
     max_length: int | None = None,
 ) -> list[str]:
     """n sentences decoded from z ~ p(z) = N(0, I) (greedy or sampled)."""
+    return list(iter_sample_prior(run, n, greedy=greedy, temperature=temperature, seed=seed, max_length=max_length))
+
+
+SAMPLE_CHUNK = 500
+"""Sentences decoded at once by :func:`iter_sample_prior` (so that ``vaelab sample -n 100000`` prints as it goes)."""
+
+
+@torch.no_grad()
+def iter_sample_prior(
+    run: TextRun,
+    n: int,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    max_length: int | None = None,
+) -> Iterator[str]:
+    """:func:`sample_prior`, yielding the sentences :data:`SAMPLE_CHUNK` at a time as they are decoded (one draw of
+    all n z first, then the words of each chunk; up to SAMPLE_CHUNK sentences, the same as one batch)."""
     if n < 1:
         raise ConfigError(f"-n must be >= 1, got {n}")
     g = _generator(seed)
     z = torch.randn(n, run.model.latent_dim, generator=g)
-    return run.decode(z, greedy=greedy, temperature=temperature, generator=g, max_length=max_length)
+    for start in range(0, n, SAMPLE_CHUNK):
+        yield from run.decode(
+            z[start : start + SAMPLE_CHUNK], greedy=greedy, temperature=temperature, generator=g, max_length=max_length
+        )
 
 
 @torch.no_grad()
@@ -290,7 +311,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.greedy:
         _refuse_unused(args, {"temperature": "--greedy takes the most probable word; drop --greedy to sample words"})
     run = _load(args)
-    for s in sample_prior(
+    for s in iter_sample_prior(
         run,
         args.n,
         greedy=args.greedy,
@@ -298,7 +319,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed=_or(args.seed, 0),
         max_length=args.max_length,
     ):
-        print(s)
+        print(s, flush=True)
     return 0
 
 

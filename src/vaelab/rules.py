@@ -239,14 +239,12 @@ MAX_LR = 10.0
 """The largest learning rate: 10x the largest published one (SGD 1.0 on text, He et al. 2019)."""
 
 
-def too_few_to_evaluate(n: int, what: str) -> str | None:
+def too_few_to_evaluate(n: int, what: str, fix: str = "give it more examples") -> str | None:
     """The one-line reason why ``what`` (e.g. ``"data set X: the valid split"``) holding ``n`` examples cannot be
-    evaluated (1 example: :data:`MIN_EVAL_EXAMPLES`), or None; 0 examples is the caller's own message."""
+    evaluated (1 example: :data:`MIN_EVAL_EXAMPLES`), or None; 0 examples is the caller's own message. ``fix``: what
+    to change (the keys that size the split)."""
     if 0 < n < MIN_EVAL_EXAMPLES:
-        return (
-            f"{what} holds {n} example; its evaluation (MI, active units) needs at least {MIN_EVAL_EXAMPLES}: "
-            "give it more examples"
-        )
+        return f"{what} holds {n} example; its evaluation (MI, active units) needs at least {MIN_EVAL_EXAMPLES}: {fix}"
     return None
 
 

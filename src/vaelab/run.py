@@ -37,6 +37,7 @@ from vaelab.checks import (
 )
 from vaelab.config import RunConfig, load_saved_config, read_yaml, save_config, to_dict, update_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
+from vaelab.data.checks import GENERATED_DATASETS
 from vaelab.distributed import DistInfo, broadcast_object, broadcast_parameters, init_distributed
 from vaelab.errors import ConfigError
 from vaelab.metrics.extras import EXTRA_METRICS
@@ -44,7 +45,7 @@ from vaelab.models import VAE, build_model
 from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
 from vaelab.precision import Precision
-from vaelab.rules import too_few_to_evaluate
+from vaelab.rules import MIN_EVAL_EXAMPLES, too_few_to_evaluate
 from vaelab.runfolder import RunFolder, provenance
 from vaelab.runlock import RunLock
 from vaelab.seeds import seed_everything
@@ -198,6 +199,19 @@ def _build_model(config: RunConfig, dataset: Dataset) -> VAE:
         ) from None
 
 
+def _split_size_fix(cfg: RunConfig, split: str) -> str:
+    """What sizes ``split`` of ``cfg``'s data set, as advice for a split too small to evaluate."""
+    d = cfg.data
+    if d.name in GENERATED_DATASETS:  # valid and test: eval_size examples each
+        return (
+            f"set data.eval_size >= {MIN_EVAL_EXAMPLES} (its default is data.num_examples // 4, so data.num_examples "
+            f">= {4 * MIN_EVAL_EXAMPLES} with it unset)"
+        )
+    if split == "valid":
+        return f"set data.valid_size >= {MIN_EVAL_EXAMPLES}, or give the data set a larger validation file"
+    return f"give the {split} file more examples, or set eval.final_split to another split"
+
+
 def check_trainable(run: Run) -> None:
     """Before any training: BN-VAE's training batches hold >= 2 examples, the final split (``eval.final_split``)
     has examples, the final and validation splits are not of 1 example (MI and active units of one example are
@@ -210,7 +224,8 @@ def check_trainable(run: Run) -> None:
     check_transform_fits(run)
     final = cfg.eval.final_split
     for split in sorted({final, "valid"}):  # MI and active units of one example are undefined
-        if reason := too_few_to_evaluate(len(dataset.split(split)), f"data set {cfg.data.name}: the {split} split"):
+        what = f"data set {cfg.data.name}: the {split} split"
+        if reason := too_few_to_evaluate(len(dataset.split(split)), what, _split_size_fix(cfg, split)):
             raise DataError(reason)
     if len(dataset.split(final)) == 0:
         raise DataError(

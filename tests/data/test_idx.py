@@ -73,6 +73,10 @@ def test_truncated_and_trailing_bytes(tmp_path: Path) -> None:
     long.write_bytes(raw + b"\0\0")
     with pytest.raises(DataError, match="long-idx3-ubyte: 2 unexpected bytes"):
         read_idx(long)
+    wrong = tmp_path / "wrong-magic"  # 3-d data whose magic announces 2 dimensions (0x0802, not 0x0803)
+    wrong.write_bytes(raw[:3] + b"\x02" + raw[4:])
+    with pytest.raises(DataError, match=r"the bytes fit 3 dimensions \(3x4x4\): the magic should be 0x00000803"):
+        read_idx(wrong)
     tiny = tmp_path / "tiny"
     tiny.write_bytes(b"\0\0")
     with pytest.raises(DataError, match="tiny: truncated"):

@@ -306,7 +306,10 @@ def finalize(
     c, h, w = (int(d) for d in train.x.shape[1:])
     for split_name, s in (("valid", valid), ("test", test)):
         if len(s) and tuple(s.x.shape[1:]) != (c, h, w):
-            raise UserError(f"{name}: {split_name} images are {tuple(s.x.shape[1:])}, train images {(c, h, w)}")
+            raise UserError(
+                f"data set {name}: the {split_name} images are {tuple(s.x.shape[1:])} (C, H, W), the train images "
+                f"{(c, h, w)}; every split must hold images of one shape: resize or re-export them"
+            )
     info.update(
         name=name,
         counts={"train": len(train), "valid": len(valid), "test": len(test)},

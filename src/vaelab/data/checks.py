@@ -138,13 +138,15 @@ IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
 """``data`` keys that only image data read; on text each must keep its default (None)."""
 
 
+GENERATED_DATASETS = ("synthetic_blobs", "synthetic_gaussian", "synthetic_text")
+"""The data sets drawn by a seeded generator (``data.num_examples``; validation and test ``data.eval_size`` each)."""
 FILE_DATASETS = ("mnist", "fashion_mnist", "binarized_mnist", "omniglot", "idx", "npz", "arrays", "text", "ptb")
 """The data sets read from files (``data.path``, ``data.root``); the generated ones read none."""
 
 DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
-    "num_examples": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
+    "num_examples": GENERATED_DATASETS,
     "latent_dim": ("synthetic_gaussian",),
-    "noise": ("synthetic_blobs", "synthetic_gaussian", "synthetic_text"),
+    "noise": GENERATED_DATASETS,
     "num_templates": ("synthetic_blobs", "synthetic_text"),
     "split_kind": ("tetrominoes",),
     "cache_dir": ("tetrominoes",),

@@ -80,6 +80,13 @@ def _assemble(
 ) -> ImageDataset:
     train, valid, test = parts["train"], parts.get("valid"), parts["test"]
     assert train is not None and test is not None
+    shape = tuple(train.x.shape[1:])
+    for split, s in (("valid", valid), ("test", test)):
+        if s is not None and len(s) and tuple(s.x.shape[1:]) != shape:
+            raise DataError(
+                f"{source}: the {split} images are {tuple(s.x.shape[1:])} (C, H, W), the train images {shape}; every "
+                "split must hold images of one shape: resize or re-export them"
+            )
     if valid is None:
         if cfg.valid_size == 0:
             valid = empty_like(train)

@@ -79,9 +79,19 @@ def parse_idx(
             where,
         )
     if have > need:
+        hint = ""
+        if len(data) >= header + 4:  # one more size field than the magic announces, and the data fit it exactly
+            extra = int.from_bytes(data[header : header + 4], "big")
+            if extra and need * extra == have - 4:
+                hint = (
+                    f"; the bytes fit {ndim + 1} dimensions ({shape_txt}x{extra}): the magic should be "
+                    f"0x{(magic & ~0xFF) | (ndim + 1):08X}"
+                )
         raise data_error(
             source,
-            f"{have - need} unexpected bytes after the {shape_txt} {_TYPE_NAMES[code]} data",
+            f"{have - need} unexpected bytes after the {shape_txt} {_TYPE_NAMES[code]} data: the header (magic "
+            f"0x{magic:08X}, {ndim} dimension{'s' if ndim != 1 else ''}) declares {need} bytes, {have} follow it"
+            + hint,
             None,
             where,
         )

@@ -76,6 +76,7 @@ from vaelab.data.text_loader import POOL_BATCHES, TextLoader
 from vaelab.data.text_parse import LABEL_TAB_SHARE, ParsedFile, parse_corpus, split_words
 from vaelab.data.text_vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, RESERVED, SPECIALS, UNK, UNK_ID, Vocabulary
 from vaelab.errors import ConfigError
+from vaelab.rules import MIN_EVAL_EXAMPLES
 from vaelab.seeds import hashed_uniform
 
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -401,6 +402,13 @@ def _raw_splits(name: str, cfg: DataConfig, parsed: dict[str, ParsedFile], info:
         valid = raw("valid")
     else:
         n = len(train_s)
+        if n <= MIN_EVAL_EXAMPLES:  # a held-out split needs 2 sentences (MI, AU) and training at least 1 more
+            raise DataError(
+                f"{name} has no validation file (no valid.txt in data.path={cfg.path}, no data.files.valid), and its "
+                f"{n} training sentence{'s are' if n != 1 else ' is'} too few to hold out a validation split (it needs "
+                f"{MIN_EVAL_EXAMPLES}, and training at least 1 more); add training sentences or a validation file "
+                "(valid.txt, or name it in data.files.valid)"
+            )
         if not 0 < cfg.valid_size < n:
             raise ConfigError(
                 f"{name} has no validation file (no valid.txt in data.path={cfg.path}, no data.files.valid), and "

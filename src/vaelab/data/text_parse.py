@@ -50,6 +50,17 @@ def _looks_labelled(path: Path, raw: list[str], sample: int = 1000) -> None:
             f"{labelled[0][:40]!r}), but data.format is plain, which would read the labels as words; set "
             "data.format=label_tab, or data.labels_as_words=true if the numbers are words of the text"
         )
+    # named labels (pos, neg, ...): one word before the TAB, drawn from a few values, on most lines
+    named = [ln for ln in lines if "\t" in ln and len(ln.partition("\t")[0].split()) == 1]
+    names = {ln.partition("\t")[0].strip() for ln in named}
+    if lines and len(named) > LABEL_TAB_SHARE * len(lines) and len(names) <= max(2, min(50, len(named) // 4)):
+        plural = "s" if len(names) != 1 else ""
+        raise DataError(
+            f"{path}: {len(named)} of the first {len(lines)} lines look like LABEL<TAB>sentence with {len(names)} "
+            f"named label{plural} (e.g. {named[0][:40]!r}), but data.format is plain, which would read the labels "
+            "as words; write the labels as integers 0..K-1 and set data.format=label_tab, or set "
+            "data.labels_as_words=true if they are words of the text"
+        )
 
 
 def parse_corpus(

@@ -47,8 +47,7 @@ def find_beta_key(columns: list[str]) -> str:
     params = [c for c in columns if "." in c or c in ("seed", "variant")]  # not the measured columns
     raise ConfigError(
         f"the sweep varies no beta (its parameters: {', '.join(params) or 'none'}), which the figures plot "
-        "against; pass --beta-key "
-        "with the parameter to use"
+        "against; draw them against another parameter with `vaelab plot-sweep DIR --beta-key KEY`"
     )
 
 
