@@ -2396,6 +2396,8 @@ CASES += [  # the eleventh fresh set (h16s11)
         "train {cfg} data.num_examples=7 data.eval_size=null --out {new}",
         "set data.eval_size >= 2 (its default is data.num_examples // 4, so data.num_examples >= 8",
     ),
+    Case("set11-w06-out-ending-with-a-space", "train {cfg} |--out={new} |", "begins or ends with a space"),
+    Case("set11-w07-out-holding-a-newline", "train {cfg} |--out={new}\nx|", "holds a control character"),
     Case(
         "set11-o08-override-of-an-upper-case-section",
         "train {cfg} TRAIN.LR=0.01 --out {new}",

@@ -312,6 +312,11 @@ leading ``~`` or ``~user`` is expanded as a shell would (a quoted ``--out '~/x'`
 named ``~`` in the working directory)."""
 
 
+OUTPUT_ARGUMENTS = ("out", "plots_dir")
+"""The arguments of :data:`PATH_ARGUMENTS` that name what vaelab creates: a name with a control character or a
+leading or trailing space (a paste slip) is refused rather than made into a folder nobody can type."""
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """``parser.parse_args``, but ``key=value`` overrides, and the sentences of ``vaelab reconstruct``, may also
     follow the options (``vaelab evaluate DIR --iw-samples 50 eval.iw_chunk=10``: argparse alone stops collecting a
@@ -332,6 +337,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     for dest, name in PATH_ARGUMENTS.items():
         if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
             parser.error(f"{name} is empty: give a file or folder name")
+        if dest in OUTPUT_ARGUMENTS and isinstance(written := getattr(args, dest, None), str):
+            if any(ord(c) < 32 or ord(c) == 127 for c in written):  # a pasted newline or tab
+                parser.error(f"{name} {written!r} holds a control character (a newline or tab?); give the name alone")
+            if written != written.strip():
+                parser.error(f"{name} {written!r} begins or ends with a space; give the name without it")
         value = getattr(args, dest, None)
         if isinstance(value, str):
             setattr(args, dest, os.path.expanduser(value))
