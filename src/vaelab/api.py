@@ -29,6 +29,7 @@ import json
 import numbers
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -88,6 +89,8 @@ from vaelab.models.base import batch_size as _num_examples
 from vaelab.models.custom import (
     ContractError,
     ContractTypeError,
+    UserDecoder,
+    UserEncoder,
     call_factory,
     check_first_batch,
     check_modules,
@@ -98,7 +101,7 @@ from vaelab.models.custom import (
 )
 from vaelab.models.likelihoods import Bernoulli
 from vaelab.rules import too_few_to_evaluate
-from vaelab.runconfig import expand_overrides
+from vaelab.runconfig import config_sections, expand_overrides
 from vaelab.runfolder import RunFolder, read_json_object
 
 DATA_DIR = "data"
@@ -197,6 +200,12 @@ def _override_list(overrides: Any) -> list[str]:
         raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
     if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"overrides must be a list of 'key=value' strings, got {overrides!r}")
+    given = [(e.partition("=")[0].strip(), o) for o in overrides if "=" in o for e in expand_overrides([o])]
+    keys = [k for k, _ in given]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:  # which one was meant? (the last would win without a word; as the command line refuses)
+        items = " and ".join(repr(o) for k, o in given if k == twice)
+        raise ConfigError(f"override key {twice} is given twice ({items}); give it once")
     return list(overrides)
 
 
@@ -230,19 +239,35 @@ def _config_mapping(config: Mapping[str, Any] | RunConfig | str | Path | None) -
     if isinstance(config, str | Path):
         return read_yaml(config)
     if isinstance(config, Mapping):
-        return json.loads(json.dumps(dict(config)))  # a deep copy of plain values
-    raise TypeError(f"config must be a mapping, a RunConfig or a YAML file path, got {type(config).__name__}")
+        try:
+            mapping = json.loads(json.dumps(dict(config)))  # a deep copy of plain values
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"config must hold plain values (numbers, strings, booleans, lists, dicts): {e}"
+            ) from None
+        for section, value in mapping.items():  # train={...} is merged key by key: a list there is a slip
+            if (section,) in config_sections() and value is not None and not isinstance(value, dict):
+                raise ConfigError(f"config's {section} section must be a mapping of keys, got {type(value).__name__}")
+        return mapping
+    raise ConfigError(f"config must be a mapping, a RunConfig or a YAML file path, got {type(config).__name__}")
 
 
-def _plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(kwargs: Any) -> dict[str, Any]:
     """``model_kwargs`` as plain YAML values (they are written to config.yaml and read back)."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise ContractTypeError(f"model_kwargs must be a mapping of keyword arguments, got {type(kwargs).__name__}")
+    bad = next((k for k in kwargs if not isinstance(k, str)), None)
+    if bad is not None:
+        raise ContractTypeError(f"model_kwargs: keys must be argument names (strings), got {bad!r:.60}")
     out = dict(kwargs)
     try:
         back = yaml.safe_load(yaml.safe_dump(out))
     except yaml.YAMLError:
         back = None
     if back != out:
-        raise TypeError(
+        raise ContractTypeError(
             "model_kwargs must hold plain values (numbers, strings, booleans, lists, dicts) that YAML writes and "
             f"reads back unchanged, so that the run folder can rebuild the model; got {out!r:.200}"
         )
@@ -270,12 +295,13 @@ def train(
             :func:`vaelab.token_data` (which also set the binarisation, held-out fractions, vocabulary). A copy is
             written to ``out/data/``.
         out: the run folder; one that holds another run is refused (as ``vaelab train --out``).
-        model_kwargs: keyword arguments of the factory (plain YAML values).
+        model_kwargs: keyword arguments of the factory, a mapping of names to plain YAML values.
         config: the rest of the run config, as a mapping like a YAML config (``{"objective": ..., "train": ...}``),
             a :class:`~vaelab.config.RunConfig` or a YAML file; every objective, regulariser, term and strategy of
             the config system is available (e.g. ``{"train": {"strategy": "aggressive"}}``). ``model.latent_dim``
             defaults to the D the encoder returns.
-        overrides: ``key=value`` strings as on the command line (``"objective.free_bits=0.5"``).
+        overrides: ``key=value`` strings as on the command line (``"objective.free_bits=0.5"``); a key given
+            twice is refused, as the command line refuses it.
 
     Returns:
         A :class:`Run` (``.summary``, ``.load()``, ``.evaluate()``, ``.diagnose()``, ``.write_report()``).
@@ -290,7 +316,7 @@ def train(
     overrides = _override_list(overrides)
     root = _folder_path(out, "out")
     spec = factory_spec(model)
-    kwargs = _plain(model_kwargs or {})
+    kwargs = _plain(model_kwargs)
     user = as_user_data(data)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"out={str(root)!r} is a file, not a folder; choose another run folder")
@@ -421,6 +447,8 @@ def token_batch(sequences: Sequence[Sequence[int]]) -> Any:
                 "words with your vocabulary first (the id of each word, as given to vaelab.token_data)"
             )
         rows.append([int(t) + TOKEN_OFFSET for t in ids])
+    if not rows:
+        raise UserError("token_batch: sequences is empty; give at least one list of token ids")
     return TokenBatch.from_sentences(rows)
 
 
@@ -467,8 +495,23 @@ class _Batch:
         self.x, self.y = x, y
 
 
-def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = None) -> tuple[VAE, list[_Batch]]:
+def _model_and_batches(
+    model: Any,
+    data: Any,
+    batch_size: int,
+    labels: Any = None,
+    *,
+    caller: str,
+    raw: bool = False,
+    likelihood: bool = False,
+) -> tuple[VAE, list[_Batch]]:
+    """The model as a VAE and the data as checked batches on its device. ``caller``: the API function (named in
+    the advice to pass ``raw=True``); ``raw``: whole-number data 0..255 are used as given (else refused, as by
+    :func:`vaelab.tensor_data`); ``likelihood``: the decoder's log_prob on the first batch must be finite too."""
     check("batch_size", batch_size, COUNT)
+    if not isinstance(raw, bool):  # 'no' would count as true
+        raise ConfigError(f"raw must be True or False, got {raw!r}")
+    hint = f"vaelab.{caller}(..., raw=True)"
     parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
     if not parts:
         raise UserError("the data have no examples")
@@ -487,19 +530,62 @@ def _model_and_batches(model: Any, data: Any, batch_size: int, labels: Any = Non
         if isinstance(p.x, Tensor) and p.x.dtype in (torch.uint8, torch.bool):
             p.x = to_float(torch.from_numpy(as_intensities(p.x.cpu().numpy())))
         elif isinstance(p.x, Tensor) and not p.x.is_floating_point() and not p.x.is_complex():
-            refuse_float_intensities({"to evaluate": (p.x.cpu().numpy(), None)})  # 0..255 as int64: as train() refuses
+            if not raw:  # 0..255 as int64: as train() refuses
+                refuse_float_intensities({"to evaluate": (p.x.cpu().numpy(), None)}, hint)
             p.x = p.x.to(dtype or torch.float32)  # integer 0/1 data: read as floats, as train() does
+        elif isinstance(p.x, Tensor) and p.x.is_floating_point() and not raw:  # 0..255 as floats: as train() refuses
+            refuse_float_intensities({"to evaluate": (p.x.detach().float().cpu().numpy(), None)}, hint)
         if dtype is not None and isinstance(p.x, Tensor) and p.x.is_floating_point() and p.x.dtype != dtype:
             p.x = p.x.to(dtype)  # float64 data for a float32 model: converted, as train() does
     vae = _resolve_model(model, parts[0].x)
+    _check_finite_parameters(vae)
     _check_bernoulli_range(vae, parts)
     device = _device_of(vae)
     for p in parts:
         if hasattr(p.x, "to"):
             p.x = p.x.to(device)
     with torch.no_grad(), eval_mode(vae):  # modules that do not fit the data: one line, as in train()
-        check_runs_on("the model (encoder and decoder.log_prob)", lambda x: elbo_terms(vae, x, 1), parts[0].x)
+        terms = check_runs_on("the model (encoder and decoder.log_prob)", lambda x: elbo_terms(vae, x, 1), parts[0].x)
+    _check_finite_output(terms["rate"], _RATE_OF_ENCODER, "the data's first batch")
+    if likelihood:
+        _check_finite_output(terms["distortion"], "decoder.log_prob(x, z) returned", "the data's first batch")
     return vae, parts
+
+
+_RATE_OF_ENCODER = "encoder(x)'s rate KL(q(z|x) || p(z)) is"
+
+
+def _check_finite_parameters(vae: VAE) -> None:
+    """Refuse a model whose parameters (or buffers) hold NaN or inf, naming the module and the parameter: every
+    number computed from them would be NaN, some metrics (rate, MI) possibly not, without a word."""
+    for role in ("encoder", "decoder", "prior"):
+        module = getattr(vae, role)
+        inner = module.module if isinstance(module, UserEncoder | UserDecoder) else module
+        for kind, named in (("parameter", inner.named_parameters()), ("buffer", inner.named_buffers())):
+            for name, t in named:
+                if t.is_floating_point() and not t.is_meta and not bool(torch.isfinite(t).all()):
+                    raise UserError(
+                        f"the {role}'s {kind} {name} holds NaN or infinite values, so every metric computed from "
+                        "it would be NaN or infinite; load finite weights (a checkpoint before the NaN) or train again"
+                    )
+
+
+def _check_finite_output(values: Tensor, what: str, where: str) -> None:
+    """Refuse per-example values (N, ...) that are NaN or infinite in one line: ``what`` names them with a verb
+    (``decoder.log_prob(x, z) returned``) and starts with the module to check (``decoder``, ``encoder``)."""
+    bad = ~torch.isfinite(values)
+    if not bool(bad.any()):
+        return
+    found = " and ".join(k for k, m in (("NaN", values.isnan()), ("infinite values", values.isinf())) if bool(m.any()))
+    rows = int(bad.reshape(len(values), -1).any(1).sum())
+    advice = {
+        "decoder": "check the decoder (a log of 0, a division by 0, data outside the range it scores: [0, 1] for a "
+        "Bernoulli)",
+        "encoder": "check the encoder (an exp or a division that overflows, data of a scale it was not made for)",
+    }.get(what.split(".")[0].split("(")[0].split("'")[0], "check the encoder's posterior and the decoder's log_prob")
+    raise ContractError(
+        f"{what} {found} for {rows} of {len(values)} examples of {where}, so the metrics would not be finite; {advice}"
+    )
 
 
 def _check_bernoulli_range(vae: VAE, parts: list[_Batch]) -> None:
@@ -570,6 +656,7 @@ def evaluate(
     batch_size: int = 500,
     labels: Any = None,
     seed: int = 0,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Every core metric of ``model`` on ``data`` in one pass, as summary.json reports them (nats per example):
     ``elbo``, ``rate``, ``distortion``; ``nll_iw`` with ``iw_samples`` > 0 (Burda et al., ICLR 2016); ``mi`` with
@@ -578,15 +665,34 @@ def evaluate(
     ``iw_chunk``: importance samples drawn at once per batch, ``"auto"`` (the default, as ``eval.iw_chunk``) from a
     memory budget (:func:`~vaelab.metrics.likelihood.resolve_iw_chunk`; 10 for a batch of 500 MNIST images, whose
     (chunk, 500, 784) tensors a fixed 100 made 10x larger), or a count; the estimate does not depend on it beyond
-    float rounding (the same draws)."""
+    float rounding (the same draws). ``labels``: deprecated, no metric here reads labels (the linear probe is
+    :func:`probe`); checked (integer classes >= 0, one per example) and then ignored with a FutureWarning.
+    ``raw``: float or integer data of whole numbers 0..255 are refused as 8-bit intensities (divide by 255), as
+    :func:`vaelab.tensor_data` refuses them, unless ``raw=True`` (a decoder of real values); the same in every
+    metric function. NaN or inf in the parameters or in what the modules return are refused in one line."""
     check("iw_samples", iw_samples, RULES["eval.iw_samples"])  # named as the caller wrote them, before any work
     check("iw_chunk", iw_chunk, RULES["eval.iw_chunk"])
     check("mi_pool", mi_pool, RULES["eval.mi_pool"])
     check("au_threshold", au_threshold, RULES["eval.au_threshold"])
-    vae, parts = _model_and_batches(model, data, batch_size, labels)
+    vae, parts = _model_and_batches(model, data, batch_size, labels, caller="evaluate", raw=raw, likelihood=True)
+    if labels is not None:
+        _check_class_labels(torch.cat([torch.as_tensor(p.y).reshape(-1) for p in parts]), "labels")
+        warnings.warn(
+            "evaluate: labels= has no effect (no metric of evaluate reads labels) and will be removed; leave it out, "
+            "or measure the linear probe with vaelab.probe(model, train_data, test_data, train_labels=..., "
+            "test_labels=...)",
+            FutureWarning,
+            stacklevel=2,
+        )
     _check_evaluable(parts)
     gen = _generator(vae, seed)
     col = collect(vae, parts, iw_samples=iw_samples, iw_chunk=iw_chunk, generator=gen)
+    assert col.mu is not None and col.logvar is not None
+    _check_finite_output(torch.cat([col.mu, col.logvar], 1), "encoder(x) returned", "the data")
+    _check_finite_output(col.rate, _RATE_OF_ENCODER, "the data")
+    _check_finite_output(col.distortion, "decoder.log_prob(x, z) returned", "the data")
+    if col.nll_iw is not None:
+        _check_finite_output(col.nll_iw, "the importance-weighted log p(x) is", "the data")
     return summarise(
         col, mi_pool=mi_pool, au_threshold=au_threshold, generator=torch.Generator().manual_seed(_seed(seed))
     )
@@ -600,41 +706,57 @@ def iw_nll(
     chunk_size: int = DEFAULT_IW_CHUNK,
     batch_size: int = 100,
     seed: int = 0,
+    raw: bool = False,
 ) -> Tensor:
     """Importance-weighted NLL -log p(x) of every example, nats, shape (N,): -log (1/K) sum_k p(x, z_k) / q(z_k|x),
     z_k ~ q(z|x), K = ``num_samples`` (Burda, Grosse & Salakhutdinov, ICLR 2016); an upper bound on the NLL that
     tightens as K grows. The model is in eval mode during the call."""
     check("num_samples", num_samples, SAMPLES)
     check("chunk_size", chunk_size, COUNT)
-    vae, parts = _model_and_batches(model, data, batch_size)
+    vae, parts = _model_and_batches(model, data, batch_size, caller="iw_nll", raw=raw, likelihood=True)
     gen = _generator(vae, seed)
     with eval_mode(vae):
-        return torch.cat([-iw_log_likelihood(vae, p.x, num_samples, chunk_size, gen).cpu() for p in parts])
+        nll = torch.cat([-iw_log_likelihood(vae, p.x, num_samples, chunk_size, gen).cpu() for p in parts])
+    _check_finite_output(nll, "the importance-weighted log p(x) is", "the data")
+    return nll
 
 
-def elbo(model: Any, data: Any, *, num_samples: int = 1, batch_size: int = 500, seed: int = 0) -> dict[str, Tensor]:
+def elbo(
+    model: Any, data: Any, *, num_samples: int = 1, batch_size: int = 500, seed: int = 0, raw: bool = False
+) -> dict[str, Tensor]:
     """The unweighted ELBO of every example and its parts, nats, each (N,): ``distortion`` = -E_q log p(x|z)
     (``num_samples`` draws), ``rate`` = KL(q(z|x) || p(z)) (Kingma & Welling, ICLR 2014), ``elbo`` = -(D + R)."""
     check("num_samples", num_samples, SAMPLES)
-    vae, parts = _model_and_batches(model, data, batch_size)
+    vae, parts = _model_and_batches(model, data, batch_size, caller="elbo", raw=raw, likelihood=True)
     gen = _generator(vae, seed)
     out: dict[str, list[Tensor]] = {"elbo": [], "rate": [], "distortion": []}
     with eval_mode(vae):
         for p in parts:
             for k, v in elbo_terms(vae, p.x, num_samples, gen).items():
                 out[k].append(v.cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
+    terms = {k: torch.cat(v) for k, v in out.items()}
+    _check_finite_output(terms["rate"], _RATE_OF_ENCODER, "the data")
+    _check_finite_output(terms["distortion"], "decoder.log_prob(x, z) returned", "the data")
+    return terms
 
 
-def posteriors(model: Any, data: Any, *, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+def posteriors(model: Any, data: Any, *, batch_size: int = 500, raw: bool = False) -> tuple[Tensor, Tensor]:
     """The posterior parameters of every example: ``(mu, logvar)``, each (N, D), on the CPU (eval mode)."""
-    col = _posterior_collection(model, data, batch_size)
+    col = _posterior_collection(model, data, batch_size, caller="posteriors", raw=raw)
     assert col.mu is not None and col.logvar is not None
     return col.mu, col.logvar
 
 
-def _posterior_collection(model: Any, data: Any, batch_size: int, labels: Any = None) -> EvalCollection:
-    vae, parts = _model_and_batches(model, data, batch_size, labels)
+def _posteriors(model: Any, data: Any, batch_size: int, caller: str, raw: bool) -> tuple[Tensor, Tensor]:
+    col = _posterior_collection(model, data, batch_size, caller=caller, raw=raw)
+    assert col.mu is not None and col.logvar is not None
+    return col.mu, col.logvar
+
+
+def _posterior_collection(
+    model: Any, data: Any, batch_size: int, labels: Any = None, *, caller: str, raw: bool = False
+) -> EvalCollection:
+    vae, parts = _model_and_batches(model, data, batch_size, labels, caller=caller, raw=raw)
     mus, logvars, ys = [], [], []
     with torch.no_grad(), eval_mode(vae):
         for p in parts:
@@ -643,34 +765,37 @@ def _posterior_collection(model: Any, data: Any, batch_size: int, labels: Any = 
             logvars.append(q.logvar.expand_as(q.mu).cpu())
             ys.append(p.y)
     mu = torch.cat(mus)
+    _check_finite_output(torch.cat([mu, torch.cat(logvars)], 1), "encoder(x) returned", "the data")
     y = torch.cat([torch.as_tensor(v).cpu() for v in ys]) if all(v is not None for v in ys) else None
     zeros = torch.zeros(len(mu))
     return EvalCollection(elbo=zeros, rate=zeros, distortion=zeros, mu=mu, logvar=torch.cat(logvars), y=y)
 
 
 def mutual_information(
-    model: Any, data: Any, *, pool: str | int = "all", batch_size: int = 500, seed: int = 0
+    model: Any, data: Any, *, pool: str | int = "all", batch_size: int = 500, seed: int = 0, raw: bool = False
 ) -> MIEstimate:
     """I_q(x; z) in nats (Hoffman & Johnson 2016; the estimator of He et al., ICLR 2019) with its pool: ``"all"``
     pools over every example of ``data`` (cap ln N), an int B within consecutive groups of B (cap ln B). Report
     ``.value`` with ``.pool``: an MI near ln(pool) is at the estimator's ceiling."""
-    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    mu, logvar = _posteriors(model, data, batch_size, "mutual_information", raw)
     if reason := too_few_to_evaluate(len(mu), "data"):  # each z is compared with the other examples' posteriors
         raise UserError(reason)
     return pooled_mutual_information(mu, logvar, pool, generator=torch.Generator().manual_seed(_seed(seed)))
 
 
-def active_units(model: Any, data: Any, *, threshold: float = 0.01, batch_size: int = 500) -> tuple[int, Tensor]:
+def active_units(
+    model: Any, data: Any, *, threshold: float = 0.01, batch_size: int = 500, raw: bool = False
+) -> tuple[int, Tensor]:
     """Active units (Burda et al., ICLR 2016): the number of latent dimensions d with Var_x E_q[z_d|x] >=
     ``threshold``, and that activity per dimension (D,)."""
-    mu, _ = posteriors(model, data, batch_size=batch_size)
+    mu, _ = _posteriors(model, data, batch_size, "active_units", raw)
     return _active_units(mu, threshold)
 
 
-def kl_per_dim(model: Any, data: Any, *, batch_size: int = 500) -> Tensor:
+def kl_per_dim(model: Any, data: Any, *, batch_size: int = 500, raw: bool = False) -> Tensor:
     """The rate per latent dimension, E_x KL(q(z_d|x) || N(0, 1)), nats, shape (D,); sums to the mean rate.
     Dimensions near 0 carry nothing (collapsed units)."""
-    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    mu, logvar = _posteriors(model, data, batch_size, "kl_per_dim", raw)
     return _kl_per_dim(mu.double(), logvar.double()).float()
 
 
@@ -682,6 +807,7 @@ def hole_metrics(
     taus: Sequence[float] = DEFAULT_TAUS,
     batch_size: int = 500,
     seed: int = 0,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Hole metrics of the aggregated posterior q_agg of ``data`` (Zhang et al., NeurIPS 2022), nats:
     ``hole_kl`` = KL(p || q_agg) by Monte Carlo over ``prior_samples`` draws (with ``hole_kl_se``),
@@ -689,7 +815,7 @@ def hole_metrics(
     check("prior_samples", prior_samples, RULES["eval.hole_prior_samples"])
     for i, tau in enumerate(taus):
         check(f"taus[{i}]", tau, Num(lo=0))  # a unit counts as collapsed below tau nats: tau < 0 counts none
-    mu, logvar = posteriors(model, data, batch_size=batch_size)
+    mu, logvar = _posteriors(model, data, batch_size, "hole_metrics", raw)
     gen = torch.Generator().manual_seed(_seed(seed))
     return _hole_metrics(mu, logvar, prior_samples=prior_samples, taus=taus, generator=gen)
 
@@ -702,20 +828,18 @@ def probe(
     train_labels: Any = None,
     test_labels: Any = None,
     batch_size: int = 500,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """The fixed-protocol linear probe of vaelab (Sinha & Dieng, NeurIPS 2021; :mod:`vaelab.metrics.probe`):
     multinomial logistic regression trained on ``train_data``'s latents, accuracy on ``test_data``'s.
     ``accuracy`` reads sampled z ~ q(z|x) (what a decoder can use; a collapsed model sits at ``majority``),
     ``mean_accuracy`` the posterior means. Labels come with the batches or as ``*_labels``."""
-    tr = _posterior_collection(model, train_data, batch_size, train_labels)
-    te = _posterior_collection(model, test_data, batch_size, test_labels)
+    tr = _posterior_collection(model, train_data, batch_size, train_labels, caller="probe", raw=raw)
+    te = _posterior_collection(model, test_data, batch_size, test_labels, caller="probe", raw=raw)
     if tr.y is None or te.y is None:
         raise UserError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
     for name, y in (("train labels", tr.y), ("test labels", te.y)):
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise UserError(f"{name} must be integer class indices, got dtype {y.dtype}")
-        if len(y) and int(y.min()) < 0:
-            raise UserError(f"{name} must be class indices >= 0, got {int(y.min())}")
+        _check_class_labels(y, name)
     assert tr.mu is not None and tr.logvar is not None and te.mu is not None and te.logvar is not None
     y_tr, y_te = tr.y.long().reshape(-1), te.y.long().reshape(-1)
     k = int(max(y_tr.max(), y_te.max())) + 1
@@ -732,6 +856,14 @@ def probe(
         "classes": k,
         "draws": PROBE_DRAWS,
     }
+
+
+def _check_class_labels(y: Tensor, name: str) -> None:
+    """``y`` as class indices: integers >= 0 (one line naming ``name`` otherwise)."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise UserError(f"{name} must be integer class indices, got dtype {y.dtype}")
+    if y.numel() and int(y.min()) < 0:
+        raise UserError(f"{name} must be class indices >= 0, got {int(y.min())}")
 
 
 def diagnosis(source: str | Path | Mapping[str, Any], *, model_type: str | None = None) -> Any:

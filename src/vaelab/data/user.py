@@ -49,12 +49,14 @@ from vaelab.data.base import (
 )
 from vaelab.data.config import BINARIZE_MODES, DataConfig
 from vaelab.data.text import SPECIALS
-from vaelab.errors import UserError
-from vaelab.rules import SEED, check
+from vaelab.errors import ConfigError, UserError
+from vaelab.rules import SEED, Num, check
 
 TOKEN_OFFSET = len(SPECIALS)
 """A user's token id t is t + TOKEN_OFFSET (= 4) inside vaelab's token batches (ids 0..3: <pad> <s> </s> <unk>)."""
 
+FRACTION = Num(lo=0, hi=1, hi_open=True)
+"""The rule of ``valid_fraction`` and ``test_fraction``: a share of the training examples, in [0, 1)."""
 ARRAYS_FILE = "arrays.npz"
 VOCAB_FILE = "vocab.txt"
 
@@ -320,6 +322,20 @@ def _array_part(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     return x, None
 
 
+def _check_finite(x: np.ndarray, what: str) -> None:
+    """Refuse NaN or inf in the user's float array ``x``, naming ``what`` (the argument, not the copy in the run
+    folder), before anything is written."""
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)) or not x.size:
+        return
+    bad = ~np.isfinite(x)
+    if bad.any():
+        found = " and ".join(k for k, m in (("NaN", np.isnan(x)), ("inf", np.isinf(x))) if m.any())
+        rows = int(bad.reshape(len(x), -1).any(axis=1).sum()) if x.ndim else 1
+        raise UserError(
+            f"{what}: the values must be finite (found {found} in {rows} of {len(x)} examples); replace or drop them"
+        )
+
+
 def _token_part(obj: Any, what: str) -> tuple[list[list[int]], list[int] | None]:
     labels = None
     seqs = obj
@@ -363,7 +379,12 @@ def _prepare(
     check("split_seed", split_seed, SEED)
     part = _array_part if kind == "arrays" else _token_part
     given = {"train": train, "valid": valid, "test": test}
+    for name in ("valid_fraction", "test_fraction"):
+        check(name, valid_fraction if name == "valid_fraction" else test_fraction, FRACTION)
     parts = {k: part(v, f"data {k}") for k, v in given.items() if v is not None}
+    if kind == "arrays":
+        for k, (x, _) in parts.items():
+            _check_finite(x, f"data {k}")
     for k in ("valid", "test"):  # an empty split given on purpose is a slicing slip: none is said with a fraction
         if k in parts and len(parts[k][0]) == 0:
             none = "valid_fraction=0 for no validation split" if k == "valid" else "it out to hold one out of train"
@@ -374,9 +395,11 @@ def _prepare(
         x, _ = parts["train"]
         n = len(x)
         fractions = {"test": test_fraction, "valid": valid_fraction}
-        for k in missing:
-            if not 0 <= fractions[k] < 1:
-                raise UserError(f"{k}_fraction must be in [0, 1), got {fractions[k]}")
+        if len(missing) == 2 and valid_fraction + test_fraction >= 1:  # nothing would be left to train on
+            raise ConfigError(
+                f"valid_fraction + test_fraction must be below 1, got {valid_fraction + test_fraction:g} "
+                f"({valid_fraction:g} + {test_fraction:g}): they are the shares of train held out"
+            )
         sizes = {k: round(fractions[k] * n) for k in missing}
         if "test" in sizes:
             sizes["test"] = max(sizes["test"], 1)
@@ -437,9 +460,11 @@ def tensor_data(
     return UserData("arrays", splits, binarize=binarize, rules=rules)
 
 
-def refuse_float_intensities(splits: Mapping[str, tuple[Any, Any]]) -> None:
+def refuse_float_intensities(
+    splits: Mapping[str, tuple[Any, Any]], raw_hint: str = "vaelab.tensor_data(x, raw=True)"
+) -> None:
     """Refuse float arrays whose values are all whole numbers in 0..255 with a maximum above 15 (see
-    :func:`tensor_data`; small counts are left alone)."""
+    :func:`tensor_data`; small counts are left alone). ``raw_hint``: the call that accepts them as given."""
     for name, (x, _) in splits.items():
         arr = np.asarray(x) if x is not None else None
         if arr is None or arr.dtype.kind not in "fiu" or arr.dtype == np.uint8 or not arr.size:
@@ -452,7 +477,7 @@ def refuse_float_intensities(splits: Mapping[str, tuple[Any, Any]]) -> None:
             raise DataError(
                 f"data {name}: {kind} values are whole numbers {lo:g}..{hi:g}, 8-bit intensities stored as {kind}; "
                 "vaelab uses float data as given, so a Bernoulli decoder would see targets > 1: divide by 255 (or "
-                "pass uint8), or pass vaelab.tensor_data(x, raw=True) for a decoder of real values"
+                f"pass uint8), or pass {raw_hint} for a decoder of real values"
             )
 
 
