@@ -3281,3 +3281,13 @@ def test_set11_s24_the_chunks_decode_the_same_z_as_one_batch(world):
     finally:
         generation.SAMPLE_CHUNK = old
     assert chunked == one  # greedy words depend on z only: the same z in chunks gives the same sentences
+
+
+def test_set11_a51_an_unknown_split_is_refused_at_the_call(world):
+    """h16s11 A51: ``load_run(...).batches("nosplit")`` raised only at the first ``next``; now at the call, as the
+    registry's one-line error naming the split and the choices."""
+    from vaelab.registry import UnknownChoiceError
+
+    run = vaelab_api().load_run(world["run"])
+    with pytest.raises(UnknownChoiceError, match=r"unknown split 'nosplit' .*valid choices: train, valid, test"):
+        run.batches("nosplit")

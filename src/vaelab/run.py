@@ -112,9 +112,10 @@ class Run:
 
     def batches(self, split: str = "test", batch_size: int | None = None) -> Iterator[Any]:
         """The split's evaluation batches (:meth:`eval_loader`, as ``vaelab evaluate`` uses), each with ``.x`` on
-        the model's device and ``.y`` (labels or None)."""
-        for batch in self.eval_loader(split, batch_size).epoch(0):
-            yield batch.to(self.device)
+        the model's device and ``.y`` (labels or None). An unknown ``split`` is refused at the call, not at the first
+        ``next``."""
+        loader = self.eval_loader(split, batch_size)
+        return (batch.to(self.device) for batch in loader.epoch(0))
 
 
 def resolve_device(name: str) -> torch.device:

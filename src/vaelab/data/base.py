@@ -36,6 +36,7 @@ from vaelab.data.split import is_binary as is_binary
 from vaelab.data.split import to_float as to_float
 from vaelab.data.split import torch_generator as torch_generator
 from vaelab.errors import ConfigError, UserError
+from vaelab.registry import UnknownChoiceError
 
 SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 
@@ -174,7 +175,9 @@ class ImageDataset(Dataset):
     def split(self, name: str) -> Split:
         """The split called ``name``: "train", "valid" or "test"."""
         if name not in SPLITS:
-            raise KeyError(f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}")
+            raise UnknownChoiceError(
+                f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}"
+            )
         return getattr(self, name)
 
     def model_info(self) -> dict[str, Any]:

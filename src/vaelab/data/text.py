@@ -76,6 +76,7 @@ from vaelab.data.text_loader import POOL_BATCHES, TextLoader
 from vaelab.data.text_parse import LABEL_TAB_SHARE, ParsedFile, parse_corpus, split_words
 from vaelab.data.text_vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, RESERVED, SPECIALS, UNK, UNK_ID, Vocabulary
 from vaelab.errors import ConfigError
+from vaelab.registry import UnknownChoiceError
 from vaelab.rules import MIN_EVAL_EXAMPLES
 from vaelab.seeds import hashed_uniform
 
@@ -116,7 +117,9 @@ class TextDataset(Dataset):
     def split(self, name: str) -> TextSplit:
         """The split called ``name``: "train", "valid" or "test"."""
         if name not in SPLITS:
-            raise KeyError(f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}")
+            raise UnknownChoiceError(
+                f"unknown split {name!r} of data set {self.name!r}; valid choices: {', '.join(SPLITS)}"
+            )
         return getattr(self, name)
 
     def loader(
