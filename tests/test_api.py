@@ -262,7 +262,7 @@ def test_metrics_on_a_pair_of_modules():
     pair = good(latent=3)
     x = _x(200)
     y = torch.arange(200) % 2
-    m = vaelab.evaluate(pair, x, iw_samples=5, mi_pool=50, labels=y)
+    m = vaelab.evaluate(pair, x, iw_samples=5, mi_pool=50)
     assert m["n"] == 200 and m["iw_samples"] == 5 and m["mi_pool"] == 50 and len(m["kl_per_dim"]) == 3
     assert m["nll_iw"] <= -m["elbo"] + 0.5 and "bpd" in m
     nll = vaelab.iw_nll(pair, x, num_samples=5)

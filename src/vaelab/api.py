@@ -101,7 +101,7 @@ from vaelab.models.custom import (
 )
 from vaelab.models.likelihoods import Bernoulli
 from vaelab.rules import too_few_to_evaluate
-from vaelab.runconfig import config_sections, expand_overrides
+from vaelab.runconfig import check_overrides_once, config_sections, expand_overrides
 from vaelab.runfolder import RunFolder, read_json_object
 
 DATA_DIR = "data"
@@ -200,12 +200,7 @@ def _override_list(overrides: Any) -> list[str]:
         raise ConfigError(f"overrides must be a list of 'key=value' strings, got the string {overrides!r}")
     if not isinstance(overrides, Sequence) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"overrides must be a list of 'key=value' strings, got {overrides!r}")
-    given = [(e.partition("=")[0].strip(), o) for o in overrides if "=" in o for e in expand_overrides([o])]
-    keys = [k for k, _ in given]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice is not None:  # which one was meant? (the last would win without a word; as the command line refuses)
-        items = " and ".join(repr(o) for k, o in given if k == twice)
-        raise ConfigError(f"override key {twice} is given twice ({items}); give it once")
+    check_overrides_once(list(overrides))  # as the command line refuses
     return list(overrides)
 
 

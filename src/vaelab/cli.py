@@ -348,20 +348,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
         elif isinstance(value, list):
             setattr(args, dest, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
     from vaelab.errors import ConfigError
-    from vaelab.runconfig import expand_overrides
+    from vaelab.runconfig import check_overrides_once
 
-    given: list[tuple[str, str]] = []  # (key, override): a mapping for a section sets each of its keys
-    for o in getattr(args, "overrides", None) or []:
-        if "=" in o:
-            try:
-                given += [(e.partition("=")[0].strip(), o) for e in expand_overrides([o])]
-            except ConfigError as e:
-                parser.error(str(e))
-    keys = [k for k, _ in given]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice is not None:  # which one was meant? (the last would win without a word)
-        items = " and ".join(repr(o) for k, o in given if k == twice)
-        parser.error(f"override key {twice} is given twice ({items}); give it once")
+    try:
+        check_overrides_once(getattr(args, "overrides", None) or [])
+    except ConfigError as e:
+        parser.error(str(e))
     return args
 
 

@@ -189,6 +189,17 @@ def expand_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
+def check_overrides_once(overrides: list[str]) -> None:
+    """Refuse a key that ``overrides`` set twice (also through a mapping for its section: ``train.lr=1`` and
+    ``train={lr: 2}``), naming both items: which one was meant? The last would win without a word."""
+    given = [(e.partition("=")[0].strip(), o) for o in overrides if "=" in o for e in expand_overrides([o])]
+    keys = [k for k, _ in given]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        items = " and ".join(repr(o) for k, o in given if k == twice)
+        raise ConfigError(f"override key {twice} is given twice ({items}); give it once")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to a run config mapping, in order (:func:`vaelab.configio.apply_key_overrides`),
     a mapping given for a section merged into it key by key (:func:`expand_overrides`); a mapping for any other key
