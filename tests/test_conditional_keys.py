@@ -177,3 +177,11 @@ def test_every_data_set_only_key_names_registered_data_sets_that_read_it():
     assert set(FILE_DATASETS) | generated | {"tetrominoes"} == set(DATASETS.names())
     for key in ("root", "path", "files", "verify_checksum"):
         assert not generated & set(DATASET_ONLY_KEYS[key]), key
+
+
+def test_a_file_key_set_to_null_on_generated_data_asks_for_nothing(tmp_path: Path):
+    """``data.path=null`` unsets the key (its default), so a generated data set does not refuse it; a value does."""
+    base = _write(tmp_path / "b.yaml", {"data": {"name": "synthetic_blobs", "num_examples": 64}})
+    assert load_config(base, ["data.path=null", "data.root=null"]).data.path is None
+    with pytest.raises(ConfigError, match=r"data\.path: not read by data\.name=synthetic_blobs"):
+        load_config(base, ["data.path=x.npz"])

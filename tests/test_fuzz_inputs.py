@@ -249,6 +249,7 @@ def _yaml(path: Path, data: object) -> Path:
 class World:
     root: Path
     img: Path
+    plain: Path
     text: Path
     npz: Path
     factory: Path
@@ -289,6 +290,7 @@ def make_world(root: Path) -> World:
     w = World(
         root=root,
         img=_yaml(root / "img.yaml", IMG),
+        plain=_yaml(root / "plain.yaml", {**IMG, "objective": {}}),  # a study's base: the plain ELBO
         text=_yaml(root / "text.yaml", text),
         npz=npz,
         factory=factory,
@@ -776,7 +778,7 @@ def templates(w: World) -> dict[str, Callable[[Path], dict[str, Any]]]:
         "plot-sweep": lambda new: {"pos": [str(w.sweep_dir)], "--plots-dir": str(new), "--beta-key": "seed"},
         "study collapse": lambda new: {
             "pos": [],
-            "--data": str(w.img),
+            "--data": str(w.plain),
             "--methods": "plain",
             "--budget": "2steps",
             "--iw-samples": "2",

@@ -373,14 +373,16 @@ def check_written_keys(cfg: RunConfig, written: dict[str, Any], overrides: list[
     check_model_keys(cfg.model, list(model) if isinstance(model, dict) else [])
     given = apply_overrides({}, overrides)
     file_name = _section(written, "data").get("name", DataConfig.name)
+    # a data key set to null (unset: data.path=null on a generated set) asks for nothing, so it is not refused
+    written_data = [k for k, v in _section(written, "data").items() if v is not None]
     try:  # the file's keys: read by the final data set, or by the file's own (an override switched data.name)
-        check_data_keys(cfg.data.name, list(_section(written, "data")))
+        check_data_keys(cfg.data.name, written_data)
     except ConfigError as e:
         try:
-            check_data_keys(str(file_name), list(_section(written, "data")))
+            check_data_keys(str(file_name), written_data)
         except ConfigError:
             raise e from None
-    check_data_keys(cfg.data.name, list(_section(given, "data")))
+    check_data_keys(cfg.data.name, [k for k, v in _section(given, "data").items() if v is not None])
     for source in (written, given):  # a term list is written whole: each weight is read as it is written
         terms = _section(source, "objective").get("terms")
         for i, term in enumerate(terms if isinstance(terms, list) else []):
