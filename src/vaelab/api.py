@@ -36,6 +36,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import Tensor, nn
@@ -151,15 +152,33 @@ class Run:
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json: the final metrics of the best model on the test split (nats per example)."""
-        return read_json_object(self.path / "summary.json")
+        path = self.path / "summary.json"
+        if not path.exists():  # a run that crashed or is still training has none yet
+            resume = (self.path / "checkpoints" / "last.pt").is_file()
+            todo = f"finish it with `vaelab resume {self.path}`" if resume else "train it again (it has no checkpoint)"
+            raise UserError(
+                f"vaelab.Run: {self.path} has no summary.json: the run never finished (it crashed or was stopped) or "
+                f"is still training; {todo}, or wait for the training to end"
+            )
+        return read_json_object(path)
 
     @property
     def config(self) -> RunConfig:
         """The run's config (config.yaml, validated)."""
+        self._check_config_file()
         return load_saved_config(self.path / "config.yaml")
+
+    def _check_config_file(self) -> None:
+        """config.yaml, there when the handle was made, is still there (else one line, not a missing file)."""
+        if not (self.path / "config.yaml").exists():
+            raise UserError(
+                f"vaelab.Run: {self.path} has no config.yaml any more (deleted or moved after vaelab.Run opened it), "
+                "so the run can no longer be read; restore config.yaml or train the run again"
+            )
 
     def load(self, checkpoint: str = "best") -> LoadedRun:
         """The run's model and data (:func:`load_run`)."""
+        self._check_config_file()
         return load_run(self.path, checkpoint)
 
     def evaluate(self, *, split: str = "test", iw_samples: int | None = None, overrides: Sequence[str] = ()) -> dict:
@@ -167,19 +186,28 @@ class Run:
         ``eval.iw_samples``), written to DIR/eval.json and returned."""
         from vaelab.evaluation import evaluate_run
 
-        if split not in SPLIT_NAMES:
-            raise ConfigError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
-        return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=_override_list(overrides))
+        _check_split(split)
+        if iw_samples is not None:  # the rule of eval.iw_samples, before anything is loaded
+            check("iw_samples", iw_samples, RULES["eval.iw_samples"])
+        items = _evaluate_overrides(overrides, split, iw_samples)
+        self._check_config_file()
+        return evaluate_run(self.path, split=split, iw_samples=iw_samples, overrides=items)
 
     def diagnose(self, *, evaluate: bool | None = None, split: str = "test") -> Any:
         """``vaelab diagnose DIR``: a :class:`~vaelab.diagnose.Diagnosis` (``.verdict``, ``.text()``), written to
-        DIR/diagnosis.md and diagnosis.json."""
+        DIR/diagnosis.md and diagnosis.json. ``evaluate``: True re-evaluates the best checkpoint, False only reads
+        the run's files, None (the default) evaluates when they lack what a diagnosis needs."""
         from vaelab.diagnose import diagnose_run
 
+        if evaluate is not None and not isinstance(evaluate, bool):  # 'no' would count as true
+            raise ConfigError(f"evaluate must be True, False or None, got {evaluate!r:.60}")
+        _check_split(split)
+        self._check_config_file()
         return diagnose_run(self.path, evaluate=evaluate, split=split)
 
     def write_report(self, *, samples: bool = True) -> Path:
         """``vaelab report DIR``: the self-contained HTML page DIR/report.html; returns its path."""
+        self._check_config_file()
         return write_report(self.path, samples=samples)
 
 
@@ -191,6 +219,38 @@ def _folder_path(path: Any, name: str) -> Path:
             raise ConfigError(f"{name} is empty: give a folder's path")
         return Path(path)
     raise ConfigError(f"{name} must be a folder's path (a str or Path), got {type(path).__name__}")
+
+
+def _check_split(split: Any) -> None:
+    """``split`` is one of :data:`SPLIT_NAMES` (one line, before any work)."""
+    if not isinstance(split, str) or split not in SPLIT_NAMES:
+        raise ConfigError(f"split must be one of {', '.join(SPLIT_NAMES)}, got {split!r:.60}")
+
+
+def _evaluate_overrides(overrides: Any, split: str, iw_samples: int | None) -> list[str]:
+    """``overrides`` of :meth:`Run.evaluate`, refused as ``vaelab evaluate`` refuses them (:data:`EVALUATE_KEYS`,
+    and the settings that evaluate would ignore or that contradict its arguments), before any work."""
+    items = _override_list(overrides)
+    check_override_keys(items, EVALUATE_KEYS, "Run.evaluate")
+    given = {o.partition("=")[0].strip() for o in expand_overrides(items)}
+    if "eval.final_split" in given:  # evaluate measures split=; the override would be ignored without a word
+        raise ConfigError(
+            "Run.evaluate measures the split given by split= (default test), not eval.final_split (the split of a "
+            "run's final evaluation); use split="
+        )
+    if "eval.extras_every_epoch" in given:  # a training loop's setting: evaluate has no epochs
+        raise ConfigError(
+            "Run.evaluate does not read eval.extras_every_epoch (extra metrics at every training epoch): it measures "
+            "eval.extra_metrics once; remove the override"
+        )
+    if "data.eval_size" in given and split == "train":  # eval_size subsets valid and test only
+        raise ConfigError(
+            "data.eval_size subsets the valid and test splits, not split='train', which is measured whole; remove "
+            "the override or measure split='valid' or 'test'"
+        )
+    if "eval.iw_samples" in given and iw_samples is not None:
+        raise ConfigError("iw_samples= and the override eval.iw_samples both set K of the IW-NLL; give one of them")
+    return items
 
 
 def _override_list(overrides: Any) -> list[str]:
@@ -669,6 +729,7 @@ def evaluate(
     check("iw_chunk", iw_chunk, RULES["eval.iw_chunk"])
     check("mi_pool", mi_pool, RULES["eval.mi_pool"])
     check("au_threshold", au_threshold, RULES["eval.au_threshold"])
+    labels = _labels_argument(labels, "labels")
     vae, parts = _model_and_batches(model, data, batch_size, labels, caller="evaluate", raw=raw, likelihood=True)
     if labels is not None:
         _check_class_labels(torch.cat([torch.as_tensor(p.y).reshape(-1) for p in parts]), "labels")
@@ -808,11 +869,41 @@ def hole_metrics(
     ``hole_kl`` = KL(p || q_agg) by Monte Carlo over ``prior_samples`` draws (with ``hole_kl_se``),
     ``hole_kl_per_dim`` (quadrature) and ``cu_<tau>``, the dimensions whose per-dimension hole KL is below tau."""
     check("prior_samples", prior_samples, RULES["eval.hole_prior_samples"])
+    taus = _number_list(taus, "taus")
     for i, tau in enumerate(taus):
         check(f"taus[{i}]", tau, Num(lo=0))  # a unit counts as collapsed below tau nats: tau < 0 counts none
     mu, logvar = _posteriors(model, data, batch_size, "hole_metrics", raw)
     gen = torch.Generator().manual_seed(_seed(seed))
     return _hole_metrics(mu, logvar, prior_samples=prior_samples, taus=taus, generator=gen)
+
+
+def _number_list(values: Any, name: str) -> list[Any]:
+    """A sequence argument (a list, tuple, 1-d array or tensor) as a list; a string (iterated, one item per
+    character), a mapping, a scalar or anything else refused in one line naming ``name``."""
+    if isinstance(values, str | bytes):
+        raise ConfigError(f"{name} must be a list of numbers, got the string {values!r:.60}")
+    if isinstance(values, Tensor | np.ndarray):
+        if values.ndim != 1:
+            raise ConfigError(f"{name} must be a list of numbers, got an array of shape {tuple(values.shape)}")
+        return values.tolist()
+    if not isinstance(values, Sequence):
+        raise ConfigError(f"{name} must be a list of numbers, got {type(values).__name__}")
+    return list(values)
+
+
+def _labels_argument(labels: Any, name: str) -> Any:
+    """A labels argument (one class id per example): a string or a mapping refused in one line naming ``name``
+    (torch.as_tensor would fail with its own words, or read a mapping's keys)."""
+    if labels is None or isinstance(labels, Tensor | np.ndarray):
+        return labels
+    if isinstance(labels, str | bytes):
+        raise UserError(f"{name} must be a list of integer class indices, got the string {labels!r:.60}")
+    if not isinstance(labels, Sequence):
+        raise UserError(f"{name} must be a list of integer class indices, got {type(labels).__name__}")
+    try:
+        return torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"{name} must be a list of integer class indices, got {labels!r:.60}") from None
 
 
 def probe(
@@ -829,6 +920,8 @@ def probe(
     multinomial logistic regression trained on ``train_data``'s latents, accuracy on ``test_data``'s.
     ``accuracy`` reads sampled z ~ q(z|x) (what a decoder can use; a collapsed model sits at ``majority``),
     ``mean_accuracy`` the posterior means. Labels come with the batches or as ``*_labels``."""
+    train_labels = _labels_argument(train_labels, "train_labels")
+    test_labels = _labels_argument(test_labels, "test_labels")
     tr = _posterior_collection(model, train_data, batch_size, train_labels, caller="probe", raw=raw)
     te = _posterior_collection(model, test_data, batch_size, test_labels, caller="probe", raw=raw)
     if tr.y is None or te.y is None:

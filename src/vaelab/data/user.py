@@ -22,6 +22,7 @@ Splits that are not given are held out of the training examples by a fixed permu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -59,6 +60,15 @@ FRACTION = Num(lo=0, hi=1, hi_open=True)
 """The rule of ``valid_fraction`` and ``test_fraction``: a share of the training examples, in [0, 1)."""
 ARRAYS_FILE = "arrays.npz"
 VOCAB_FILE = "vocab.txt"
+DATA_KINDS = "a tensor, array, Dataset, token-id sequences or a mapping of splits"
+"""What :func:`as_user_data` (``vaelab.train``'s ``data``) accepts, as its errors name it."""
+SPLIT_KINDS = "a tensor, array, Dataset, (x, labels) pair or token-id sequences"
+"""What one split of the data (``data['train']``) may be."""
+
+
+class DataTypeError(UserError, TypeError):
+    """The user's data (an argument, not a file) of a kind vaelab cannot read: a one-line :class:`UserError` that
+    is also a ``TypeError``."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -283,7 +293,37 @@ def _numpy(x: Any, what: str) -> np.ndarray:
         return x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
         return x
-    raise TypeError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    raise DataTypeError(f"{what} must be a torch.Tensor or numpy array, got {_kind(x)}")
+
+
+def _kind(x: Any) -> str:
+    """``x``'s kind for an error: ``None``, ``the string 'ab'``, else the type's name."""
+    if x is None:
+        return "None"
+    if isinstance(x, str | bytes):
+        return f"the string {x!r:.60}"
+    return type(x).__name__
+
+
+def _class_label(v: Any) -> int | None:
+    """``v`` as an integer class id (a Python or NumPy integer, or a one-element integer tensor / array), else
+    None (floats are refused, not truncated: int(0.5) would be class 0)."""
+    if isinstance(v, Tensor | np.ndarray):
+        if (v.numel() if isinstance(v, Tensor) else v.size) != 1:
+            return None
+        v = v.reshape(-1)[0].item()
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return None
+
+
+def _check_nonnegative(labels: Sequence[int] | np.ndarray, what: str) -> None:
+    """Refuse a negative label, naming its value and index (labels are class ids 0, 1, ..., K-1)."""
+    for i, v in enumerate(labels):
+        if v < 0:
+            raise UserError(
+                f"{what}: label {int(v)} at index {i} is negative; labels are class ids >= 0 (0, 1, ..., K-1)"
+            )
 
 
 def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -296,13 +336,18 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         item = ds[i]
         if isinstance(item, tuple | list) and len(item) == 2:
             xs.append(_numpy(torch.as_tensor(item[0]), f"{what}[{i}][0]"))
-            ys.append(int(item[1]))
+            label = _class_label(item[1])
+            if label is None:
+                raise DataTypeError(
+                    f"{what}[{i}][1] must be an integer class id >= 0 (the label), got {_kind(item[1]):.60}"
+                )
+            ys.append(label)
         elif isinstance(item, tuple | list):
-            raise TypeError(f"{what}[{i}] must be x or (x, label), got a {type(item).__name__} of {len(item)}")
+            raise DataTypeError(f"{what}[{i}] must be x or (x, label), got a {type(item).__name__} of {len(item)}")
         else:
             xs.append(_numpy(torch.as_tensor(item), f"{what}[{i}]"))
     if ys and len(ys) != n:
-        raise TypeError(f"{what}: some items are (x, label) and some are not")
+        raise DataTypeError(f"{what}: some items are (x, label) and some are not")
     try:
         x = np.stack(xs)
     except ValueError:
@@ -312,11 +357,15 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _array_part(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     if _is_dataset(obj):
-        return _materialise(obj, what)
+        x, y = _materialise(obj, what)
+        if y is not None:
+            _check_nonnegative(y, what)
+        return x, y
     if isinstance(obj, tuple) and len(obj) == 2:
         x, y = _numpy(obj[0], f"{what}[0]"), _numpy(obj[1], f"{what}[1] (labels)")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise UserError(f"{what}: labels must be integers of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+        _check_nonnegative(y, what)
         return x, y.astype(np.int64)
     x = _numpy(obj, what)
     return x, None
@@ -337,26 +386,44 @@ def _check_finite(x: np.ndarray, what: str) -> None:
 
 
 def _token_part(obj: Any, what: str) -> tuple[list[list[int]], list[int] | None]:
-    labels = None
+    given = None
     seqs = obj
     if isinstance(obj, tuple) and len(obj) == 2:
-        seqs, labels = obj
-        labels = [int(v) for v in (labels.tolist() if isinstance(labels, Tensor | np.ndarray) else labels)]
-    if isinstance(seqs, Tensor | np.ndarray) or not isinstance(seqs, Sequence) or isinstance(seqs, str):
-        raise TypeError(f"{what} must be a list of token-id sequences (lists of ints), got {type(seqs).__name__}")
+        seqs, given = obj
+        if isinstance(given, str | bytes) or not isinstance(given, Sequence | Tensor | np.ndarray):
+            raise DataTypeError(f"{what}: labels must be a list of integer class ids >= 0, got {_kind(given):.60}")
+    if isinstance(seqs, Tensor | np.ndarray) or not isinstance(seqs, Sequence) or isinstance(seqs, str | bytes):
+        raise DataTypeError(f"{what} must be a list of token-id sequences (lists of ints), got {_kind(seqs):.60}")
     out: list[list[int]] = []
     for i, s in enumerate(seqs):
         ids = s.tolist() if isinstance(s, Tensor | np.ndarray) else s
         if isinstance(ids, str) or not isinstance(ids, Sequence) or not all(isinstance(t, int) for t in ids):
-            raise TypeError(f"{what}[{i}] must be a sequence of int token ids, got {s!r:.60}")
+            raise DataTypeError(f"{what}[{i}] must be a sequence of int token ids, got {s!r:.60}")
         if not ids:
             raise UserError(f"{what}[{i}] is empty; every sequence needs at least one token")
         if min(ids) < 0:
             raise UserError(f"{what}[{i}] has a negative token id {min(ids)}")
         out.append(list(ids))
-    if labels is not None and (len(labels) != len(out) or min(labels, default=0) < 0):
-        raise UserError(f"{what}: need one label >= 0 per sequence ({len(out)}), got {len(labels)}")
+    labels = None if given is None else _token_labels(given, len(out), what)
     return out, labels
+
+
+def _token_labels(given: Any, n: int, what: str) -> list[int]:
+    """The labels of ``n`` token sequences as integer class ids >= 0: one per sequence (the count said first),
+    integers (a float is not truncated), none negative (its value and index named)."""
+    values = given.reshape(-1).tolist() if isinstance(given, Tensor | np.ndarray) and given.ndim else given
+    if isinstance(given, Tensor | np.ndarray) and given.ndim != 1:
+        raise UserError(f"{what}: labels must be one-dimensional, one per sequence ({n}), got shape {given.shape}")
+    if len(values) != n:
+        raise UserError(f"{what}: need one label >= 0 per sequence ({n}), got {len(values)}")
+    labels = []
+    for i, v in enumerate(values):
+        label = _class_label(v)
+        if label is None:
+            raise DataTypeError(f"{what}: label {v!r:.30} at index {i} is not an integer; labels are class ids >= 0")
+        labels.append(label)
+    _check_nonnegative(labels, what)
+    return labels
 
 
 def _take(part: tuple[Any, Any], idx: np.ndarray, kind: str) -> tuple[Any, Any]:
@@ -378,6 +445,9 @@ def _prepare(
 ) -> tuple[dict[str, tuple[Any, Any]], dict[str, str]]:
     check("split_seed", split_seed, SEED)
     part = _array_part if kind == "arrays" else _token_part
+    if train is None:  # the one split that is never held out of another
+        accepted = "a tensor, array, Dataset or (x, labels) pair" if kind == "arrays" else "token-id sequences"
+        raise DataTypeError(f"data train must be {accepted}, got None")
     given = {"train": train, "valid": valid, "test": test}
     for name in ("valid_fraction", "test_fraction"):
         check(name, valid_fraction if name == "valid_fraction" else test_fraction, FRACTION)
@@ -447,6 +517,8 @@ def tensor_data(
     stored as floats) are refused unless ``raw=True``: a Bernoulli decoder would train on targets > 1 without a
     word; divide them by 255 (or pass uint8, read as intensities), or pass ``raw=True`` for a decoder of real
     values."""
+    if not isinstance(raw, bool):  # 'no' would count as true
+        raise ConfigError(f"raw must be True or False, got {raw!r:.60}")
     if binarize is not None and binarize not in BINARIZE_MODES:
         raise UserError(
             f"binarize: {binarize!r} is not a valid choice; valid choices: {', '.join(BINARIZE_MODES)}, or None (the "
@@ -501,6 +573,8 @@ def token_data(
     )
     top = _vocab_size(splits)
     if vocab is not None:
+        if isinstance(vocab, str | bytes) or not isinstance(vocab, Sequence):  # a string: one word per character
+            raise UserError(f"vocab must be a list of words (the word of each id), got {_kind(vocab):.60}")
         vocab = [str(w) for w in vocab]
         bad = [w for w in vocab if len(w.split()) != 1 or w != w.strip() or w in SPECIALS]
         if bad:
@@ -525,11 +599,24 @@ def as_user_data(data: Any) -> UserData:
     if isinstance(data, Mapping):
         unknown = set(data) - set(SPLITS)
         if unknown or "train" not in data:
-            raise UserError(f"a data mapping needs 'train' and may have 'valid', 'test'; got keys {sorted(data)}")
+            keys = "[" + ", ".join(sorted(map(repr, data))) + "]"  # keys of any type, as a list
+            raise UserError(f"a data mapping needs 'train' and may have 'valid', 'test'; got keys {keys}")
         first = data["train"]
+        if not _data_kind(first):
+            raise DataTypeError(f"data['train'] must be {SPLIT_KINDS}, got {_kind(first):.60}")
         maker = token_data if _looks_like_tokens(first) else tensor_data
         return maker(data["train"], data.get("valid"), data.get("test"))
+    if not _data_kind(data):
+        raise DataTypeError(f"data must be {DATA_KINDS}, got {_kind(data):.60}")
     return (token_data if _looks_like_tokens(data) else tensor_data)(data)
+
+
+def _data_kind(obj: Any) -> bool:
+    """Whether ``obj`` is of a kind a split can be (its contents are checked by tensor_data / token_data): a
+    tensor, a numpy array, a torch Dataset, an ``(x, labels)`` pair or a list of token-id sequences."""
+    if isinstance(obj, Tensor | np.ndarray | tuple) or _is_dataset(obj):
+        return True
+    return isinstance(obj, Sequence) and not isinstance(obj, str | bytes)
 
 
 def _looks_like_tokens(obj: Any) -> bool:
@@ -541,9 +628,11 @@ def _looks_like_tokens(obj: Any) -> bool:
 
 __all__ = [
     "ARRAYS_FILE",
+    "DATA_KINDS",
     "TOKEN_OFFSET",
     "VOCAB_FILE",
     "ArrayDataset",
+    "DataTypeError",
     "UserData",
     "as_user_data",
     "load_arrays",
