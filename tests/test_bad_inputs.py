@@ -2432,6 +2432,79 @@ CASES += [  # the eleventh fresh set (h16s11)
 ]
 
 
+def _edited_summary(**changes: object) -> Callable[[dict, Path], dict[str, str]]:
+    """{copy}: a copy of the run whose summary.json has ``changes`` (and no other evaluation file)."""
+
+    def setup(w: dict, tmp: Path) -> dict[str, str]:
+        d = _copy(w, tmp)
+        for name in ("eval.json", "eval_test.json", "diagnosis_eval.json"):
+            (d / name).unlink(missing_ok=True)
+        summary = json.loads((d / "summary.json").read_text())
+        (d / "summary.json").write_text(json.dumps({**summary, **changes}))
+        return {"copy": str(d)}
+
+    return setup
+
+
+def _config_a_folder(w: dict, tmp: Path) -> dict[str, str]:
+    d = _copy(w, tmp)
+    (d / "config.yaml").unlink()
+    (d / "config.yaml").mkdir()
+    return {"copy": str(d)}
+
+
+def _no_checkpoints(w: dict, tmp: Path) -> dict[str, str]:
+    d = _copy(w, tmp)
+    shutil.rmtree(d / "checkpoints")
+    return {"copy": str(d)}
+
+
+CASES += [  # the twelfth fresh set (h16s12)
+    Case(
+        "set12-c052-corpus-file-key-on-the-generated-corpus",
+        "train {text_cfg} data.name=synthetic_text data.path=null data.num_examples=40 data.eval_size=12 "
+        "data.max_length=3 --out {new}",
+        "data.max_length: not read by data.name=synthetic_text (only by data.name=text or ptb)",
+    ),
+    Case(
+        "set12-c063-format-on-the-generated-corpus",
+        "train {text_cfg} data.name=synthetic_text data.path=null data.format=plain --out {new}",
+        "data.format: not read by data.name=synthetic_text",
+    ),
+    Case(
+        "set12-d013-report-of-a-summary-whose-number-is-text",
+        "report {copy} --no-samples --out {new}/r.html",
+        "summary.json: nll_iw is 'x', not a number",
+        _edited_summary(nll_iw="x"),
+    ),
+    Case(
+        "set12-d014-diagnose-of-more-active-units-than-units",
+        "diagnose {copy} --no-evaluate",
+        "summary.json: au is 99, more active units than its 4 latent units",
+        _edited_summary(au=99),
+    ),
+    Case(
+        "set12-n2-npz-array-of-no-split",
+        "train {bad} --out {new}",
+        "array 'x_vlaid' of no split",
+        bad_npz(lambda r: {"x_train": _bits(r, 64), "x_test": _bits(r, 16), "x_vlaid": _bits(r, 16)}),
+    ),
+    Case(
+        "set12-r024-evaluate-a-larger-generated-split",
+        "evaluate {run} data.eval_size=100000",
+        "data.eval_size=100000: the run's valid and test splits hold 64 examples each",
+    ),
+    Case(
+        "set12-c076-beta-delayed-past-the-run",
+        "train {cfg} |objective.beta={{type: linear, start: 0.0, value: 1.0, warmup_steps: 2, delay_steps: 100000}}| "
+        "--out {new}",
+        "objective.beta.delay_steps=100000 delays the ramp past the run's",
+    ),
+    Case("set12-d006-config-a-folder", "evaluate {copy}", "config.yaml is a folder", _config_a_folder),
+    Case("set12-d009-no-checkpoints", "diagnose {copy}", "best.pt does not exist, nor last.pt", _no_checkpoints),
+]
+
+
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, world, tmp_path, capsys, monkeypatch):
     if case.skip:
@@ -3291,3 +3364,13 @@ def test_set11_a51_an_unknown_split_is_refused_at_the_call(world):
     run = vaelab_api().load_run(world["run"])
     with pytest.raises(UnknownChoiceError, match=r"unknown split 'nosplit' .*valid choices: train, valid, test"):
         run.batches("nosplit")
+
+
+def test_set12_r024_a_smaller_eval_size_of_generated_data_is_a_subset_of_the_run_s_split(world):
+    """h16s12 R024: data.eval_size on a generated data set drew a new split (none of the run's test examples in
+    it); now it is a subset of the split the run was trained and validated with."""
+    from vaelab.run import load_run
+
+    whole = load_run(world["run"]).dataset.test.x.reshape(64, -1)
+    part = load_run(world["run"], overrides=["data.eval_size=10"]).dataset.test.x.reshape(10, -1)
+    assert all(bool((whole == row).all(1).any()) for row in part)

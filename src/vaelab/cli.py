@@ -71,14 +71,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from vaelab.oserrors import check_output_folder
     from vaelab.run import check_trained_data_content
     from vaelab.runconfig import expand_overrides
-    from vaelab.runfolder import RunFolder
+    from vaelab.runfolder import RunFolder, not_a_run_folder
     from vaelab.runlock import check_unlocked
     from vaelab.training.trainer import Trainer
 
     check_override_keys(args.overrides, RESUME_KEYS, "vaelab resume")
     folder = RunFolder(args.dir)
     if not folder.config.is_file():
-        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.yaml)")
+        raise FileNotFoundError(not_a_run_folder(folder.root))
     wrong = folder.checkpoint_not_a_file(folder.last)
     if wrong:
         raise FileNotFoundError(wrong)

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from vaelab.checkpoint import atomic_write_text
 from vaelab.errors import UserError
-from vaelab.runfolder import EVALUATION_FILES, checkpoint_record, read_json_object, read_jsonl, stale_evaluation
+from vaelab.runfolder import (
+    EVALUATION_FILES,
+    checkpoint_record,
+    not_a_run_folder,
+    read_json_object,
+    read_jsonl,
+    read_metrics_file,
+    stale_evaluation,
+)
 
 if TYPE_CHECKING:
     from vaelab.run import Run
@@ -283,9 +291,9 @@ def run_metrics(run_dir: str | Path, *, evaluate: bool | None = None, split: str
     """
     root = Path(run_dir)
     if not (root / "config.yaml").is_file():
-        raise FileNotFoundError(f"{root} is not a run folder (no config.yaml)")
+        raise FileNotFoundError(not_a_run_folder(root))
     sources = [root / "diagnosis_eval.json", root / "eval.json", root / f"eval_{split}.json", root / "summary.json"]
-    found = [(p, read_json_object(p)) for p in sources if p.is_file()]  # a damaged one is named, not skipped
+    found = [(p, read_metrics_file(p)) for p in sources if p.is_file()]  # a damaged one is named, not skipped
     found = [(p, m) for p, m in found if m and m.get("kl_per_dim") and m.get("split", split) == split]
     stale = [(p, why) for p, m in found if p.name in EVALUATION_FILES and (why := stale_evaluation(p, m))]
     if stale and evaluate is False:

@@ -18,6 +18,7 @@ started from, and ``load_run`` replaces its weights by the checkpoint's. Checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ from vaelab.checks import (
 )
 from vaelab.config import RunConfig, load_saved_config, read_yaml, save_config, to_dict, update_saved_config
 from vaelab.data import DataError, Dataset, Loader, load_dataset
+from vaelab.data.base import eval_subset
 from vaelab.data.checks import GENERATED_DATASETS
 from vaelab.distributed import DistInfo, broadcast_object, broadcast_parameters, init_distributed
 from vaelab.errors import ConfigError
@@ -46,7 +48,7 @@ from vaelab.objectives import build_objective
 from vaelab.objectives.objective import Objective
 from vaelab.precision import Precision
 from vaelab.rules import MIN_EVAL_EXAMPLES, too_few_to_evaluate
-from vaelab.runfolder import RunFolder, provenance
+from vaelab.runfolder import RunFolder, not_a_run_folder, provenance
 from vaelab.runlock import RunLock
 from vaelab.seeds import seed_everything
 
@@ -319,16 +321,35 @@ def load_run_checkpoint(
     return ckpt
 
 
+def _generated_eval_subset(run_folder: RunFolder, cfg: RunConfig) -> Dataset | None:
+    """For a generated data set (:data:`~vaelab.data.checks.GENERATED_DATASETS`) whose ``data.eval_size`` the
+    caller changed: the data the run was trained and validated on, with ``data.eval_size``'s subset of their valid
+    and test splits (a generator given another eval_size would draw other examples); a value above the splits the
+    run has is refused. None when nothing needs it."""
+    saved = load_saved_config(run_folder.config).data
+    wanted = cfg.data.eval_size
+    if cfg.data.name not in GENERATED_DATASETS or wanted == saved.eval_size:
+        return None
+    had = saved.eval_size if saved.eval_size is not None else max(1, saved.num_examples // 4)
+    if wanted is None or wanted > had:
+        raise ConfigError(
+            f"data.eval_size={wanted}: the run's valid and test splits hold {had} examples each, drawn by "
+            f"{cfg.data.name}'s generator with its data.eval_size; another size would draw other examples: give at "
+            f"most {had}, a subset of them"
+        )
+    full = load_dataset(saved)
+    return dataclasses.replace(
+        full,
+        valid=eval_subset(full.valid, "valid", wanted, saved.split_seed),
+        test=eval_subset(full.test, "test", wanted, saved.split_seed),
+    )
+
+
 def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunFolder, Path]:
     """The run folder and the path of its ``best`` or ``last`` checkpoint; errors say which file is missing."""
     run_folder = RunFolder(folder)
     if not run_folder.config.is_file():
-        if (run_folder.root / "sweep.yaml").is_file():
-            raise FileNotFoundError(
-                f"{run_folder.root} is a sweep or study folder, not a run folder; give one of its points "
-                f"({run_folder.root / 'points'}/NNNN-...)"
-            )
-        raise FileNotFoundError(f"{run_folder.root} is not a run folder (no config.yaml)")
+        raise FileNotFoundError(not_a_run_folder(run_folder.root))
     ckpt = run_folder.best if which == "best" else run_folder.last
     wrong = run_folder.checkpoint_not_a_file(ckpt)
     if wrong:
@@ -336,9 +357,16 @@ def run_checkpoint(folder: str | Path, which: Checkpoint = "best") -> tuple[RunF
     if not ckpt.is_file():
         if run_folder.has_records():  # not "has not finished an epoch"
             other = "best" if which == "last" else "last"
+            other_path = run_folder.best if which == "last" else run_folder.last
+            if not other_path.is_file():
+                raise FileNotFoundError(
+                    f"{ckpt} does not exist, nor {other_path.name}, but the run logged evaluations: its checkpoints "
+                    "were moved or deleted; put them back, or train the run again"
+                )
             raise FileNotFoundError(
-                f"{ckpt} does not exist but the run logged evaluations; put it back if it was moved, or use the "
-                f"{other} checkpoint (--checkpoint {other})"
+                f"{ckpt} does not exist but the run logged evaluations; put it back if it was moved, or read the "
+                f"{other} checkpoint ({other_path.name}: `--checkpoint {other}` of evaluate, sample, reconstruct, "
+                "interpolate and latent-plot)"
             )
         raise FileNotFoundError(f"{ckpt} does not exist (the run has not finished an epoch yet?)")
     return run_folder, ckpt
@@ -363,6 +391,8 @@ def load_run(
     cfg.train.progress = False
     if not any(o.startswith("train.device=") for o in overrides) and not device_available(cfg.train.device):
         cfg.train.device = "auto"
+    if dataset is None and (dataset := _generated_eval_subset(run_folder, cfg)) is not None:
+        check_trained_data_content(run_folder.config, dataset)
     run = build_run(cfg, run_folder.root, dataset=dataset)
     if dataset is None:  # a data set the caller gives is the caller's choice
         check_trained_data_content(run_folder.config, run.dataset)

@@ -84,6 +84,60 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     return data
 
 
+METRIC_NUMBERS = (
+    "n", "elbo", "elbo_se", "rate", "distortion", "nll_elbo", "nll_iw", "nll_iw_se", "bpd", "ppl_elbo", "ppl_iw",
+    "mi", "mi_se", "mi_pool", "marginal_kl", "au", "au_threshold", "hole_kl", "iw_samples", "best_epoch", "epochs",
+    "steps",
+)  # fmt: skip
+"""Keys of an evaluation record (summary.json, eval*.json) that hold a number when present."""
+METRIC_LISTS = ("kl_per_dim", "activity_per_dim")
+"""Keys that hold one number per latent unit."""
+
+
+def not_a_run_folder(root: str | Path) -> str:
+    """Why ``root`` cannot be read as a run folder (its config.yaml is missing or is not a file; a sweep or study
+    folder is named as such), one line for a FileNotFoundError."""
+    root = Path(root)
+    config = root / "config.yaml"
+    if config.exists() and not config.is_file():
+        return f"{config} is a folder or another non-file, not the run's config file: put the run's config.yaml back"
+    if (root / "sweep.yaml").is_file():
+        return (
+            f"{root} is a sweep or study folder, not a run folder; give one of its points ({root / 'points'}/NNNN-...)"
+        )
+    return f"{root} is not a run folder (no config.yaml)"
+
+
+def check_metric_record(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Refuse an evaluation record whose numbers are not numbers, or impossible (more active units than latent
+    units, a negative count): a file edited or damaged after vaelab wrote it would otherwise be reported as
+    measured. One line naming the file and the key. Returns ``record``."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    redo = "the file was edited or damaged; measure again with `vaelab evaluate` (or restore the file)"
+    for key in METRIC_NUMBERS:
+        if record.get(key) is not None and not number(record[key]):
+            raise UserError(f"{path}: {key} is {record[key]!r:.40}, not a number: {redo}")
+    for key in METRIC_LISTS:
+        v = record.get(key)
+        if v is not None and not (isinstance(v, list) and all(number(x) for x in v)):
+            raise UserError(f"{path}: {key} is {v!r:.40}, not a list of numbers: {redo}")
+    units = len(record["kl_per_dim"]) if isinstance(record.get("kl_per_dim"), list) else None
+    for key in ("n", "au", "mi_pool", "iw_samples", "epochs", "steps"):
+        if number(record.get(key)) and record[key] < 0:
+            raise UserError(f"{path}: {key} is {record[key]}, a negative count: {redo}")
+    if units is not None and number(record.get("au")) and record["au"] > units:
+        raise UserError(f"{path}: au is {record['au']}, more active units than its {units} latent units: {redo}")
+    return record
+
+
+def read_metrics_file(path: str | Path) -> dict[str, Any]:
+    """:func:`read_json_object` of an evaluation record, its numbers checked (:func:`check_metric_record`)."""
+    return check_metric_record(read_json_object(path), Path(path))
+
+
 def read_json_or_none(path: Path) -> dict[str, Any] | None:
     """A JSON object file's contents, or None when it is missing, unreadable or not an object (for optional files
     such as eval.json; files that must exist use :meth:`RunFolder.read_json`)."""

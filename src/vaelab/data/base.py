@@ -248,6 +248,14 @@ def holdout_split(train: Split, valid_size: int, seed: int, source: str) -> tupl
     return train.subset(tr), train.subset(va), rule
 
 
+def eval_subset(split: Any, name: str, size: int, split_seed: int) -> Any:
+    """``data.eval_size``'s subset of an evaluation split (``name``: valid or test): the first ``size`` of a fixed
+    permutation, in the split's order; the split itself when it holds ``size`` or fewer examples."""
+    if len(split) <= size:
+        return split
+    return split.subset(np.sort(fixed_permutation(len(split), split_seed, f"eval_size/{name}")[:size]))
+
+
 def finalize(
     name: str,
     cfg: DataConfig,
@@ -279,13 +287,8 @@ def finalize(
     if cfg.eval_size is not None:
         if cfg.eval_size <= 0:
             raise ConfigError(f"data.eval_size={cfg.eval_size} must be positive (or null for no cap)")
-        capped = {}
-        for split_name, s in (("valid", valid), ("test", test)):
-            if len(s) > cfg.eval_size:
-                keep = np.sort(fixed_permutation(len(s), cfg.split_seed, f"eval_size/{split_name}")[: cfg.eval_size])
-                s = s.subset(keep)
-            capped[split_name] = s
-        valid, test = capped["valid"], capped["test"]
+        valid = eval_subset(valid, "valid", cfg.eval_size, cfg.split_seed)
+        test = eval_subset(test, "test", cfg.eval_size, cfg.split_seed)
 
     mode = cfg.binarize if cfg.binarize is not None else default_binarize
     if mode not in BINARIZE_MODES:

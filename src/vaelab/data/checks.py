@@ -138,6 +138,19 @@ IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
 """``data`` keys that only image data read; on text each must keep its default (None)."""
 
 
+CORPUS_FILE_KEYS = (
+    "format",
+    "vocab_file",
+    "max_length",
+    "min_length",
+    "length_policy",
+    "unk_token",
+    "lowercase",
+    "skip_malformed",
+    "labels_as_words",
+)
+"""The keys of :data:`TEXT_ONLY_DATA_KEYS` that say how a corpus *file* is read (the generated corpus reads none)."""
+
 GENERATED_DATASETS = ("synthetic_blobs", "synthetic_gaussian", "synthetic_text")
 """The data sets drawn by a seeded generator (``data.num_examples``; validation and test ``data.eval_size`` each)."""
 FILE_DATASETS = ("mnist", "fashion_mnist", "binarized_mnist", "omniglot", "idx", "npz", "arrays", "text", "ptb")
@@ -154,6 +167,8 @@ DATASET_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "path": FILE_DATASETS,
     "files": ("idx", "npz", "text", "ptb"),
     "verify_checksum": ("binarized_mnist", "omniglot", "text", "ptb"),
+    # how a corpus file is read: the generated corpus (synthetic_text) writes its sentences itself
+    **{key: ("text", "ptb") for key in CORPUS_FILE_KEYS},
 }
 """``data`` keys that only the named data sets read (the generators' settings, the rendered sets' split and cache,
 the file readers' folder, files and checksums); another data set ignores them."""

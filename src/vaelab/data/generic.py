@@ -232,6 +232,17 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
                     f"one of the keys {', '.join(NPZ_DEFAULT_KEYS[role])}",
                     where,
                 )
+        unread = [k for k in present if k not in keys.values()]
+        if unread:  # a misspelt split (x_vlaid) would be left out without a word, its split taken from train
+            read = ", ".join(f"{k} ({r})" for r, k in keys.items())
+            raise data_error(
+                path,
+                f"array{'s' if len(unread) > 1 else ''} {', '.join(repr(k) for k in unread)} of no split (read: "
+                f"{read})",
+                "every array a split or its labels: name its role in data.files (e.g. data.files.valid=KEY) or "
+                "remove it from the file",
+                where,
+            )
         parts: dict[str, Split | None] = {}
         for split in ("train", "valid", "test"):
             if split not in keys:

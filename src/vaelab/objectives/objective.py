@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from vaelab.configio import from_dict
 from vaelab.errors import ConfigError
-from vaelab.objectives.schedules import SCHEDULE_RULES, Schedule, ScheduleConfig, build_schedule
+from vaelab.objectives.schedules import (
+    SCHEDULE_RULES,
+    Schedule,
+    ScheduleConfig,
+    build_schedule,
+    check_schedule_fits,
+)
 from vaelab.objectives.terms import (
     FREE_BITS,
     FREE_BITS_GROUPS,
@@ -157,6 +163,17 @@ def _regulariser_options(options: dict[str, Any]) -> dict[str, Any]:
             own = "free_bits" if opt == "free_bits" else "free_bits_groups"
             raise ConfigError(f"{REGULARISER_OPTIONS_KEY}.{opt}: use objective.{own}")
     return dict(options)
+
+
+def check_schedules_fit(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> None:
+    """Every schedule of the objective (beta, each term's weight) starts within the run's ``total_steps``
+    (:func:`~vaelab.objectives.schedules.check_schedule_fits`)."""
+    check_schedule_fits(cfg.beta, steps_per_epoch, total_steps, "objective.beta")
+    for i, spec in enumerate(cfg.terms):
+        weight = spec.get("weight") if isinstance(spec, dict) else None
+        if isinstance(weight, dict):
+            weight = from_dict(ScheduleConfig, weight, f"objective.terms[{i}].weight")
+            check_schedule_fits(weight, steps_per_epoch, total_steps, f"objective.terms[{i}].weight")
 
 
 def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> Objective:

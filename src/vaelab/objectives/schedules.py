@@ -197,6 +197,26 @@ def check_schedule_keys(kind: str, given: Iterable[str], key: str) -> None:
         )
 
 
+def check_schedule_fits(cfg: Any, steps_per_epoch: int, total_steps: int, key: str) -> None:
+    """A ramp whose delay (``delay_steps``, or ``delay_epochs`` of ``steps_per_epoch``) lasts the whole run never
+    starts: the weight stays at ``start`` (0 for beta: an autoencoder reported as a VAE). Refused in one line
+    naming the key and the run's length (the trainer's check, once the data give the run's steps)."""
+    if not isinstance(cfg, ScheduleConfig) or cfg.type not in RAMP_SHAPES:
+        return
+    if cfg.delay_steps is not None:
+        delay, what = cfg.delay_steps, f"{key}.delay_steps={cfg.delay_steps}"
+    elif cfg.delay_epochs:
+        delay, what = round(cfg.delay_epochs * steps_per_epoch), f"{key}.delay_epochs={cfg.delay_epochs:g}"
+    else:
+        return
+    if delay >= total_steps:
+        zero = " (beta 0: an autoencoder reported as a VAE)" if cfg.start == 0 and key.endswith("beta") else ""
+        raise ConfigError(
+            f"{what} delays the ramp past the run's {total_steps} steps, so {key} stays at its start "
+            f"{cfg.start:g} throughout{zero}; shorten the delay or train longer"
+        )
+
+
 def build_schedule(
     cfg: ScheduleConfig | float | int, steps_per_epoch: int, total_steps: int, key: str = "beta"
 ) -> Schedule:

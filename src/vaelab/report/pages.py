@@ -17,8 +17,8 @@ from vaelab.runfolder import (
     EVALUATION_FILES,
     RunFolder,
     cut_last_line,
-    read_json_object,
     read_jsonl,
+    read_metrics_file,
     stale_evaluation,
 )
 from vaelab.runfolder import read_json_or_none as _read_json
@@ -93,7 +93,7 @@ def final_metrics(root: Path) -> tuple[dict[str, Any], str]:
     left_out: list[str] = []  # an evaluation of an earlier checkpoint (stale_evaluation)
     for name in ("summary.json", "eval.json", "eval_test.json", "diagnosis_eval.json"):
         # a file that is there must be whole: a damaged one is a one-line error naming it, not "no evaluation yet"
-        data = read_json_object(root / name) if (root / name).is_file() else None
+        data = read_metrics_file(root / name) if (root / name).is_file() else None
         if data and name in EVALUATION_FILES and (why := stale_evaluation(root / name, data)):
             left_out.append(f"{name} left out: {why}; run vaelab evaluate again")
             continue

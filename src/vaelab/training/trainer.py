@@ -33,6 +33,7 @@ from vaelab.distributed import barrier, broadcast_object
 from vaelab.evaluation import Evaluator
 from vaelab.models import batch_size
 from vaelab.objectives import NonFiniteLossError
+from vaelab.objectives.objective import check_schedules_fit
 from vaelab.run import RUN_ID_KEY, build_run, check_trainable, open_for_training
 from vaelab.runfolder import DEFERRED, RunFolder
 from vaelab.runlock import RunLock
@@ -77,6 +78,7 @@ class Trainer:
         self.evaluator = Evaluator(run)
         self.strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
         self.strategy.check_budget(cfg.train.epochs, run.total_steps, run.steps_per_epoch)
+        check_schedules_fit(cfg.objective, run.steps_per_epoch, run.total_steps)
         self.optimizers = make_optimizers(cfg.train, self.strategy, run.model)  # one per parameter group
         self.batch = GlobalBatch(run)
         self.has_valid = len(run.dataset.split("valid")) > 0
