@@ -57,6 +57,7 @@ from vaelab.config import (
     written_part,
 )
 from vaelab.data import dataset_modality
+from vaelab.data.checks import GENERATED_DATASETS
 from vaelab.runconfig import expand_sections
 from vaelab.runfolder import read_json_object
 from vaelab.study.methods import DEFAULT_PANEL, METHODS, Budget, method_overrides
@@ -74,6 +75,21 @@ REAL_VALUED_DATA = ("synthetic_gaussian",)
 """Image-like data sets whose values are real numbers, not in [0, 1]: the preset's decoder is Gaussian there."""
 
 
+PRESET_TRAIN_SIZE = 10000
+"""The training examples of a preset's data set read from files (the first of a fixed permutation, so that an epoch
+takes seconds on a CPU); a generated data set keeps the size it is drawn at (``data.num_examples``)."""
+
+
+def _preset_sizes(data: str, eval_size: int) -> dict[str, Any]:
+    """The preset's ``data.train_size`` and ``data.eval_size``: caps of a data set read from files; none for a
+    generated one (:data:`~vaelab.data.checks.GENERATED_DATASETS`), whose ``data.num_examples`` and
+    ``data.eval_size`` say how many examples are drawn (10,000 training examples would exceed the 1,000 that
+    synthetic_blobs draws by default, 2,000 test examples would be drawn for nothing)."""
+    if data in GENERATED_DATASETS:
+        return {}
+    return {"train_size": PRESET_TRAIN_SIZE, "eval_size": eval_size}
+
+
 def _image_preset(data: str) -> dict[str, Any]:
     """An MLP VAE (Bernoulli decoder, Gaussian on real-valued data; 32 latents) that trains in seconds per epoch
     on a CPU."""
@@ -81,7 +97,7 @@ def _image_preset(data: str) -> dict[str, Any]:
     return {
         "name": f"study_{data}",
         "seed": 0,
-        "data": {"name": data, "train_size": 10000, "eval_size": 2000},
+        "data": {"name": data, **_preset_sizes(data, 2000)},
         "model": {
             "type": "mlp",
             "latent_dim": 32,
@@ -111,7 +127,7 @@ def _text_preset(data: str) -> dict[str, Any]:
     return {
         "name": f"study_{data}",
         "seed": 0,
-        "data": {"name": data, "train_size": 10000, "eval_size": 300},
+        "data": {"name": data, **_preset_sizes(data, 300)},
         "model": {
             "type": "lstm_vae",
             "latent_dim": 32,
@@ -285,18 +301,49 @@ BUDGET_KEYS = ("train.epochs", "train.max_steps")
 """The keys ``--budget`` sets for every method (:meth:`Budget.overrides`)."""
 
 
-def _check_budget_keys(req: StudyRequest, budget: Budget) -> None:
-    """Refuse ``--set`` or ``--method-set`` of a key the budget sets: the budget would drop a ``--set`` without a
-    word, and a ``--method-set`` would give one method another budget than the table states."""
-    given = [("--set", item, item) for item in req.overrides]
-    given += [("--method-set", item, item.partition(":")[2]) for item in req.method_overrides]
-    for option, item, assignment in given:
+def _overlaps(a: str, b: str) -> bool:
+    """Whether dotted keys ``a`` and ``b`` set the same value: equal, or one a mapping that holds the other
+    (``objective.beta`` and ``objective.beta.value``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _given_keys(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(option, item as written, assignment) -> (option, item, dotted key) for each key the assignment sets, a
+    mapping given for a section spread into its keys (``--set train={epochs: 3}`` sets train.epochs)."""
+    out = []
+    for option, item, assignment in items:
         key, _, raw = assignment.partition("=")
+        out += [(option, item, k) for k in expand_sections({key.strip(): parse_scalar(raw)})]
+    return out
+
+
+def _check_set_keys(req: StudyRequest, budget: Budget, method_keys: dict[str, list[str]]) -> None:
+    """Refuse a ``--set`` or ``--method-set`` of a key the budget sets (the budget would drop a ``--set`` without a
+    word, and a ``--method-set`` would give one method another budget than the table states), and a ``--set`` of a
+    key that a chosen method sets itself (``method_keys``: method -> the dotted keys of its overrides), which the
+    method's value would replace in its runs without a word, unless ``--method-set`` gives that method the key
+    too (its value for that method, stated)."""
+    sets = [("--set", item, item) for item in req.overrides]
+    method_sets = [("--method-set", item, item.partition(":")[2]) for item in req.method_overrides]
+    for option, item, key in _given_keys(sets + method_sets):
         for budget_key in BUDGET_KEYS:
-            if budget_key in expand_sections({key.strip(): parse_scalar(raw)}):
+            if _overlaps(key, budget_key):
                 raise ConfigError(
                     f"{option} {item}: {budget_key} is set by --budget ({budget}) for every method, so that they "
                     "compare under one budget; change --budget instead (epochs: 3ep, steps: 500steps)"
+                )
+    stated_by = req.method_sets()
+    for _, item, key in _given_keys(sets):
+        for method, keys in method_keys.items():
+            stated = expand_sections(stated_by.get(method, {}))
+            if any(key == k or key.startswith(k + ".") for k in stated):
+                continue  # --method-set states this method's own value of the key
+            hit = next((k for k in keys if _overlaps(key, k)), None)
+            if hit is not None:
+                raise ConfigError(
+                    f"--set {item}: method {method} sets {hit} itself (its remedy), which would replace this value "
+                    f"in its runs; give {method} a value of its own with --method-set {method}:{key}=VALUE (then "
+                    f"--set applies to the other methods), or leave {method} out of --methods"
                 )
 
 
@@ -306,8 +353,9 @@ def study_spec(req: StudyRequest) -> dict[str, Any]:
     base, text = base_config(req.data, req.overrides)
     cfg = from_dict(RunConfig, base)
     sets = req.method_sets()
-    _check_budget_keys(req, budget)
-    variants = [{"name": m, **method_overrides(m, cfg, budget, text), **sets.get(m, {})} for m in req.methods]
+    own = {m: method_overrides(m, cfg, budget, text) for m in req.methods}
+    _check_set_keys(req, budget, {m: list(expand_sections(o)) for m, o in own.items()})
+    variants = [{"name": m, **own[m], **sets.get(m, {})} for m in req.methods]
     extras = study_extra_metrics(base, text)
     name = req.name or f"collapse_{Path(req.data).stem if req.data.endswith(('.yaml', '.yml')) else req.data}"
     return {
@@ -325,6 +373,18 @@ def study_spec(req: StudyRequest) -> dict[str, Any]:
             "extra_metrics": extras,
         },
     }
+
+
+def _preset_hint(req: StudyRequest, message: str) -> str:
+    """The end of a data error's message when the preset's ``data.train_size`` (not the user's) is at fault."""
+    if "data.train_size" not in message or req.data.endswith((".yaml", ".yml")):
+        return ""
+    if any(item.partition("=")[0].strip() in ("data.train_size", "data") for item in req.overrides):
+        return ""  # the user's own value, which the message names
+    return (
+        f" (the study's preset caps data.train_size at {PRESET_TRAIN_SIZE}: --set data.train_size=null trains on the "
+        "whole training split, or give a smaller number)"
+    )
 
 
 def _same_budget(old: Any, new: str) -> bool:
@@ -351,12 +411,20 @@ def run_study(
     trained again (:func:`vaelab.sweep.runner.reuse_points`). Returns the table rows and the path of ``study.md``.
     """
     from vaelab.sweep import RunOptions, run_sweep, spec_from_dict, write_results
-    from vaelab.sweep.runner import check_ray_address, workers_rule
+    from vaelab.sweep.runner import check_measured_data, check_ray_address, workers_rule
 
     check("workers", workers, workers_rule())  # before study.json is written
     check_ray_address(address, backend)
     out = Path(out)
     spec = spec_from_dict(study_spec(req), "study")
+    # the study decides what it measures: no point runs its base config's own final evaluation (eval.iw_samples)
+    options = RunOptions(retry_failed=retry_failed, final_evaluation=False, probe_where_labelled=True)
+    # every point's data and model, before study.json is written: a study whose data cannot be loaded (its points
+    # share them) is refused as a whole rather than written out as a table of failed points
+    try:
+        check_measured_data(spec, range(len(spec)), options, require_data=True)
+    except ConfigError as e:
+        raise ConfigError(f"--data {req.data}: {e}{_preset_hint(req, str(e))}") from None
     stored = out / STUDY_FILE
     record = {
         "kind": "collapse",
@@ -384,9 +452,16 @@ def run_study(
         record["started"] = old.get("started", record["started"])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stored, json.dumps(record, indent=2) + "\n")
-    # the study decides what it measures: no point runs its base config's own final evaluation (eval.iw_samples)
-    options = RunOptions(retry_failed=retry_failed, final_evaluation=False, probe_where_labelled=True)
-    run_sweep(spec, out, workers=workers, backend=backend, address=address, options=options, reuse=reuse or [])
+    run_sweep(
+        spec,
+        out,
+        workers=workers,
+        backend=backend,
+        address=address,
+        options=options,
+        reuse=reuse or [],
+        data_checked=True,
+    )
     write_results(out)
     return write_table(out)
 

@@ -174,7 +174,9 @@ def check_sweep_folder(spec: SweepSpec, out: str | Path) -> SweepSpec | None:
     return stored
 
 
-def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOptions | None = None) -> None:
+def check_measured_data(
+    spec: SweepSpec, indices: Iterable[int], options: RunOptions | None = None, *, require_data: bool = False
+) -> None:
     """Before any point trains, what a point's data must hold for its training and measurement: its model can be
     built on its data (:func:`_check_model_builds`: conv layers on images too small for them, ...), every split that
     ``measure.splits`` names has examples (only the validation split can be left empty, by ``data.valid_size: 0``),
@@ -183,9 +185,14 @@ def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOpt
     distinct data config is loaded once, so the error comes now rather than after other points trained (data that
     cannot be read at all, when only the model needs them, is left to the point: it fails alone, in its error.json).
     ``options.probe_where_labelled`` (the study's own probe): points without labels report ``probe_skipped``
-    instead."""
+    instead.
+
+    ``require_data`` (a study): every distinct data config is loaded, and data that cannot be loaded (a
+    ``data.train_size`` beyond the data set's training split, a missing file) refuse the whole sweep, naming the
+    point, instead of failing its points one by one: a study's points share their data, so none of them could
+    run."""
     from vaelab.checks import LABEL_METRICS, check_metrics_have_labels
-    from vaelab.data import load_dataset
+    from vaelab.data import DataError, load_dataset
 
     m = spec.measure
     seen: set[str] = set()
@@ -204,15 +211,24 @@ def check_measured_data(spec: SweepSpec, indices: Iterable[int], options: RunOpt
         model_key = json.dumps([data_key, to_dict(cfg.model)], sort_keys=True, default=str)
         check_data = (needs_valid or needs_labels or isinstance(m.train_subset, int)) and key not in seen
         check_model = cfg.model.type != "custom" and model_key not in built
-        if not (check_data or check_model):
+        must_load = require_data and data_key not in datasets
+        if not (check_data or check_model or must_load):
             continue
         if data_key not in datasets:
             try:
                 datasets[data_key] = load_dataset(data)
-            except Exception:
+            except (ValueError, OSError, DataError) as e:
+                if require_data:
+                    variant = spec.point(i).params.get("variant")
+                    named = f" (variant {variant})" if isinstance(variant, str) else ""
+                    raise SweepError(f"point {i}{named}: {e}") from None
                 if check_data:
                     raise
                 datasets[data_key] = None  # data that cannot be read: the point fails on its own (error.json)
+            except Exception:
+                if check_data:
+                    raise
+                datasets[data_key] = None
         dataset = datasets[data_key]
         if dataset is None:
             continue
@@ -1060,6 +1076,7 @@ def run_sweep(
     options: RunOptions | None = None,
     log: Log | None = None,
     reuse: Iterable[str | Path] = (),
+    data_checked: bool = False,
 ) -> list[PointResult]:
     """Run the points ``indices`` (default: all) of ``spec`` into the sweep folder ``out``.
 
@@ -1073,6 +1090,8 @@ def run_sweep(
 
     ``reuse``: other sweep or study folders whose points with the same run config are copied in rather than
     trained again (:func:`reuse_points`). ``workers`` (default: one per core) is at most :func:`max_workers`.
+    ``data_checked``: the caller has run :func:`check_measured_data` on these points already (a study, before it
+    wrote its study.json), so their data are not loaded a second time.
     """
     options = options or RunOptions()
     log = _serialised(log or _line_writer(sys.stderr))
@@ -1084,7 +1103,8 @@ def run_sweep(
     wanted = list(range(len(spec))) if indices is None else sorted(set(indices))
     for i in wanted:  # range check, and the keys each point sets, before anything runs or is written
         spec.check_keys_read(spec.point(i))
-    check_measured_data(spec, wanted, options)
+    if not data_checked:
+        check_measured_data(spec, wanted, options)
     check_reuse_folders(reuse := list(reuse), out)
     out = prepare_out(spec, out)
     reuse_points(spec, out, wanted, reuse, log)

@@ -1,0 +1,134 @@
+"""Bad inputs of the command line, set 12: a study's --set of a key a method sets, a study whose data cannot be
+loaded, a sweep measured on the validation split, `theory linear-vae` with extreme numbers, and --out inside a sweep
+or study folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaelab.cli import main
+from vaelab.config import ConfigError
+from vaelab.study import METHODS, StudyRequest, study_spec
+from vaelab.study.collapse import Budget, base_config
+from vaelab.study.methods import method_overrides
+
+TINY_SET = ["data.num_examples=256", "data.image_shape=[1,6,6]", "data.eval_size=64", "model.latent_dim=4"]
+
+
+def study_args(out: Path, *extra: str, data: str = "synthetic_blobs", methods: str = "plain") -> list[str]:
+    return [
+        "study",
+        "collapse",
+        "--data",
+        data,
+        "--methods",
+        methods,
+        "--budget",
+        "1",
+        "--iw-samples",
+        "2",
+        "--out",
+        str(out),
+        "--no-report",
+        *extra,
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 1. a --set of a key that a chosen method sets itself
+
+
+@pytest.mark.parametrize(
+    ("data", "item", "key"),
+    [
+        ("synthetic_text", "data.bucketing=pool", "data.bucketing"),  # Y023: bn_vae's random order on text
+        ("synthetic_blobs", "model.posterior=delta", "model.posterior"),  # Y027
+        ("synthetic_text", "data={bucketing: pool}", "data.bucketing"),  # a section mapping spread into its keys
+    ],
+)
+def test_a_set_of_a_key_a_method_sets_is_refused_naming_the_method(tmp_path: Path, capsys, data, item, key):
+    out = tmp_path / "st"
+    assert main(study_args(out, "--set", item, data=data, methods="plain,bn_vae")) == 2
+    err = capsys.readouterr().err
+    assert f"--set {item}: method bn_vae sets {key} itself" in err
+    assert f"--method-set bn_vae:{key}=VALUE" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_method_set_of_the_key_states_the_methods_own_value(tmp_path: Path):
+    req = StudyRequest(
+        data="synthetic_text",
+        methods=["plain", "bn_vae"],
+        budget="1",
+        overrides=["data.bucketing=pool"],
+        method_overrides=["bn_vae:data.bucketing=pool"],
+    )
+    spec = study_spec(req)
+    assert spec["base_config"]["data"]["bucketing"] == "pool"
+    assert [v.get("data.bucketing") for v in spec["variants"]] == [None, "pool"]
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_every_key_of_every_method_is_covered(text):
+    """The refusal comes from each method's own overrides, not from a list kept by hand: a key a method sets
+    (or one inside a mapping it sets) is refused in --set whatever the method."""
+    from vaelab.config import RunConfig, from_dict
+    from vaelab.study.collapse import _check_set_keys
+
+    base, _ = base_config("synthetic_text" if text else "synthetic_blobs")
+
+    cfg = from_dict(RunConfig, base)
+    budget = Budget(epochs=2)
+    for name in METHODS.names():
+        keys = list(method_overrides(name, cfg, budget, text))
+        for key in keys:
+            for given in (key, f"{key}.sub"):
+                req = StudyRequest(data="synthetic_blobs", methods=[name], overrides=[f"{given}=1"])
+                with pytest.raises(ConfigError, match=f"method {name} sets {key} itself"):
+                    _check_set_keys(req, budget, {name: keys})
+
+
+def test_sets_of_keys_no_method_sets_still_pass():
+    spec = study_spec(
+        StudyRequest(data="synthetic_blobs", methods=["plain", "bn_vae", "anneal"], budget="1", overrides=[*TINY_SET])
+    )
+    assert spec["base_config"]["model"]["latent_dim"] == 4
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 2. a study whose data cannot be loaded, and the preset's train_size on a generated data set
+
+
+def test_the_image_preset_imposes_no_train_size_on_a_generated_data_set(tmp_path: Path):
+    base, _ = base_config("synthetic_blobs")
+    assert base["data"]["train_size"] is None  # Y015: 10000 of synthetic_blobs' 1000 examples failed late
+    assert base_config("mnist")[0]["data"]["train_size"] == 10000  # a cap on the files' 50000
+    out = tmp_path / "st15"
+    assert main(study_args(out, "--set", "model.hidden=[8]", "model.latent_dim=2")) == 0
+    assert (out / "study.md").is_file()
+
+
+def test_a_study_whose_data_cannot_be_loaded_is_refused_before_anything_is_written(tmp_path: Path, capsys):
+    out = tmp_path / "st"
+    assert main(study_args(out, "--set", "data.train_size=5000", methods="plain,anneal")) == 2
+    err = capsys.readouterr().err
+    assert "data.train_size=5000 must be in [1, 1000]" in err and "point 0 (variant plain)" in err
+    assert "preset" not in err  # the user's own value
+    assert not out.exists()
+
+
+def test_the_preset_train_size_beyond_a_small_file_names_the_way_out(tmp_path: Path, capsys):
+    path = tmp_path / "small.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.random((300, 1, 4, 4)).astype("float32"), x_test=rng.random((50, 1, 4, 4)))
+    out = tmp_path / "st"
+    assert main(study_args(out, "--set", f"data.path={path}", "data.valid_size=30", data="npz")) == 2
+    err = capsys.readouterr().err
+    assert "data.train_size=10000 must be in [1, 270]" in err and "--set data.train_size=null" in err
+    assert not out.exists()
+    missing = tmp_path / "missing.npz"
+    assert main(study_args(out, "--set", f"data.path={missing}", "data.valid_size=30", data="npz")) == 2
+    assert "missing.npz" in capsys.readouterr().err and not out.exists()
