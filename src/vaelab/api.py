@@ -230,26 +230,10 @@ def _check_split(split: Any) -> None:
 def _evaluate_overrides(overrides: Any, split: str, iw_samples: int | None) -> list[str]:
     """``overrides`` of :meth:`Run.evaluate`, refused as ``vaelab evaluate`` refuses them (:data:`EVALUATE_KEYS`,
     and the settings that evaluate would ignore or that contradict its arguments), before any work."""
+    from vaelab.evaluation import check_evaluate_overrides
+
     items = _override_list(overrides)
-    check_override_keys(items, EVALUATE_KEYS, "Run.evaluate")
-    given = {o.partition("=")[0].strip() for o in expand_overrides(items)}
-    if "eval.final_split" in given:  # evaluate measures split=; the override would be ignored without a word
-        raise ConfigError(
-            "Run.evaluate measures the split given by split= (default test), not eval.final_split (the split of a "
-            "run's final evaluation); use split="
-        )
-    if "eval.extras_every_epoch" in given:  # a training loop's setting: evaluate has no epochs
-        raise ConfigError(
-            "Run.evaluate does not read eval.extras_every_epoch (extra metrics at every training epoch): it measures "
-            "eval.extra_metrics once; remove the override"
-        )
-    if "data.eval_size" in given and split == "train":  # eval_size subsets valid and test only
-        raise ConfigError(
-            "data.eval_size subsets the valid and test splits, not split='train', which is measured whole; remove "
-            "the override or measure split='valid' or 'test'"
-        )
-    if "eval.iw_samples" in given and iw_samples is not None:
-        raise ConfigError("iw_samples= and the override eval.iw_samples both set K of the IW-NLL; give one of them")
+    check_evaluate_overrides(items, split, iw_samples, api=True)
     return items
 
 

@@ -125,29 +125,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaelab.checks import EVALUATE_KEYS, ConfigError, check_override_keys
-    from vaelab.evaluation import evaluate_run
+    from vaelab.evaluation import check_evaluate_overrides, evaluate_run
     from vaelab.oserrors import check_output_folder
 
-    check_override_keys(args.overrides, EVALUATE_KEYS, "vaelab evaluate")
-    given = {o.partition("=")[0].strip() for o in args.overrides}
-    if "eval.final_split" in given:  # evaluate measures --split; the override would be ignored without a word
-        raise ConfigError(
-            "vaelab evaluate measures the split given by --split (default test), not eval.final_split (the split of "
-            "a run's final evaluation); use --split"
-        )
-    if "eval.extras_every_epoch" in given:  # a training loop's setting: evaluate has no epochs
-        raise ConfigError(
-            "vaelab evaluate does not read eval.extras_every_epoch (extra metrics at every training epoch): it "
-            "measures eval.extra_metrics once; remove the override"
-        )
-    if "data.eval_size" in given and args.split == "train":  # eval_size subsets valid and test only
-        raise ConfigError(
-            "data.eval_size subsets the valid and test splits, not --split train, which is measured whole; remove "
-            "the override or measure --split valid/test"
-        )
-    if "eval.iw_samples" in given and args.iw_samples is not None:
-        raise ConfigError("--iw-samples and eval.iw_samples both set K of the IW-NLL; give one of them")
+    check_evaluate_overrides(args.overrides, args.split, args.iw_samples)
     if Path(args.dir).is_dir():
         check_output_folder(args.dir, flag="run folder")
     result = evaluate_run(

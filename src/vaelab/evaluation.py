@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaelab.checks import check_metrics_have_labels
+from vaelab.checks import EVALUATE_KEYS, check_metrics_have_labels, check_override_keys
 from vaelab.data import DataError
 from vaelab.distributed import all_gather_objects
+from vaelab.errors import ConfigError
 from vaelab.metrics import collect, summarise
 from vaelab.metrics.collect import EvalCollection, eval_mode, pooled_mutual_information
 from vaelab.metrics.extras import MetricContext, run_extra_metrics
@@ -32,6 +33,7 @@ from vaelab.metrics.units import active_units
 from vaelab.models import batch_size
 from vaelab.models.posterior_heads import BatchNormHead, refresh_batch_norm
 from vaelab.run import Checkpoint, Run, load_run
+from vaelab.runconfig import expand_overrides
 from vaelab.runfolder import DEFERRED, checkpoint_record
 from vaelab.seeds import mix_seed
 
@@ -187,6 +189,36 @@ class Evaluator:
 
 # ------------------------------------------------------------------------------------------------------------
 # vaelab evaluate DIR
+
+
+def check_evaluate_overrides(overrides: list[str], split: str, iw_samples: int | None, *, api: bool = False) -> None:
+    """What ``vaelab evaluate`` (and :meth:`vaelab.Run.evaluate`, ``api=True``: named as its arguments) accepts of
+    ``overrides``, before any work: the keys of :data:`~vaelab.checks.EVALUATE_KEYS`, and none that evaluate would
+    ignore (``eval.final_split``: the split is its argument; ``eval.extras_every_epoch``: it has no epochs;
+    ``data.eval_size`` on the training split) or that contradicts its arguments (``eval.iw_samples`` with K)."""
+    command, split_arg, iw_arg = (
+        ("Run.evaluate", "split=", "iw_samples=") if api else ("vaelab evaluate", "--split", "--iw-samples")
+    )
+    check_override_keys(overrides, EVALUATE_KEYS, command)
+    given = {o.partition("=")[0].strip() for o in expand_overrides(overrides)}
+    if "eval.final_split" in given:
+        raise ConfigError(
+            f"{command} measures the split given by {split_arg} (default test), not eval.final_split (the split of a "
+            f"run's final evaluation); use {split_arg}"
+        )
+    if "eval.extras_every_epoch" in given:
+        raise ConfigError(
+            f"{command} does not read eval.extras_every_epoch (extra metrics at every training epoch): it measures "
+            "eval.extra_metrics once; remove the override"
+        )
+    if "data.eval_size" in given and split == "train":
+        train, other = ("split='train'", "split='valid' or 'test'") if api else ("--split train", "--split valid/test")
+        raise ConfigError(
+            f"data.eval_size subsets the valid and test splits, not {train}, which is measured whole; remove the "
+            f"override or measure {other}"
+        )
+    if "eval.iw_samples" in given and iw_samples is not None:
+        raise ConfigError(f"{iw_arg} and the override eval.iw_samples both set K of the IW-NLL; give one of them")
 
 
 def evaluate_run(
