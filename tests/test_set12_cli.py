@@ -132,3 +132,41 @@ def test_the_preset_train_size_beyond_a_small_file_names_the_way_out(tmp_path: P
     missing = tmp_path / "missing.npz"
     assert main(study_args(out, "--set", f"data.path={missing}", "data.valid_size=30", data="npz")) == 2
     assert "missing.npz" in capsys.readouterr().err and not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 3. a sweep measured on the validation split: results.md tabulates it
+
+
+TINY_SWEEP = """
+name: sv
+base_config:
+  name: tiny
+  seed: 3
+  data: {name: synthetic_blobs, num_examples: 256, image_shape: [1, 6, 6], eval_size: 64}
+  model: {type: mlp, latent_dim: 4, hidden: [16]}
+  train: {batch_size: 64, epochs: 1, lr: 0.003, progress: false}
+  eval: {batch_size: 64, iw_samples: 4, iw_chunk: 4}
+grid: {objective.beta.value: [0.5, 1.0]}
+seeds: [0, 1]
+measure: {splits: [valid], iw_samples: 3}
+"""
+
+
+def test_results_md_tabulates_every_measured_split(tmp_path: Path):
+    """S_meas_valid_run: results.md held no measured number of a sweep measured on the validation split, and its
+    header read "MI pooled over N = - examples"."""
+    sweep = tmp_path / "sv.yaml"
+    sweep.write_text(TINY_SWEEP)
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(out), "--workers", "1"]) == 0
+    assert len(list(out.glob("points/*/eval_valid.json"))) == 4
+    assert main(["sweep-aggregate", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    assert "## Validation split" in md and "## Test split" not in md
+    assert "MI pooled over N = 64 examples (cap ln N = 4.16)" in md  # data.eval_size: 64 validation examples
+    table = md.split("## Validation split", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert table[0].startswith("| beta | seeds | IW-NLL | ELBO | R | D | MI |")
+    rows = [line.split(" | ") for line in table[2:]]
+    assert [r[0] for r in rows] == ["| 0.5", "| 1.0"]
+    assert all(cell.strip() != "-" for r in rows for cell in r[2:-1])  # every measured number is there

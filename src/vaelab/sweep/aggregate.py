@@ -5,8 +5,9 @@ One row per point of the sweep (every index, finished or not), in index order. C
 - ``index``, ``point`` (folder name), ``status`` (completed, failed, trained, partial, missing, running);
 - the point's parameters under their config keys (``objective.beta``, ``data.train_size``, ``variant``,
   ``seed``, ...); lists and mappings as JSON text;
-- from measurements.json: ``train_*`` and ``test_*`` (nll_iw, nll_iw_se, elbo, rate, distortion, mi, mi_se,
-  mi_pool, marginal_kl = rate - MI, au, n, bpd, ln_n, ln_n_minus_mi, seconds), ``iw_samples``, ``checkpoint`` and
+- from measurements.json: ``train_*``, ``valid_*`` and ``test_*``, one prefix per split of ``measure.splits``
+  (nll_iw, nll_iw_se, elbo, rate, distortion, mi, mi_se, mi_pool, marginal_kl = rate - MI, au, n, bpd, ln_n,
+  ln_n_minus_mi, seconds), ``iw_samples``, ``checkpoint`` and
   the gaps ``gap_nll``, ``gap_distortion``, ``gap_rate``, ``gap_elbo``, ``gap_mi``, ``gap_marginal_kl``
   (test - train);
 - how training ended (:func:`vaelab.sweep.stopping.training_record`, from summary.json, metrics.jsonl and
@@ -211,8 +212,14 @@ SPLIT_METRICS: tuple[tuple[str, str], ...] = (
     ("marginal_kl", "R - MI"),
     ("au", "AU"),
 )
+MEASURED_SPLITS: tuple[tuple[str, str], ...] = (
+    ("test", "Test split"),
+    ("valid", "Validation split"),
+    ("train", "Train split (measured subset)"),
+)
+"""(split, section title) of the splits ``measure.splits`` can name, in the order of results.md's sections."""
 CELL_METRICS: tuple[tuple[str, str], ...] = (
-    *((f"{split}_{m}", label) for split in ("test", "train") for m, label in SPLIT_METRICS),
+    *((f"{split}_{m}", label) for split, _ in MEASURED_SPLITS for m, label in SPLIT_METRICS),
     ("gap_nll", "IW-NLL"),
     ("gap_distortion", "D"),
     ("gap_rate", "R"),
@@ -301,8 +308,9 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, level: float = CI_LEVEL) -> str:
-    """The sweep as Markdown: stop accounting, per-cell tables (test, train, gaps: mean ± CI over seeds) and the
-    stop reason of every point."""
+    """The sweep as Markdown: stop accounting, per-cell tables (one per measured split of ``measure.splits``:
+    test, valid, train; the gaps; mean ± CI over seeds) and the stop reason of every point. The header's MI pool N
+    is that of the measured splits."""
     spec = load_stored_spec(out)
     rows = collect_rows(out) if rows is None else rows
     keys = cell_keys(spec)
@@ -312,7 +320,8 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
         status[r["status"]] = status.get(r["status"], 0) + 1
     done = [r for r in rows if r.get("status") == "completed"]
     iw = sorted({r["iw_samples"] for r in done if isinstance(r.get("iw_samples"), int)})
-    pools = sorted({int(r[f"{s}_mi_pool"]) for r in done for s in ("train", "test") if r.get(f"{s}_mi_pool")})
+    measured = [s for s, _ in MEASURED_SPLITS if s in spec.measure.splits]
+    pools = sorted({int(r[f"{s}_mi_pool"]) for r in done for s in measured if r.get(f"{s}_mi_pool")})
     pct = f"{100 * level:g}%"
     lines = [
         f"# Sweep {spec.name}",
@@ -333,9 +342,8 @@ def results_markdown(out: str | Path, rows: list[dict[str, Any]] | None = None, 
     def head(r: dict[str, Any]) -> list[str]:
         return [str(r.get(k)) for k in keys]
 
-    sections = [
-        ("Test split", [(f"test_{m}", lbl) for m, lbl in SPLIT_METRICS]),
-        ("Train split (measured subset)", [(f"train_{m}", lbl) for m, lbl in SPLIT_METRICS]),
+    sections = [  # a section per measured split (measure.splits), then the gaps (train and test measured)
+        *((title, [(f"{split}_{m}", lbl) for m, lbl in SPLIT_METRICS]) for split, title in MEASURED_SPLITS),
         ("Generalisation gaps (test - train)", [(m, lbl) for m, lbl in CELL_METRICS if m.startswith("gap_")]),
         ("Training length", [(m, lbl) for m, lbl in CELL_METRICS if m in TRAINING_LENGTH]),
     ]
