@@ -170,3 +170,47 @@ def test_results_md_tabulates_every_measured_split(tmp_path: Path):
     rows = [line.split(" | ") for line in table[2:]]
     assert [r[0] for r in rows] == ["| 0.5", "| 1.0"]
     assert all(cell.strip() != "-" for r in rows for cell in r[2:-1])  # every measured number is there
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 4. theory linear-vae: extreme numbers that passed the range checks
+
+
+@pytest.mark.parametrize("tau", ["1e-300", "5e-5", "1", "0"])
+def test_a_tau_the_integrator_cannot_run_is_refused_before_anything_is_written(tmp_path: Path, capsys, tau):
+    """G027: --tau 1e-300 passed (0, 1), then the step count overflowed (rc 1, a traceback)."""
+    out = tmp_path / "th"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["theory", "linear-vae", "--quick", "--tau", tau, "--figure", "1", "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --tau: must be a number in [0.0001, 1), got '{tau}'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", [["--tau", "0.99"], ["--eta", "100"]])
+def test_a_diverging_sgd_is_one_line_naming_tau(tmp_path: Path, capsys, option):
+    """In range, but SGD diverges (tau * beta * eta too large): it hung in the ODE, or overflowed, before."""
+    out = tmp_path / "th"
+    assert main(["theory", "linear-vae", "--quick", *option, "--figure", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: --tau " in err and "diverged" in err and "smaller" in err
+    assert len(err.strip().splitlines()) == 1  # no RuntimeWarning of the overflow
+    assert not list(out.glob("*.png"))
+
+
+def test_the_ode_stops_when_it_diverges():
+    from vaelab.theory.linear_vae import AUTHORS_INIT, LinearVAESetting, solve_ode
+    from vaelab.theory.linear_vae.ode import DivergenceError
+
+    with pytest.raises(DivergenceError, match="the ODE diverged at t = "):
+        solve_ode(LinearVAESetting(rho=1.0, eta=1.0, tau=0.99, beta=2.5), AUTHORS_INIT, 600.0)
+    ok = solve_ode(LinearVAESetting(rho=1.0, eta=1.0, tau=0.01, beta=2.5), AUTHORS_INIT, 600.0)
+    assert np.isfinite(ok.eps_g).all()
+
+
+def test_simulate_sgd_refuses_a_step_count_that_overflows():
+    from vaelab.theory.linear_vae import LinearVAESetting, simulate_sgd
+
+    with pytest.raises(ValueError, match="SGD steps exceeds"):
+        simulate_sgd(LinearVAESetting(tau=0.01), 100, 1e300, n_seeds=1)

@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from vaelab.rules import SEED, Int, Num, option
 
 __all__ = ["add_theory_parser", "main", "run_linear_vae"]
@@ -33,8 +35,14 @@ MAX_N = 10**6
 MAX_SIGNAL = 100.0
 """The largest ``--rho`` and ``--eta``: the time scales grow with them (rho = 30 already takes 40 s with --quick;
 1e18 never ends)."""
-TAU = Num(lo=0, hi=1, lo_open=True, hi_open=True)
-"""The rule of ``--tau``, the online SGD learning rate: the simulated SGD diverges (and never ends) from tau = 1."""
+MIN_TAU = 1e-4
+"""The smallest ``--tau``: the figures' times are set for tau = 0.01 and rescaled by 0.01 / tau, so their SGD runs take
+N x 0.01 / tau steps per unit of time; at 1e-4 the --quick smoke run already takes about an hour and the full set
+about a day, and at 1e-300 the step count overflowed (a traceback)."""
+TAU = Num(lo=MIN_TAU, hi=1, hi_open=True)
+"""The rule of ``--tau``, the online SGD learning rate in [1e-4, 1): below, the runs never end (:data:`MIN_TAU`);
+from 1 the simulated SGD diverges (and before, with a large beta, rho or eta: refused when it happens, naming
+``--tau``)."""
 
 
 def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +83,12 @@ def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="noise variance (default: %(default)s)",
     )
-    lv.add_argument("--tau", type=option(TAU, "--tau"), default=0.01, help="SGD learning rate (default: %(default)s)")
+    lv.add_argument(
+        "--tau",
+        type=option(TAU, "--tau"),
+        default=0.01,
+        help="SGD learning rate in [1e-4, 1); the runs last 0.01 / tau times the paper's (default: %(default)s)",
+    )
     lv.add_argument(
         "--backend",
         choices=("reduced", "weights"),
@@ -103,8 +116,18 @@ def run_linear_vae(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out)
     check_not_a_vaelab_folder(args.out)  # its summary.json would replace a run's
+    from vaelab.errors import UserError
+    from vaelab.theory.linear_vae.ode import DivergenceError
+
     t0 = time.perf_counter()
-    summary, files = make_figures(which, cfg, args.out)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging SGD is reported below, not as warnings
+            summary, files = make_figures(which, cfg, args.out)
+    except DivergenceError as e:
+        raise UserError(
+            f"--tau {args.tau:g} (with --rho {args.rho:g}, --eta {args.eta:g}): {e}; --tau must be smaller here "
+            f"(it is in [{MIN_TAU:g}, 1))"
+        ) from None
     for path in files:
         print(path)
     headline = _headline(summary)

@@ -18,12 +18,14 @@ Time ``t`` is SGD steps / N. ``Q`` and ``E`` are stored by their upper triangles
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from vaelab.errors import UserError
 from vaelab.theory.linear_vae.setting import (
     ConstantBeta,
     LinearVAESetting,
@@ -37,6 +39,7 @@ __all__ = [
     "AUTHORS_ODE_EPS_G",
     "AUTHORS_SGD_EPS_G",
     "AUTHORS_TIMES",
+    "DivergenceError",
     "StateLayout",
     "ode_rhs",
     "solve_ode",
@@ -171,6 +174,40 @@ def ode_rhs(
     return rhs
 
 
+class DivergenceError(UserError):
+    """SGD or its ODE diverged: the learning rate ``tau`` is too large for the setting (``beta``, ``rho``,
+    ``eta``), so the order parameters grow without bound instead of learning."""
+
+
+DIVERGENCE_HINT = (
+    "the learning rate tau is too large for this setting (the larger beta, rho and eta, the smaller tau must be: "
+    "about tau * beta * eta < 2 for one factor); use a smaller tau"
+)
+"""What a :class:`DivergenceError` tells to do."""
+
+BLOW_UP = 1e3
+"""An order parameter beyond ``BLOW_UP * (1 + rho + eta)`` in magnitude (or not finite) stops the ODE as diverged:
+the order parameters of a run that learns or collapses stay of the order of ``rho + eta`` (and of their start),
+while a diverging flow grows exponentially, taking ever smaller steps long before it overflows (tau = 0.99 at
+beta = 2.5: E = 1e5 at t = 4, one more unit of t taking minutes)."""
+
+
+def _blow_up(limit: float) -> Callable[[float, np.ndarray], float]:
+    """The ODE's terminal event: crosses zero when an order parameter reaches ``limit`` or is not finite."""
+
+    def event(t: float, y: np.ndarray) -> float:
+        size = float(np.max(np.abs(y)))
+        return limit - size if math.isfinite(size) else -1.0
+
+    event.terminal = True  # type: ignore[attr-defined]
+    return event
+
+
+def _setting_text(setting: LinearVAESetting) -> str:
+    beta = setting.beta_final
+    return f"tau = {setting.tau:g}, final beta = {beta:g}, rho = {setting.rho:g}, eta = {setting.eta:g}"
+
+
 def solve_ode(
     setting: LinearVAESetting,
     init: OrderParams,
@@ -216,8 +253,15 @@ def solve_ode(
     batch = init.batch_shape
     flat0 = y0.reshape(-1, layout.size)
     out = np.empty((flat0.shape[0], t_eval.size, layout.size))
+    limit = BLOW_UP * (1.0 + setting.rho + setting.eta + float(np.max(np.abs(flat0), initial=0.0)))
     for i, y in enumerate(flat0):
-        sol = solve_ivp(rhs, (0.0, float(t_max)), y, method=method, t_eval=t_eval, rtol=rtol, atol=atol)
+        sol = solve_ivp(
+            rhs, (0.0, float(t_max)), y, method=method, t_eval=t_eval, rtol=rtol, atol=atol, events=_blow_up(limit)
+        )
+        if sol.status == 1:  # the blow-up event: the flow diverges (it would take ever smaller steps for ever)
+            raise DivergenceError(
+                f"the ODE diverged at t = {float(sol.t_events[0][0]):.4g}, {_setting_text(setting)}: {DIVERGENCE_HINT}"
+            )
         if not sol.success:
             raise RuntimeError(f"ODE integration failed: {sol.message}")
         out[i] = sol.y.T

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vaelab.theory.linear_vae.ode import DIVERGENCE_HINT, DivergenceError, _setting_text
 from vaelab.theory.linear_vae.setting import (
     LinearVAESetting,
     OrderParams,
@@ -161,6 +162,11 @@ def _check_settings(settings: Sequence[LinearVAESetting]) -> None:
             raise ValueError("settings simulated together must share M, M* and T (rho, eta, tau, lam, beta may differ)")
 
 
+MAX_SGD_STEPS = 1e15
+"""The most SGD steps of one run (``t_max * N``): beyond it the step counter loses whole steps (and far before, the
+run would last for ever)."""
+
+
 def simulate_sgd(
     settings: LinearVAESetting | Sequence[LinearVAESetting],
     N: int,
@@ -216,6 +222,8 @@ def simulate_sgd(
     t_rec = np.linspace(0.0, t_max, n_record) if t_record is None else np.asarray(t_record, dtype=float)
     if t_rec.ndim != 1 or t_rec.size == 0 or np.any(t_rec < 0) or np.any(t_rec > t_max + 1e-12):
         raise ValueError("t_record must be a non-empty 1-D array within [0, t_max]")
+    if not t_max * N <= MAX_SGD_STEPS:  # round(t N) would overflow the step counter (t_max = 1e300 / tau)
+        raise ValueError(f"t_max * N = {t_max * N:.3g} SGD steps exceeds {MAX_SGD_STEPS:.0e}: a shorter t_max or N")
     rec_steps = np.unique(np.round(t_rec * N).astype(np.int64))
     n_steps = int(rec_steps[-1])
     n_set = len(setting_list)
@@ -341,6 +349,11 @@ def simulate_sgd(
             D -= c_d * (Q.reshape(B, M * M)[:, ::diag_stride] + beta_k * (1.0 - 1.0 / D))
             cur = 1 - cur
             step += 1
+        if not (np.isfinite(Z[cur][:, : 2 * M]).all() and np.isfinite(D).all()):
+            bad = int(np.flatnonzero(~(np.isfinite(Z[cur][:, : 2 * M]).all(axis=(1, 2)) & np.isfinite(D).all(1)))[0])
+            raise DivergenceError(
+                f"SGD diverged by t = {step / N:.4g}, {_setting_text(setting_list[which[bad]])}: {DIVERGENCE_HINT}"
+            )
         if reduced:
             Zc = Z[cur]
             V = np.concatenate([Vs, Zc[:, : 2 * M]], axis=1)  # (B, r, dim)
