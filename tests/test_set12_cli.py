@@ -214,3 +214,48 @@ def test_simulate_sgd_refuses_a_step_count_that_overflows():
 
     with pytest.raises(ValueError, match="SGD steps exceeds"):
         simulate_sgd(LinearVAESetting(tau=0.01), 100, 1e300, n_seeds=1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 5. --out inside a sweep or study folder
+
+
+@pytest.fixture(scope="module")
+def sweep_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("p006")
+    sweep = root / "sv.yaml"
+    sweep.write_text(TINY_SWEEP.replace("seeds: [0, 1]", "seeds: [0]"))
+    assert main(["sweep", str(sweep), "--out", str(root / "SWEEP"), "--workers", "1"]) == 0
+    (root / "base.yaml").write_text(
+        "name: tiny\ndata: {name: synthetic_blobs, num_examples: 256, image_shape: [1, 6, 6], eval_size: 64}\n"
+        "model: {type: mlp, latent_dim: 4, hidden: [16]}\ntrain: {batch_size: 64, epochs: 1, progress: false}\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("inside", ["points", "points/new", "other/deeper"])
+@pytest.mark.parametrize("command", ["train", "sweep", "study"])
+def test_an_out_inside_a_sweep_folder_is_refused(sweep_folder: Path, capsys, command, inside):
+    """P006: `vaelab train base.yaml --out SWEEP/points` wrote a run next to the sweep's points."""
+    out = sweep_folder / "SWEEP" / inside
+    argv = {
+        "train": ["train", str(sweep_folder / "base.yaml"), "--out", str(out)],
+        "sweep": ["sweep", str(sweep_folder / "sv.yaml"), "--out", str(out)],
+        "study": study_args(out),
+    }[command]
+    before = sorted(p.name for p in (sweep_folder / "SWEEP" / "points").iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} lies inside the sweep folder {sweep_folder / 'SWEEP'} (sweep.yaml)" in err
+    assert sorted(p.name for p in (sweep_folder / "SWEEP" / "points").iterdir()) == before
+    assert not (sweep_folder / "SWEEP" / "other").exists()
+
+
+def test_the_sweeps_own_points_and_folder_are_still_usable(sweep_folder: Path, capsys):
+    sweep = sweep_folder / "SWEEP"
+    point = sorted((sweep / "points").iterdir())[0]
+    assert main(["evaluate", str(point)]) == 0  # a command on an existing point run
+    assert main(["sweep", str(sweep_folder / "sv.yaml"), "--out", str(sweep), "--workers", "1"]) == 0  # continued
+    assert main(["report", str(sweep)]) == 0 and (sweep / "report.html").is_file()  # a file written into it
+    assert main(["train", str(sweep_folder / "base.yaml"), "--out", str(sweep)]) == 2  # as before
+    assert "is a sweep folder" in capsys.readouterr().err

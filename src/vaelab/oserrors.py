@@ -84,10 +84,60 @@ def _read_only(path: Path) -> bool:
         return False
 
 
-def check_output_folder(path: str | Path, flag: str = "--out") -> None:
+SWEEP_MARKERS = ("sweep.yaml", "study.json")
+"""A folder holding one of these and a ``points/`` folder is a sweep or study folder, whose ``points/`` only the sweep
+writes (a sweep.yaml alone may be the user's sweep file, in a project folder)."""
+OWN_FOLDER_FLAG = "--out"
+"""The flag of a folder a command makes its own (a new run, sweep or study): never inside a sweep or study folder.
+Commands that act on an existing run folder name it otherwise (``run folder``: resume, evaluate)."""
+
+
+def enclosing_sweep(path: str | Path) -> tuple[Path, str] | None:
+    """The sweep or study folder (and its marker, :data:`SWEEP_MARKERS`) that ``path`` lies strictly inside, if
+    any: the nearest one among its parents."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if not (parent / "points").is_dir():
+            continue
+        marker = next((m for m in reversed(SWEEP_MARKERS) if (parent / m).is_file()), None)
+        if marker is not None:
+            return parent, marker
+    return None
+
+
+def _is_own_point(path: Path, sweep: Path) -> bool:
+    """Whether ``path`` is one of the sweep's own point runs (``SWEEP/points/NAME`` with its point.json)."""
+    here = Path(os.path.abspath(path))
+    return here.parent == sweep / "points" and (here / "point.json").is_file()
+
+
+def check_not_inside_sweep(path: str | Path, flag: str = OWN_FOLDER_FLAG) -> None:
+    """Refuse a folder that lies inside a sweep or study folder (:func:`enclosing_sweep`: under ``SWEEP/``,
+    ``SWEEP/points/`` included): a run, sweep or study written there would mix with the sweep's points, which only
+    the sweep writes, and be listed, aggregated or overwritten as one of them. A sweep or study given its own
+    folder again (``--out SWEEP``, to continue it) is not inside it. A command acting on an existing run folder
+    (``flag`` other than :data:`OWN_FOLDER_FLAG`: resume, evaluate) may act on the sweep's own point runs."""
+    found = enclosing_sweep(path)
+    if found is None:
+        return
+    sweep, marker = found
+    if flag != OWN_FOLDER_FLAG and _is_own_point(Path(path), sweep):
+        return
+    kind = "study" if marker == "study.json" else "sweep"
+    raise ConfigError(
+        f"{flag} {path} lies inside the {kind} folder {sweep} ({marker}): what is written there would mix with the "
+        f"{kind}'s points, which only the {kind} writes (it trains and continues them itself); choose a {flag} "
+        "outside it"
+    )
+
+
+def check_output_folder(path: str | Path, flag: str = "--out", *, inside_sweep: bool = False) -> None:
     """Refuse, in one line, a folder that cannot be made or written: ``path`` is a file, lies under a file, or
-    its nearest existing folder is read-only or not writable. Changes nothing on disk."""
+    its nearest existing folder is read-only or not writable, or it lies inside a sweep or study folder
+    (:func:`check_not_inside_sweep`; ``inside_sweep=True`` allows it: a figure or report written into one). Changes
+    nothing on disk."""
     path = Path(path)
+    if not inside_sweep:
+        check_not_inside_sweep(path, flag)
     if path.is_symlink() and not path.exists():
         raise ConfigError(
             f"{flag} {path} is a symbolic link that leads nowhere (its target is missing, or it is a loop); remove "
@@ -183,4 +233,4 @@ def check_output_file(path: str | Path, flag: str = "--out", suffixes: tuple[str
             f"{flag} {path} would overwrite a record of the vaelab folder {owner} (its {path.suffix} files, "
             f"checkpoints/); name another file, e.g. {owner / 'report.html'}"
         )
-    check_output_folder(path.parent, flag=flag)
+    check_output_folder(path.parent, flag=flag, inside_sweep=True)  # a report or figure of a sweep, in it

@@ -114,7 +114,7 @@ def run_linear_vae(args: argparse.Namespace) -> int:
         cfg = FigureConfig(N=args.N or 1000, n_seeds=args.seeds or 5, **common)
     from vaelab.oserrors import check_not_a_vaelab_folder, check_output_folder
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, inside_sweep=True)  # its figures mix with no point
     check_not_a_vaelab_folder(args.out)  # its summary.json would replace a run's
     from vaelab.errors import UserError
     from vaelab.theory.linear_vae.ode import DivergenceError
