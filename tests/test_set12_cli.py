@@ -259,3 +259,20 @@ def test_the_sweeps_own_points_and_folder_are_still_usable(sweep_folder: Path, c
     assert main(["report", str(sweep)]) == 0 and (sweep / "report.html").is_file()  # a file written into it
     assert main(["train", str(sweep_folder / "base.yaml"), "--out", str(sweep)]) == 2  # as before
     assert "is a sweep folder" in capsys.readouterr().err
+
+
+def test_vaelab_train_into_a_sweep_s_points_folder_is_refused(tmp_path: Path):
+    """P006 for the Python API: vaelab.train(out=SWEEP/points/...) is refused as `vaelab train --out` is."""
+    import torch
+
+    import vaelab
+    from vaelab.errors import ConfigError
+
+    sweep = tmp_path / "sw"
+    (sweep / "points").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text("name: s\n")
+    x = (torch.rand(64, 1, 4, 4) > 0.5).float()
+    out = sweep / "points" / "mine"
+    with pytest.raises(ConfigError, match=r"out= .*points/mine lies inside the sweep folder"):
+        vaelab.train("vaelab.models.custom:does_not_matter", x, out)
+    assert not out.exists()

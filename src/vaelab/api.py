@@ -350,6 +350,7 @@ def train(
     (a ValueError; a :class:`~vaelab.models.custom.ContractTypeError`, also a TypeError, for wrong types) before
     any training.
     """
+    from vaelab.oserrors import check_not_inside_sweep
     from vaelab.training.trainer import Trainer
 
     overrides = _override_list(overrides)
@@ -361,6 +362,7 @@ def train(
         raise FileExistsError(f"out={str(root)!r} is a file, not a folder; choose another run folder")
     if reason := RunFolder(root).holds_run():
         raise FileExistsError(reason)
+    check_not_inside_sweep(root, "out=", new_run=True)  # a run among a sweep's points would be taken for one
 
     mapping = _config_mapping(config)
     for section, keys in (("data", _API_DATA_KEYS), ("model", _API_MODEL_KEYS)):

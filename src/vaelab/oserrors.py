@@ -110,22 +110,25 @@ def _is_own_point(path: Path, sweep: Path) -> bool:
     return here.parent == sweep / "points" and (here / "point.json").is_file()
 
 
-def check_not_inside_sweep(path: str | Path, flag: str = OWN_FOLDER_FLAG) -> None:
+def check_not_inside_sweep(path: str | Path, flag: str = OWN_FOLDER_FLAG, *, new_run: bool | None = None) -> None:
     """Refuse a folder that lies inside a sweep or study folder (:func:`enclosing_sweep`: under ``SWEEP/``,
     ``SWEEP/points/`` included): a run, sweep or study written there would mix with the sweep's points, which only
     the sweep writes, and be listed, aggregated or overwritten as one of them. A sweep or study given its own
     folder again (``--out SWEEP``, to continue it) is not inside it. A command acting on an existing run folder
-    (``flag`` other than :data:`OWN_FOLDER_FLAG`: resume, evaluate) may act on the sweep's own point runs."""
+    (``flag`` other than :data:`OWN_FOLDER_FLAG`: resume, evaluate) may act on the sweep's own point runs;
+    ``new_run``: whether ``path`` is where a new run is written, when ``flag`` does not say (``out=`` of
+    :func:`vaelab.train`)."""
     found = enclosing_sweep(path)
     if found is None:
         return
     sweep, marker = found
-    if flag != OWN_FOLDER_FLAG and _is_own_point(Path(path), sweep):
+    writes = flag == OWN_FOLDER_FLAG if new_run is None else new_run
+    if not writes and _is_own_point(Path(path), sweep):
         return
     kind = "study" if marker == "study.json" else "sweep"
     raise ConfigError(
         f"{flag} {path} lies inside the {kind} folder {sweep} ({marker}): what is written there would mix with the "
-        f"{kind}'s points, which only the {kind} writes (it trains and continues them itself); choose a {flag} "
+        f"{kind}'s points, which only the {kind} writes (it trains and continues them itself); choose a folder "
         "outside it"
     )
 
