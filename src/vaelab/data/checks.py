@@ -120,24 +120,6 @@ def check_data(d: Any) -> None:
         raise ConfigError(f"data.format={d.format!r}: the ptb files are plain text (use data.name=text)")
 
 
-TEXT_ONLY_DATA_KEYS = (
-    "format",
-    "vocab_size",
-    "vocab_file",
-    "max_length",
-    "min_length",
-    "length_policy",
-    "unk_token",
-    "lowercase",
-    "skip_malformed",
-    "bucketing",
-    "labels_as_words",
-)
-"""``data`` keys that only a text corpus reads; on image data each must keep its default."""
-IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
-"""``data`` keys that only image data read; on text each must keep its default (None)."""
-
-
 CORPUS_FILE_KEYS = (
     "format",
     "vocab_file",
@@ -149,7 +131,12 @@ CORPUS_FILE_KEYS = (
     "skip_malformed",
     "labels_as_words",
 )
-"""The keys of :data:`TEXT_ONLY_DATA_KEYS` that say how a corpus *file* is read (the generated corpus reads none)."""
+"""The text keys that say how a corpus *file* is read (the generated corpus, synthetic_text, reads none)."""
+TEXT_ONLY_DATA_KEYS = (*CORPUS_FILE_KEYS, "vocab_size", "bucketing")
+"""``data`` keys that only a text corpus reads; on image data each must keep its default."""
+IMAGE_ONLY_DATA_KEYS = ("binarize", "image_shape")
+"""``data`` keys that only image data read; on text each must keep its default (None)."""
+
 
 GENERATED_DATASETS = ("synthetic_blobs", "synthetic_gaussian", "synthetic_text")
 """The data sets drawn by a seeded generator (``data.num_examples``; validation and test ``data.eval_size`` each)."""
