@@ -2446,6 +2446,14 @@ def _edited_summary(**changes: object) -> Callable[[dict, Path], dict[str, str]]
     return setup
 
 
+def _self_linked_best(w: dict, tmp: Path) -> dict[str, str]:
+    d = _copy(w, tmp)
+    best = d / "checkpoints" / "best.pt"
+    best.unlink()
+    best.symlink_to(best)
+    return {"copy": str(d)}
+
+
 def _config_a_folder(w: dict, tmp: Path) -> dict[str, str]:
     d = _copy(w, tmp)
     (d / "config.yaml").unlink()
@@ -2499,6 +2507,12 @@ CASES += [  # the twelfth fresh set (h16s12)
         "train {cfg} |objective.beta={{type: linear, start: 0.0, value: 1.0, warmup_steps: 2, delay_steps: 100000}}| "
         "--out {new}",
         "objective.beta.delay_steps=100000 delays the ramp past the run's",
+    ),
+    Case(
+        "set13-d20-best-pt-a-link-to-itself",
+        "evaluate {copy}",
+        "best.pt is a symbolic link that leads to no file",
+        lambda w, tmp: _self_linked_best(w, tmp),
     ),
     Case("set12-d006-config-a-folder", "evaluate {copy}", "config.yaml is a folder", _config_a_folder),
     Case("set12-d009-no-checkpoints", "diagnose {copy}", "best.pt does not exist, nor last.pt", _no_checkpoints),

@@ -187,3 +187,13 @@ def test_units_whose_means_vary_without_information_are_close_to_collapse():
     assert "free bits" in d.recommendations[0] and not any("superfluous" in r for r in d.recommendations)
     healthy = diagnose_metrics(metrics([0.05] * D, [0.05] * D, mi=0.3))  # 0.3 nats over 8 units: 0.0375 each
     assert healthy.verdict == "healthy"
+
+
+def test_a_nan_evaluation_is_refused_not_called_healthy():
+    """h16s13 B24: a rate of NaN compared false to every threshold and the verdict was "healthy"."""
+    from vaelab.errors import UserError
+
+    with pytest.raises(UserError, match="rate is not finite"):
+        diagnose_metrics({"rate": float("nan"), "kl_per_dim": [0.1, 0.2]})
+    with pytest.raises(UserError, match="kl_per_dim is not finite"):
+        diagnose_metrics(metrics([0.5, float("nan")], [0.5, 0.5], mi=0.5, rate=1.0))

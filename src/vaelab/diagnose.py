@@ -113,6 +113,12 @@ def diagnose_metrics(metrics: dict[str, Any], *, model_type: str | None = None, 
     kl = [float(v) for v in metrics["kl_per_dim"]]
     d = len(kl)
     rate = float(metrics["rate"])
+    for key, values in (("rate", [rate]), ("kl_per_dim", kl), ("mi", [metrics.get("mi")])):
+        if any(v is not None and not math.isfinite(float(v)) for v in values):  # NaN compares false to every rule
+            raise UserError(
+                f"diagnosis: {key} is not finite ({values[0] if len(values) == 1 else values}); a NaN "
+                "or infinite evaluation cannot be diagnosed: evaluate the run again"
+            )
     threshold = float(metrics.get("au_threshold", 0.01))
     au = int(metrics["au"]) if metrics.get("au") is not None else None
     mi = float(metrics["mi"]) if metrics.get("mi") is not None else None

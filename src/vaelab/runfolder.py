@@ -272,6 +272,11 @@ class RunFolder:
             )
         if ckpt.exists() and not ckpt.is_file():
             return f"{ckpt} is not a file (a checkpoint is one file); put the checkpoint file back in its place"
+        if ckpt.is_symlink() and not ckpt.exists():  # a link to nothing, or to itself
+            return (
+                f"{ckpt} is a symbolic link that leads to no file ({os.readlink(ckpt)}); put the checkpoint file "
+                "itself in its place"
+            )
         return None
 
     def has_records(self) -> bool:
