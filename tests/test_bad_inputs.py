@@ -3388,3 +3388,15 @@ def test_set12_r024_a_smaller_eval_size_of_generated_data_is_a_subset_of_the_run
     whole = load_run(world["run"]).dataset.test.x.reshape(64, -1)
     part = load_run(world["run"], overrides=["data.eval_size=10"]).dataset.test.x.reshape(10, -1)
     assert all(bool((whole == row).all(1).any()) for row in part)
+
+
+def test_set13_w04_a_point_whose_checkpoints_were_deleted_says_what_to_do(world, tmp_path):
+    """h16s13 W04: a trained point without checkpoints failed with "no checkpoint to measure" and no advice
+    (--retry-failed fails the same way)."""
+    folder = Path(_small_sweep_folder(world, tmp_path)["dir"])
+    point = next((folder / "points").iterdir())
+    (point / "measurements.json").unlink()
+    shutil.rmtree(point / "checkpoints")
+    run_sweep(load_sweep(tmp_path / "s.yaml"), folder, workers=1)
+    error = json.loads((point / "error.json").read_text())
+    assert "no checkpoint to measure" in error["message"] and "delete the point folder" in error["message"], error

@@ -100,7 +100,11 @@ def measure_run(run_dir: str | Path, measure: MeasureSpec, *, dataset: Dataset |
     if not ckpt.is_file():
         ckpt = folder.last  # a run that never validated better than its start has no best.pt
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{folder.root}: no checkpoint to measure (expected {ckpt})")
+        raise FileNotFoundError(
+            f"{folder.root}: no checkpoint to measure (expected {ckpt}): the point's checkpoints were moved or "
+            "deleted, so it cannot be measured again (--retry-failed would fail the same way); put them back, or "
+            "delete the point folder and run the sweep again to train it anew"
+        )
     dataset = dataset if dataset is not None else load_dataset(cfg.data)
     n_sub = train_subset_size(measure, dataset)
     eval_ds = with_train_subset(dataset, n_sub, cfg.data.split_seed)
