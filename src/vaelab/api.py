@@ -393,7 +393,7 @@ def train(
     user.write(data_dir)
     try:
         dataset = load_dataset(cfg.data)
-        made = call_factory(spec, kwargs)
+        made = call_factory(spec, kwargs, "model_kwargs")
         enc, dec = (made.encoder, made.decoder) if isinstance(made, VAE) else made
         info = dataset.model_info()
         batch = next(iter(dataset.loader("train", cfg.train.batch_size, seed=cfg.seed).epoch(0)))
@@ -445,12 +445,17 @@ def as_vae(model: Any, decoder: nn.Module | None = None, *, latent_dim: int | No
             )
         model, decoder = model
     d = latent_dim or getattr(model, "latent_dim", None) or getattr(decoder, "latent_dim", None)
-    if d is None:
+    if d is None or (latent_dim is not None and example is not None):  # both given: checked against each other now
         if example is None:
             raise UserError("as_vae needs latent_dim= (or example=, a batch the encoder can read)")
         check_modules(model, decoder)
         with torch.no_grad(), eval_mode(model):
             mu, _ = check_posterior(check_runs_on("encoder(x)", model, example), _num_examples(example), None)
+        if latent_dim is not None and int(mu.shape[1]) != latent_dim:
+            raise UserError(
+                f"as_vae: latent_dim={latent_dim}, but the encoder returns D={int(mu.shape[1])} for example=; leave "
+                "latent_dim out or fix it"
+            )
         d = int(mu.shape[1])
     return wrap_modules(model, decoder, int(d))
 
@@ -498,9 +503,11 @@ def _is_token_id(t: object) -> bool:
     return isinstance(t, numbers.Integral) and not isinstance(t, bool) and int(t) >= 0
 
 
-def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[Any, Tensor | None]]:
+def _batches(data: Any, batch_size: int, labels: Any = None, name: str = "data") -> Iterator[tuple[Any, Tensor | None]]:
     """(x, y) batches of ``data``: a tensor / array (N, ...) cut into ``batch_size`` rows, token-id lists as token
-    batches, a TokenBatch, or an iterable of batches (tensor, (x, y), or objects with .x / .y)."""
+    batches, a TokenBatch, or an iterable of batches (tensor, (x, y), or objects with .x / .y). Anything else (a
+    string, a dict, None, an item of a list that is none of these) is refused in one line naming ``name`` and the
+    item's index, before the user's modules see it."""
     y_all = None if labels is None else torch.as_tensor(labels)
     if hasattr(data, "__array__") and not isinstance(data, Tensor):
         data = torch.as_tensor(data)
@@ -518,15 +525,50 @@ def _batches(data: Any, batch_size: int, labels: Any = None) -> Iterator[tuple[A
                 x = token_batch(data[rows])
             yield x, None if y_all is None else y_all[rows]
         return
+    if isinstance(data, str | bytes | Mapping) or not hasattr(data, "__iter__"):
+        raise UserError(
+            f"{name} must be a tensor or array (N, ...), a list of token-id sequences or a list of batches (tensors, "
+            f"(x, y) pairs or objects with .x), got {_item_kind(data)}"
+        )
     if labels is not None:
         raise UserError("labels= goes with a tensor or token lists; batches carry their own labels (.y or (x, y))")
-    for batch in data:
+    for i, batch in enumerate(data):
         if isinstance(batch, tuple | list) and len(batch) == 2:
-            yield batch[0], (None if batch[1] is None else torch.as_tensor(batch[1]))
-        elif hasattr(batch, "x"):
-            yield batch.x, getattr(batch, "y", None)
+            yield _batch_x(batch[0], f"{name}[{i}][0]"), (None if batch[1] is None else torch.as_tensor(batch[1]))
+        elif hasattr(batch, "x") and not isinstance(batch, Tensor):
+            yield _batch_x(batch.x, f"{name}[{i}].x"), getattr(batch, "y", None)
+        elif isinstance(batch, Tensor | np.ndarray) or hasattr(batch, "batch_size"):
+            yield _batch_x(batch, f"{name}[{i}]"), None
         else:
-            yield batch, None
+            raise UserError(
+                f"{name}[{i}] is {_item_kind(batch)}, not a batch (a tensor, an (x, y) pair or an object with .x)"
+            )
+
+
+def _item_kind(obj: Any) -> str:
+    """``obj``'s kind for an error: ``None``, ``the string 'ab'``, ``a tuple of 3``, ``a dict (keys 'x')``, else
+    ``a <type>``."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, str | bytes):
+        return f"the string {obj!r:.60}"
+    kind = type(obj).__name__
+    kind = ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
+    if isinstance(obj, Mapping):
+        return f"{kind} (keys {', '.join(repr(k) for k in list(obj)[:5])})"
+    if isinstance(obj, tuple | list):
+        return f"{kind} of {len(obj)}"
+    return kind
+
+
+def _batch_x(x: Any, where: str) -> Any:
+    """A batch's x: an array as a tensor; None, a string, a number or a mapping refused in one line (the user's
+    encoder would fail on it with its own words); a batch of the user's own kind passes unchanged."""
+    if isinstance(x, np.ndarray):
+        return torch.as_tensor(x)
+    if x is None or isinstance(x, str | bytes | numbers.Number | Mapping):
+        raise UserError(f"{where} is {_item_kind(x)}, not a batch's x (a tensor of shape (B, ...))")
+    return x
 
 
 class _Batch:
@@ -545,6 +587,7 @@ def _model_and_batches(
     caller: str,
     raw: bool = False,
     likelihood: bool = False,
+    name: str = "data",
 ) -> tuple[VAE, list[_Batch]]:
     """The model as a VAE and the data as checked batches on its device. ``caller``: the API function (named in
     the advice to pass ``raw=True``); ``raw``: whole-number data 0..255 are used as given (else refused, as by
@@ -553,7 +596,7 @@ def _model_and_batches(
     if not isinstance(raw, bool):  # 'no' would count as true
         raise ConfigError(f"raw must be True or False, got {raw!r}")
     hint = f"vaelab.{caller}(..., raw=True)"
-    parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels)]
+    parts = [_Batch(x, y) for x, y in _batches(data, batch_size, labels, name)]
     if not parts:
         raise UserError("the data have no examples")
     for i, p in enumerate(parts):
@@ -796,9 +839,9 @@ def _posteriors(model: Any, data: Any, batch_size: int, caller: str, raw: bool) 
 
 
 def _posterior_collection(
-    model: Any, data: Any, batch_size: int, labels: Any = None, *, caller: str, raw: bool = False
+    model: Any, data: Any, batch_size: int, labels: Any = None, *, caller: str, raw: bool = False, name: str = "data"
 ) -> EvalCollection:
-    vae, parts = _model_and_batches(model, data, batch_size, labels, caller=caller, raw=raw)
+    vae, parts = _model_and_batches(model, data, batch_size, labels, caller=caller, raw=raw, name=name)
     mus, logvars, ys = [], [], []
     with torch.no_grad(), eval_mode(vae):
         for p in parts:
@@ -908,14 +951,20 @@ def probe(
     ``mean_accuracy`` the posterior means. Labels come with the batches or as ``*_labels``."""
     train_labels = _labels_argument(train_labels, "train_labels")
     test_labels = _labels_argument(test_labels, "test_labels")
-    tr = _posterior_collection(model, train_data, batch_size, train_labels, caller="probe", raw=raw)
-    te = _posterior_collection(model, test_data, batch_size, test_labels, caller="probe", raw=raw)
+    tr = _posterior_collection(model, train_data, batch_size, train_labels, caller="probe", raw=raw, name="train_data")
+    te = _posterior_collection(model, test_data, batch_size, test_labels, caller="probe", raw=raw, name="test_data")
     if tr.y is None or te.y is None:
         raise UserError("the probe needs labels for both splits: (x, y) batches, .y, or train_labels/test_labels")
     for name, y in (("train labels", tr.y), ("test labels", te.y)):
         _check_class_labels(y, name)
     assert tr.mu is not None and tr.logvar is not None and te.mu is not None and te.logvar is not None
     y_tr, y_te = tr.y.long().reshape(-1), te.y.long().reshape(-1)
+    seen = set(y_tr.unique().tolist())
+    if unseen := sorted(set(y_te.unique().tolist()) - seen):
+        raise UserError(
+            f"test labels {_class_list(unseen)} do not occur in the training labels (classes "
+            f"{_class_list(sorted(seen))}); a linear probe cannot predict a class it never saw"
+        )
     k = int(max(y_tr.max(), y_te.max())) + 1
     z_tr = posterior_draws(tr.mu, tr.logvar, 1, torch.Generator().manual_seed(PROBE_SEED))
     z_te = posterior_draws(te.mu, te.logvar, PROBE_DRAWS, torch.Generator().manual_seed(PROBE_SEED + 1))
@@ -930,6 +979,14 @@ def probe(
         "classes": k,
         "draws": PROBE_DRAWS,
     }
+
+
+def _class_list(classes: list[int]) -> str:
+    """Sorted class ids for a message: ``3..7`` when consecutive, else the first few (``0, 2, 5, ... (9 in all)``)."""
+    if len(classes) > 2 and classes[-1] - classes[0] == len(classes) - 1:
+        return f"{classes[0]}..{classes[-1]}"
+    more = f", ... ({len(classes)} in all)" if len(classes) > 5 else ""
+    return ", ".join(map(str, classes[:5])) + more
 
 
 def _check_class_labels(y: Tensor, name: str) -> None:

@@ -335,7 +335,7 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     for i in range(n):
         item = ds[i]
         if isinstance(item, tuple | list) and len(item) == 2:
-            xs.append(_numpy(torch.as_tensor(item[0]), f"{what}[{i}][0]"))
+            xs.append(_item_array(item[0], f"{what}[{i}][0]", "an example x (a tensor or array)"))
             label = _class_label(item[1])
             if label is None:
                 raise DataTypeError(
@@ -345,7 +345,7 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         elif isinstance(item, tuple | list):
             raise DataTypeError(f"{what}[{i}] must be x or (x, label), got a {type(item).__name__} of {len(item)}")
         else:
-            xs.append(_numpy(torch.as_tensor(item), f"{what}[{i}]"))
+            xs.append(_item_array(item, f"{what}[{i}]", "x or (x, label)"))
     if ys and len(ys) != n:
         raise DataTypeError(f"{what}: some items are (x, label) and some are not")
     try:
@@ -353,6 +353,26 @@ def _materialise(ds: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     except ValueError:
         raise UserError(f"{what}: the examples differ in shape; every example must have the same shape") from None
     return x, (np.asarray(ys, dtype=np.int64) if ys else None)
+
+
+def _item_array(x: Any, where: str, expected: str) -> np.ndarray:
+    """A Dataset item's example ``x`` as an array: a tensor, an array or numbers; a dict, None, a string or
+    anything torch cannot read refused in one line naming ``where`` (torch's 'Could not infer dtype of dict')."""
+    if isinstance(x, Tensor):
+        return _numpy(x, where)
+    if x is None or isinstance(x, str | bytes | Mapping):
+        got = (
+            f"a {type(x).__name__} (keys {', '.join(repr(k) for k in list(x)[:5])})"
+            if isinstance(x, Mapping)
+            else _kind(x)
+        )
+        raise DataTypeError(f"{where} must be {expected}, got {got:.80}; return x or (x, label) from __getitem__")
+    try:
+        return _numpy(torch.as_tensor(x), where)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataTypeError(
+            f"{where} must be {expected}, got {_kind(x):.60}; return x or (x, label) from __getitem__"
+        ) from None
 
 
 def _array_part(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:

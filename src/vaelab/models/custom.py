@@ -160,14 +160,28 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def call_factory(spec: str, kwargs: dict[str, Any]) -> VAE | tuple[nn.Module, nn.Module]:
-    """Call the factory with ``kwargs`` and check what it returned: a VAE, or (encoder, decoder) modules."""
+def call_factory(
+    spec: str, kwargs: dict[str, Any], kwargs_name: str = "model.factory_kwargs"
+) -> VAE | tuple[nn.Module, nn.Module]:
+    """Call the factory with ``kwargs`` and check what it returned: a VAE, or (encoder, decoder) modules. An
+    exception inside the factory (``nn.Linear(..., -4)`` from a negative latent_dim) is a one-line
+    :class:`ContractError` naming the factory and ``kwargs_name`` (how the user gave the kwargs), chained to the
+    original, as :func:`_call` does for the first batch."""
     factory = resolve_factory(spec)
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as e:
         raise ContractTypeError(f"model.factory_kwargs do not fit {spec}: {e}") from None
-    made = factory(**kwargs)
+    try:
+        made = factory(**kwargs)
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
+        if isinstance(e, UserError):  # already one line of vaelab's
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ContractError(
+            f"the model factory {spec} failed with {kwargs_name} {kwargs!r:.200}: {type(e).__name__}: {first} "
+            f"(check {kwargs_name})"
+        ) from e
     if isinstance(made, VAE):
         return made
     if not (isinstance(made, tuple | list) and len(made) == 2):
