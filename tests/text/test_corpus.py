@@ -85,7 +85,7 @@ def test_tokens_and_counts(tiny_text):
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, text, fmt, line, problem):
-    d = _write(tmp_path / "c", train=text, valid="1\tz\n" if fmt == "label_tab" else "z\n", test=text)
+    d = _write(tmp_path / "c", train=text, valid="1\ta\n" if fmt == "label_tab" else "a\n", test=text)
     cfg = DataConfig(name="text", path=str(d), format=fmt)
     with pytest.raises(DataError, match=rf"train.txt:{line}: {problem}.*skip_malformed"):
         load_dataset(cfg)
@@ -113,7 +113,7 @@ def test_label_tab_parsing(tmp_path):
 
 def test_lowercase_and_length_limits(tmp_path):
     words = " ".join(f"w{i}" for i in range(10))
-    d = _write(tmp_path / "c", train=f"A B\n{words}\nx\n", valid="a b\n", test=f"{words}\na b c\n")
+    d = _write(tmp_path / "c", train=f"A B\n{words}\nx\n", valid="a x\n", test=f"{words}\na b x\n")
     ds = load_dataset(DataConfig(name="text", path=str(d), lowercase=True, max_length=4, length_policy="truncate"))
     assert ds.decode(ds.train.sentence(0)) == "a b" and ds.train.lengths.tolist() == [2, 4, 1]
     assert ds.info["length_limits"]["train"]["truncated"] == 1 and ds.info["length_limits"]["test"]["truncated"] == 1

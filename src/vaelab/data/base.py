@@ -354,13 +354,17 @@ def images_to_split(
     image_shape: Sequence[int] | None = None,
     where: str | None = None,
     label_source: str | None = None,
+    real: bool = False,
 ) -> Split:
     """Turn an image array (N, H, W), (N, C, H, W) or (N, D) into a :class:`Split`.
 
     Values: uint8 0..255 (kept), bool or integer/float 0/1 (stored as uint8 0/255), other integers within
-    0..255 (cast to uint8) or floats in [0, 1] (float32). ``source`` names the images' file/key in errors,
-    ``label_source`` the labels' (default ``source``). Flat rows
-    need ``image_shape`` unless D is a square number (then single-channel sqrt(D) x sqrt(D)).
+    0..255 (cast to uint8) or floats in [0, 1] (float32). With ``real`` (``data.binarize=none``: a decoder of real
+    values) floats of any finite range are kept as float32 too, except whole numbers 0..255 (8-bit intensities
+    stored as floats: divide by 255). ``source`` names the images' file/key in errors, ``label_source`` the
+    labels' (default ``source``). ``image_shape`` may list the array's own dimensions (unit ones added or left
+    out) or flatten them into one (row-major, as stored); flat rows need it unless D is a square number (then
+    single-channel sqrt(D) x sqrt(D)).
     """
     if x.ndim not in (2, 3, 4):
         raise data_error(source, f"images have shape {x.shape}", "(N, H, W), (N, C, H, W) or (N, D)", where)
@@ -374,12 +378,23 @@ def images_to_split(
             raise data_error(
                 source, f"each example has {per} values but data.image_shape={list(image_shape)}", None, where
             )
-        given = [d for d in x.shape[1:] if d != 1]
-        if x.ndim > 2 and given != [d for d in shape if d != 1]:  # (N, H, W, C) read as (C, H, W): scrambled
+        given = [int(d) for d in x.shape[1:] if d != 1]
+        wanted = [d for d in shape if d != 1]
+        # the file's dimensions with unit ones added or left out, or all of them flattened (row-major, as stored)
+        if x.ndim > 2 and given != wanted and len(wanted) > 1:
+            if sorted(given) == sorted(wanted):  # (N, H, W, C) read as (C, H, W): scrambled
+                raise data_error(
+                    source,
+                    f"images of shape {tuple(x.shape[1:])} would be reordered into data.image_shape="
+                    f"{list(image_shape)} (channels last? store them as (N, C, H, W) or flat (N, D))",
+                    None,
+                    where,
+                )
             raise data_error(
                 source,
-                f"images of shape {tuple(x.shape[1:])} would be reordered into data.image_shape={list(image_shape)} "
-                "(channels last? store them as (N, C, H, W) or flat (N, D))",
+                f"data.image_shape={list(image_shape)} does not keep the file's image shape {tuple(x.shape[1:])}: it "
+                f"must list the file's dimensions (C first; unit dimensions may be added) or flatten them "
+                f"([{per}]); store other shapes reshaped in the file",
                 None,
                 where,
             )
@@ -419,9 +434,12 @@ def images_to_split(
             raise data_error(source, f"integer values span {lo}..{hi}", "0..255 or 0/1", where)
         arr = arr.astype(np.uint8) * (255 if hi <= 1 else 1)
     elif np.issubdtype(arr.dtype, np.floating):
+        if arr.size and not np.isfinite(arr).all():
+            found = " and ".join(k for k, m in (("NaN", np.isnan(arr)), ("inf", np.isinf(arr))) if m.any())
+            raise data_error(source, f"float values include {found}", "finite values", where)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
         if not (lo >= 0.0 and hi <= 1.0):
-            raise data_error(source, f"float values span {lo:g}..{hi:g}", "floats in [0, 1]", where)
+            _check_real_floats(arr, lo, hi, real, source, where)
         arr = arr.astype(np.float32)
     else:
         raise data_error(source, f"unsupported dtype {arr.dtype}", "uint8, bool, integers or floats", where)
@@ -439,6 +457,30 @@ def images_to_split(
             raise data_error(labels, f"{len(y)} labels for {n} images ({source})", "one label per image", where)
         yt = torch.from_numpy(y.astype(np.int64))
     return Split(xt, yt)
+
+
+def _check_real_floats(arr: np.ndarray, lo: float, hi: float, real: bool, source: str, where: str | None) -> None:
+    """Floats outside [0, 1]: refused unless ``real`` (``data.binarize=none``), and always when they are whole numbers
+    0..255 with a maximum above 15 (8-bit intensities stored as floats; small counts are left alone), each time
+    saying why and what to do."""
+    span = f"float values span {lo:g}..{hi:g}"
+    if 15.0 < hi <= 255.0 and lo >= 0.0 and bool(np.all(arr == np.round(arr))):
+        raise data_error(
+            source,
+            f"{span}, all whole numbers (expected floats in [0, 1]): 8-bit intensities stored as floats, while image "
+            "data sets read floats as intensities in [0, 1]; divide them by 255 (or store them as uint8)",
+            None,
+            where,
+        )
+    if not real:
+        raise data_error(
+            source,
+            f"{span} (expected floats in [0, 1]): image data sets read floats as intensities, which the binarisations "
+            "and a Bernoulli decoder need; for real-valued data set data.binarize=none with a continuous decoder "
+            "(model.likelihood=gaussian), or rescale them to [0, 1], e.g. (x - min) / (max - min)",
+            None,
+            where,
+        )
 
 
 def num_classes_of(*splits: Split, source: str = "the labels") -> int | None:

@@ -13,9 +13,11 @@ roles ``train, valid, test, train_labels, valid_labels, test_labels`` to array k
 train/x_train/train_images, valid/x_valid/validation/valid_images, test/x_test/test_images, and
 train_labels/y_train, ...).
 
-Values may be uint8 0..255, 0/1 (any integer type or bool) or floats in [0, 1]. Without a validation file the
-validation split is held out of train as for MNIST (``valid_size``). The default binarisation is static when
-every split is 0/1 and dynamic otherwise.
+Values may be uint8 0..255, 0/1 (any integer type or bool) or floats in [0, 1]; with ``data.binarize: none``
+(for a decoder of real values, ``model.likelihood: gaussian``) floats of any finite range are used as given.
+Without a validation file the validation split is held out of train as for MNIST (``valid_size``). The default
+binarisation is static when every split is 0/1 and dynamic otherwise. ``data.image_shape`` may add unit dimensions
+to the stored shape or flatten it (``[64]`` for (N, 8, 8) arrays).
 """
 
 from __future__ import annotations
@@ -171,7 +173,13 @@ def load_idx_dataset(cfg: DataConfig) -> ImageDataset:
                     where,
                 )
         parts[split] = images_to_split(
-            x, y, source=str(img_path), image_shape=cfg.image_shape, where=where, label_source=str(lab_path)
+            x,
+            y,
+            source=str(img_path),
+            image_shape=cfg.image_shape,
+            where=where,
+            label_source=str(lab_path),
+            real=cfg.binarize == "none",
         )
     info = {
         "source": str(folder),
@@ -269,6 +277,7 @@ def load_npz_dataset(cfg: DataConfig) -> ImageDataset:
                 image_shape=cfg.image_shape,
                 where=where,
                 label_source=f"{path}[{keys[f'{split}_labels']}]" if y is not None else None,
+                real=cfg.binarize == "none",
             )
     info = {"source": str(path), "format": "npz", "keys": keys, "sha256": sha256_file(path)}
     return _assemble("npz", cfg, parts, info, str(path))

@@ -49,6 +49,7 @@ checks), :mod:`~vaelab.data.text_batches` (:class:`TextSplit`, :class:`TokenBatc
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -295,6 +296,8 @@ def load_text_corpus(
         p = parsed["train"]
         why = f"all {len(p.skipped)} lines were skipped as malformed" if p.skipped else "it holds no sentences"
         raise DataError(f"{folder / files['train']}: the training split is empty: {why}")
+    for role, split in splits.items():
+        _check_unk_rate(role, info["unk_rate"][role], split.num_words, cfg, folder, files)
     _subset_splits(name, cfg, splits, info)
     num_classes = _num_classes(splits, folder)
     info.update(corpus_info(splits, len(vocab), num_classes, cfg, lowercase=cfg.lowercase))
@@ -493,6 +496,38 @@ def _encode_splits(
     if not info["length_limits"]:
         del info["length_limits"]
     return splits
+
+
+UNK_WARN_RATE = 0.5
+"""A split with a larger share of ``<unk>`` words is loaded with a printed warning (at 1.0 an evaluation split is
+refused: its perplexities would measure nothing but the rate of one token)."""
+
+
+def _check_unk_rate(role: str, rate: float, n_words: int, cfg: DataConfig, folder: Path, files: dict[str, str]) -> None:
+    """Refuse a valid or test split in which every word is ``<unk>`` (none is in the training vocabulary), naming
+    its file; warn (stderr) about any split whose ``<unk>`` rate exceeds :data:`UNK_WARN_RATE`."""
+    if not n_words or rate <= UNK_WARN_RATE:
+        return
+    source = folder / files[role] if role in files else f"the valid split held out of {folder / files['train']}"
+    key = f"data.files.{role}" if role in files else "data.files.train"
+    vocab = f"data.vocab_file={cfg.vocab_file}" if cfg.vocab_file else "the training file"
+    if role != "train" and rate >= 1.0:
+        raise DataError(
+            f"{source}: none of its {n_words} words is in the training vocabulary (all would be <unk>); its "
+            f"perplexities would measure nothing: check that {key} (and data.path) names the right file, written "
+            f"in the tokenisation and case (data.lowercase) of {vocab}"
+            + (", or raise data.vocab_size" if cfg.vocab_size is not None and not cfg.vocab_file else "")
+        )
+    if role != "train":
+        hint = f"check that it is written in the tokenisation and case (data.lowercase) of {vocab}"
+    else:
+        hint = "check data.vocab_file" if cfg.vocab_file else "raise data.vocab_size (null: every word type)"
+    print(
+        f"vaelab: warning: {source}: {rate:.0%} of its {n_words} words are not in the training vocabulary (read as "
+        f"<unk>); {hint}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _subset_splits(name: str, cfg: DataConfig, splits: dict[str, TextSplit], info: dict[str, Any]) -> None:

@@ -22,8 +22,8 @@ from vaelab.sweep.runner import (
     RunOptions,
     check_same_sweep,
     display_state,
+    listed_point_dirs,
     max_workers,
-    point_dir,
     run_sweep,
     workers_option,
 )
@@ -73,12 +73,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep)
     out = Path(args.out) if args.out else _default_out(spec.name)
     if args.list:
-        check_same_sweep(spec, out)  # the states of another sweep's points would be listed as this one's
+        stored = check_same_sweep(spec, out)  # the states of another sweep's points would be listed as this one's
+        folders = listed_point_dirs(spec, out, stored)  # appended seeds: the stored folders, not yet renamed
         try:
             shape = f"seeds x variants x zip x grid = {spec.shape}"
             print(f"# sweep {spec.name}: {len(spec)} points ({shape}); {out}")
             for p in spec.points():
-                folder = point_dir(out, p)
+                folder = folders[p.index]
                 print(f"{p.index}\t{folder.name}\t{display_state(folder)}\t{' '.join(p.overrides)}")
             sys.stdout.flush()
         except BrokenPipeError:  # `vaelab sweep S.yaml --list | head`

@@ -347,16 +347,35 @@ def _rename_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> None:
     seed is appended it becomes ``0000-plain-seed0``. Same index, same config: the folder is renamed (and its
     point.json updated) so that the finished point is found and not trained again.
     """
-    for i in range(len(stored)):
-        a, b = stored.point(i), spec.point(i)
-        old, new = point_dir(out, a), point_dir(out, b)
-        if old == new or not old.is_dir() or new.exists():
-            continue
+    for i, (old, new) in _moved_points(out, stored, spec).items():
         old.rename(new)
         record = new / POINT_FILE
         if record.is_file():
             with contextlib.suppress(ValueError, OSError):
-                _write_point_record(record, {**json.loads(record.read_text()), "folder": b.folder_name})
+                _write_point_record(record, {**json.loads(record.read_text()), "folder": spec.point(i).folder_name})
+
+
+def _moved_points(out: Path, stored: SweepSpec, spec: SweepSpec) -> dict[int, tuple[Path, Path]]:
+    """The stored points whose folders the extended sweep ``spec`` names otherwise: index -> (the folder on disk,
+    the folder :func:`_rename_points` moves it to). Read-only."""
+    moved: dict[int, tuple[Path, Path]] = {}
+    for i in range(min(len(stored), len(spec))):
+        old, new = point_dir(out, stored.point(i)), point_dir(out, spec.point(i))
+        if old != new and old.is_dir() and not new.exists():
+            moved[i] = (old, new)
+    return moved
+
+
+def listed_point_dirs(spec: SweepSpec, out: str | Path, stored: SweepSpec | None) -> dict[int, Path]:
+    """Each point's folder as ``vaelab sweep --list`` shows it: :func:`point_dir`, or, for a point of the stored
+    sweep ``stored`` that a run of the extended ``spec`` would rename (appended seeds: ``0000-plain`` becomes
+    ``0000-plain-seed0``, :func:`prepare_out`), the folder that holds it now. Renames nothing: ``--list`` writes
+    nothing."""
+    out = Path(out)
+    folders = {p.index: point_dir(out, p) for p in spec.points()}
+    if stored is not None and len(stored) <= len(spec):  # a shorter sweep keeps the stored definition: no renames
+        folders.update({i: old for i, (old, _) in _moved_points(out, stored, spec).items()})
+    return folders
 
 
 def load_stored_spec(out: str | Path) -> SweepSpec:
