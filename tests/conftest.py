@@ -39,7 +39,9 @@ TINY = {
     "seed": 3,
     "data": {"name": "synthetic_blobs", "num_examples": 256, "image_shape": [1, 6, 6], "eval_size": 64},
     "model": {"type": "mlp", "latent_dim": 4, "hidden": [32]},
-    "objective": {"beta": {"type": "linear", "start": 0.1, "value": 1.0, "warmup_steps": 10}},
+    # a warm-up of one step (beta 0.1 at step 0, then 1.0): it must reach its value within the shortest tiny run
+    # (train.max_steps=2), or the trainer refuses it (objectives.schedules.check_schedule_fits)
+    "objective": {"beta": {"type": "linear", "start": 0.1, "value": 1.0, "warmup_steps": 1}},
     "train": {"batch_size": 32, "epochs": 3, "lr": 3e-3, "progress": False, "checkpoint_every_steps": 4},
     "eval": {"batch_size": 64, "iw_samples": 20, "iw_chunk": 8},
 }

@@ -12,6 +12,7 @@ import torch
 
 from vaelab.config import load_config
 from vaelab.data import resolve_data_root
+from vaelab.objectives.schedules import RAMP_SHAPES
 from vaelab.training.trainer import Trainer
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -42,6 +43,9 @@ def _cheaper(path: Path) -> list[str]:
         extra += ["model.pixelcnn_channels=8", "model.pixelcnn_layers=1", "model.channels=[8]"]
     if cfg.train.strategy == "aggressive":
         extra += ["train.strategy_options.window=2", "train.strategy_options.max_inner_steps=4"]
+    if cfg.objective.beta.type in RAMP_SHAPES:  # the warm-up shrinks with the run, or it never reaches its value
+        extra += ["objective.beta.warmup_epochs=null", "objective.beta.warmup_steps=1"]
+        extra += ["objective.beta.delay_epochs=null", "objective.beta.delay_steps=null"]
     return extra
 
 

@@ -268,7 +268,8 @@ def test_cli_lists_methods_and_rejects_bad_input(capsys):
 
 
 def test_every_method_trains_and_is_measured_on_images(tmp_path: Path):
-    table, _ = run_study(tiny_request(methods=METHODS.names(), budget="4steps"), tmp_path / "all")
+    # 8 steps: cyclical's 4 cycles of 2 steps each reach beta = 1 (4 steps would be refused: beta 0 throughout)
+    table, _ = run_study(tiny_request(methods=METHODS.names(), budget="8steps"), tmp_path / "all")
     assert {r["method"]: r["errors"] for r in table if r["seeds_completed"] != 1} == {}
     assert all(r.get("test_probe_accuracy") is not None for r in table)  # synthetic_blobs has labels
 

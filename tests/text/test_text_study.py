@@ -13,7 +13,7 @@ def test_every_study_method_runs_on_text(tmp_path: Path, corpus_dir: Path):
     req = StudyRequest(
         data="text",
         methods=METHODS.names(),
-        budget="3steps",
+        budget="8steps",  # the least in which cyclical's 4 cycles reach beta = 1 (2 steps each)
         iw_samples=2,
         overrides=[
             f"data.path={corpus_dir}",

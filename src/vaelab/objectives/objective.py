@@ -165,15 +165,18 @@ def _regulariser_options(options: dict[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-def check_schedules_fit(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> None:
-    """Every schedule of the objective (beta, each term's weight) starts within the run's ``total_steps``
-    (:func:`~vaelab.objectives.schedules.check_schedule_fits`)."""
-    check_schedule_fits(cfg.beta, steps_per_epoch, total_steps, "objective.beta")
+def check_schedules_fit(
+    cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int, epochs: int | None = None
+) -> None:
+    """Every schedule of the objective (beta, each term's weight) reaches its value within the run's
+    ``total_steps`` (``epochs``: ``train.epochs``, to name ``train.max_steps`` when it ends the run first;
+    :func:`~vaelab.objectives.schedules.check_schedule_fits`)."""
+    check_schedule_fits(cfg.beta, steps_per_epoch, total_steps, "objective.beta", epochs)
     for i, spec in enumerate(cfg.terms):
         weight = spec.get("weight") if isinstance(spec, dict) else None
         if isinstance(weight, dict):
             weight = from_dict(ScheduleConfig, weight, f"objective.terms[{i}].weight")
-            check_schedule_fits(weight, steps_per_epoch, total_steps, f"objective.terms[{i}].weight")
+            check_schedule_fits(weight, steps_per_epoch, total_steps, f"objective.terms[{i}].weight", epochs)
 
 
 def build_objective(cfg: ObjectiveConfig, steps_per_epoch: int, total_steps: int) -> Objective:

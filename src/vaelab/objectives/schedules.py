@@ -7,9 +7,11 @@ Durations may be given in steps or in epochs (converted with the run's steps per
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal, Protocol
 
 from vaelab.errors import ConfigError
@@ -33,6 +35,8 @@ class ScheduleConfig:
     T is ``warmup_steps``, or ``warmup_epochs`` times the steps per epoch. A ramp may wait: ``delay_steps`` or
     ``delay_epochs`` hold ``start`` that long before the ramp begins (e.g. beta = 0 while an encoder is pretrained
     as an autoencoder, then 0 -> 1: Li et al., EMNLP 2019).
+    A schedule must reach its value within the run (a ramp by its last step, a cyclical schedule in each cycle):
+    the trainer refuses one that does not (:func:`check_schedule_fits`).
     """
 
     type: Literal["constant", "linear", "sigmoid", "cosine", "cyclical"] = "constant"
@@ -197,24 +201,143 @@ def check_schedule_keys(kind: str, given: Iterable[str], key: str) -> None:
         )
 
 
-def check_schedule_fits(cfg: Any, steps_per_epoch: int, total_steps: int, key: str) -> None:
-    """A ramp whose delay (``delay_steps``, or ``delay_epochs`` of ``steps_per_epoch``) lasts the whole run never
-    starts: the weight stays at ``start`` (0 for beta: an autoencoder reported as a VAE). Refused in one line
-    naming the key and the run's length (the trainer's check, once the data give the run's steps)."""
-    if not isinstance(cfg, ScheduleConfig) or cfg.type not in RAMP_SHAPES:
+REACH = 0.99
+"""How far a ramp must get from its ``start`` to its ``value`` within the run (and a cyclical schedule towards its
+``value`` in each cycle) for :func:`check_schedule_fits` to accept it: a weight that stays further off trains as
+something else than the config says (a cut-off KL warm-up; beta 0 at every step of a too-short cycle)."""
+
+MIN_SAWTOOTH_STEPS = 4
+"""The steps each cycle of a cyclical schedule with ``ratio: 1`` needs: its ramp fills the cycle, so by design it
+only approaches ``value`` (at the cycle's last step, (n - 1) / n of it); at least this many steps keep it a ramp."""
+
+
+def _plural(n: float, unit: str) -> str:
+    """``"1 epoch"``, ``"40 steps"``, ``"2.5 steps"``."""
+    text = str(int(n)) if float(n).is_integer() else f"{n:.3g}"
+    return f"{text} {unit}" if n == 1 else f"{text} {unit}s"
+
+
+def _run_length(steps_per_epoch: int, total_steps: int, epochs: int | None) -> tuple[str, str]:
+    """The run's length in words and the key that lengthens it: ``("1 epoch (8 steps)", "lengthen train.epochs")``,
+    or ``("50 steps (train.max_steps)", "raise train.max_steps")`` when the step cap ends it first."""
+    capped = total_steps < epochs * steps_per_epoch if epochs is not None else total_steps % steps_per_epoch != 0
+    if capped:
+        return f"{_plural(total_steps, 'step')} (train.max_steps)", "raise train.max_steps"
+    n = epochs if epochs is not None else total_steps // steps_per_epoch
+    return f"{_plural(n, 'epoch')} ({_plural(total_steps, 'step')})", "lengthen train.epochs"
+
+
+def _duration(steps: int | None, epochs: float | None, steps_per_epoch: int) -> str:
+    n = _plural(_steps(steps, epochs, steps_per_epoch), "step")
+    return n if steps is not None else f"{_plural(epochs or 0.0, 'epoch')} ({n})"
+
+
+def _check_ramp_reach(
+    cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int, epochs: int | None, key: str
+) -> None:
+    """A ramp must get :data:`REACH` of the way from ``start`` to ``value`` by the run's last step (its value is
+    monotone in the step, so the last step is its furthest)."""
+    if cfg.value == cfg.start:
+        return
+    end = _ramp(cfg, steps_per_epoch, total_steps)(total_steps - 1)
+    reached = (end - cfg.start) / (cfg.value - cfg.start)
+    if reached >= REACH - 1e-9:
+        return
+    length, longer = _run_length(steps_per_epoch, total_steps, epochs)
+    warmup = "warmup_steps" if cfg.warmup_steps is not None else "warmup_epochs"
+    takes = _duration(cfg.warmup_steps, cfg.warmup_epochs, steps_per_epoch)
+    shorten = f"{key}.{warmup}"
+    if cfg.delay_steps is not None or cfg.delay_epochs:
+        delay = "delay_steps" if cfg.delay_steps is not None else "delay_epochs"
+        takes += f" after a delay of {_duration(cfg.delay_steps, cfg.delay_epochs, steps_per_epoch)}"
+        shorten += f" or {key}.{delay}"
+    raise ConfigError(
+        f"{key}: the {cfg.type} warm-up takes {takes} but the run has {length}; {key} would end at {end:.3g}, "
+        f"{reached:.0%} of the way from its start {cfg.start:g} to its value {cfg.value:g}. Shorten {shorten} or "
+        f"{longer}"
+    )
+
+
+def _check_cycles_reach(
+    cfg: ScheduleConfig, steps_per_epoch: int, total_steps: int, epochs: int | None, key: str
+) -> None:
+    """Every cycle of a cyclical schedule that starts within the run must hold a step at :data:`REACH` of
+    ``value`` within the run (with ``ratio: 1``, :data:`MIN_SAWTOOTH_STEPS` steps instead). Exact arithmetic on the
+    cycle bounds (:class:`Cyclical`'s period is ``total / cycles`` steps, not always a whole number)."""
+    if cfg.value == 0 or cfg.ratio == 0:
+        return
+    span = cfg.total_steps or total_steps
+    period = Fraction(max(span, 1), cfg.cycles)
+    need = REACH if cfg.ratio < 1 else (MIN_SAWTOOTH_STEPS - 1) / MIN_SAWTOOTH_STEPS
+    n = math.ceil(total_steps / period)  # the cycles that start within the run
+    # the steps of a cycle fall alike every cycles / gcd(span, cycles) cycles: the first 10,000 and the last suffice
+    for c in itertools.chain(range(min(n, 10_000)), [n - 1]):
+        first = math.ceil(c * period)
+        last = min(math.ceil((c + 1) * period) - 1, total_steps - 1)
+        peak = 0.0 if last < first else min(1.0, float((last - c * period) / period) / cfg.ratio)
+        if peak < need - 1e-9:
+            break
+    else:
+        return
+    length, longer = _run_length(steps_per_epoch, total_steps, epochs)
+    over = f"{key}.total_steps={cfg.total_steps}" if cfg.total_steps else "the run's steps"
+    if last >= first and (c + 1) * period > total_steps:  # total_steps does not end with the run
+        what = f"is cut by the end of the run at step {total_steps} before its ramp reaches the value"
+        if cfg.total_steps and cfg.total_steps > total_steps:
+            fix = f"lower {key}.total_steps to at most {total_steps} (or remove it: the run's length)"
+        else:
+            fix = f"remove {key}.total_steps (the cycles then span the run)"
+    else:
+        if last < first:
+            what = "holds no step"
+        elif cfg.ratio < 1:
+            what = f"is too short for its ramp (ratio {cfg.ratio:g} of the cycle) to reach the value"
+        else:
+            what = f"is too short: with ratio 1 each cycle needs at least {MIN_SAWTOOTH_STEPS} steps of ramp"
+        fix = f"lower {key}.cycles" + (f" or {key}.ratio" if cfg.ratio < 1 else "")
+        if cfg.total_steps:
+            fix += f", raise {key}.total_steps"
+    raise ConfigError(
+        f"{key}: cyclical annealing with {_plural(cfg.cycles, 'cycle')} over {over} gives cycles of "
+        f"{_plural(float(period), 'step')} in a run of {length}; cycle {c + 1} {what}: {key} would peak at "
+        f"{peak * cfg.value:.3g} of its value {cfg.value:g}. To fix: {fix} or {longer}"
+    )
+
+
+def check_schedule_fits(cfg: Any, steps_per_epoch: int, total_steps: int, key: str, epochs: int | None = None) -> None:
+    """A schedule must reach its value within the run's ``total_steps`` optimiser steps (``steps_per_epoch`` per
+    epoch; ``epochs``: ``train.epochs``, which tells a run cut short by ``train.max_steps`` apart). Refused in one
+    line naming the key, the run's length and the keys that fix it (the trainer's check, once the data give the
+    run's steps):
+
+    - a ramp whose delay (``delay_steps``, or ``delay_epochs``) lasts the whole run never starts: the weight stays
+      at ``start`` (0 for beta: an autoencoder reported as a VAE);
+    - a ramp that gets less than :data:`REACH` of the way to ``value`` by the last step is cut off (a 10-epoch
+      warm-up in a 1-epoch run);
+    - a cyclical schedule with a cycle that never reaches :data:`REACH` of ``value`` (4 cycles over 4 steps: beta
+      0 at every step).
+
+    A constant (or a plain number) always fits; a schedule type registered elsewhere is not checked."""
+    if not isinstance(cfg, ScheduleConfig) or total_steps < 1:
+        return
+    if cfg.type == "cyclical":
+        _check_cycles_reach(cfg, steps_per_epoch, total_steps, epochs, key)
+        return
+    if cfg.type not in RAMP_SHAPES:
         return
     if cfg.delay_steps is not None:
         delay, what = cfg.delay_steps, f"{key}.delay_steps={cfg.delay_steps}"
     elif cfg.delay_epochs:
         delay, what = round(cfg.delay_epochs * steps_per_epoch), f"{key}.delay_epochs={cfg.delay_epochs:g}"
     else:
-        return
+        delay, what = 0, ""
     if delay >= total_steps:
         zero = " (beta 0: an autoencoder reported as a VAE)" if cfg.start == 0 and key.endswith("beta") else ""
         raise ConfigError(
             f"{what} delays the ramp past the run's {total_steps} steps, so {key} stays at its start "
             f"{cfg.start:g} throughout{zero}; shorten the delay or train longer"
         )
+    _check_ramp_reach(cfg, steps_per_epoch, total_steps, epochs, key)
 
 
 def build_schedule(

@@ -78,11 +78,11 @@ class Trainer:
         self.evaluator = Evaluator(run)
         self.strategy = STRATEGIES.get(cfg.train.strategy, key="train.strategy")(**cfg.train.strategy_options)
         self.strategy.check_budget(cfg.train.epochs, run.total_steps, run.steps_per_epoch)
-        check_schedules_fit(cfg.objective, run.steps_per_epoch, run.total_steps)
         self.optimizers = make_optimizers(cfg.train, self.strategy, run.model)  # one per parameter group
         self.batch = GlobalBatch(run)
         self.has_valid = len(run.dataset.split("valid")) > 0
         check_trainable(run)  # the splits hold what training and its evaluations need
+        check_schedules_fit(cfg.objective, run.steps_per_epoch, run.total_steps, cfg.train.epochs)  # data errors first
         self.callbacks: list[Callback] = [*standard_callbacks(cfg), *callbacks]
         self.selection = ModelSelection(cfg)  # best model, LR decay, early stopping (training.selection)
         self.state: dict[str, Any] = new_state()  # where the loop is; in every checkpoint (training.state)
