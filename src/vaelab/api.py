@@ -72,6 +72,7 @@ from vaelab.data.user import (
     UserData,
     as_intensities,
     as_user_data,
+    kind_phrase,
     refuse_float_intensities,
     tensor_data,
     token_data,
@@ -528,7 +529,7 @@ def _batches(data: Any, batch_size: int, labels: Any = None, name: str = "data")
     if isinstance(data, str | bytes | Mapping) or not hasattr(data, "__iter__"):
         raise UserError(
             f"{name} must be a tensor or array (N, ...), a list of token-id sequences or a list of batches (tensors, "
-            f"(x, y) pairs or objects with .x), got {_item_kind(data)}"
+            f"(x, y) pairs or objects with .x), got {kind_phrase(data)}"
         )
     if labels is not None:
         raise UserError("labels= goes with a tensor or token lists; batches carry their own labels (.y or (x, y))")
@@ -541,24 +542,8 @@ def _batches(data: Any, batch_size: int, labels: Any = None, name: str = "data")
             yield _batch_x(batch, f"{name}[{i}]"), None
         else:
             raise UserError(
-                f"{name}[{i}] is {_item_kind(batch)}, not a batch (a tensor, an (x, y) pair or an object with .x)"
+                f"{name}[{i}] is {kind_phrase(batch)}, not a batch (a tensor, an (x, y) pair or an object with .x)"
             )
-
-
-def _item_kind(obj: Any) -> str:
-    """``obj``'s kind for an error: ``None``, ``the string 'ab'``, ``a tuple of 3``, ``a dict (keys 'x')``, else
-    ``a <type>``."""
-    if obj is None:
-        return "None"
-    if isinstance(obj, str | bytes):
-        return f"the string {obj!r:.60}"
-    kind = type(obj).__name__
-    kind = ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
-    if isinstance(obj, Mapping):
-        return f"{kind} (keys {', '.join(repr(k) for k in list(obj)[:5])})"
-    if isinstance(obj, tuple | list):
-        return f"{kind} of {len(obj)}"
-    return kind
 
 
 def _batch_x(x: Any, where: str) -> Any:
@@ -567,7 +552,7 @@ def _batch_x(x: Any, where: str) -> Any:
     if isinstance(x, np.ndarray):
         return torch.as_tensor(x)
     if x is None or isinstance(x, str | bytes | numbers.Number | Mapping):
-        raise UserError(f"{where} is {_item_kind(x)}, not a batch's x (a tensor of shape (B, ...))")
+        raise UserError(f"{where} is {kind_phrase(x)}, not a batch's x (a tensor of shape (B, ...))")
     return x
 
 

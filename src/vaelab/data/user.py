@@ -305,6 +305,22 @@ def _kind(x: Any) -> str:
     return type(x).__name__
 
 
+def kind_phrase(obj: Any) -> str:
+    """``obj``'s kind for an error, as a phrase: ``None``, ``the string 'ab'``, ``a tuple of 3``, ``a dict (keys
+    'x')``, else ``a <type>`` / ``an <type>``."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, str | bytes):
+        return f"the string {obj!r:.60}"
+    kind = type(obj).__name__
+    kind = ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
+    if isinstance(obj, Mapping):
+        return f"{kind} (keys {', '.join(repr(k) for k in list(obj)[:5])})"
+    if isinstance(obj, tuple | list):
+        return f"{kind} of {len(obj)}"
+    return kind
+
+
 def _class_label(v: Any) -> int | None:
     """``v`` as an integer class id (a Python or NumPy integer, or a one-element integer tensor / array), else
     None (floats are refused, not truncated: int(0.5) would be class 0)."""
@@ -361,12 +377,9 @@ def _item_array(x: Any, where: str, expected: str) -> np.ndarray:
     if isinstance(x, Tensor):
         return _numpy(x, where)
     if x is None or isinstance(x, str | bytes | Mapping):
-        got = (
-            f"a {type(x).__name__} (keys {', '.join(repr(k) for k in list(x)[:5])})"
-            if isinstance(x, Mapping)
-            else _kind(x)
+        raise DataTypeError(
+            f"{where} must be {expected}, got {kind_phrase(x):.80}; return x or (x, label) from __getitem__"
         )
-        raise DataTypeError(f"{where} must be {expected}, got {got:.80}; return x or (x, label) from __getitem__")
     try:
         return _numpy(torch.as_tensor(x), where)
     except (TypeError, ValueError, RuntimeError):

@@ -160,6 +160,13 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
     return obj
 
 
+def _first_line(e: BaseException) -> str:
+    """``"RuntimeError: <first line of its message>"``: an exception from inside the user's code, for a one-line
+    error (the original stays chained)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def call_factory(
     spec: str, kwargs: dict[str, Any], kwargs_name: str = "model.factory_kwargs"
 ) -> VAE | tuple[nn.Module, nn.Module]:
@@ -177,9 +184,8 @@ def call_factory(
     except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
         if isinstance(e, UserError):  # already one line of vaelab's
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ContractError(
-            f"the model factory {spec} failed with {kwargs_name} {kwargs!r:.200}: {type(e).__name__}: {first} "
+            f"the model factory {spec} failed with {kwargs_name} {kwargs!r:.200}: {_first_line(e)} "
             f"(check {kwargs_name})"
         ) from e
     if isinstance(made, VAE):
@@ -279,10 +285,8 @@ def _call(what: str, fn: Any, x: Any, *args: Any, batch: str = "first training b
         if isinstance(e, ContractError):
             raise
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ContractError(
-            f"{what} failed on the {batch}, x of shape {shape}: {type(e).__name__}: {first} (do the "
-            "modules fit the data's shape?)"
+            f"{what} failed on the {batch}, x of shape {shape}: {_first_line(e)} (do the modules fit the data's shape?)"
         ) from e
 
 
