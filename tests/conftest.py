@@ -150,3 +150,14 @@ def text_run_config(tmp_path: Path, corpus_dir: Path):
         return p
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (the machine's other core runs other work), restored after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

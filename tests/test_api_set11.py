@@ -7,41 +7,14 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import vaelab
+from api_modules import FAST, Dec, Enc, X, build, one_line
 from vaelab.config import ConfigError
 from vaelab.data.base import DataError
 from vaelab.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Enc(nn.Module):
-    def __init__(self, latent: int = 3) -> None:
-        super().__init__()
-        self.net = nn.Linear(12, 2 * latent)
-
-    def forward(self, x):
-        return self.net(x.flatten(1)).chunk(2, -1)
-
-
-class Dec(nn.Module):
-    def __init__(self, latent: int = 3, nan: bool = False) -> None:
-        super().__init__()
-        self.net = nn.Linear(latent, 12)
-        self.nan = nan
-
-    def log_prob(self, x, z):
-        ll = -F.binary_cross_entropy_with_logits(self.net(z), x.flatten(1), reduction="none").sum(1)
-        return ll * float("nan") if self.nan else ll
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class BernoulliDec(Dec):
@@ -51,20 +24,6 @@ class BernoulliDec(Dec):
         p = torch.sigmoid(self.net(z))
         x = x.flatten(1)
         return torch.where((x >= 0) & (x <= 1), x * p.log() + (1 - x) * (1 - p).log(), -torch.inf).sum(1)
-
-
-def build(latent: int = 3):
-    return Enc(latent), Dec(latent)
-
-
-X = (torch.rand(120, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-FAST = ["train.epochs=1", "train.batch_size=40", "eval.iw_samples=2", "train.progress=false"]
-
-
-def _one_line(e: pytest.ExceptionInfo) -> str:
-    text = str(e.value)
-    assert "\n" not in text
-    return text
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -84,7 +43,7 @@ def test_a03_mapping_arguments_of_train_are_checked(tmp_path, kwargs, match):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=match) as e:
         vaelab.train(build, X, out, overrides=FAST, **kwargs)
-    _one_line(e)
+    one_line(e)
     assert not out.exists()
 
 
@@ -92,7 +51,7 @@ def test_a71_an_override_key_given_twice_is_refused(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"override key train.epochs is given twice \('train.epochs=1' and 'tr") as e:
         vaelab.train(build, X, out, overrides=[*FAST, "train.epochs=2"])
-    _one_line(e)
+    one_line(e)
     with pytest.raises(ConfigError, match=r"override key train.lr is given twice"):
         vaelab.train(build, X, out, overrides=[*FAST, "train.lr=0.1", "train={lr: 0.2}"])
     assert not out.exists()
@@ -107,7 +66,7 @@ def test_a10_non_finite_data_are_named_as_the_users_argument(tmp_path, bad):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=r"^data train: the values must be finite \(found (inf|NaN) in 1 of 120 ") as e:
         vaelab.train(build, x, out, overrides=FAST)
-    assert "arrays.npz" not in _one_line(e)
+    assert "arrays.npz" not in one_line(e)
     assert not out.exists()
     with pytest.raises(UserError, match=r"^data valid: the values must be finite"):
         vaelab.tensor_data(X, x.double())
@@ -126,7 +85,7 @@ def test_a10_non_finite_data_are_named_as_the_users_argument(tmp_path, bad):
 def test_a12_tensor_data_checks_its_fractions_at_once(tmp_path, kwargs, match):
     with pytest.raises(UserError, match=match) as e:
         vaelab.tensor_data(X, **kwargs)
-    _one_line(e)
+    one_line(e)
     with pytest.raises(UserError, match=match):
         vaelab.token_data([[0, 1]] * 20, **kwargs)
 
@@ -143,7 +102,7 @@ def test_a12_fractions_of_given_splits_are_not_summed():
 def test_a47_token_batch_of_no_sequences_names_its_argument():
     with pytest.raises(UserError, match=r"^token_batch: sequences is empty") as e:
         vaelab.token_batch([])
-    _one_line(e)
+    one_line(e)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -171,7 +130,7 @@ def test_a53_a_decoder_whose_log_prob_is_nan_is_refused(name):
     torch.manual_seed(0)
     with pytest.raises(vaelab.ContractError, match=r"decoder.log_prob\(x, z\) returned NaN") as e:
         METRICS[name]((Enc(), Dec(nan=True)), X)
-    _one_line(e)
+    one_line(e)
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -183,7 +142,7 @@ def test_a53b_parameters_holding_nan_or_inf_are_named(name, role, value):
         (dec if role == "decoder" else enc).net.weight.fill_(value)
     with pytest.raises(UserError, match=rf"^the {role}'s parameter net.weight holds NaN or infinite values") as e:
         METRICS[name]((enc, dec), X)
-    _one_line(e)
+    one_line(e)
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -191,7 +150,7 @@ def test_a72_float_intensities_0_255_are_refused_by_every_metric(name):
     torch.manual_seed(0)
     with pytest.raises(DataError, match=r"float values are whole numbers 0\.\.255.*divide by 255.*raw=True") as e:
         METRICS[name]((Enc(), BernoulliDec()), X * 255)
-    _one_line(e)
+    one_line(e)
 
 
 def test_a72_raw_true_evaluates_real_valued_data_as_given():
@@ -222,4 +181,4 @@ def test_a76_evaluate_labels_are_checked_and_said_to_have_no_effect():
             warnings.simplefilter("ignore", FutureWarning)
             with pytest.raises(UserError, match=match) as e:
                 vaelab.evaluate(pair, X, labels=labels)
-        _one_line(e)
+        one_line(e)

@@ -9,54 +9,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import vaelab
 import vaelab.evaluation
+from api_modules import FAST, X, build, one_line
 from vaelab.config import ConfigError
 from vaelab.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Enc(nn.Module):
-    def __init__(self, latent: int = 3) -> None:
-        super().__init__()
-        self.net = nn.Linear(12, 2 * latent)
-
-    def forward(self, x):
-        return self.net(x.flatten(1)).chunk(2, -1)
-
-
-class Dec(nn.Module):
-    def __init__(self, latent: int = 3) -> None:
-        super().__init__()
-        self.net = nn.Linear(latent, 12)
-
-    def log_prob(self, x, z):
-        return -F.binary_cross_entropy_with_logits(self.net(z), x.flatten(1), reduction="none").sum(1)
-
-
-def build(latent: int = 3):
-    return Enc(latent), Dec(latent)
-
-
-X = (torch.rand(120, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-FAST = ["train.epochs=1", "train.batch_size=40", "eval.iw_samples=2", "train.progress=false"]
 SEQS = [[1, 2, 3], [0, 4], [2, 2, 1, 0]] * 20  # 60 sequences
-
-
-def _one_line(e: pytest.ExceptionInfo) -> str:
-    text = str(e.value)
-    assert "\n" not in text
-    return text
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +47,7 @@ def no_work(monkeypatch):
 def test_b46_diagnose_evaluate_must_be_true_false_or_none(a20, no_work, value):
     with pytest.raises(ConfigError, match=r"^evaluate must be True, False or None, got ") as e:
         a20.diagnose(evaluate=value)
-    assert repr(value) in _one_line(e)
+    assert repr(value) in one_line(e)
     assert not (a20.path / "diagnosis.md").exists()
 
 
@@ -119,7 +82,7 @@ def test_b46_other_bool_and_choice_arguments_are_checked(a20, no_work):
 def test_c20_evaluate_overrides_follow_the_command_lines_rule(a20, no_work, overrides, kwargs, match):
     with pytest.raises(ConfigError, match=match) as e:
         a20.evaluate(overrides=overrides, **kwargs)
-    _one_line(e)
+    one_line(e)
     assert not (a20.path / "eval.json").exists()
 
 
@@ -140,7 +103,7 @@ def test_c20_evaluate_still_accepts_evaluation_settings(a20):
 def test_b45_evaluate_iw_samples_follows_the_rule_of_eval_iw_samples(a20, no_work, value, match):
     with pytest.raises(ConfigError, match=match) as e:
         a20.evaluate(iw_samples=value)
-    _one_line(e)
+    one_line(e)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -161,7 +124,7 @@ def test_a02_train_names_the_kinds_of_data_it_accepts(tmp_path, data, match):
     kinds = r"^data must be a tensor, array, Dataset, token-id sequences or a mapping of splits, "
     with pytest.raises(UserError, match=kinds + match) as e:
         vaelab.train(build, data, out, overrides=FAST)
-    _one_line(e)
+    one_line(e)
     assert not out.exists()
 
 
@@ -225,11 +188,11 @@ def test_c01_summary_of_a_run_that_never_finished(a20, tmp_path):
     shutil.copy(a20.path / "config.yaml", crashed / "config.yaml")  # as a training that died in its first epoch
     with pytest.raises(UserError, match=r"has no summary.json: the run never finished .* or is still training") as e:
         _ = vaelab.Run(crashed).summary
-    assert "train it again" in _one_line(e)
+    assert "train it again" in one_line(e)
     shutil.copytree(a20.path / "checkpoints", crashed / "checkpoints")  # a checkpoint to resume from
     with pytest.raises(UserError, match=re.escape(f"finish it with `vaelab resume {crashed}`")) as e:
         _ = vaelab.Run(crashed).summary
-    _one_line(e)
+    one_line(e)
 
 
 def test_c01_config_yaml_deleted_after_the_run_was_opened(a20, tmp_path):
@@ -240,7 +203,7 @@ def test_c01_config_yaml_deleted_after_the_run_was_opened(a20, tmp_path):
     for read in (lambda: run.config, run.load, run.evaluate, run.diagnose, run.write_report):
         with pytest.raises(UserError, match=r"has no config.yaml any more .*; restore config.yaml or train") as e:
             read()
-        _one_line(e)
+        one_line(e)
     assert run.summary["status"] == "completed"  # what is still there is still read
 
 

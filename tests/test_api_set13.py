@@ -6,56 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import vaelab
+from api_modules import FAST, X, build, one_line
 from vaelab.data.user import DataTypeError
 from vaelab.errors import UserError
 from vaelab.models.custom import ContractError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Enc(nn.Module):
-    def __init__(self, latent: int = 3) -> None:
-        super().__init__()
-        self.net = nn.Linear(12, 2 * latent)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return self.net(x.flatten(1)).chunk(2, -1)
-
-
-class Dec(nn.Module):
-    def __init__(self, latent: int = 3) -> None:
-        super().__init__()
-        self.net = nn.Linear(latent, 12)
-
-    def log_prob(self, x, z):
-        return -F.binary_cross_entropy_with_logits(self.net(z), x.flatten(1), reduction="none").sum(1)
-
-
-def build(latent_dim: int = 3):
-    return Enc(latent_dim), Dec(latent_dim)
-
-
-X = (torch.rand(120, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
 Y = torch.arange(120) % 3
-FAST = ["train.epochs=1", "train.batch_size=40", "eval.iw_samples=2", "train.progress=false"]
-
-
-def _one_line(e: pytest.ExceptionInfo) -> str:
-    text = str(e.value)
-    assert "\n" not in text
-    return text
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -66,7 +27,7 @@ def test_a11_a_failing_factory_names_its_kwargs_and_leaves_no_run_folder(tmp_pat
     out = tmp_path / "run"
     with pytest.raises(ContractError, match=r"^the model factory \S+:build failed with model_kwargs ") as e:
         vaelab.train(build, X, out, model_kwargs={"latent_dim": -2}, overrides=FAST)
-    text = _one_line(e)
+    text = one_line(e)
     assert "{'latent_dim': -2}" in text
     assert "RuntimeError: Trying to create tensor with negative dimension" in text
     assert text.endswith("(check model_kwargs)")
@@ -102,14 +63,14 @@ def test_m26_a_list_of_batches_holds_only_batches(metric, item, match):
     enc, dec = build()
     with pytest.raises(UserError, match=match) as e:
         getattr(vaelab, metric)((enc, dec), [X[:60], item])
-    _one_line(e)
+    one_line(e)
     assert enc.calls == 0  # refused before any work
 
 
 def test_m26_probe_names_its_own_argument():
     with pytest.raises(UserError, match=r"^test_data\[0\] is the string 'x', not a batch") as e:
         vaelab.probe(build(), [(X, Y)], ["x"])
-    _one_line(e)
+    one_line(e)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +119,7 @@ def test_b05_dataset_items_that_are_no_example(tmp_path, make, match):
     out = tmp_path / "run"
     with pytest.raises(DataTypeError, match=match) as e:
         vaelab.train(build, _Items(make), out, overrides=FAST)
-    assert _one_line(e).endswith("from __getitem__")
+    assert one_line(e).endswith("from __getitem__")
     assert not out.exists()
 
 
@@ -169,7 +130,7 @@ def test_b05_dataset_items_that_are_no_example(tmp_path, make, match):
 def test_m33_as_vae_latent_dim_against_example():
     with pytest.raises(UserError, match=r"^as_vae: latent_dim=5, but the encoder returns D=2 for example=; leave") as e:
         vaelab.as_vae(build(2), latent_dim=5, example=X[:2])
-    _one_line(e)
+    one_line(e)
     assert vaelab.as_vae(build(2), latent_dim=2, example=X[:2]).latent_dim == 2
 
 
@@ -184,7 +145,7 @@ def test_m33_as_vae_latent_dim_against_example():
 def test_m19_probe_test_classes_never_seen_in_training(test_labels, missing):
     with pytest.raises(UserError, match=r"a linear probe cannot predict a class it never saw$") as e:
         vaelab.probe(build(), X, X, train_labels=Y, test_labels=test_labels)
-    assert _one_line(e).startswith(f"test labels {missing} do not occur in the training labels (classes 0..2)")
+    assert one_line(e).startswith(f"test labels {missing} do not occur in the training labels (classes 0..2)")
 
 
 def test_m19_probe_with_the_same_classes_still_runs():
